@@ -1,0 +1,42 @@
+# ecs-reconciler: every target bootstraps its own virtualenv from nothing (python3 >= 3.11).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv run test lint format schema renovate-check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with the package and its dev tools
+
+run: $(STAMP) ## validate specs/ and show the pools they define
+	$(BIN)/ecs-reconciler validate specs
+
+test: $(STAMP) ## run the test suite
+	$(BIN)/pytest -q
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy on the package
+	$(BIN)/ruff check reconciler tests tools
+	$(BIN)/ruff format --check reconciler tests tools
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix reconciler tests tools
+	$(BIN)/ruff format reconciler tests tools
+
+schema: $(STAMP) ## regenerate schemas/ from the models
+	$(BIN)/ecs-reconciler schema --write schemas
+
+renovate-check: ## prove that the real Renovate finds every version and image in specs/
+	$(PYTHON) tools/renovate_check.py
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,488 @@
+"""Typed models of the spec kinds (apiVersion ecs-reconciler/v1alpha1).
+
+This module owns the shape and the single-document rules of `RunnerPool` and
+`CapacityProvider`. It knows nothing about files or line numbers (see `loader`) nor about
+rules that span documents (see `crossref`). Field names in YAML are camelCase; every model
+forbids unknown fields, and every default is written here, once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "ecs-reconciler/v1alpha1"
+
+# A DNS label: what Kubernetes calls a name, and what fits an ECS family, a tag and a log stream.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+IAM_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$"
+SECRET_ARN = (
+    r"^arn:aws[a-z-]*:(secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9_/+=.@:-]+"
+    r"|ssm:[a-z0-9-]+:\d{12}:parameter/[A-Za-z0-9_/+=.@-]+)$"
+)
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
+RUNNER_VERSION = r"^\d+\.\d+\.\d+$"
+# repo[:tag][@sha256:digest], with an optional registry host[:port] in front.
+IMAGE_REFERENCE = re.compile(
+    r"^(?P<repository>(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+# Subnets and security groups are given by ID or by their Name tag (resolved when observed).
+SUBNET_REF = r"^(subnet-[0-9a-f]{8,17}|[A-Za-z0-9_.:/=+@ -]{1,255})$"
+SECURITY_GROUP_REF = r"^(sg-[0-9a-f]{8,17}|[A-Za-z0-9_.:/=+@ -]{1,255})$"
+# Environment variables the reconciler sets on every runner container itself.
+RESERVED_ENVIRONMENT = frozenset(
+    {"DOCKER_HOST", "RUNNER_POOL", "RUNNER_LABELS", "RUNNER_SCOPE", "RUNNER_GROUP"}
+)
+RESERVED_TAG_PREFIXES = ("aws:", "ecs-reconciler:")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# ECS on EC2: a task asks for 0.125 to 192 vCPU.
+TASK_CPU_RANGE = (128, 196_608)
+RUNNER_MIN_MEMORY = 512
+DIND_MIN_MEMORY = 512
+
+Name = Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Enabled = Literal["ENABLED", "DISABLED"]
+
+
+class FieldProblem(ValueError):
+    """A rule broken by one field of a model: `path` (YAML keys) is relative to that model."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: camelCase in YAML, unknown fields rejected, no coercion."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+    )
+
+
+def parse_image_reference(reference: str) -> tuple[str, str | None, str | None]:
+    """Split `repo[:tag][@digest]` into (repository, tag, digest); ValueError when malformed."""
+    match = IMAGE_REFERENCE.match(reference)
+    if not match or not (match["tag"] or match["digest"]):
+        raise ValueError(
+            f"{reference!r} is not an image reference of the form "
+            "registry/repository:tag@sha256:<64 hex> (tag or digest required)"
+        )
+    return match["repository"], match["tag"], match["digest"]
+
+
+def _image_reference(value: str) -> str:
+    parse_image_reference(value)
+    return value
+
+
+class Metadata(SpecModel):
+    """Identity of a document: its name is unique per kind across all spec files."""
+
+    name: Name = Field(description="DNS label (lowercase letters, digits, '-'), max 63.")
+
+
+class Scope(SpecModel):
+    """Where runners register: exactly one of enterprise, organization or repository."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    enterprise: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,99}$", description="Enterprise slug."
+    )
+    organization: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$", description="Organization."
+    )
+    repository: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$",
+        description="owner/name.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Scope:
+        given = [k for k in ("enterprise", "organization", "repository") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of enterprise, organization or repository"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """'enterprise', 'organization' or 'repository'."""
+        return next(k for k in ("enterprise", "organization", "repository") if getattr(self, k))
+
+    @property
+    def target(self) -> str:
+        """The enterprise slug, organization name or owner/repository."""
+        return str(getattr(self, self.kind))
+
+
+class Runner(SpecModel):
+    """The actions/runner release and the image that contains it."""
+
+    version: str = Field(pattern=RUNNER_VERSION, description="actions/runner version, x.y.z.")
+    image: str = Field(description="Runner image: registry/repository:tag@sha256:digest.")
+
+    _check_image = field_validator("image")(_image_reference)
+
+
+class Docker(SpecModel):
+    """Docker for jobs: `none`, or `dind`: a privileged Docker daemon sidecar per task."""
+
+    mode: Literal["none", "dind"] = Field(default="none")
+    image: str | None = Field(default=None, description="dind image; required with mode dind.")
+
+    @field_validator("image")
+    @classmethod
+    def _check_image(cls, value: str | None) -> str | None:
+        return None if value is None else _image_reference(value)
+
+    @model_validator(mode="after")
+    def _image_matches_mode(self) -> Docker:
+        if self.mode == "dind" and not self.image:
+            raise FieldProblem(
+                ("image",), "mode dind needs an image, for example docker:27-dind@sha256:..."
+            )
+        if self.mode == "none" and self.image:
+            raise FieldProblem(
+                ("image",), "image is only used with mode dind; remove it or set mode: dind"
+            )
+        return self
+
+
+class Resources(SpecModel):
+    """Task-level CPU units (1024 = 1 vCPU) and memory in MiB."""
+
+    cpu: int = Field(ge=TASK_CPU_RANGE[0], le=TASK_CPU_RANGE[1])
+    memory: int = Field(ge=RUNNER_MIN_MEMORY, le=3_145_728)
+
+
+class Network(SpecModel):
+    """awsvpc networking: each task (so each job) gets its own ENI."""
+
+    subnets: list[Annotated[str, StringConstraints(pattern=SUBNET_REF)]] = Field(
+        min_length=1, max_length=16, description="Subnet IDs or Name tags."
+    )
+    security_groups: list[Annotated[str, StringConstraints(pattern=SECURITY_GROUP_REF)]] = Field(
+        min_length=1, max_length=5, description="Security group IDs or Name tags."
+    )
+
+    @field_validator("subnets", "security_groups")
+    @classmethod
+    def _unique(cls, values: list[str]) -> list[str]:
+        return _unique_items(values)
+
+
+class Iam(SpecModel):
+    """Roles of the runner task. The execution role pulls images, writes logs, reads secrets."""
+
+    execution_role_arn: str | None = Field(default=None, pattern=IAM_ROLE_ARN)
+    task_role_arn: str | None = Field(default=None, pattern=IAM_ROLE_ARN)
+
+
+class Logging(SpecModel):
+    """CloudWatch Logs (awslogs driver); streams are prefixed with the pool name."""
+
+    log_group: str = Field(
+        default="/ecs-reconciler/runners", pattern=r"^[A-Za-z0-9_#/.-]{1,512}$", max_length=512
+    )
+
+
+class IdleSchedule(SpecModel):
+    """More warm idle runners on given days between `from` and `to` (local time, [from, to))."""
+
+    days: list[Weekday] = Field(min_length=1, max_length=7)
+    from_: str = Field(alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM")
+    to: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="HH:MM or 24:00")
+    timezone: str = Field(description="IANA time zone, for example Asia/Tokyo.")
+    idle: int = Field(ge=0)
+
+    @field_validator("days")
+    @classmethod
+    def _unique_days(cls, values: list[str]) -> list[str]:
+        return _unique_items(values)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone (for example Asia/Tokyo, Europe/Berlin, UTC)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> IdleSchedule:
+        if self.from_ >= self.to:
+            raise FieldProblem(
+                ("to",),
+                f"window {self.from_}-{self.to} is empty: 'to' must be after 'from' "
+                "(split a window across midnight into two schedules, ending at 24:00)",
+            )
+        return self
+
+
+class Scaling(SpecModel):
+    """Pool size bounds, warm idle runners, and the per-repository fairness cap."""
+
+    min: int = Field(default=0, ge=0, description="Runners kept even with no demand.")
+    max: int = Field(ge=1, le=5000, description="Hard cap on the pool's runner tasks.")
+    idle: int = Field(default=0, ge=0, description="Warm idle runners outside schedules.")
+    schedules: list[IdleSchedule] = Field(default_factory=list, max_length=50)
+    max_per_repository: int | None = Field(
+        default=None, ge=1, description="Pending jobs of one repository counted at most."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Scaling:
+        if self.min > self.max:
+            raise FieldProblem(("max",), f"must be >= min ({self.min})")
+        if self.idle > self.max:
+            raise FieldProblem(("idle",), f"idle ({self.idle}) must be <= max ({self.max})")
+        for index, schedule in enumerate(self.schedules):
+            if schedule.idle > self.max:
+                raise FieldProblem(
+                    ("schedules", index, "idle"),
+                    f"schedules[{index}].idle ({schedule.idle}) must be <= max ({self.max})",
+                )
+        return self
+
+
+class Rollout(SpecModel):
+    """How fast outdated idle runners are replaced: a count or a percentage of the pool."""
+
+    max_surge: Annotated[
+        int | str,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 1},
+                    {"type": "string", "pattern": r"^([1-9]\d?|100)%$"},
+                ]
+            }
+        ),
+    ] = Field(
+        default="25%",
+        description="Runners replaced at a time: a count like 3 or a percentage like '25%'"
+        " of the pool (rounded up).",
+    )
+
+    @field_validator("max_surge")
+    @classmethod
+    def _count_or_percentage(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value >= 1:
+            return value
+        if isinstance(value, str) and re.fullmatch(r"([1-9]\d?|100)%", value):
+            return value
+        raise ValueError(f"{value!r}: give a count of at least 1 or a percentage from 1% to 100%")
+
+    def surge_for(self, pool_size: int) -> int:
+        """Number of runners that may be replaced at once for a pool of `pool_size`."""
+        if isinstance(self.max_surge, int):
+            return self.max_surge
+        percent = int(self.max_surge.rstrip("%"))
+        return max(1, -(-pool_size * percent // 100))
+
+
+class SecretReference(SpecModel):
+    """An environment variable filled by ECS from Secrets Manager or SSM: ARN only, no value."""
+
+    name: str = Field(pattern=ENV_NAME)
+    value_from: str = Field(pattern=SECRET_ARN, description="Secrets Manager or SSM ARN.")
+
+
+class RunnerPoolSpec(SpecModel):
+    """Desired state of one pool of ephemeral runners."""
+
+    cluster: Name
+    scope: Scope
+    runner_group: str = Field(default="Default", min_length=1, max_length=100)
+    labels: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}$")]] = Field(
+        min_length=1, max_length=50
+    )
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    runner: Runner
+    docker: Docker = Field(default_factory=lambda: Docker())
+    resources: Resources
+    network: Network
+    capacity_provider: str = Field(min_length=1, max_length=255)
+    iam: Iam = Field(default_factory=lambda: Iam())
+    logging: Logging = Field(default_factory=lambda: Logging())
+    stop_timeout: int = Field(default=30, ge=2, le=120, description="Seconds before SIGKILL.")
+    scaling: Scaling
+    rollout: Rollout = Field(default_factory=lambda: Rollout())
+    deletion_policy: Literal["Drain", "Orphan"] = "Drain"
+    environment: dict[Annotated[str, StringConstraints(pattern=ENV_NAME)], str] = Field(
+        default_factory=dict, max_length=200
+    )
+    secrets: list[SecretReference] = Field(default_factory=list, max_length=100)
+    tags: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=128)],
+        Annotated[str, StringConstraints(max_length=256)],
+    ] = Field(default_factory=dict, max_length=40)
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, values: list[str]) -> list[str]:
+        return _unique_items(values, case_insensitive=True)
+
+    @field_validator("environment")
+    @classmethod
+    def _no_reserved_environment(cls, values: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(RESERVED_ENVIRONMENT.intersection(values))
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} is set by the reconciler; remove it")
+        return values
+
+    @field_validator("tags")
+    @classmethod
+    def _no_reserved_tags(cls, values: dict[str, str]) -> dict[str, str]:
+        return _check_tags(values)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunnerPoolSpec:
+        if self.capacity_provider in ("FARGATE", "FARGATE_SPOT"):
+            raise FieldProblem(
+                ("capacityProvider",),
+                "Fargate is not supported; runners need EC2 capacity "
+                "(docker-in-docker needs privileged containers). Name a CapacityProvider spec.",
+            )
+        if self.docker.mode == "dind" and self.resources.memory < (
+            RUNNER_MIN_MEMORY + DIND_MIN_MEMORY
+        ):
+            raise FieldProblem(
+                ("resources", "memory"),
+                f"resources.memory ({self.resources.memory}) is too small for a runner and a "
+                f"dind sidecar: give at least {RUNNER_MIN_MEMORY + DIND_MIN_MEMORY} MiB",
+            )
+        taken = set(self.environment) | RESERVED_ENVIRONMENT
+        for index, secret in enumerate(self.secrets):
+            if secret.name in taken:
+                raise FieldProblem(
+                    ("secrets", index, "name"),
+                    f"{secret.name} is already set (environment or an earlier secret)",
+                )
+            taken.add(secret.name)
+        if self.secrets and not self.iam.execution_role_arn:
+            raise FieldProblem(
+                ("iam", "executionRoleArn"),
+                "secrets need iam.executionRoleArn (ECS reads them with that role)",
+            )
+        if self.scope.repository and self.scaling.max_per_repository is not None:
+            raise FieldProblem(
+                ("scaling", "maxPerRepository"),
+                "maxPerRepository has no effect on a repository-scoped pool; remove it",
+            )
+        return self
+
+
+class ManagedScaling(SpecModel):
+    """ECS managed scaling of the Auto Scaling group (AWS defaults written out)."""
+
+    status: Enabled = "ENABLED"
+    target_capacity: int = Field(default=100, ge=1, le=100)
+    minimum_scaling_step_size: int = Field(default=1, ge=1, le=10_000)
+    maximum_scaling_step_size: int = Field(default=10_000, ge=1, le=10_000)
+    instance_warmup_period: int = Field(default=300, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _steps(self) -> ManagedScaling:
+        if self.minimum_scaling_step_size > self.maximum_scaling_step_size:
+            raise FieldProblem(("minimumScalingStepSize",), "must be <= maximumScalingStepSize")
+        return self
+
+
+class CapacityProviderSpec(SpecModel):
+    """An ECS capacity provider over an existing Auto Scaling group, attached to a cluster."""
+
+    cluster: Name
+    auto_scaling_group: str = Field(
+        min_length=1, max_length=1600, pattern=r"^[^\x00-\x1f]+$", description="Name or ARN."
+    )
+    managed_scaling: ManagedScaling = Field(default_factory=lambda: ManagedScaling())
+    managed_termination_protection: Enabled = "DISABLED"
+    tags: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=128)],
+        Annotated[str, StringConstraints(max_length=256)],
+    ] = Field(default_factory=dict, max_length=40)
+
+    @field_validator("tags")
+    @classmethod
+    def _no_reserved_tags(cls, values: dict[str, str]) -> dict[str, str]:
+        return _check_tags(values)
+
+
+class RunnerPool(SpecModel):
+    """A pool of ephemeral GitHub Actions runners, one ECS task per job."""
+
+    api_version: Literal["ecs-reconciler/v1alpha1"]
+    kind: Literal["RunnerPool"]
+    metadata: Metadata
+    spec: RunnerPoolSpec
+
+
+class CapacityProvider(SpecModel):
+    """An ECS capacity provider that pools place their tasks on."""
+
+    api_version: Literal["ecs-reconciler/v1alpha1"]
+    kind: Literal["CapacityProvider"]
+    metadata: Metadata
+    spec: CapacityProviderSpec
+
+    @model_validator(mode="after")
+    def _name_allowed_by_ecs(self) -> CapacityProvider:
+        if self.metadata.name.startswith(("aws", "ecs", "fargate")):
+            raise FieldProblem(
+                ("metadata", "name"),
+                "ECS refuses capacity provider names starting with 'aws', 'ecs' or 'fargate'",
+            )
+        return self
+
+
+Resource = RunnerPool | CapacityProvider
+KINDS: dict[str, type[RunnerPool] | type[CapacityProvider]] = {
+    "RunnerPool": RunnerPool,
+    "CapacityProvider": CapacityProvider,
+}
+
+
+def _unique_items(values: list[str], case_insensitive: bool = False) -> list[str]:
+    seen: set[str] = set()
+    for value in values:
+        key = value.lower() if case_insensitive else value
+        if key in seen:
+            raise ValueError(f"{value!r} is listed twice")
+        seen.add(key)
+    return values
+
+
+def _check_tags(values: dict[str, str]) -> dict[str, str]:
+    for key in values:
+        if key.lower().startswith(RESERVED_TAG_PREFIXES):
+            raise ValueError(f"tag key {key!r} uses a reserved prefix (aws:, ecs-reconciler:)")
+    return values
