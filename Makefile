@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with the package and its dev tools
 
-run: $(STAMP) ## validate specs/ and show the pools they define
-	$(BIN)/ecs-reconciler validate specs
+run: $(STAMP) ## the whole loop on the embedded sandbox: validate -> plan -> apply -> plan
+	$(BIN)/ecs-reconciler sandbox run
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/pytest -q

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
-from . import schema, validate
+from . import apply, plan, sandbox, schema, validate
 
-VERBS = (validate, schema)
+VERBS = (validate, plan, apply, schema, sandbox)
 EXIT_ERROR = 1
 
 

@@ -1,0 +1,292 @@
+"""Executing a `Plan` against AWS, action by action, in the plan's order.
+
+The executor does what the plan says and nothing else. It isolates failures: an action that
+fails skips the rest of its pool (and the pools that depend on a failed capacity provider or
+cluster association), while other pools proceed. Before stopping a runner it asks the runner
+state source once more, so a runner that took a job since the plan was made keeps running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..plan.actions import Action, Plan
+from ..plan.state import (
+    MANAGED_BY_TAG,
+    MANAGED_BY_VALUE,
+    STARTED_BY,
+    ObservedState,
+    ObservedTask,
+)
+from ..runners import RunnerStateSource
+from .clients import AwsClients
+
+log = logging.getLogger(__name__)
+RUN_TASK_BATCH = 10  # RunTask starts at most 10 tasks per call
+AWS_ERRORS = (ClientError, BotoCoreError)
+
+
+class ActionFailed(Exception):
+    """An action could not be completed; the message says what happened."""
+
+
+@dataclass
+class ApplyResult:
+    """What happened to each action."""
+
+    done: list[tuple[Action, str]] = field(default_factory=list)
+    failed: list[tuple[Action, str]] = field(default_factory=list)
+    skipped: list[tuple[Action, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed or was skipped."""
+        return not self.failed and not self.skipped
+
+
+def _aws_tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in sorted(tags.items())]
+
+
+class Executor:
+    """Applies plans with a set of AWS clients and a runner-state source."""
+
+    def __init__(
+        self,
+        clients: AwsClients,
+        observed: ObservedState,
+        runner_states: RunnerStateSource,
+        progress: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.clients = clients
+        self.observed = observed
+        self.runner_states = runner_states
+        self.progress = progress
+        self.apply_id = uuid.uuid4().hex[:12]
+        self._revisions: dict[str, str] = {
+            revision.tagged_hash: revision.arn
+            for revisions in observed.task_definitions.values()
+            for revision in sorted(revisions, key=lambda r: r.revision)
+            if revision.owned and revision.tagged_hash == revision.content_hash
+        }
+        self._tasks = {task.arn: task for task in observed.tasks}
+
+    def apply(self, plan: Plan, refused: dict[Action, str] | None = None) -> ApplyResult:
+        """Execute every action of `plan` except the refused ones; never raises for AWS errors."""
+        refused = refused or {}
+        result = ApplyResult()
+        failed_pools: set[str] = set()
+        failed_providers: set[str] = set()
+        failed_clusters: set[str] = set()
+        for index, action in enumerate(plan.actions):
+            if action in refused:
+                self._record(result.skipped, action, f"refused: {refused[action]}")
+                continue
+            blocker = self._blocked_by(action, failed_pools, failed_providers, failed_clusters)
+            if blocker:
+                self._record(result.skipped, action, blocker)
+                continue
+            try:
+                outcome = self._execute(action, index)
+            except (ActionFailed, *AWS_ERRORS) as error:
+                self._record(result.failed, action, str(error))
+                if action.pool:
+                    failed_pools.add(action.pool)
+                if action.resource_type == "capacity_provider":
+                    failed_providers.add(action.name)
+                if action.resource_type == "cluster_capacity_providers":
+                    failed_clusters.add(action.name)
+                continue
+            self._record(result.done, action, outcome)
+        return result
+
+    def _record(self, bucket: list[tuple[Action, str]], action: Action, message: str) -> None:
+        bucket.append((action, message))
+        self.progress(f"{action.address}: {message}")
+
+    @staticmethod
+    def _blocked_by(
+        action: Action, pools: set[str], providers: set[str], clusters: set[str]
+    ) -> str:
+        if action.pool and action.pool in pools:
+            return f"skipped: an earlier action of pool {action.pool} failed"
+        launch = action.after if isinstance(action.after, dict) else {}
+        if launch.get("capacityProvider") in providers:
+            return f"skipped: capacity provider {launch['capacityProvider']} failed"
+        if action.resource_type == "runner_tasks" and action.cluster in clusters:
+            return f"skipped: the capacity providers of cluster {action.cluster} failed"
+        return ""
+
+    def _execute(self, action: Action, index: int) -> str:
+        handler: Callable[[Action, int], str] = {
+            ("capacity_provider", "create"): self._create_capacity_provider,
+            ("capacity_provider", "update"): self._update_capacity_provider,
+            ("capacity_provider", "replace"): self._replace_capacity_provider,
+            ("capacity_provider", "delete"): self._delete_capacity_provider,
+            ("cluster_capacity_providers", "update"): self._associate,
+            ("task_definition", "create"): self._register,
+            ("task_definition", "update"): self._register,
+            ("task_definition", "delete"): self._deregister,
+            ("runner_tasks", "run"): self._run,
+            ("runner_tasks", "stop"): self._stop,
+            ("runner_tasks", "replace"): self._replace_tasks,
+        }[(action.resource_type, action.action)]
+        return handler(action, index)
+
+    # ----------------------------------------------------------- capacity providers
+
+    def _create_capacity_provider(self, action: Action, _: int) -> str:
+        after = action.after
+        self.clients.ecs.create_capacity_provider(
+            name=action.name,
+            autoScalingGroupProvider={
+                "autoScalingGroupArn": after["autoScalingGroupArn"],
+                "managedScaling": after["managedScaling"],
+                "managedTerminationProtection": after["managedTerminationProtection"],
+            },
+            tags=_aws_tags(self._provider_tags(after)),
+        )
+        return "created"
+
+    @staticmethod
+    def _provider_tags(document: dict[str, Any]) -> dict[str, str]:
+        return {**document.get("tags", {}), MANAGED_BY_TAG: MANAGED_BY_VALUE}
+
+    def _update_capacity_provider(self, action: Action, _: int) -> str:
+        before, after = action.before, action.after
+        if (before["managedScaling"], before["managedTerminationProtection"]) != (
+            after["managedScaling"],
+            after["managedTerminationProtection"],
+        ):
+            self.clients.ecs.update_capacity_provider(
+                name=action.name,
+                autoScalingGroupProvider={
+                    "managedScaling": after["managedScaling"],
+                    "managedTerminationProtection": after["managedTerminationProtection"],
+                },
+            )
+        arn = self.observed.capacity_providers[action.name].arn
+        old_tags, new_tags = before.get("tags", {}), after.get("tags", {})
+        removed = sorted(set(old_tags) - set(new_tags))
+        if removed:
+            self.clients.ecs.untag_resource(resourceArn=arn, tagKeys=removed)
+        changed = {k: v for k, v in new_tags.items() if old_tags.get(k) != v}
+        if changed:
+            self.clients.ecs.tag_resource(resourceArn=arn, tags=_aws_tags(changed))
+        return "updated"
+
+    def _replace_capacity_provider(self, action: Action, index: int) -> str:
+        cluster = self.observed.clusters.get(action.cluster)
+        associated = list(cluster.capacity_providers) if cluster else []
+        if action.name in associated:
+            self._put_association(action.cluster, [n for n in associated if n != action.name])
+        self.clients.ecs.delete_capacity_provider(capacityProvider=action.name)
+        self._create_capacity_provider(action, index)
+        if action.name in associated:
+            self._put_association(action.cluster, associated)
+        return "replaced (detached, deleted, created, attached again)"
+
+    def _delete_capacity_provider(self, action: Action, _: int) -> str:
+        self.clients.ecs.delete_capacity_provider(capacityProvider=action.name)
+        return "deleted"
+
+    def _associate(self, action: Action, _: int) -> str:
+        self._put_association(action.name, action.after["capacityProviders"])
+        return f"capacity providers now {', '.join(action.after['capacityProviders'])}"
+
+    def _put_association(self, cluster_name: str, providers: list[str]) -> None:
+        cluster = self.observed.clusters.get(cluster_name)
+        strategy = [
+            item
+            for item in (cluster.default_strategy if cluster else ())
+            if item.get("capacityProvider") in providers
+        ]
+        self.clients.ecs.put_cluster_capacity_providers(
+            cluster=cluster_name,
+            capacityProviders=providers,
+            defaultCapacityProviderStrategy=strategy,
+        )
+
+    # ----------------------------------------------------------- task definitions
+
+    def _register(self, action: Action, _: int) -> str:
+        definition = {k: v for k, v in action.after.items() if k != "tags"}
+        response = self.clients.ecs.register_task_definition(
+            **definition, tags=_aws_tags(action.after["tags"])
+        )
+        arn = response["taskDefinition"]["taskDefinitionArn"]
+        self._revisions[action.spec_hash] = arn
+        return f"registered {arn.rsplit('/', 1)[-1]}"
+
+    def _deregister(self, action: Action, _: int) -> str:
+        arn = action.before["taskDefinitionArn"]
+        self.clients.ecs.deregister_task_definition(taskDefinition=arn)
+        return f"deregistered {arn.rsplit('/', 1)[-1]}"
+
+    # ----------------------------------------------------------- runner tasks
+
+    def _run(self, action: Action, index: int) -> str:
+        arn = self._revisions.get(action.spec_hash)
+        if arn is None:
+            raise ActionFailed(f"no registered revision with spec hash {action.spec_hash}")
+        launch = action.after
+        started = 0
+        for batch, start in enumerate(range(0, action.count, RUN_TASK_BATCH)):
+            count = min(RUN_TASK_BATCH, action.count - start)
+            token = hashlib.sha256(f"{self.apply_id}/{index}/{batch}".encode()).hexdigest()[:32]
+            response = self.clients.ecs.run_task(
+                cluster=action.cluster,
+                taskDefinition=arn,
+                count=count,
+                capacityProviderStrategy=[
+                    {"capacityProvider": launch["capacityProvider"], "weight": 1}
+                ],
+                networkConfiguration={
+                    "awsvpcConfiguration": {
+                        "subnets": launch["network"]["subnets"],
+                        "securityGroups": launch["network"]["securityGroups"],
+                    }
+                },
+                startedBy=STARTED_BY,
+                tags=_aws_tags(launch["tags"]),
+                enableECSManagedTags=True,
+                clientToken=token,
+            )
+            started += len(response.get("tasks", []))
+            reasons = sorted({f.get("reason", "unknown") for f in response.get("failures", [])})
+            if len(response.get("tasks", [])) < count:
+                raise ActionFailed(
+                    f"started {started} of {action.count} runner(s); ECS placed no more"
+                    + (f" ({', '.join(reasons)})" if reasons else " (no capacity?)")
+                )
+        return f"started {started} runner(s)"
+
+    def _stop(self, action: Action, _: int) -> str:
+        stopped, kept = 0, 0
+        for arn in action.task_arns:
+            task = self._tasks.get(arn) or ObservedTask(
+                arn, action.cluster, action.pool or "", "", "", "", None, {}
+            )
+            if not self.runner_states.confirm_idle(task):
+                kept += 1
+                continue
+            self.clients.ecs.stop_task(
+                cluster=task.cluster or action.cluster,
+                task=arn,
+                reason=f"ecs-reconciler: {action.reason}"[:255],
+            )
+            stopped += 1
+        suffix = f"; {kept} kept (no longer idle)" if kept else ""
+        return f"stopped {stopped} runner(s){suffix}"
+
+    def _replace_tasks(self, action: Action, index: int) -> str:
+        started = self._run(action, index)
+        stopped = self._stop(action, index)
+        return f"{started}, {stopped}"

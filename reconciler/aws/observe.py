@@ -1,0 +1,290 @@
+"""Observing ECS, EC2 and Auto Scaling into `ObservedState` (read-only calls only).
+
+Paginated and batched: tasks are listed 100 a page and described 100 at a time with their
+tags; task-definition revisions are immutable, so an `Observer` kept across cycles describes
+each one once. Failures are recorded as problems per cluster, never raised, so one broken
+cluster does not hide the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..plan.normalize import (
+    content_hash,
+    normalize_capacity_provider_settings,
+    normalize_task_definition,
+)
+from ..plan.state import (
+    FAMILY_PREFIX,
+    POOL_TAG,
+    SPEC_HASH_TAG,
+    STARTED_BY,
+    DesiredState,
+    ObservedCapacityProvider,
+    ObservedCluster,
+    ObservedState,
+    ObservedTask,
+    ObservedTaskDefinition,
+    is_owned,
+)
+from .clients import AwsClients
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+BUILT_IN_PROVIDERS = frozenset({"FARGATE", "FARGATE_SPOT"})
+AWS_ERRORS = (ClientError, BotoCoreError)
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `size` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def tag_dict(
+    tags: Iterable[dict[str, str]] | None, key: str = "key", value: str = "value"
+) -> dict[str, str]:
+    """AWS tag lists ([{key, value}] or [{Key, Value}]) as a dict."""
+    return {t[key]: t.get(value, "") for t in tags or []}
+
+
+class Observer:
+    """Reads what exists in AWS for a desired state; keeps immutable data between cycles."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self.clients = clients
+        self._task_definitions: dict[str, ObservedTaskDefinition] = {}
+
+    def observe(self, desired: DesiredState) -> ObservedState:
+        """Everything the planner needs to compare with `desired`."""
+        state = ObservedState()
+        self._clusters(desired, state)
+        self._capacity_providers(desired, state)
+        self._auto_scaling_groups(desired, state)
+        self._network(desired, state)
+        for cluster in desired.clusters:
+            if cluster in state.clusters:
+                self._tasks(cluster, state)
+        self._task_definitions_of_ours(desired, state)
+        return state
+
+    # -------------------------------------------------------------- ECS
+
+    def _clusters(self, desired: DesiredState, state: ObservedState) -> None:
+        for chunk in batches(list(desired.clusters), 100):
+            try:
+                response = self.clients.ecs.describe_clusters(clusters=list(chunk))
+            except AWS_ERRORS as error:
+                for name in chunk:
+                    state.problems[name] = f"cluster {name}: cannot describe: {error}"
+                continue
+            for cluster in response.get("clusters", []):
+                state.clusters[cluster["clusterName"]] = ObservedCluster(
+                    name=cluster["clusterName"],
+                    status=cluster.get("status", "ACTIVE"),
+                    capacity_providers=tuple(sorted(cluster.get("capacityProviders", []))),
+                    default_strategy=tuple(cluster.get("defaultCapacityProviderStrategy", [])),
+                )
+
+    def _capacity_providers(self, desired: DesiredState, state: ObservedState) -> None:
+        names = set(desired.capacity_providers)
+        for cluster in state.clusters.values():
+            names.update(cluster.capacity_providers)
+        wanted = sorted(names - BUILT_IN_PROVIDERS)
+        for chunk in batches(wanted, 100):
+            try:
+                response = self.clients.ecs.describe_capacity_providers(
+                    capacityProviders=list(chunk), include=["TAGS"]
+                )
+            except AWS_ERRORS as error:
+                state.problems["capacity-providers"] = (
+                    f"cannot describe capacity providers: {error}"
+                )
+                continue
+            for provider in response.get("capacityProviders", []):
+                if provider.get("status", "ACTIVE") != "ACTIVE":
+                    continue
+                group = provider.get("autoScalingGroupProvider", {})
+                state.capacity_providers[provider["name"]] = ObservedCapacityProvider(
+                    name=provider["name"],
+                    arn=provider.get("capacityProviderArn", ""),
+                    auto_scaling_group_arn=group.get("autoScalingGroupArn", ""),
+                    settings=normalize_capacity_provider_settings(provider),
+                    tags=tag_dict(provider.get("tags")),
+                    status=provider.get("status", "ACTIVE"),
+                )
+
+    def _tasks(self, cluster: str, state: ObservedState) -> None:
+        try:
+            arns = [
+                arn
+                for page in self.clients.ecs.get_paginator("list_tasks").paginate(
+                    cluster=cluster, startedBy=STARTED_BY, desiredStatus="RUNNING"
+                )
+                for arn in page.get("taskArns", [])
+            ]
+            for chunk in batches(arns, 100):
+                response = self.clients.ecs.describe_tasks(
+                    cluster=cluster, tasks=list(chunk), include=["TAGS"]
+                )
+                for task in response.get("tasks", []):
+                    observed = _observed_task(cluster, task)
+                    if observed is not None:
+                        state.tasks.append(observed)
+        except AWS_ERRORS as error:
+            state.problems[cluster] = f"cluster {cluster}: cannot list runner tasks: {error}"
+
+    def _task_definitions_of_ours(self, desired: DesiredState, state: ObservedState) -> None:
+        ecs = self.clients.ecs
+        try:
+            families = {
+                family
+                for page in ecs.get_paginator("list_task_definition_families").paginate(
+                    familyPrefix=FAMILY_PREFIX, status="ACTIVE"
+                )
+                for family in page.get("families", [])
+            }
+        except AWS_ERRORS as error:
+            state.problems["task-definitions"] = f"cannot list task definition families: {error}"
+            return
+        families.update(pool.family for pool in desired.pools.values())
+        for family in sorted(families):
+            try:
+                arns = [
+                    arn
+                    for page in ecs.get_paginator("list_task_definitions").paginate(
+                        familyPrefix=family, status="ACTIVE"
+                    )
+                    for arn in page.get("taskDefinitionArns", [])
+                    if _family_of_arn(arn) == family
+                ]
+                revisions = [self._task_definition(arn) for arn in arns]
+            except AWS_ERRORS as error:
+                state.problems[f"family {family}"] = f"cannot read {family}: {error}"
+                continue
+            if revisions:
+                state.task_definitions[family] = sorted(revisions, key=lambda r: r.revision)
+
+    def _task_definition(self, arn: str) -> ObservedTaskDefinition:
+        cached = self._task_definitions.get(arn)
+        if cached is not None:
+            return cached
+        response = self.clients.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+        definition = response["taskDefinition"]
+        content = normalize_task_definition(definition)
+        observed = ObservedTaskDefinition(
+            arn=definition["taskDefinitionArn"],
+            family=definition["family"],
+            revision=int(definition["revision"]),
+            content=content,
+            content_hash=content_hash(content),
+            tags=tag_dict(response.get("tags")),
+        )
+        self._task_definitions[arn] = observed
+        return observed
+
+    # -------------------------------------------------------------- EC2 / Auto Scaling
+
+    def _auto_scaling_groups(self, desired: DesiredState, state: ObservedState) -> None:
+        references = {p.auto_scaling_group for p in desired.capacity_providers.values()}
+        names = sorted({_group_name(ref) for ref in references})
+        for chunk in batches(names, 50):
+            try:
+                pages = self.clients.autoscaling.get_paginator(
+                    "describe_auto_scaling_groups"
+                ).paginate(AutoScalingGroupNames=list(chunk))
+                for page in pages:
+                    for group in page.get("AutoScalingGroups", []):
+                        arn = group["AutoScalingGroupARN"]
+                        state.auto_scaling_groups[group["AutoScalingGroupName"]] = arn
+                        state.auto_scaling_groups[arn] = arn
+            except AWS_ERRORS as error:
+                state.problems["auto-scaling-groups"] = (
+                    f"cannot describe Auto Scaling groups: {error}"
+                )
+
+    def _network(self, desired: DesiredState, state: ObservedState) -> None:
+        subnets = {ref for pool in desired.pools.values() for ref in pool.subnets}
+        groups = {ref for pool in desired.pools.values() for ref in pool.security_groups}
+        try:
+            state.subnets.update(
+                self._resolve(subnets, "subnet-", "subnet-id", "Subnets", "SubnetId")
+            )
+            state.security_groups.update(
+                self._resolve(groups, "sg-", "group-id", "SecurityGroups", "GroupId")
+            )
+        except AWS_ERRORS as error:
+            state.problems["network"] = f"cannot resolve subnets / security groups: {error}"
+
+    def _resolve(
+        self, references: set[str], id_prefix: str, id_filter: str, key: str, id_key: str
+    ) -> dict[str, str]:
+        """Map each reference (an ID, or a Name tag) to an ID; ambiguous names are left out."""
+        describe = (
+            self.clients.ec2.describe_subnets
+            if key == "Subnets"
+            else self.clients.ec2.describe_security_groups
+        )
+        ids = sorted(r for r in references if r.startswith(id_prefix))
+        names = sorted(r for r in references if not r.startswith(id_prefix))
+        resolved: dict[str, str] = {}
+        if ids:
+            for item in _all_pages(describe, key, Filters=[{"Name": id_filter, "Values": ids}]):
+                resolved[item[id_key]] = item[id_key]
+        if names:
+            matches: dict[str, set[str]] = {}
+            filters = [{"Name": "tag:Name", "Values": names}]
+            for item in _all_pages(describe, key, Filters=filters):
+                name = tag_dict(item.get("Tags"), "Key", "Value").get("Name", "")
+                matches.setdefault(name, set()).add(item[id_key])
+            for name, found in matches.items():
+                if len(found) == 1:
+                    resolved[name] = found.pop()
+                else:
+                    log.warning("Name tag %r matches %d resources; use an ID", name, len(found))
+        return resolved
+
+
+def _all_pages(describe: Any, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        response = describe(**kwargs, **({"NextToken": token} if token else {}))
+        items.extend(response.get(key, []))
+        token = response.get("NextToken")
+        if not token:
+            return items
+
+
+def _observed_task(cluster: str, task: dict[str, Any]) -> ObservedTask | None:
+    tags = tag_dict(task.get("tags"))
+    if not is_owned(tags) or POOL_TAG not in tags:
+        return None
+    if task.get("desiredStatus", "RUNNING") != "RUNNING" or task.get("lastStatus") == "STOPPED":
+        return None
+    started = task.get("startedAt") or task.get("createdAt")
+    return ObservedTask(
+        arn=task["taskArn"],
+        cluster=cluster,
+        pool=tags[POOL_TAG],
+        task_definition_arn=task.get("taskDefinitionArn", ""),
+        spec_hash=tags.get(SPEC_HASH_TAG, ""),
+        last_status=task.get("lastStatus", ""),
+        started_at=started.timestamp() if started is not None else None,
+        tags=tags,
+        capacity_provider=task.get("capacityProviderName", ""),
+    )
+
+
+def _family_of_arn(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+
+
+def _group_name(reference: str) -> str:
+    marker = ":autoScalingGroupName/"
+    return reference.split(marker, 1)[1] if marker in reference else reference

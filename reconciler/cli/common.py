@@ -1,0 +1,90 @@
+"""Options and helpers shared by the verbs that talk to AWS (`plan`, `apply`, `sandbox`)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..aws.clients import AwsClients
+from ..plan.actions import Plan
+from ..plan.render_markdown import render_markdown
+from ..plan.render_text import render_text
+from ..runners import RunnerStateSource, UnknownRunnerStates
+
+RUNNER_STATE_ENV = "ECS_RECONCILER_RUNNER_STATES"
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def add_aws_options(parser: argparse.ArgumentParser) -> None:
+    """--specs, --region, --profile, --runner-states, --now."""
+    parser.add_argument(
+        "--specs", action="append", metavar="PATH", help="spec file or directory (default specs/)"
+    )
+    parser.add_argument("--region", help="AWS region (default: from the AWS configuration)")
+    parser.add_argument("--profile", help="AWS profile (default: from the AWS configuration)")
+    parser.add_argument(
+        "--runner-states",
+        choices=("none", "task-tags"),
+        default=os.environ.get(RUNNER_STATE_ENV, "none"),
+        help="where busy/idle runner states come from: none (every runner unknown, so none is "
+        "ever stopped) or task-tags (the sandbox's simulated runners); env "
+        f"{RUNNER_STATE_ENV}",
+    )
+    parser.add_argument(
+        "--now",
+        type=_timestamp,
+        help="plan as if it were this time (ISO 8601, for idle schedules); default: now",
+    )
+
+
+def _timestamp(text: str) -> datetime.datetime:
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def spec_paths(args: argparse.Namespace) -> list[str]:
+    """The spec paths given, or specs/."""
+    return list(args.specs or ["specs"])
+
+
+def runner_state_source(args: argparse.Namespace, clients: AwsClients) -> RunnerStateSource:
+    """The runner-state source chosen on the command line."""
+    if args.runner_states == "task-tags":
+        from ..sandbox.runners import TaskTagRunnerStates
+
+        return TaskTagRunnerStates(clients)
+    return UnknownRunnerStates()
+
+
+def render(plan: Plan, output_format: str) -> str:
+    """The plan in text, markdown or json."""
+    if output_format == "markdown":
+        return render_markdown(plan)
+    if output_format == "json":
+        return json.dumps(plan.to_json(), indent=2, sort_keys=False) + "\n"
+    return render_text(plan)
+
+
+def write_output(text: str, out: str | None) -> None:
+    """Write to --out FILE (atomically) or stdout."""
+    if not out:
+        sys.stdout.write(text)
+        return
+    target = Path(out)
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(target)
+
+
+def exit_code(plan: Plan) -> int:
+    """0 no changes, 2 changes, 1 when specs or observation had errors."""
+    if plan.spec_errors or any(note.severity == "error" for note in plan.notes):
+        return EXIT_ERROR
+    return EXIT_CHANGES if plan.has_changes else EXIT_OK

@@ -1,0 +1,98 @@
+"""`ecs-reconciler sandbox`: the whole loop on a local, seeded AWS account (moto over HTTP).
+
+`sandbox` (or `sandbox run`): validate -> plan -> apply -> plan; exits 0 only if the last
+plan is empty. `sandbox serve`: keep a seeded endpoint running (simulated ECS agent and
+runners included) and print the `export` lines that point `plan`, `apply` or the AWS CLI at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from ..aws.observe import Observer
+from ..plan.guard import GuardPolicy
+from ..plan.render_text import render_text
+from ..reconcile import plan_cycle
+from ..sandbox.runners import TaskTagRunnerStates
+from ..sandbox.scenario import Sandbox
+from ..spec.diagnostics import render_text as render_diagnostics
+from .apply import apply_cycle
+from .common import EXIT_ERROR, EXIT_OK
+from .validate import describe_pool, summary
+
+
+def register(verbs: Any) -> None:
+    """Add the `sandbox` sub-command."""
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        "sandbox",
+        help="run the whole loop on a local sandbox account (no AWS account needed)",
+        description="Start moto's server on 127.0.0.1, seed it for the specs, and run "
+        "validate -> plan -> apply -> plan (default), or keep it serving.",
+    )
+    parser.add_argument("mode", nargs="?", choices=("run", "serve"), default="run")
+    parser.add_argument(
+        "--specs", action="append", metavar="PATH", help="spec file or directory (default specs/)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo loop or serve."""
+    paths = list(args.specs or ["specs"])
+    if args.mode == "serve":
+        return serve(paths)
+    return demo(paths)
+
+
+def _step(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+def demo(paths: list[str]) -> int:
+    """validate -> plan -> apply -> plan against a fresh sandbox."""
+    _step("validate")
+    with Sandbox(paths) as sandbox:
+        clients = sandbox.clients()
+        cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients))
+        sys.stdout.write(render_diagnostics(cycle.spec_set.diagnostics))
+        print(summary(cycle.spec_set))
+        for pool in cycle.spec_set.pools:
+            print(f"  {describe_pool(pool)}")
+        if not cycle.spec_set.ok:
+            return EXIT_ERROR
+        print(f"sandbox AWS endpoint: {sandbox.endpoint_url} (region {sandbox.region})")
+        _step("plan")
+        print(render_text(cycle.plan), end="")
+        _step("apply")
+        applied = apply_cycle(cycle, clients, TaskTagRunnerStates(clients), GuardPolicy())
+        sandbox.tick()  # the new runners boot and register with (simulated) GitHub
+        _step("plan again")
+        read_only = sandbox.clients(read_only=True)
+        second = plan_cycle(paths, Observer(read_only), TaskTagRunnerStates(read_only))
+        print(render_text(second.plan), end="")
+        calls = read_only.total_calls()
+        print(f"\n(the last plan made {calls} AWS API calls)")
+        if applied != EXIT_OK or second.plan.has_changes:
+            print("sandbox: NOT converged", file=sys.stderr)
+            return EXIT_ERROR
+        print("sandbox: converged, the second plan is empty.")
+        return EXIT_OK
+
+
+def serve(paths: list[str]) -> int:
+    """Keep a seeded sandbox running until Ctrl-C."""
+    with Sandbox(paths, mode="process") as sandbox:
+        print("# sandbox AWS is serving; point the CLI at it with:")
+        for name, value in sandbox.environment().items():
+            print(f"export {name}={value}")
+        print("# Ctrl-C stops it.", flush=True)
+        try:
+            while True:
+                sandbox.tick()
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            print("\nsandbox stopped.")
+    return EXIT_OK

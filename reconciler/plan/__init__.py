@@ -1,0 +1,1 @@
+"""The pure core: desired state, normalization, the planner, the plan and its renderings."""

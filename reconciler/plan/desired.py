@@ -1,0 +1,218 @@
+"""Rendering specs into desired state: task definitions, runner counts, capacity providers.
+
+Pure: the spec set, the time and the AWS region in, `DesiredState` out. The runner count
+here is max(min, idle target of the active schedule), clamped to max; demand-driven scaling
+(queued jobs) is added on top of it by the GitHub layer when that lands.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..spec.loader import SpecSet
+from ..spec.models import (
+    DIND_MIN_MEMORY,
+    WEEKDAYS,
+    CapacityProvider,
+    IdleSchedule,
+    RunnerPool,
+    Scaling,
+)
+from .normalize import content_hash, normalize_capacity_provider_settings, normalize_task_definition
+from .state import (
+    DELETION_POLICY_TAG,
+    MANAGED_BY_TAG,
+    MANAGED_BY_VALUE,
+    POOL_TAG,
+    SPEC_HASH_TAG,
+    DesiredCapacityProvider,
+    DesiredPool,
+    DesiredState,
+    family_of,
+)
+
+RUNNER_CONTAINER = "runner"
+DIND_CONTAINER = "dind"
+RUNNER_WORK_DIRECTORY = "/home/runner/_work"
+DIND_ADDRESS = "tcp://127.0.0.1:2375"
+
+
+def render_desired(spec_set: SpecSet, now: datetime.datetime, region: str) -> DesiredState:
+    """Desired state of every valid pool and capacity provider in the spec set."""
+    pools = {pool.metadata.name: render_pool(pool, now, region) for pool in spec_set.pools}
+    providers = {
+        provider.metadata.name: render_capacity_provider(provider)
+        for provider in spec_set.capacity_providers
+    }
+    clusters = sorted({p.cluster for p in pools.values()} | {c.cluster for c in providers.values()})
+    return DesiredState(pools, providers, tuple(clusters), complete=spec_set.ok)
+
+
+def render_pool(pool: RunnerPool, now: datetime.datetime, region: str) -> DesiredPool:
+    """The desired state of one pool at time `now`."""
+    spec = pool.spec
+    definition = render_task_definition(pool, region)
+    spec_hash = content_hash(definition)
+    ownership = {MANAGED_BY_TAG: MANAGED_BY_VALUE, POOL_TAG: pool.metadata.name}
+    count, reason = desired_runner_count(spec.scaling, now)
+    return DesiredPool(
+        name=pool.metadata.name,
+        cluster=spec.cluster,
+        capacity_provider=spec.capacity_provider,
+        task_definition=definition,
+        spec_hash=spec_hash,
+        task_definition_tags={
+            **spec.tags,
+            **ownership,
+            SPEC_HASH_TAG: spec_hash,
+            DELETION_POLICY_TAG: spec.deletion_policy,
+        },
+        task_tags={**spec.tags, **ownership, SPEC_HASH_TAG: spec_hash},
+        desired_count=count,
+        count_reason=reason,
+        max_surge=spec.rollout.surge_for(max(count, 1)),
+        subnets=tuple(spec.network.subnets),
+        security_groups=tuple(spec.network.security_groups),
+        deletion_policy=spec.deletion_policy,
+    )
+
+
+def desired_runner_count(scaling: Scaling, now: datetime.datetime) -> tuple[int, str]:
+    """max(min, idle target now), clamped to max, and a sentence saying why."""
+    active = [
+        (schedule.idle, index)
+        for index, schedule in enumerate(scaling.schedules)
+        if _in_window(schedule, now)
+    ]
+    if active:
+        idle, index = max(active)
+        schedule = scaling.schedules[index]
+        why = f"schedules[{index}] {schedule.from_}-{schedule.to} {schedule.timezone} active"
+    else:
+        idle, why = scaling.idle, "no schedule active"
+    count = min(scaling.max, max(scaling.min, idle))
+    return count, f"min {scaling.min}, idle {idle} ({why}), max {scaling.max}"
+
+
+def _in_window(schedule: IdleSchedule, now: datetime.datetime) -> bool:
+    local = now.astimezone(ZoneInfo(schedule.timezone))
+    return (
+        WEEKDAYS[local.weekday()] in schedule.days
+        and schedule.from_ <= local.strftime("%H:%M") < schedule.to
+    )
+
+
+def render_task_definition(pool: RunnerPool, region: str) -> dict[str, Any]:
+    """The normalized RegisterTaskDefinition input (without tags) of a pool."""
+    spec = pool.spec
+    name = pool.metadata.name
+    dind = spec.docker.mode == "dind"
+    environment = {
+        **spec.environment,
+        "RUNNER_POOL": name,
+        "RUNNER_LABELS": ",".join(spec.labels),
+        "RUNNER_SCOPE": f"{spec.scope.kind}:{spec.scope.target}",
+        "RUNNER_GROUP": spec.runner_group,
+    }
+    if dind:
+        environment["DOCKER_HOST"] = DIND_ADDRESS
+    runner: dict[str, Any] = {
+        "name": RUNNER_CONTAINER,
+        "image": spec.runner.image,
+        "essential": True,
+        "environment": [{"name": k, "value": v} for k, v in environment.items()],
+        "secrets": [{"name": s.name, "valueFrom": s.value_from} for s in spec.secrets],
+        "mountPoints": [
+            {"sourceVolume": "work", "containerPath": RUNNER_WORK_DIRECTORY, "readOnly": False}
+        ],
+        "logConfiguration": _logs(spec.logging.log_group, region, name),
+        "stopTimeout": spec.stop_timeout,
+    }
+    # Soft reservations split the task's memory between containers (ECS places by them).
+    dind_memory = max(DIND_MIN_MEMORY, spec.resources.memory // 4) if dind else 0
+    runner["memoryReservation"] = spec.resources.memory - dind_memory
+    containers = [runner]
+    volumes = [{"name": "work"}]
+    if dind and spec.docker.image:
+        runner["dependsOn"] = [{"containerName": DIND_CONTAINER, "condition": "HEALTHY"}]
+        containers.append(
+            {
+                "name": DIND_CONTAINER,
+                "image": spec.docker.image,
+                "essential": True,
+                "privileged": True,
+                # Listen on the task's loopback only: no other host sees this daemon.
+                "command": ["--host=" + DIND_ADDRESS, "--tls=false"],
+                "environment": [{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
+                "mountPoints": [
+                    {"sourceVolume": "docker", "containerPath": "/var/lib/docker"},
+                    {"sourceVolume": "work", "containerPath": RUNNER_WORK_DIRECTORY},
+                ],
+                "healthCheck": {
+                    "command": ["CMD-SHELL", f"docker -H {DIND_ADDRESS} info >/dev/null"],
+                    "interval": 5,
+                    "timeout": 5,
+                    "retries": 10,
+                    "startPeriod": 10,
+                },
+                "logConfiguration": _logs(spec.logging.log_group, region, name),
+                "stopTimeout": spec.stop_timeout,
+                "memoryReservation": dind_memory,
+            }
+        )
+        volumes.append({"name": "docker"})
+    return normalize_task_definition(
+        {
+            "family": family_of(name),
+            "taskRoleArn": spec.iam.task_role_arn,
+            "executionRoleArn": spec.iam.execution_role_arn,
+            "networkMode": "awsvpc",
+            "requiresCompatibilities": ["EC2"],
+            "cpu": str(spec.resources.cpu),
+            "memory": str(spec.resources.memory),
+            "runtimePlatform": {
+                "cpuArchitecture": "ARM64" if spec.architecture == "arm64" else "X86_64",
+                "operatingSystemFamily": "LINUX",
+            },
+            "containerDefinitions": containers,
+            "volumes": volumes,
+        }
+    )
+
+
+def _logs(group: str, region: str, stream_prefix: str) -> dict[str, Any]:
+    return {
+        "logDriver": "awslogs",
+        "options": {
+            "awslogs-group": group,
+            "awslogs-region": region,
+            "awslogs-stream-prefix": stream_prefix,
+        },
+    }
+
+
+def render_capacity_provider(provider: CapacityProvider) -> DesiredCapacityProvider:
+    """The desired state of one capacity provider."""
+    spec = provider.spec
+    scaling = spec.managed_scaling
+    settings = normalize_capacity_provider_settings(
+        {
+            "managedScaling": {
+                "status": scaling.status,
+                "targetCapacity": scaling.target_capacity,
+                "minimumScalingStepSize": scaling.minimum_scaling_step_size,
+                "maximumScalingStepSize": scaling.maximum_scaling_step_size,
+                "instanceWarmupPeriod": scaling.instance_warmup_period,
+            },
+            "managedTerminationProtection": spec.managed_termination_protection,
+        }
+    )
+    return DesiredCapacityProvider(
+        name=provider.metadata.name,
+        cluster=spec.cluster,
+        auto_scaling_group=spec.auto_scaling_group,
+        settings=settings,
+        tags={**spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE},
+    )

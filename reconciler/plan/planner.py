@@ -1,0 +1,570 @@
+"""The planner: (desired, observed, runner states) -> Plan. Pure, deterministic, no I/O.
+
+What it guarantees, whatever the inputs:
+- it never proposes to touch a resource without our ownership tags;
+- it never proposes to stop a task whose runner is busy or in an unknown state;
+- it proposes no deletion when the spec set had errors (a broken file is not a deletion);
+- its output is ordered by phase, then by address, so equal inputs give equal plans.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import jsonpatch
+
+from .actions import Action, Note, Phase, Plan, PoolSummary
+from .state import (
+    DELETION_POLICY_TAG,
+    DesiredCapacityProvider,
+    DesiredPool,
+    DesiredState,
+    ObservedCapacityProvider,
+    ObservedState,
+    ObservedTask,
+    ObservedTaskDefinition,
+    RunnerState,
+    pool_of_family,
+)
+
+
+@dataclass
+class _Builder:
+    actions: list[Action] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    pools: list[PoolSummary] = field(default_factory=list)
+    blocked_pools: set[str] = field(default_factory=set)
+
+    def note(self, severity: str, message: str, pool: str | None = None) -> None:
+        self.notes.append(Note(severity, message, pool))  # type: ignore[arg-type]
+
+
+def plan(
+    desired: DesiredState,
+    observed: ObservedState,
+    runner_states: Mapping[str, RunnerState],
+    spec_errors: tuple[str, ...] = (),
+    now: datetime.datetime | None = None,
+) -> Plan:
+    """Compute the ordered actions that take `observed` to `desired`."""
+    builder = _Builder()
+    for scope, problem in sorted(observed.problems.items()):
+        builder.note("error", problem, scope if scope in desired.pools else None)
+    if not desired.complete:
+        builder.note(
+            "warning",
+            "the spec set has errors: nothing is deleted or drained on account of specs that "
+            "failed to load",
+        )
+    _plan_capacity_providers(desired, observed, builder)
+    _plan_cluster_associations(desired, observed, builder)
+    for pool in sorted(desired.pools.values(), key=lambda p: p.name):
+        _plan_task_definition(pool, observed, builder)
+        _plan_runner_tasks(pool, observed, runner_states, builder)
+    _plan_removed_pools(desired, observed, runner_states, builder)
+    actions = sorted(builder.actions, key=lambda a: (a.phase, a.resource_type, a.name, a.action))
+    return Plan(
+        actions=tuple(actions),
+        notes=tuple(builder.notes),
+        pools=tuple(sorted(builder.pools, key=lambda p: p.name)),
+        spec_errors=spec_errors,
+        generated_at=(now or datetime.datetime.now(datetime.UTC)).isoformat(timespec="seconds"),
+    )
+
+
+# ------------------------------------------------------------------ capacity providers
+
+
+def _provider_document(
+    provider: DesiredCapacityProvider | ObservedCapacityProvider, group_arn: str
+) -> dict[str, object]:
+    user_tags = {k: v for k, v in provider.tags.items() if not k.startswith("ecs-reconciler:")}
+    return {"autoScalingGroupArn": group_arn, **provider.settings, "tags": user_tags}
+
+
+def _plan_capacity_providers(
+    desired: DesiredState, observed: ObservedState, builder: _Builder
+) -> None:
+    for name, provider in sorted(desired.capacity_providers.items()):
+        group_arn = observed.auto_scaling_groups.get(provider.auto_scaling_group)
+        current = observed.capacity_providers.get(name)
+        if group_arn is None:
+            builder.note(
+                "error",
+                f"capacity provider {name}: Auto Scaling group {provider.auto_scaling_group!r} "
+                "not found; create it first (it is infrastructure, not managed here)",
+            )
+            _block_pools_using(name, desired, builder)
+            continue
+        after = _provider_document(provider, group_arn)
+        if current is None:
+            builder.actions.append(
+                Action(
+                    "create",
+                    "capacity_provider",
+                    name,
+                    Phase.CAPACITY_PROVIDERS,
+                    "defined in specs, missing in ECS",
+                    cluster=provider.cluster,
+                    after=after,
+                    patch=_patch({}, after),
+                )
+            )
+            continue
+        if not current.owned:
+            builder.note(
+                "warning",
+                f"capacity provider {name} exists but was not created by ecs-reconciler "
+                "(no managed-by tag); it is used as it is and never changed",
+            )
+            continue
+        before = _provider_document(current, current.auto_scaling_group_arn)
+        if current.auto_scaling_group_arn != group_arn:
+            builder.actions.append(
+                Action(
+                    "replace",
+                    "capacity_provider",
+                    name,
+                    Phase.CAPACITY_PROVIDERS,
+                    "Auto Scaling group changed (ECS cannot update it in place)",
+                    cluster=provider.cluster,
+                    before=before,
+                    after=after,
+                    patch=_patch(before, after),
+                )
+            )
+        elif before != after:
+            builder.actions.append(
+                Action(
+                    "update",
+                    "capacity_provider",
+                    name,
+                    Phase.CAPACITY_PROVIDERS,
+                    "settings differ from the spec (drift or spec change)",
+                    cluster=provider.cluster,
+                    before=before,
+                    after=after,
+                    patch=_patch(before, after),
+                )
+            )
+
+
+def _block_pools_using(provider: str, desired: DesiredState, builder: _Builder) -> None:
+    for pool in desired.pools.values():
+        if pool.capacity_provider == provider:
+            builder.blocked_pools.add(pool.name)
+
+
+def _tasks_on_provider(observed: ObservedState, provider: str) -> int:
+    return sum(1 for task in observed.tasks if task.capacity_provider == provider)
+
+
+def _plan_cluster_associations(
+    desired: DesiredState, observed: ObservedState, builder: _Builder
+) -> None:
+    removable = _removable_providers(desired, observed, builder)
+    for cluster_name in desired.clusters:
+        cluster = observed.clusters.get(cluster_name)
+        if cluster is None or cluster.status != "ACTIVE":
+            builder.note(
+                "error", f"cluster {cluster_name} not found or not ACTIVE; create it first"
+            )
+            for pool in desired.pools.values():
+                if pool.cluster == cluster_name:
+                    builder.blocked_pools.add(pool.name)
+            continue
+        current = set(cluster.capacity_providers)
+        wanted = {
+            name
+            for name, provider in desired.capacity_providers.items()
+            if provider.cluster == cluster_name
+            and observed.auto_scaling_groups.get(provider.auto_scaling_group)
+        }
+        keep = {name for name in current if name not in removable}
+        after_names = sorted(keep | wanted)
+        if set(after_names) != current:
+            before = {"capacityProviders": sorted(current)}
+            after = {"capacityProviders": after_names}
+            added = sorted(set(after_names) - current)
+            removed = sorted(current - set(after_names))
+            reason = "; ".join(
+                part
+                for part in (
+                    f"attach {', '.join(added)}" if added else "",
+                    f"detach {', '.join(removed)}" if removed else "",
+                )
+                if part
+            )
+            builder.actions.append(
+                Action(
+                    "update",
+                    "cluster_capacity_providers",
+                    cluster_name,
+                    Phase.CLUSTER_ASSOCIATION,
+                    reason + " (other entries kept)",
+                    cluster=cluster_name,
+                    before=before,
+                    after=after,
+                    patch=_patch(before, after),
+                )
+            )
+    for name in sorted(removable):
+        provider = observed.capacity_providers[name]
+        builder.actions.append(
+            Action(
+                "delete",
+                "capacity_provider",
+                name,
+                Phase.CLEAN_UP,
+                "no longer in the specs",
+                before=_provider_document(provider, provider.auto_scaling_group_arn),
+                patch=[{"op": "remove", "path": ""}],
+            )
+        )
+
+
+def _removable_providers(
+    desired: DesiredState, observed: ObservedState, builder: _Builder
+) -> set[str]:
+    removable = set()
+    for name, provider in sorted(observed.capacity_providers.items()):
+        if not provider.owned or name in desired.capacity_providers:
+            continue
+        if not desired.complete:
+            builder.note(
+                "warning", f"capacity provider {name} is not in the specs; kept (spec errors)"
+            )
+            continue
+        in_use = _tasks_on_provider(observed, name)
+        if in_use:
+            builder.note(
+                "info",
+                f"capacity provider {name} is no longer in the specs; kept while {in_use} "
+                "task(s) still run on it",
+            )
+            continue
+        removable.add(name)
+    return removable
+
+
+# ------------------------------------------------------------------ task definitions
+
+
+def _plan_task_definition(pool: DesiredPool, observed: ObservedState, builder: _Builder) -> None:
+    revisions = observed.task_definitions.get(pool.family, [])
+    owned = [r for r in revisions if r.owned]
+    for foreign in (r for r in revisions if not r.owned):
+        builder.note(
+            "warning",
+            f"{foreign.family}:{foreign.revision} was registered outside ecs-reconciler "
+            "(no managed-by tag); it is never used nor deregistered by us",
+            pool.name,
+        )
+    in_use = {task.task_definition_arn for task in observed.tasks}
+    current = [r for r in owned if r.content_hash == pool.spec_hash == r.tagged_hash]
+    if not current:
+        after = {**pool.task_definition, "tags": pool.task_definition_tags}
+        latest = max(owned, key=lambda r: r.revision, default=None)
+        before = {**latest.content, "tags": latest.tags} if latest else None
+        builder.actions.append(
+            Action(
+                "update" if latest else "create",
+                "task_definition",
+                pool.name,
+                Phase.TASK_DEFINITIONS,
+                "register a new revision: "
+                + ("the spec changed" if latest else "no revision of ours exists yet"),
+                cluster=pool.cluster,
+                pool=pool.name,
+                before=before,
+                after=after,
+                patch=_patch(before or {}, after),
+                spec_hash=pool.spec_hash,
+            )
+        )
+    keep = max(current, key=lambda r: r.revision, default=None)
+    for revision in sorted(owned, key=lambda r: r.revision):
+        if revision is keep:
+            continue
+        drifted = revision.content_hash != revision.tagged_hash
+        if revision.arn in in_use:
+            continue  # busy or unknown runners still use it; deregistered once they are gone
+        builder.actions.append(
+            Action(
+                "delete",
+                "task_definition",
+                f"{pool.name}[{revision.revision}]",
+                Phase.CLEAN_UP,
+                "changed by hand after registration (drift)"
+                if drifted
+                else "outdated revision no task uses any more",
+                cluster=pool.cluster,
+                pool=pool.name,
+                before={"taskDefinitionArn": revision.arn},
+                patch=[{"op": "remove", "path": ""}],
+            )
+        )
+
+
+# ------------------------------------------------------------------ runner tasks
+
+
+def _state(task: ObservedTask, runner_states: Mapping[str, RunnerState]) -> RunnerState:
+    return runner_states.get(task.arn, RunnerState.UNKNOWN)
+
+
+def _oldest_first(tasks: list[ObservedTask]) -> list[ObservedTask]:
+    return sorted(tasks, key=lambda t: (t.started_at or 0.0, t.arn))
+
+
+def _plan_runner_tasks(
+    pool: DesiredPool,
+    observed: ObservedState,
+    runner_states: Mapping[str, RunnerState],
+    builder: _Builder,
+) -> None:
+    tasks = [t for t in observed.tasks if t.pool == pool.name]
+    misplaced = [t for t in tasks if t.cluster != pool.cluster]
+    tasks = [t for t in tasks if t.cluster == pool.cluster]
+    states = {t.arn: _state(t, runner_states) for t in tasks + misplaced}
+    current = [t for t in tasks if t.spec_hash == pool.spec_hash]
+    outdated = [t for t in tasks if t.spec_hash != pool.spec_hash]
+    idle_outdated = _oldest_first([t for t in outdated if states[t.arn] is RunnerState.IDLE])
+    idle_current = _oldest_first([t for t in current if states[t.arn] is RunnerState.IDLE])
+    starting = [t for t in current if states[t.arn] is RunnerState.UNKNOWN]
+    builder.pools.append(
+        PoolSummary(
+            name=pool.name,
+            cluster=pool.cluster,
+            desired=pool.desired_count,
+            running=len(tasks),
+            busy=sum(1 for t in tasks if states[t.arn] is RunnerState.BUSY),
+            idle=sum(1 for t in tasks if states[t.arn] is RunnerState.IDLE),
+            unknown=sum(1 for t in tasks if states[t.arn] is RunnerState.UNKNOWN),
+            outdated=len(outdated),
+            count_reason=pool.count_reason,
+        )
+    )
+    stop: list[ObservedTask] = [t for t in misplaced if states[t.arn] is RunnerState.IDLE]
+    if stop:
+        _stop(builder, pool, stop, f"runner moved to cluster {pool.cluster}")
+    network = _resolve_network(pool, observed, builder)
+    blocked = pool.name in builder.blocked_pools or network is None
+    if blocked:
+        builder.note("error", "no runner is started: a resource it needs is missing", pool.name)
+
+    excess = len(tasks) - pool.desired_count
+    if excess > 0:
+        candidates = idle_outdated + idle_current
+        chosen = candidates[:excess]
+        if chosen:
+            _stop(builder, pool, chosen, f"scale in: {len(tasks)} running, {pool.count_reason}")
+        held = excess - len(chosen)
+        if held:
+            builder.note(
+                "info",
+                f"{held} runner(s) above target kept: busy or state unknown (never stopped)",
+                pool.name,
+            )
+        idle_outdated = [t for t in idle_outdated if t not in chosen]
+    elif excess < 0 and not blocked:
+        _run(
+            builder, pool, -excess, f"scale out: {len(tasks)} running, {pool.count_reason}", network
+        )
+
+    if idle_outdated and not blocked:
+        budget = max(0, pool.max_surge - len(starting))
+        batch = idle_outdated[:budget]
+        if batch and network is not None:
+            builder.actions.append(
+                Action(
+                    "replace",
+                    "runner_tasks",
+                    pool.name,
+                    Phase.RUNNER_TASKS,
+                    f"rollout: {len(batch)} of {len(outdated)} outdated idle runner(s) "
+                    f"replaced (maxSurge {pool.max_surge})",
+                    cluster=pool.cluster,
+                    pool=pool.name,
+                    count=len(batch),
+                    task_arns=tuple(t.arn for t in batch),
+                    spec_hash=pool.spec_hash,
+                    after=_launch(pool, network),
+                )
+            )
+    busy_outdated = [t for t in outdated if states[t.arn] is not RunnerState.IDLE]
+    if busy_outdated:
+        builder.note(
+            "info",
+            f"{len(busy_outdated)} runner(s) on an outdated revision are busy or unknown; "
+            "they finish their job before being replaced",
+            pool.name,
+        )
+
+
+def _stop(builder: _Builder, pool: DesiredPool, tasks: list[ObservedTask], reason: str) -> None:
+    builder.actions.append(
+        Action(
+            "stop",
+            "runner_tasks",
+            pool.name,
+            Phase.RUNNER_TASKS,
+            reason,
+            cluster=pool.cluster,
+            pool=pool.name,
+            task_arns=tuple(t.arn for t in tasks),
+        )
+    )
+
+
+def _resolve_network(
+    pool: DesiredPool, observed: ObservedState, builder: _Builder
+) -> dict[str, list[str]] | None:
+    subnets = [observed.subnets.get(ref) for ref in pool.subnets]
+    groups = [observed.security_groups.get(ref) for ref in pool.security_groups]
+    missing = [ref for ref, found in zip(pool.subnets, subnets, strict=True) if not found] + [
+        ref for ref, found in zip(pool.security_groups, groups, strict=True) if not found
+    ]
+    if missing:
+        builder.note(
+            "error",
+            f"network references not found (by ID or Name tag): {', '.join(missing)}",
+            pool.name,
+        )
+        return None
+    return {
+        "subnets": [s for s in subnets if s],
+        "securityGroups": [g for g in groups if g],
+    }
+
+
+def _launch(pool: DesiredPool, network: dict[str, list[str]] | None) -> dict[str, object]:
+    """What a started task will look like: shown in the plan, used as-is by apply."""
+    return {
+        "taskDefinition": f"{pool.family} (spec hash {pool.spec_hash})",
+        "capacityProvider": pool.capacity_provider,
+        "network": network,
+        "tags": pool.task_tags,
+    }
+
+
+def _run(
+    builder: _Builder,
+    pool: DesiredPool,
+    count: int,
+    reason: str,
+    network: dict[str, list[str]] | None,
+) -> None:
+    builder.actions.append(
+        Action(
+            "run",
+            "runner_tasks",
+            pool.name,
+            Phase.RUNNER_TASKS,
+            reason,
+            cluster=pool.cluster,
+            pool=pool.name,
+            count=count,
+            spec_hash=pool.spec_hash,
+            after=_launch(pool, network),
+        )
+    )
+
+
+# ------------------------------------------------------------------ removed pools
+
+
+def _plan_removed_pools(
+    desired: DesiredState,
+    observed: ObservedState,
+    runner_states: Mapping[str, RunnerState],
+    builder: _Builder,
+) -> None:
+    families = {
+        pool_of_family(family): revisions
+        for family, revisions in observed.task_definitions.items()
+        if pool_of_family(family)
+    }
+    removed = ({t.pool for t in observed.tasks} | set(families)) - set(desired.pools)
+    for name in sorted(n for n in removed if n):
+        revisions = [r for r in families.get(name, []) if r.owned]
+        tasks = [t for t in observed.tasks if t.pool == name]
+        if not desired.complete:
+            builder.note(
+                "warning",
+                f"pool {name} is not in the specs, but some specs failed to load: it is kept "
+                "as it is until they load again",
+                name,
+            )
+            continue
+        policy = _deletion_policy(revisions)
+        if policy == "Orphan":
+            if tasks or revisions:
+                builder.note(
+                    "info",
+                    f"pool {name} was removed from the specs; deletionPolicy Orphan leaves its "
+                    f"{len(tasks)} runner(s) and {len(revisions)} revision(s) as they are",
+                    name,
+                )
+            continue
+        _drain_pool(name, tasks, revisions, runner_states, builder)
+
+
+def _deletion_policy(revisions: list[ObservedTaskDefinition]) -> str:
+    latest = max(revisions, key=lambda r: r.revision, default=None)
+    return latest.tags.get(DELETION_POLICY_TAG, "Drain") if latest else "Drain"
+
+
+def _drain_pool(
+    name: str,
+    tasks: list[ObservedTask],
+    revisions: list[ObservedTaskDefinition],
+    runner_states: Mapping[str, RunnerState],
+    builder: _Builder,
+) -> None:
+    idle = [t for t in tasks if _state(t, runner_states) is RunnerState.IDLE]
+    held = len(tasks) - len(idle)
+    for cluster in sorted({t.cluster for t in idle}):
+        in_cluster = _oldest_first([t for t in idle if t.cluster == cluster])
+        builder.actions.append(
+            Action(
+                "stop",
+                "runner_tasks",
+                name,
+                Phase.RUNNER_TASKS,
+                "pool removed from the specs (deletionPolicy Drain): idle runners stop",
+                cluster=cluster,
+                pool=name,
+                task_arns=tuple(t.arn for t in in_cluster),
+                deletes_pool=True,
+            )
+        )
+    if held:
+        builder.note(
+            "info",
+            f"pool {name} is draining: {held} busy or unknown runner(s) finish first",
+            name,
+        )
+    in_use = {t.task_definition_arn for t in tasks if t not in idle}
+    for revision in sorted(revisions, key=lambda r: r.revision):
+        if revision.arn in in_use:
+            continue
+        builder.actions.append(
+            Action(
+                "delete",
+                "task_definition",
+                f"{name}[{revision.revision}]",
+                Phase.CLEAN_UP,
+                "pool removed from the specs (deletionPolicy Drain)",
+                pool=name,
+                before={"taskDefinitionArn": revision.arn},
+                patch=[{"op": "remove", "path": ""}],
+                deletes_pool=True,
+            )
+        )
+
+
+def _patch(before: object, after: object) -> list[dict[str, object]]:
+    return list(jsonpatch.make_patch(before, after))

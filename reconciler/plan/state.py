@@ -1,0 +1,176 @@
+"""The shapes the planner compares: desired state (from specs) and observed state (from AWS).
+
+Plain, immutable data with no I/O. Both sides use the same shapes, already normalized
+(see `normalize`), so that the planner compares like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+MANAGED_BY_TAG = "ecs-reconciler:managed-by"
+MANAGED_BY_VALUE = "ecs-reconciler"
+POOL_TAG = "ecs-reconciler:pool"
+SPEC_HASH_TAG = "ecs-reconciler:spec-hash"
+DELETION_POLICY_TAG = "ecs-reconciler:deletion-policy"
+STARTED_BY = "ecs-reconciler"
+FAMILY_PREFIX = "ecs-reconciler-"
+
+
+def family_of(pool_name: str) -> str:
+    """The ECS task-definition family of a pool."""
+    return f"{FAMILY_PREFIX}{pool_name}"
+
+
+def pool_of_family(family: str) -> str | None:
+    """The pool name a family belongs to, or None for families that are not ours."""
+    return family[len(FAMILY_PREFIX) :] if family.startswith(FAMILY_PREFIX) else None
+
+
+def is_owned(tags: dict[str, str]) -> bool:
+    """True when a resource carries our managed-by tag."""
+    return tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE
+
+
+class RunnerState(StrEnum):
+    """What GitHub (or the sandbox) says the runner inside a task is doing."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    UNKNOWN = "unknown"  # not registered yet, offline, or no source of runner state
+
+
+# ---------------------------------------------------------------- desired
+
+
+@dataclass(frozen=True)
+class DesiredCapacityProvider:
+    """A capacity provider as the specs want it."""
+
+    name: str
+    cluster: str
+    auto_scaling_group: str
+    settings: dict[str, Any]  # normalized managedScaling / managedTerminationProtection
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DesiredPool:
+    """A runner pool as the specs want it, at one point in time."""
+
+    name: str
+    cluster: str
+    capacity_provider: str
+    task_definition: dict[str, Any]  # normalized RegisterTaskDefinition input, without tags
+    spec_hash: str
+    task_definition_tags: dict[str, str]
+    task_tags: dict[str, str]
+    desired_count: int
+    count_reason: str
+    max_surge: int
+    subnets: tuple[str, ...]
+    security_groups: tuple[str, ...]
+    deletion_policy: str
+
+    @property
+    def family(self) -> str:
+        """The task-definition family."""
+        return family_of(self.name)
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything the specs ask for; `complete` is False when some spec failed to load."""
+
+    pools: dict[str, DesiredPool] = field(default_factory=dict)
+    capacity_providers: dict[str, DesiredCapacityProvider] = field(default_factory=dict)
+    clusters: tuple[str, ...] = ()
+    complete: bool = True
+
+
+# ---------------------------------------------------------------- observed
+
+
+@dataclass(frozen=True)
+class ObservedCapacityProvider:
+    """A capacity provider as ECS describes it."""
+
+    name: str
+    arn: str
+    auto_scaling_group_arn: str
+    settings: dict[str, Any]
+    tags: dict[str, str]
+    status: str = "ACTIVE"
+
+    @property
+    def owned(self) -> bool:
+        """Created by us."""
+        return is_owned(self.tags)
+
+
+@dataclass(frozen=True)
+class ObservedCluster:
+    """A cluster and its capacity-provider association."""
+
+    name: str
+    status: str
+    capacity_providers: tuple[str, ...]
+    default_strategy: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class ObservedTaskDefinition:
+    """One ACTIVE revision of a family we own (or that squats in a family name of ours)."""
+
+    arn: str
+    family: str
+    revision: int
+    content: dict[str, Any]  # normalized, comparable with DesiredPool.task_definition
+    content_hash: str
+    tags: dict[str, str]
+
+    @property
+    def owned(self) -> bool:
+        """Registered by us (carries our tags)."""
+        return is_owned(self.tags)
+
+    @property
+    def tagged_hash(self) -> str | None:
+        """The spec hash we recorded when registering it."""
+        return self.tags.get(SPEC_HASH_TAG)
+
+
+@dataclass(frozen=True)
+class ObservedTask:
+    """A runner task of ours that ECS still wants running."""
+
+    arn: str
+    cluster: str
+    pool: str
+    task_definition_arn: str
+    spec_hash: str
+    last_status: str
+    started_at: float | None
+    tags: dict[str, str]
+    capacity_provider: str = ""
+
+    @property
+    def task_id(self) -> str:
+        """The short task ID (last part of the ARN)."""
+        return self.arn.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    """What AWS shows, normalized; `problems` names what could not be observed."""
+
+    clusters: dict[str, ObservedCluster] = field(default_factory=dict)
+    capacity_providers: dict[str, ObservedCapacityProvider] = field(default_factory=dict)
+    task_definitions: dict[str, list[ObservedTaskDefinition]] = field(default_factory=dict)
+    tasks: list[ObservedTask] = field(default_factory=list)
+    auto_scaling_groups: dict[str, str] = field(default_factory=dict)  # name or ARN -> ARN
+    subnets: dict[str, str] = field(default_factory=dict)  # ID or Name tag -> ID
+    security_groups: dict[str, str] = field(default_factory=dict)  # ID or Name tag -> ID
+    problems: dict[str, str] = field(default_factory=dict)  # scope (cluster/pool) -> message

@@ -1,0 +1,348 @@
+"""A stand-in for the ECS container agent on the sandbox's Auto Scaling instances.
+
+moto launches EC2 instances for Auto Scaling groups but nothing registers them with ECS, and
+moto's RunTask (launch type EC2 or a capacity provider) only places tasks on registered container
+instances. ``SimulatedEcsAgent.sync`` closes that gap, idempotently:
+
+* every InService instance of an Auto Scaling group is registered in the cluster named by
+  ``ECS_CLUSTER=`` in its launch template's user data (exactly how the real agent finds its
+  cluster), with an instance identity document, total resources derived from the instance type,
+  and the standard ``ecs.*`` attributes (architecture from the AMI);
+* container instances whose EC2 instance is gone (terminated, shutting down, or unknown) have
+  their running tasks stopped ("Host EC2 (instance i-...) terminated.", as ECS reports it) and are
+  deregistered.
+
+moto ignores ``totalResources`` and ``attributes`` in RegisterContainerInstance (it always
+registers 4096 CPU / 7482 MiB); the agent still sends them as the real agent does, and writes the
+attributes with PutAttributes so that they are visible.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .server import MOTO_ACCOUNT_ID, sandbox_client
+
+logger = logging.getLogger(__name__)
+
+_ECS_CLUSTER_RE = re.compile(r"ECS_CLUSTER=([A-Za-z0-9_-]+)")
+_GONE_STATES = frozenset({"shutting-down", "terminated"})
+#: Registered memory is below the nominal size (kernel, agent). Calibrated so that 8 GiB gives
+#: 7482 MiB, the value moto hardcodes for every container instance.
+_REGISTERED_MEMORY_RATIO = 7482 / 8192
+_RESERVED_PORTS = ["22", "2375", "2376", "51678", "51679"]
+#: Capability attributes the real agent advertises that matter for runner task definitions.
+_CAPABILITIES = (
+    "ecs.capability.task-eni",
+    "ecs.capability.container-ordering",
+    "ecs.capability.execution-role-awslogs",
+    "com.amazonaws.ecs.capability.privileged-container",
+    "com.amazonaws.ecs.capability.logging-driver.awslogs",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.44",
+)
+
+
+@dataclass
+class AgentSyncResult:
+    """What one ``sync`` changed: container instance ARNs registered and deregistered."""
+
+    registered: list[str] = field(default_factory=list)
+    deregistered: list[str] = field(default_factory=list)
+    stopped_tasks: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.registered or self.deregistered)
+
+
+@dataclass(frozen=True)
+class _Instance:
+    instance_id: str
+    instance_type: str
+    image_id: str
+    availability_zone: str
+    private_ip: str
+    architecture: str
+
+
+class SimulatedEcsAgent:
+    """Registers Auto Scaling instances as ECS container instances in the sandbox."""
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        region: str,
+        *,
+        auto_scaling_groups: Iterable[str] | None = None,
+    ) -> None:
+        """``auto_scaling_groups`` restricts registration to those groups (default: all)."""
+        self.region = region
+        self.auto_scaling_groups = (
+            sorted(auto_scaling_groups) if auto_scaling_groups is not None else None
+        )
+        self._ec2 = sandbox_client("ec2", endpoint_url, region)
+        self._ecs = sandbox_client("ecs", endpoint_url, region)
+        self._autoscaling = sandbox_client("autoscaling", endpoint_url, region)
+        self._instance_type_cache: dict[str, tuple[int, int]] = {}
+        self._architecture_cache: dict[str, str] = {}
+        self._cluster_cache: dict[tuple[str, str], str | None] = {}
+
+    # -- public ----------------------------------------------------------------------------------
+
+    def sync(self) -> AgentSyncResult:
+        """Register InService instances, deregister container instances whose host is gone."""
+        result = AgentSyncResult()
+        wanted = self._in_service_instances_by_cluster()
+        registered = self._registered_container_instances(set(wanted) | set(self._clusters()))
+        for cluster, instance_ids in sorted(wanted.items()):
+            already = registered.get(cluster, {})
+            missing = sorted(instance_ids - already.keys())
+            for instance in self._describe_instances(missing).values():
+                result.registered.append(self._register(cluster, instance))
+        known_hosts = {
+            i.instance_id
+            for i in self._describe_instances(
+                [iid for by_host in registered.values() for iid in by_host]
+            ).values()
+        }
+        for cluster, by_host in sorted(registered.items()):
+            for instance_id, container_instance_arn in sorted(by_host.items()):
+                if instance_id not in known_hosts:
+                    result.stopped_tasks += self._stop_tasks_on(
+                        cluster, container_instance_arn, instance_id
+                    )
+                    self._ecs.deregister_container_instance(
+                        cluster=cluster, containerInstance=container_instance_arn, force=True
+                    )
+                    logger.info(
+                        "deregistered %s (host %s gone)", container_instance_arn, instance_id
+                    )
+                    result.deregistered.append(container_instance_arn)
+        return result
+
+    # -- discovery -------------------------------------------------------------------------------
+
+    def _auto_scaling_groups(self) -> list[dict[str, Any]]:
+        paginator = self._autoscaling.get_paginator("describe_auto_scaling_groups")
+        kwargs: dict[str, Any] = {}
+        if self.auto_scaling_groups is not None:
+            kwargs["AutoScalingGroupNames"] = self.auto_scaling_groups
+        return [g for page in paginator.paginate(**kwargs) for g in page["AutoScalingGroups"]]
+
+    def _in_service_instances_by_cluster(self) -> dict[str, set[str]]:
+        by_cluster: dict[str, set[str]] = {}
+        for group in self._auto_scaling_groups():
+            in_service = {
+                i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"
+            }
+            if not in_service:
+                continue
+            cluster = self._cluster_of(group)
+            if cluster is None:
+                logger.debug(
+                    "asg %s: no ECS_CLUSTER in user data; skipped", group["AutoScalingGroupName"]
+                )
+                continue
+            by_cluster.setdefault(cluster, set()).update(in_service)
+        return by_cluster
+
+    def _cluster_of(self, group: dict[str, Any]) -> str | None:
+        """The cluster named by ECS_CLUSTER= in the group's launch template user data."""
+        template = group.get("LaunchTemplate") or (group.get("MixedInstancesPolicy") or {}).get(
+            "LaunchTemplate", {}
+        ).get("LaunchTemplateSpecification")
+        if not template:
+            return None
+        template_id = template.get("LaunchTemplateId")
+        template_name = template.get("LaunchTemplateName")
+        version = str(template.get("Version") or "$Default")
+        key = (template_id or template_name or "", version)
+        if key not in self._cluster_cache:
+            selector = (
+                {"LaunchTemplateId": template_id}
+                if template_id
+                else {"LaunchTemplateName": template_name}
+            )
+            versions = self._ec2.describe_launch_template_versions(**selector, Versions=[version])[
+                "LaunchTemplateVersions"
+            ]
+            user_data = versions[0]["LaunchTemplateData"].get("UserData", "") if versions else ""
+            self._cluster_cache[key] = _cluster_from_user_data(user_data)
+        return self._cluster_cache[key]
+
+    def _clusters(self) -> list[str]:
+        paginator = self._ecs.get_paginator("list_clusters")
+        arns = [arn for page in paginator.paginate() for arn in page["clusterArns"]]
+        return [arn.rsplit("/", 1)[-1] for arn in arns]
+
+    def _registered_container_instances(self, clusters: Iterable[str]) -> dict[str, dict[str, str]]:
+        """cluster -> EC2 instance id -> container instance ARN."""
+        registered: dict[str, dict[str, str]] = {}
+        for cluster in sorted(clusters):
+            paginator = self._ecs.get_paginator("list_container_instances")
+            arns = [
+                arn
+                for page in paginator.paginate(cluster=cluster)
+                for arn in page["containerInstanceArns"]
+            ]
+            by_host: dict[str, str] = {}
+            for chunk in _chunks(arns, 100):
+                described = self._ecs.describe_container_instances(
+                    cluster=cluster, containerInstances=chunk
+                )["containerInstances"]
+                for ci in described:
+                    by_host[ci["ec2InstanceId"]] = ci["containerInstanceArn"]
+            registered[cluster] = by_host
+        return registered
+
+    def _describe_instances(self, instance_ids: list[str]) -> dict[str, _Instance]:
+        """Live (not terminated / shutting down) instances among ``instance_ids``."""
+        found: dict[str, _Instance] = {}
+        for chunk in _chunks(sorted(set(instance_ids)), 200):
+            reservations = self._ec2.describe_instances(
+                Filters=[{"Name": "instance-id", "Values": chunk}]
+            )["Reservations"]
+            for reservation in reservations:
+                for raw in reservation["Instances"]:
+                    if raw["State"]["Name"] in _GONE_STATES:
+                        continue
+                    found[raw["InstanceId"]] = _Instance(
+                        instance_id=raw["InstanceId"],
+                        instance_type=raw["InstanceType"],
+                        image_id=raw["ImageId"],
+                        availability_zone=raw["Placement"]["AvailabilityZone"],
+                        private_ip=raw.get("PrivateIpAddress", ""),
+                        architecture=self._architecture_of(raw["ImageId"], raw.get("Architecture")),
+                    )
+        return found
+
+    def _architecture_of(self, image_id: str, reported: str | None) -> str:
+        if image_id not in self._architecture_cache:
+            images = self._ec2.describe_images(ImageIds=[image_id])["Images"]
+            self._architecture_cache[image_id] = (
+                (images[0].get("Architecture") if images else None) or reported or "x86_64"
+            )
+        return self._architecture_cache[image_id]
+
+    def _resources_of(self, instance_type: str) -> tuple[int, int]:
+        """(CPU units, registered memory MiB) for ``instance_type``."""
+        if instance_type not in self._instance_type_cache:
+            info = self._ec2.describe_instance_types(InstanceTypes=[instance_type])[
+                "InstanceTypes"
+            ][0]
+            cpu = int(info["VCpuInfo"]["DefaultVCpus"]) * 1024
+            memory = int(int(info["MemoryInfo"]["SizeInMiB"]) * _REGISTERED_MEMORY_RATIO)
+            self._instance_type_cache[instance_type] = (cpu, memory)
+        return self._instance_type_cache[instance_type]
+
+    # -- registration ----------------------------------------------------------------------------
+
+    def _register(self, cluster: str, instance: _Instance) -> str:
+        cpu, memory = self._resources_of(instance.instance_type)
+        attributes = _attributes_for(instance)
+        response = self._ecs.register_container_instance(
+            cluster=cluster,
+            instanceIdentityDocument=json.dumps(_identity_document(instance, self.region)),
+            instanceIdentityDocumentSignature="sandbox-unsigned",
+            totalResources=[
+                {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": memory},
+                {"name": "PORTS", "type": "STRINGSET", "stringSetValue": _RESERVED_PORTS},
+                {"name": "PORTS_UDP", "type": "STRINGSET", "stringSetValue": []},
+            ],
+            versionInfo={"agentVersion": "1.0.0-sandbox", "dockerVersion": "DockerVersion: 27.3"},
+            attributes=[{"name": k, "value": v} if v else {"name": k} for k, v in attributes],
+        )
+        arn: str = response["containerInstance"]["containerInstanceArn"]
+        reported = {
+            a["name"]: a.get("value") for a in response["containerInstance"].get("attributes", [])
+        }
+        # moto drops the attributes sent with RegisterContainerInstance; write the missing ones.
+        missing = [(k, v) for k, v in attributes if k not in reported]
+        if missing:
+            self._ecs.put_attributes(
+                cluster=cluster,
+                attributes=[
+                    {"name": k, "value": v, "targetId": arn} if v else {"name": k, "targetId": arn}
+                    for k, v in missing
+                ],
+            )
+        logger.info(
+            "registered %s (%s, %s) in cluster %s as %s",
+            instance.instance_id,
+            instance.instance_type,
+            instance.architecture,
+            cluster,
+            arn,
+        )
+        return arn
+
+    def _stop_tasks_on(
+        self, cluster: str, container_instance_arn: str, instance_id: str
+    ) -> list[str]:
+        task_arns = [
+            arn
+            for page in self._ecs.get_paginator("list_tasks").paginate(
+                cluster=cluster, desiredStatus="RUNNING"
+            )
+            for arn in page["taskArns"]
+        ]
+        stopped: list[str] = []
+        for chunk in _chunks(task_arns, 100):
+            for task in self._ecs.describe_tasks(cluster=cluster, tasks=chunk)["tasks"]:
+                if task.get("containerInstanceArn") == container_instance_arn:
+                    self._ecs.stop_task(
+                        cluster=cluster,
+                        task=task["taskArn"],
+                        reason=f"Host EC2 (instance {instance_id}) terminated.",
+                    )
+                    stopped.append(task["taskArn"])
+        return stopped
+
+
+def _cluster_from_user_data(user_data_b64: str) -> str | None:
+    try:
+        text = base64.b64decode(user_data_b64).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        text = user_data_b64
+    match = _ECS_CLUSTER_RE.search(text)
+    return match.group(1) if match else None
+
+
+def _identity_document(instance: _Instance, region: str) -> dict[str, Any]:
+    """The fields of an EC2 instance identity document that the ECS agent sends."""
+    return {
+        "accountId": MOTO_ACCOUNT_ID,
+        "architecture": instance.architecture,
+        "availabilityZone": instance.availability_zone,
+        "imageId": instance.image_id,
+        "instanceId": instance.instance_id,
+        "instanceType": instance.instance_type,
+        "privateIp": instance.private_ip,
+        "region": region,
+        "version": "2017-09-30",
+    }
+
+
+def _attributes_for(instance: _Instance) -> list[tuple[str, str | None]]:
+    return [
+        ("ecs.cpu-architecture", instance.architecture),
+        ("ecs.os-type", "linux"),
+        ("ecs.os-family", "LINUX"),
+        ("ecs.instance-type", instance.instance_type),
+        ("ecs.availability-zone", instance.availability_zone),
+        ("ecs.ami-id", instance.image_id),
+        *((capability, None) for capability in _CAPABILITIES),
+    ]
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,160 @@
+"""The sandbox: a seeded local AWS account on moto's HTTP server, and the demo loop on it.
+
+`Sandbox` starts moto on 127.0.0.1, creates what Terraform would have created for the
+specs (VPC, named subnets and security groups, clusters, launch templates and Auto Scaling
+groups, roles, log groups), registers the groups' instances as ECS container instances,
+and simulates the runners in tasks. The reconciler talks to it through the same boto3 code
+path as to AWS, only with another endpoint URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from ..aws.clients import AwsClients
+from ..spec.loader import SpecSet, load_specs
+from .agent import SimulatedEcsAgent
+from .infrastructure import AsgPlan, InfrastructurePlan, SubnetPlan, seed_account
+from .runners import SimulatedRunners
+from .server import (
+    DEFAULT_REGION,
+    SANDBOX_ACCESS_KEY_ID,
+    SANDBOX_SECRET_ACCESS_KEY,
+    MotoServer,
+    ServerMode,
+)
+
+INSTANCES_PER_GROUP = 2
+INSTANCE_TYPES = {"x86_64": "m6i.2xlarge", "arm64": "m7g.2xlarge"}
+
+
+def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
+    """What a Terraform module would have created for these specs."""
+    subnets = sorted(
+        {ref for p in spec_set.pools for ref in p.spec.network.subnets if not _is_id(ref)}
+    )
+    groups = sorted(
+        {ref for p in spec_set.pools for ref in p.spec.network.security_groups if not _is_id(ref)}
+    )
+    clusters = sorted(
+        {p.spec.cluster for p in spec_set.pools}
+        | {c.spec.cluster for c in spec_set.capacity_providers}
+    )
+    architectures = {p.spec.capacity_provider: p.spec.architecture for p in spec_set.pools}
+    roles = sorted(
+        {
+            arn.rsplit("/", 1)[-1]
+            for p in spec_set.pools
+            for arn in (p.spec.iam.execution_role_arn, p.spec.iam.task_role_arn)
+            if arn
+        }
+    )
+    return InfrastructurePlan(
+        vpc_name="ci-runners",
+        cidr="10.0.0.0/16",
+        subnets=[
+            SubnetPlan(name, f"10.0.{index}.0/24", f"{DEFAULT_REGION}{'abcdef'[index % 6]}")
+            for index, name in enumerate(subnets)
+        ],
+        security_groups=groups,
+        clusters=clusters,
+        auto_scaling_groups=[
+            AsgPlan(
+                name=provider.spec.auto_scaling_group.rsplit("/", 1)[-1],
+                cluster=provider.spec.cluster,
+                instance_type=INSTANCE_TYPES[architectures.get(provider.metadata.name, "x86_64")],
+                architecture=architectures.get(provider.metadata.name, "x86_64"),
+                min_size=0,
+                max_size=10,
+                desired_capacity=INSTANCES_PER_GROUP,
+            )
+            for provider in spec_set.capacity_providers
+        ],
+        log_groups=sorted({p.spec.logging.log_group for p in spec_set.pools}),
+        roles=roles,
+    )
+
+
+def _is_id(reference: str) -> bool:
+    return reference.startswith(("subnet-", "sg-"))
+
+
+class Sandbox:
+    """A running, seeded sandbox account. Use as a context manager."""
+
+    def __init__(
+        self, spec_paths: Sequence[str | Path] = ("specs",), mode: ServerMode = "thread"
+    ) -> None:
+        self.spec_paths = list(spec_paths)
+        self.server = MotoServer(mode=mode)
+        self.region = DEFAULT_REGION
+        self.clusters: list[str] = []
+        self._agent: SimulatedEcsAgent | None = None
+        self._runners: SimulatedRunners | None = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.server.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        """Where the sandbox's AWS APIs answer."""
+        return self.server.endpoint_url
+
+    def start(self) -> None:
+        """Start moto, seed the account for the specs, register container instances."""
+        self.server.start()
+        self.server.keep_tasks_running()
+        self.seed(load_specs(self.spec_paths))
+
+    def seed(self, spec_set: SpecSet) -> None:
+        """Create (idempotently) the infrastructure the specs need."""
+        plan = infrastructure_for(spec_set)
+        seed_account(self.endpoint_url, self.region, plan)
+        self.clusters = sorted(set(self.clusters) | set(plan.clusters))
+        self._agent = SimulatedEcsAgent(self.endpoint_url, self.region)
+        self._runners = SimulatedRunners(self.clients())
+        self._agent.sync()
+
+    def clients(self, read_only: bool = False) -> AwsClients:
+        """AWS clients pointed at the sandbox."""
+        return AwsClients(
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            read_only=read_only,
+            credentials=(SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY),
+        )
+
+    @property
+    def runners(self) -> SimulatedRunners:
+        """The simulated runners (to make them busy, finish jobs...)."""
+        assert self._runners is not None, "sandbox not started"
+        return self._runners
+
+    def tick(self) -> None:
+        """Let simulated time pass: new instances register, new runners come online (idle)."""
+        if self._agent is not None:
+            self._agent.sync()
+        for cluster in self.clusters:
+            self.runners.register_new(cluster)
+
+    def environment(self) -> dict[str, str]:
+        """The environment that points the CLI (or the AWS CLI) at this sandbox."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_ACCESS_KEY,
+            "ECS_RECONCILER_RUNNER_STATES": "task-tags",
+        }
