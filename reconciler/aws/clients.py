@@ -7,6 +7,7 @@ Standard AWS configuration is honoured as boto3 reads it (region, profile, crede
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any
 
@@ -45,7 +46,8 @@ class AwsClients:
             aws_access_key_id=key_id,
             aws_secret_access_key=secret,
             profile_name=profile,
-            region_name=region,
+            # AWS_REGION is what the AWS SDKs and CLI v2 read; botocore knows AWS_DEFAULT_REGION.
+            region_name=region or os.environ.get("AWS_REGION") or None,
         )
         if not session.region_name:
             raise AwsConfigurationError(

@@ -154,6 +154,7 @@ class Sandbox:
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
             "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_ACCESS_KEY,
             "ECS_RECONCILER_RUNNER_STATES": "task-tags",
