@@ -23,7 +23,6 @@ from ..plan.state import (
     MANAGED_BY_VALUE,
     STARTED_BY,
     ObservedState,
-    ObservedTask,
 )
 from ..runners import RunnerStateSource
 from .clients import AwsClients
@@ -271,14 +270,12 @@ class Executor:
     def _stop(self, action: Action, _: int) -> str:
         stopped, kept = 0, 0
         for arn in action.task_arns:
-            task = self._tasks.get(arn) or ObservedTask(
-                arn, action.cluster, action.pool or "", "", "", "", None, {}
-            )
+            task = self._tasks[arn]  # every task a plan stops was observed
             if not self.runner_states.confirm_idle(task):
                 kept += 1
                 continue
             self.clients.ecs.stop_task(
-                cluster=task.cluster or action.cluster,
+                cluster=task.cluster,
                 task=arn,
                 reason=f"ecs-reconciler: {action.reason}"[:255],
             )

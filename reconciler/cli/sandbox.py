@@ -8,6 +8,7 @@ runners included) and print the `export` lines that point `plan`, `apply` or the
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from typing import Any
@@ -84,6 +85,7 @@ def demo(paths: list[str]) -> int:
 
 def serve(paths: list[str]) -> int:
     """Keep a seeded sandbox running until Ctrl-C."""
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: moto's process is ended
     with Sandbox(paths, mode="process") as sandbox:
         print("# sandbox AWS is serving; point the CLI at it with:")
         for name, value in sandbox.environment().items():
@@ -96,3 +98,7 @@ def serve(paths: list[str]) -> int:
         except KeyboardInterrupt:
             print("\nsandbox stopped.")
     return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -121,7 +121,14 @@ def _plan_capacity_providers(
             )
             continue
         before = _provider_document(current, current.auto_scaling_group_arn)
-        if current.auto_scaling_group_arn != group_arn:
+        in_use = _tasks_on_provider(observed, name)
+        if current.auto_scaling_group_arn != group_arn and in_use:
+            builder.note(
+                "warning",
+                f"capacity provider {name}: its Auto Scaling group changed, which needs a "
+                f"replacement; held while {in_use} task(s) run on it",
+            )
+        elif current.auto_scaling_group_arn != group_arn:
             builder.actions.append(
                 Action(
                     "replace",
