@@ -69,7 +69,7 @@ def sandbox_client(service: str, endpoint_url: str, region: str = DEFAULT_REGION
         if _shared_session is None:
             _shared_session = boto3.session.Session()
         return _shared_session.client(
-            service,  # type: ignore[call-overload]
+            service,
             endpoint_url=endpoint_url,
             region_name=region,
             aws_access_key_id=SANDBOX_ACCESS_KEY_ID,
