@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..aws.clients import AwsClients
 from ..plan.actions import Plan
@@ -63,13 +64,26 @@ def runner_state_source(args: argparse.Namespace, clients: AwsClients) -> Runner
     return UnknownRunnerStates()
 
 
-def render(plan: Plan, output_format: str) -> str:
-    """The plan in text, markdown or json."""
-    if output_format == "markdown":
-        return render_markdown(plan)
+def render(plan: Plan, output_format: str, policy: dict[str, Any] | None = None) -> str:
+    """The plan in text, markdown or json, with the policy verdict when one was checked."""
     if output_format == "json":
-        return json.dumps(plan.to_json(), indent=2, sort_keys=False) + "\n"
-    return render_text(plan)
+        data = plan.to_json()
+        if policy is not None:
+            data["policy"] = policy
+        return json.dumps(data, indent=2) + "\n"
+    if output_format == "markdown":
+        return render_markdown(plan, policy=policy)
+    text = render_text(plan)
+    if policy is not None:
+        text += "\n" + "\n".join(policy_lines(policy)) + "\n"
+    return text
+
+
+def policy_lines(policy: dict[str, Any]) -> list[str]:
+    """`Policy renovate-safe: passed` or the failure with one line per violation."""
+    if policy["passed"]:
+        return [f"Policy {policy['name']}: passed."]
+    return [f"Policy {policy['name']}: FAILED", *(f"  x {v}" for v in policy["violations"])]
 
 
 def write_output(text: str, out: str | None) -> None:

@@ -1,18 +1,27 @@
 """`ecs-reconciler plan`: show what apply would change. Read-only by construction.
 
-The AWS clients are built read-only: any mutating operation is refused before it is sent.
-Exit codes: 0 no changes, 2 changes present, 1 error (spec errors, AWS problems).
+Live (default): the AWS clients are built read-only, so any mutating operation is refused
+before it is sent. `--base REF`: compare the specs at a git revision with the working tree,
+without AWS credentials at all. `--policy NAME|FILE`: check the plan against a policy (the
+automerge gate). Exit codes: 0 no changes, 2 changes present, 1 error, 3 policy failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..aws.clients import AwsClients, AwsConfigurationError
 from ..aws.observe import Observer
+from ..plan.actions import Plan
+from ..plan.policy import PlanPolicy, PolicyError, Violation, evaluate, load_policy
+from ..plan.specdiff import diff_spec_sets
 from ..reconcile import plan_cycle
+from ..spec.gitrev import GitRevisionError, load_specs_at
+from ..spec.loader import load_specs
 from .common import (
     EXIT_ERROR,
     add_aws_options,
@@ -23,30 +32,68 @@ from .common import (
     write_output,
 )
 
+EXIT_POLICY_FAILED = 3
+
 
 def register(verbs: Any) -> None:
     """Add the `plan` sub-command."""
     parser: argparse.ArgumentParser = verbs.add_parser(
         "plan",
         help="show the changes apply would make (read-only)",
-        description="Compare the specs with ECS and print the plan. Never changes anything. "
-        "Exit 0: no changes, 2: changes present, 1: error.",
+        description="Compare the specs with ECS (or, with --base, with the specs at a git "
+        "revision) and print the plan. Never changes anything. Exit 0: no changes, "
+        "2: changes present, 1: error, 3: --policy failed.",
     )
     add_aws_options(parser)
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     parser.add_argument("--out", metavar="FILE", help="write the rendered plan to FILE")
+    parser.add_argument(
+        "--base",
+        metavar="REF",
+        help="compare with the specs at this git revision instead of AWS (no credentials)",
+    )
+    parser.add_argument(
+        "--policy",
+        metavar="NAME|FILE",
+        help="fail (exit 3) unless the plan satisfies this policy, e.g. renovate-safe",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Plan and print."""
+    """Plan, check the policy, print."""
     try:
-        clients = AwsClients(region=args.region, profile=args.profile, read_only=True)
-    except AwsConfigurationError as error:
+        policy = load_policy(args.policy) if args.policy else None
+        plan = _base_plan(args) if args.base else _live_plan(args)
+    except (PolicyError, GitRevisionError, AwsConfigurationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    cycle = plan_cycle(
-        spec_paths(args), Observer(clients), runner_state_source(args, clients), args.now
-    )
-    write_output(render(cycle.plan, args.format), args.out)
-    return exit_code(cycle.plan)
+    violations = evaluate(plan, policy) if policy else []
+    write_output(render(plan, args.format, _verdict(policy, violations)), args.out)
+    code = exit_code(plan)
+    if code != EXIT_ERROR and violations:
+        return EXIT_POLICY_FAILED
+    return code
+
+
+def _live_plan(args: argparse.Namespace) -> Plan:
+    clients = AwsClients(region=args.region, profile=args.profile, read_only=True)
+    source = runner_state_source(args, clients)
+    return plan_cycle(spec_paths(args), Observer(clients), source, args.now).plan
+
+
+def _base_plan(args: argparse.Namespace) -> Plan:
+    paths = spec_paths(args)
+    base = load_specs_at(args.base, paths, Path.cwd())
+    head = load_specs(paths)
+    return diff_spec_sets(base, head, args.now or datetime.datetime.now(datetime.UTC))
+
+
+def _verdict(policy: PlanPolicy | None, violations: list[Violation]) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    return {
+        "name": policy.metadata.name,
+        "passed": not violations,
+        "violations": [str(v) for v in violations],
+    }

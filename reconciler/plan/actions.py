@@ -19,6 +19,7 @@ NoteSeverity = Literal["info", "warning", "error"]
 class Phase(IntEnum):
     """Apply order: what later phases need is done by earlier ones."""
 
+    SPECS = 0  # spec-level changes, shown by `plan --base` (never applied as such)
     CAPACITY_PROVIDERS = 1
     CLUSTER_ASSOCIATION = 2
     TASK_DEFINITIONS = 3
@@ -50,6 +51,8 @@ class Action:
     spec_hash: str = ""
     # set when this action stops runners or removes a pool for good (the blast-radius guard)
     deletes_pool: bool = False
+    # where in the specs the change comes from: "" for the document, or a patch path
+    locations: dict[str, str] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -84,6 +87,8 @@ class Action:
             )
         if self.deletes_pool:
             data["deletes_pool"] = True
+        if self.locations:
+            data["locations"] = self.locations
         return data
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import jsonpatch
 
@@ -109,7 +110,7 @@ def _plan_capacity_providers(
                     "defined in specs, missing in ECS",
                     cluster=provider.cluster,
                     after=after,
-                    patch=_patch({}, after),
+                    patch=patch_of({}, after),
                 )
             )
             continue
@@ -139,7 +140,7 @@ def _plan_capacity_providers(
                     cluster=provider.cluster,
                     before=before,
                     after=after,
-                    patch=_patch(before, after),
+                    patch=patch_of(before, after),
                 )
             )
         elif before != after:
@@ -153,7 +154,7 @@ def _plan_capacity_providers(
                     cluster=provider.cluster,
                     before=before,
                     after=after,
-                    patch=_patch(before, after),
+                    patch=patch_of(before, after),
                 )
             )
 
@@ -214,7 +215,7 @@ def _plan_cluster_associations(
                     cluster=cluster_name,
                     before=before,
                     after=after,
-                    patch=_patch(before, after),
+                    patch=patch_of(before, after),
                 )
             )
     for name in sorted(removable):
@@ -287,7 +288,7 @@ def _plan_task_definition(pool: DesiredPool, observed: ObservedState, builder: _
                 pool=pool.name,
                 before=before,
                 after=after,
-                patch=_patch(before or {}, after),
+                patch=patch_of(before or {}, after),
                 spec_hash=pool.spec_hash,
             )
         )
@@ -573,5 +574,6 @@ def _drain_pool(
         )
 
 
-def _patch(before: object, after: object) -> list[dict[str, object]]:
+def patch_of(before: object, after: object) -> list[dict[str, Any]]:
+    """The RFC 6902 patch that turns `before` into `after`."""
     return list(jsonpatch.make_patch(before, after))

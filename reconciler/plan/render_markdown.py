@@ -6,6 +6,8 @@ notes are kept; the collapsed details are cut with a note saying how many were l
 
 from __future__ import annotations
 
+from typing import Any
+
 from .actions import Plan
 from .render_text import detail_lines, headline, note_line
 
@@ -13,9 +15,16 @@ GITHUB_COMMENT_LIMIT = 65_536
 MARKER = "<!-- ecs-reconciler-plan -->"
 
 
-def render_markdown(plan: Plan, limit: int = GITHUB_COMMENT_LIMIT) -> str:
+def render_markdown(
+    plan: Plan, limit: int = GITHUB_COMMENT_LIMIT, policy: dict[str, Any] | None = None
+) -> str:
     """The Markdown comment, at most `limit` characters."""
     head = [MARKER, "### ecs-reconciler plan", "", f"**{plan.summary_line()}**", ""]
+    if policy is not None and policy["passed"]:
+        head += [f"Policy `{policy['name']}`: **passed**.", ""]
+    elif policy is not None:
+        head += ["> [!CAUTION]", f"> Policy `{policy['name']}` **failed**:"]
+        head += [f"> - {_text(violation)}" for violation in policy["violations"]] + [""]
     if plan.spec_errors:
         head += ["> [!CAUTION]", "> Some specs do not validate; nothing is applied from them:"]
         head += [f"> - `{_code(error)}`" for error in plan.spec_errors]

@@ -13,7 +13,7 @@ from .actions import Action, Note, Plan
 
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "run": "+", "stop": "-"}
 NOTE_MARKS = {"info": "i", "warning": "!", "error": "x"}
-VALUE_WIDTH = 100
+VALUE_WIDTH = 200
 
 
 def headline(action: Action) -> str:
@@ -23,7 +23,9 @@ def headline(action: Action) -> str:
         what = {
             "run": f"start {action.count} runner(s)",
             "stop": f"stop {action.stops} idle runner(s)",
-            "replace": f"replace {action.stops} outdated idle runner(s) with {action.count} new",
+            "replace": f"replace {action.stops} outdated idle runner(s) with {action.count} new"
+            if action.task_arns
+            else f"roll {action.count} runner(s) to the new revision",
         }[action.action]
         return f"{symbol} {action.address}: {what}"
     verb = {

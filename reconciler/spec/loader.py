@@ -9,7 +9,7 @@ pointing at `file:line:col` and the dotted field, and it never raises for bad in
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,22 @@ from pydantic_core import ErrorDetails
 from . import models
 from .crossref import check_references
 from .diagnostics import Diagnostic, Location
-from .models import API_VERSION, KINDS, CapacityProvider, FieldProblem, Resource, RunnerPool
-from .yamlsource import FieldPath, SourceDocument, read_yaml_file
+from .models import (
+    API_VERSION,
+    KINDS,
+    CapacityProvider,
+    FieldProblem,
+    Resource,
+    RunnerPool,
+    SpecModel,
+)
+from .yamlsource import (
+    FieldPath,
+    SourceDocument,
+    SourceFile,
+    parse_yaml_bytes,
+    read_yaml_file,
+)
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -82,15 +96,27 @@ class SpecSet:
 def load_specs(paths: Sequence[str | Path], base: Path | None = None) -> SpecSet:
     """Load and validate every spec file under `paths`; problems become diagnostics."""
     spec_set = SpecSet()
-    for file_path, display in _spec_files(paths, base, spec_set):
-        source_file = read_yaml_file(file_path, display)
-        spec_set.files.append(display)
+    sources = [
+        read_yaml_file(path, display) for path, display in _spec_files(paths, base, spec_set)
+    ]
+    return _load_sources(spec_set, sources)
+
+
+def load_spec_bytes(files: Mapping[str, bytes]) -> SpecSet:
+    """Load and validate spec files given as {display path: content} (for example from git)."""
+    sources = [parse_yaml_bytes(content, name) for name, content in sorted(files.items())]
+    return _load_sources(SpecSet(), sources)
+
+
+def _load_sources(spec_set: SpecSet, sources: Sequence[SourceFile]) -> SpecSet:
+    for source_file in sources:
+        spec_set.files.append(source_file.path)
         spec_set.diagnostics.extend(source_file.diagnostics)
         for document in source_file.documents:
-            loaded, problems = _validate_document(document)
+            resource, problems = validate_document(document)
             spec_set.diagnostics.extend(problems)
-            if loaded is not None:
-                spec_set.resources.append(loaded)
+            if isinstance(resource, RunnerPool | CapacityProvider):
+                spec_set.resources.append(LoadedResource(resource, document))
     spec_set.diagnostics.extend(check_references(spec_set.resources))
     spec_set.diagnostics.sort(key=lambda d: d.location)
     spec_set.files_with_errors = {d.location.file for d in spec_set.errors}
@@ -134,7 +160,10 @@ def _display_path(path: Path, base: Path | None) -> str:
         return str(absolute)
 
 
-def _validate_document(document: SourceDocument) -> tuple[LoadedResource | None, list[Diagnostic]]:
+def validate_document(
+    document: SourceDocument, kinds: Mapping[str, type[SpecModel]] = KINDS
+) -> tuple[SpecModel | None, list[Diagnostic]]:
+    """Validate one document against the model of its kind; diagnostics point at its lines."""
     data = document.data
     here = document.locate(())
     if not isinstance(data, dict):
@@ -153,13 +182,13 @@ def _validate_document(document: SourceDocument) -> tuple[LoadedResource | None,
                 "apiVersion",
             )
         ]
-    model = KINDS.get(kind) if isinstance(kind, str) else None
+    model = kinds.get(kind) if isinstance(kind, str) else None
     if model is None:
         message = "kind is missing" if kind is None else f"unknown kind {kind!r}"
         return None, [
             Diagnostic(
                 document.locate(("kind",)),
-                f"{message}; expected one of {', '.join(KINDS)}",
+                f"{message}; expected one of {', '.join(kinds)}",
                 "kind",
             )
         ]
@@ -167,7 +196,7 @@ def _validate_document(document: SourceDocument) -> tuple[LoadedResource | None,
         resource = model.model_validate(data)
     except ValidationError as error:
         return None, _diagnostics_from(error, document)
-    return LoadedResource(resource, document), []
+    return resource, []
 
 
 def _diagnostics_from(error: ValidationError, document: SourceDocument) -> list[Diagnostic]:

@@ -72,13 +72,7 @@ def read_yaml_file(path: Path, display_path: str | None = None) -> SourceFile:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            result.diagnostics.append(
-                Diagnostic(
-                    Location(name),
-                    f"file is {size} bytes; spec files are limited to {MAX_FILE_BYTES} bytes "
-                    "(split it into several files)",
-                )
-            )
+            result.diagnostics.append(_too_large(name, size))
             return result
         raw = path.read_bytes()
     except OSError as error:
@@ -90,6 +84,9 @@ def read_yaml_file(path: Path, display_path: str | None = None) -> SourceFile:
 def parse_yaml_bytes(raw: bytes, name: str) -> SourceFile:
     """Parse the bytes of a spec file (UTF-8, multi-document) into a `SourceFile`."""
     result = SourceFile(name)
+    if len(raw) > MAX_FILE_BYTES:
+        result.diagnostics.append(_too_large(name, len(raw)))
+        return result
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -169,6 +166,14 @@ def _nesting_too_deep(text: str) -> tuple[int, int] | None:
             elif char in "]}":
                 flow_depth = max(0, flow_depth - 1)
     return None
+
+
+def _too_large(name: str, size: int) -> Diagnostic:
+    return Diagnostic(
+        Location(name),
+        f"file is {size} bytes; spec files are limited to {MAX_FILE_BYTES} bytes "
+        "(split it into several files)",
+    )
 
 
 class _Budget:
