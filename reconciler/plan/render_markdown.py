@@ -1,7 +1,7 @@
 """The plan as a pull-request comment: summary first, deletions loud, details collapsed.
 
-Always fits GitHub's 65,536-character comment limit: the summary, every deletion and the
-notes are kept; the collapsed details are cut with a note saying how many were left out.
+Always fits GitHub's 65,536-character comment limit: the summary, the policy verdict and
+every deletion are kept; the rest is cut with a note saying how much was left out.
 """
 
 from __future__ import annotations
@@ -13,67 +13,88 @@ from .render_text import detail_lines, headline, note_line
 
 GITHUB_COMMENT_LIMIT = 65_536
 MARKER = "<!-- ecs-reconciler-plan -->"
+RESERVED = 200  # room for the closing fence and tags
+NOTE_ROOM = 100  # room for a "... more not shown" note
+FENCE = "`" * 3
 
 
 def render_markdown(
     plan: Plan, limit: int = GITHUB_COMMENT_LIMIT, policy: dict[str, Any] | None = None
 ) -> str:
-    """The Markdown comment, at most `limit` characters."""
-    head = [MARKER, "### ecs-reconciler plan", "", f"**{plan.summary_line()}**", ""]
+    """The Markdown comment, at most `limit` characters.
+
+    The summary, the policy verdict, spec errors and every deletion come first and are kept;
+    warnings, holds, the pool table and the collapsed details follow, each cut (with a
+    note) when the budget runs out.
+    """
+    essential = [MARKER, "### ecs-reconciler plan", "", f"**{plan.summary_line()}**", ""]
     if policy is not None and policy["passed"]:
-        head += [f"Policy `{policy['name']}`: **passed**.", ""]
+        essential += [f"Policy `{policy['name']}`: **passed**.", ""]
     elif policy is not None:
-        head += ["> [!CAUTION]", f"> Policy `{policy['name']}` **failed**:"]
-        head += [f"> - {_text(violation)}" for violation in policy["violations"]] + [""]
+        essential += ["> [!CAUTION]", f"> Policy `{policy['name']}` **failed**:"]
+        essential += [f"> - {_text(violation)}" for violation in policy["violations"]] + [""]
     if plan.spec_errors:
-        head += ["> [!CAUTION]", "> Some specs do not validate; nothing is applied from them:"]
-        head += [f"> - `{_code(error)}`" for error in plan.spec_errors]
-        head.append("")
+        essential += ["> [!CAUTION]", "> Some specs do not validate; nothing is applied from them:"]
+        essential += [f"> - `{_code(error)}`" for error in plan.spec_errors] + [""]
     deletions = [a for a in plan.actions if a.action == "delete" or a.deletes_pool]
     if deletions:
-        head += ["> [!CAUTION]", f"> **{len(deletions)} deletion(s):**"]
-        head += [f"> - `{_code(a.address)}`: {a.reason}" for a in deletions]
-        head.append("")
+        essential += ["> [!CAUTION]", f"> **{len(deletions)} deletion(s):**"]
+        essential += [f"> - `{_code(a.address)}`: {_text(a.reason)}" for a in deletions] + [""]
+    budget = limit - RESERVED
+    out = _take(essential, budget, "line(s) of the summary")
+    for section in _optional_sections(plan):
+        out += _take(section, budget - _size(out), "line(s)")
+    return "\n".join(out) + "\n"
+
+
+def _optional_sections(plan: Plan) -> list[list[str]]:
     warnings = [n for n in plan.notes if n.severity != "info"]
     held = [n for n in plan.notes if n.severity == "info"]
+    sections: list[list[str]] = []
     if warnings:
-        head += ["> [!WARNING]"] + [f"> - {_text(note_line(n))}" for n in warnings] + [""]
+        sections.append(["> [!WARNING]", *(f"> - {_text(note_line(n))}" for n in warnings), ""])
     if held:
-        head += ["Busy-safe holds and information:", ""]
-        head += [f"- {_text(note_line(n))}" for n in held] + [""]
+        lines = [f"- {_text(note_line(n))}" for n in held]
+        sections.append(["Busy-safe holds and information:", "", *lines, ""])
     if plan.pools:
-        head += [
+        table = [
             "| pool | desired | running | busy | idle | outdated | changes |",
             "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for pool in plan.pools:
             changes = ", ".join(headline(a).split(": ", 1)[-1] for a in plan.for_pool(pool.name))
-            head.append(
+            table.append(
                 f"| `{pool.name}` | {pool.desired} | {pool.running} | {pool.busy} | {pool.idle} "
                 f"| {pool.outdated} | {_text(changes) or '-'} |"
             )
-        head.append("")
-    tail = ["</details>", ""]
-    body = "\n".join(head)
-    if not plan.actions:
-        return _fit(body, limit)
-    opening = f"<details><summary>Details ({len(plan.actions)} actions)</summary>\n\n```diff\n"
-    closing = "```\n" + "\n".join(tail)
-    budget = limit - len(body) - len(opening) - len(closing) - 200
-    blocks: list[str] = []
+        sections.append([*table, ""])
+    if plan.actions:
+        details = [f"<details><summary>Details ({len(plan.actions)} actions)</summary>", ""]
+        details.append(FENCE + "diff")
+        for action in plan.actions:
+            block = [headline(action), *(f"    {line}" for line in detail_lines(action)), ""]
+            details += [line.replace(FENCE, "'''") for line in block]
+        sections.append(details)
+    return sections
+
+
+def _take(lines: list[str], budget: int, what: str) -> list[str]:
+    """As many of `lines` as fit in `budget` characters, with a note when some are left out."""
+    taken: list[str] = []
     used = 0
-    for index, action in enumerate(plan.actions):
-        block = "\n".join([headline(action), *(f"    {x}" for x in detail_lines(action))]) + "\n\n"
-        block = block.replace("```", "'''")
-        if used + len(block) > budget:
-            left = len(plan.actions) - index
-            blocks.append(
-                f"# ... {left} more action(s) not shown: see the JSON plan (--format json)\n"
-            )
+    for index, line in enumerate(lines):
+        if used + len(line) + 1 > budget - NOTE_ROOM:
+            taken.append(f"... {len(lines) - index} more {what} not shown: see the JSON plan")
             break
-        blocks.append(block)
-        used += len(block)
-    return _fit(body + "\n" + opening + "".join(blocks) + closing, limit)
+        taken.append(line)
+        used += len(line) + 1
+    if taken and taken[0].startswith("<details>"):
+        taken += [FENCE, "</details>", ""]
+    return taken
+
+
+def _size(lines: list[str]) -> int:
+    return sum(len(line) + 1 for line in lines)
 
 
 def _code(text: str) -> str:
@@ -82,10 +103,3 @@ def _code(text: str) -> str:
 
 def _text(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;")
-
-
-def _fit(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    note = "\n\n_(truncated to fit GitHub's comment limit; see the JSON plan)_\n"
-    return text[: limit - len(note)] + note
