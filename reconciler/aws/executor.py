@@ -77,14 +77,26 @@ class Executor:
         }
         self._tasks = {task.arn: task for task in observed.tasks}
 
-    def apply(self, plan: Plan, refused: dict[Action, str] | None = None) -> ApplyResult:
-        """Execute every action of `plan` except the refused ones; never raises for AWS errors."""
+    def apply(
+        self,
+        plan: Plan,
+        refused: dict[Action, str] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> ApplyResult:
+        """Execute every action of `plan` except the refused ones; never raises for AWS errors.
+
+        `should_stop` is asked before each action: when it turns true (SIGTERM), the action
+        in flight has finished and the rest are skipped, so nothing is left half-applied.
+        """
         refused = refused or {}
         result = ApplyResult()
         failed_pools: set[str] = set()
         failed_providers: set[str] = set()
         failed_clusters: set[str] = set()
         for index, action in enumerate(plan.actions):
+            if should_stop():
+                self._record(result.skipped, action, "skipped: shutting down")
+                continue
             if action in refused:
                 self._record(result.skipped, action, f"refused: {refused[action]}")
                 continue

@@ -32,6 +32,12 @@ def register(verbs: Any) -> None:
     parser.add_argument(
         "--auto-approve", action="store_true", help="do not ask (required without a terminal)"
     )
+    add_guard_options(parser)
+    parser.set_defaults(run=run)
+
+
+def add_guard_options(parser: argparse.ArgumentParser) -> None:
+    """--max-stop-share and --allow-delete (the blast-radius guard)."""
     parser.add_argument(
         "--max-stop-share",
         type=_share,
@@ -44,7 +50,6 @@ def register(verbs: Any) -> None:
         action="store_true",
         help="allow removing pools and capacity providers that left the specs",
     )
-    parser.set_defaults(run=run)
 
 
 def _share(text: str) -> float:

@@ -1,0 +1,79 @@
+"""`ecs-reconciler run`: the long-running controller.
+
+Reconciles on start, on every spec change (watched, debounced), and at least every
+`--resync` seconds; serves /healthz, /readyz and /status on `--listen`. SIGTERM or Ctrl-C
+finishes the AWS action in flight and exits 0; nothing is left half-applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from ..aws.clients import AwsClients, AwsConfigurationError
+from ..controller.loop import Controller, ControllerSettings
+from ..controller.server import ControllerServer
+from ..plan.guard import GuardPolicy
+from .apply import add_guard_options
+from .common import EXIT_ERROR, EXIT_OK, add_aws_options, runner_state_source, spec_paths
+
+log = logging.getLogger(__name__)
+
+
+def register(verbs: Any) -> None:
+    """Add the `run` sub-command."""
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        "run",
+        help="run the controller: reconcile continuously",
+        description="Reconcile on start, on spec changes and every --resync seconds; serve "
+        "/healthz, /readyz and /status. SIGTERM finishes the action in flight and exits.",
+    )
+    add_aws_options(parser)
+    add_guard_options(parser)
+    parser.add_argument(
+        "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="HTTP listener"
+    )
+    parser.add_argument(
+        "--resync",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="reconcile at least this often",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the HTTP listener and the loop; return on SIGTERM / Ctrl-C."""
+    try:
+        clients = AwsClients(region=args.region, profile=args.profile)
+        host, _, port = args.listen.rpartition(":")
+        settings = ControllerSettings(
+            spec_paths=spec_paths(args),
+            resync_interval=args.resync,
+            guard=GuardPolicy(max_stop_share=args.max_stop_share, allow_delete=args.allow_delete),
+        )
+        controller = Controller(settings, clients, runner_state_source(args, clients))
+        loop = threading.Thread(target=controller.run, name="controller")
+        server = ControllerServer(host or "127.0.0.1", int(port), controller.status, loop.is_alive)
+    except (AwsConfigurationError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    server.start()
+    print(f"ecs-reconciler controller: serving http://{server.address}/status", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: controller.stop())
+    loop.start()
+    try:
+        while loop.is_alive():
+            loop.join(timeout=0.5)
+    except KeyboardInterrupt:
+        controller.stop()
+        loop.join()
+    finally:
+        server.close()
+    print("ecs-reconciler controller: stopped", flush=True)
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""The long-running controller: loop, triggers, leader election, status, metrics."""

@@ -1,0 +1,206 @@
+"""The controller loop: triggers wake it, one cycle plans and applies, pools back off alone.
+
+Level-triggered: a trigger (resync timer, spec change, later a webhook) carries only a
+reason, never "what changed"; every cycle observes everything and plans from scratch, so
+a missed or duplicated trigger costs nothing. A spec set that does not validate is never
+applied. A pool whose actions fail waits with exponential backoff and jitter while the
+others proceed. `stop()` (SIGTERM) lets the action in flight finish and skips the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import watchfiles
+
+from ..aws.clients import AwsClients
+from ..aws.executor import ApplyResult, Executor
+from ..aws.observe import Observer
+from ..plan.guard import GuardPolicy, refused_actions
+from ..reconcile import Cycle, plan_cycle
+from ..runners import RunnerStateSource
+from ..spec.loader import SPEC_SUFFIXES
+from .status import StatusBoard, spec_revision
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """How the loop behaves; defaults suit a production controller."""
+
+    spec_paths: Sequence[str | Path] = ("specs",)
+    resync_interval: float = 60.0
+    debounce_ms: int = 300
+    guard: GuardPolicy = field(default_factory=GuardPolicy)
+    backoff_base: float = 5.0
+    backoff_max: float = 300.0
+
+
+class Triggers:
+    """A thread-safe doorbell: anyone may ring it with a reason; the loop waits for it."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._reasons: list[str] = []
+
+    def fire(self, reason: str) -> None:
+        """Ask for a reconcile soon."""
+        with self._condition:
+            self._reasons.append(reason)
+            self._condition.notify_all()
+
+    def wait(self, timeout: float) -> list[str]:
+        """The reasons given since the last call; empty when `timeout` passed without one."""
+        with self._condition:
+            if not self._reasons:
+                self._condition.wait(timeout=max(0.0, timeout))
+            reasons, self._reasons = self._reasons, []
+            return reasons
+
+
+class PoolBackoff:
+    """Exponential backoff with jitter per pool: one failing pool never delays the others."""
+
+    def __init__(self, base: float, maximum: float, clock: Callable[[], float]) -> None:
+        self.base, self.maximum, self.clock = base, maximum, clock
+        self._failures: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def failed(self, pool: str) -> float:
+        """Record a failure; returns the delay before the pool is tried again."""
+        count = self._failures.get(pool, 0) + 1
+        self._failures[pool] = count
+        delay = min(self.maximum, self.base * 2 ** (count - 1)) * random.uniform(0.8, 1.2)
+        self._until[pool] = self.clock() + delay
+        return delay
+
+    def succeeded(self, pool: str) -> None:
+        """Forget the pool's failures."""
+        self._failures.pop(pool, None)
+        self._until.pop(pool, None)
+
+    def waiting(self) -> dict[str, float]:
+        """Pools still backing off, with the seconds left."""
+        now = self.clock()
+        return {pool: until - now for pool, until in self._until.items() if until > now}
+
+
+class SpecWatcher(threading.Thread):
+    """Rings the doorbell when a spec file is written, renamed or removed (debounced)."""
+
+    def __init__(self, paths: Sequence[str | Path], triggers: Triggers, debounce_ms: int) -> None:
+        super().__init__(name="spec-watcher", daemon=True)
+        self.paths = [Path(p) for p in paths]
+        self.triggers = triggers
+        self.debounce_ms = debounce_ms
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        existing = [p for p in self.paths if p.exists()]
+        if not existing:
+            log.warning("no spec path to watch: %s", ", ".join(map(str, self.paths)))
+            return
+        for changes in watchfiles.watch(
+            *existing,
+            watch_filter=lambda _change, path: path.endswith(SPEC_SUFFIXES),
+            debounce=self.debounce_ms,
+            step=50,
+            stop_event=self.stop_event,
+            raise_interrupt=False,
+        ):
+            names = sorted({Path(path).name for _, path in changes})
+            self.triggers.fire(f"specs changed: {', '.join(names)}")
+
+
+class Controller:
+    """Runs reconcile cycles until stopped; only applies while `is_leader()` says so."""
+
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        clients: AwsClients,
+        runner_states: RunnerStateSource,
+        status: StatusBoard | None = None,
+        is_leader: Callable[[], bool] = lambda: True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.runner_states = runner_states
+        self.observer = Observer(clients)
+        self.status = status or StatusBoard()
+        self.is_leader = is_leader
+        self.clock = clock
+        self.triggers = Triggers()
+        self.backoff = PoolBackoff(settings.backoff_base, settings.backoff_max, clock)
+        self._stop = threading.Event()
+        self.cycles = 0
+
+    def stop(self) -> None:
+        """Finish the action in flight, then return from `run`."""
+        self._stop.set()
+        self.triggers.fire("stop")
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called."""
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Reconcile on every trigger and at least every resync interval, until stopped."""
+        watcher = SpecWatcher(self.settings.spec_paths, self.triggers, self.settings.debounce_ms)
+        watcher.start()
+        reasons = ["start"]
+        try:
+            while not self.stopping:
+                self.reconcile(", ".join(dict.fromkeys(reasons)))
+                reasons = self.triggers.wait(self._next_wake()) or ["resync"]
+        finally:
+            watcher.stop_event.set()
+
+    def _next_wake(self) -> float:
+        pending = self.backoff.waiting()
+        soonest_retry = min(pending.values(), default=self.settings.resync_interval)
+        return min(self.settings.resync_interval, soonest_retry)
+
+    def reconcile(self, reason: str) -> tuple[Cycle, ApplyResult | None]:
+        """One cycle: observe and plan; apply when leading and the specs are valid."""
+        log.info("reconcile (%s)", reason)
+        cycle = plan_cycle(self.settings.spec_paths, self.observer, self.runner_states)
+        self.cycles += 1
+        revision = spec_revision(cycle.spec_set)
+        leader = self.is_leader()
+        result: ApplyResult | None = None
+        if cycle.plan.spec_errors:
+            log.warning("specs have %d error(s); nothing applied", len(cycle.plan.spec_errors))
+        elif leader and cycle.plan.has_changes and not self.stopping:
+            result = self._apply(cycle)
+        self.status.record_cycle(
+            cycle.plan, revision, reason, result, leader, self.backoff.waiting()
+        )
+        return cycle, result
+
+    def _apply(self, cycle: Cycle) -> ApplyResult:
+        refused = refused_actions(cycle.plan, self.settings.guard)
+        waiting = self.backoff.waiting()
+        for action in cycle.plan.actions:
+            if action.pool in waiting and action not in refused:
+                refused[action] = (
+                    f"pool {action.pool} backing off ({waiting[action.pool]:.0f}s left)"
+                )
+        executor = Executor(self.clients, cycle.observed, self.runner_states, progress=log.info)
+        result = executor.apply(cycle.plan, refused, should_stop=lambda: self.stopping)
+        failed = {action.pool for action, _ in result.failed if action.pool}
+        for pool in sorted(failed):
+            delay = self.backoff.failed(pool)
+            log.warning("pool %s failed; retrying in %.0fs", pool, delay)
+        for pool in {a.pool for a, _ in result.done if a.pool} - failed:
+            self.backoff.succeeded(pool)
+        return result
