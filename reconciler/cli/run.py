@@ -12,12 +12,15 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from ..aws.clients import AwsClients, AwsConfigurationError
+from ..controller.gitsource import GitSource
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
 from ..plan.guard import GuardPolicy
+from ..spec.gitrev import GitRevisionError
 from .apply import add_guard_options
 from .common import EXIT_ERROR, EXIT_OK, add_aws_options, runner_state_source, spec_paths
 
@@ -44,6 +47,19 @@ def register(verbs: Any) -> None:
         metavar="SECONDS",
         help="reconcile at least this often",
     )
+    parser.add_argument("--git-url", help="take the specs from this git repository instead")
+    parser.add_argument("--branch", default="main", help="branch of --git-url to follow")
+    parser.add_argument(
+        "--git-path", default="specs", help="spec directory inside the repository (default specs)"
+    )
+    parser.add_argument(
+        "--git-poll", type=float, default=30.0, metavar="SECONDS", help="poll --git-url this often"
+    )
+    parser.add_argument(
+        "--workdir",
+        default=".ecs-reconciler",
+        help="where --git-url is cloned (default .ecs-reconciler/)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -52,15 +68,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         clients = AwsClients(region=args.region, profile=args.profile)
         host, _, port = args.listen.rpartition(":")
+        git = None
+        paths = spec_paths(args)
+        if args.git_url:
+            git = GitSource(args.git_url, args.branch, Path(args.workdir) / "repo", args.git_path)
+            git.sync()
+            paths = [str(git.spec_dir)]
         settings = ControllerSettings(
-            spec_paths=spec_paths(args),
+            spec_paths=paths,
             resync_interval=args.resync,
             guard=GuardPolicy(max_stop_share=args.max_stop_share, allow_delete=args.allow_delete),
+            git_poll_interval=args.git_poll,
         )
-        controller = Controller(settings, clients, runner_state_source(args, clients))
+        controller = Controller(settings, clients, runner_state_source(args, clients), git=git)
         loop = threading.Thread(target=controller.run, name="controller")
         server = ControllerServer(host or "127.0.0.1", int(port), controller.status, loop.is_alive)
-    except (AwsConfigurationError, OSError, ValueError) as error:
+    except (AwsConfigurationError, GitRevisionError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     server.start()

@@ -26,6 +26,7 @@ from ..plan.guard import GuardPolicy, refused_actions
 from ..reconcile import Cycle, plan_cycle
 from ..runners import RunnerStateSource
 from ..spec.loader import SPEC_SUFFIXES
+from .gitsource import GitSource
 from .status import StatusBoard, spec_revision
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class ControllerSettings:
     guard: GuardPolicy = field(default_factory=GuardPolicy)
     backoff_base: float = 5.0
     backoff_max: float = 300.0
+    git_poll_interval: float = 30.0
 
 
 class Triggers:
@@ -130,6 +132,7 @@ class Controller:
         status: StatusBoard | None = None,
         is_leader: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.monotonic,
+        git: GitSource | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -142,6 +145,7 @@ class Controller:
         self.backoff = PoolBackoff(settings.backoff_base, settings.backoff_max, clock)
         self._stop = threading.Event()
         self.cycles = 0
+        self.git = git
 
     def stop(self) -> None:
         """Finish the action in flight, then return from `run`."""
@@ -157,6 +161,13 @@ class Controller:
         """Reconcile on every trigger and at least every resync interval, until stopped."""
         watcher = SpecWatcher(self.settings.spec_paths, self.triggers, self.settings.debounce_ms)
         watcher.start()
+        if self.git is not None:
+            threading.Thread(
+                target=self.git.poll,
+                args=(self._stop, self.settings.git_poll_interval, self.triggers.fire),
+                name="git-poll",
+                daemon=True,
+            ).start()
         reasons = ["start"]
         try:
             while not self.stopping:
@@ -176,6 +187,11 @@ class Controller:
         cycle = plan_cycle(self.settings.spec_paths, self.observer, self.runner_states)
         self.cycles += 1
         revision = spec_revision(cycle.spec_set)
+        attempted, source_errors = revision, []
+        if self.git is not None:
+            revision = self.git.state.applied or "none"
+            attempted = self.git.state.attempted or revision
+            source_errors = list(self.git.state.errors)
         leader = self.is_leader()
         result: ApplyResult | None = None
         if cycle.plan.spec_errors:
@@ -183,7 +199,14 @@ class Controller:
         elif leader and cycle.plan.has_changes and not self.stopping:
             result = self._apply(cycle)
         self.status.record_cycle(
-            cycle.plan, revision, reason, result, leader, self.backoff.waiting()
+            cycle.plan,
+            revision,
+            reason,
+            result,
+            leader,
+            self.backoff.waiting(),
+            attempted=attempted,
+            source_errors=source_errors,
         )
         return cycle, result
 

@@ -78,20 +78,27 @@ class StatusBoard:
         result: ApplyResult | None,
         leader: bool,
         backing_off: dict[str, float] | None = None,
+        attempted: str | None = None,
+        source_errors: list[str] | None = None,
     ) -> None:
-        """Fold one cycle (its plan and, when applied, its result) into the status."""
+        """Fold one cycle (its plan and, when applied, its result) into the status.
+
+        `revision` is what the cycle worked from; `attempted` (default: the same) is the
+        newest revision the source tried, which differs when it was refused for errors.
+        """
         now = _now()
         failed = {a.pool: message for a, message in (result.failed if result else []) if a.pool}
+        errors = [*plan.spec_errors, *(source_errors or [])]
         with self._lock:
             self.controller.update(
                 leader=leader,
-                lastAttemptedRevision=revision,
+                lastAttemptedRevision=attempted or revision,
                 lastCycleAt=now,
                 lastCycleReason=reason,
-                specErrors=list(plan.spec_errors),
+                specErrors=errors,
                 cycles=int(self.controller["cycles"]) + 1,
             )
-            if result is not None and result.ok and not plan.spec_errors:
+            if leader and not plan.spec_errors and (result is None or result.ok):
                 self.controller["lastAppliedRevision"] = revision
             for summary in plan.pools:
                 pool = self.pools.setdefault(summary.name, PoolStatus(summary.name))
