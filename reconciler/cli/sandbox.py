@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
 from ..aws.observe import Observer
+from ..controller.loop import Controller, ControllerSettings
+from ..controller.server import ControllerServer
 from ..plan.guard import GuardPolicy
 from ..plan.render_text import render_text
 from ..reconcile import plan_cycle
@@ -22,6 +25,7 @@ from ..sandbox.scenario import Sandbox
 from ..spec.diagnostics import render_text as render_diagnostics
 from .apply import apply_cycle
 from .common import EXIT_ERROR, EXIT_OK
+from .status import render as render_status
 from .validate import describe_pool, summary
 
 
@@ -33,7 +37,10 @@ def register(verbs: Any) -> None:
         description="Start moto's server on 127.0.0.1, seed it for the specs, and run "
         "validate -> plan -> apply -> plan (default), or keep it serving.",
     )
-    parser.add_argument("mode", nargs="?", choices=("run", "serve"), default="run")
+    parser.add_argument("mode", nargs="?", choices=("run", "live", "serve"), default="run")
+    parser.add_argument(
+        "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="live: HTTP listener"
+    )
     parser.add_argument(
         "--specs", action="append", metavar="PATH", help="spec file or directory (default specs/)"
     )
@@ -45,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     paths = list(args.specs or ["specs"])
     if args.mode == "serve":
         return serve(paths)
+    if args.mode == "live":
+        return live(paths, args.listen)
     return demo(paths)
 
 
@@ -102,3 +111,35 @@ def serve(paths: list[str]) -> int:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def live(paths: list[str], listen: str) -> int:
+    """The controller on a sandbox, with a live view of pools and runners, until Ctrl-C."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    with Sandbox(paths, mode="process") as sandbox:
+        clients = sandbox.clients()
+        settings = ControllerSettings(spec_paths=paths, resync_interval=5.0)
+        controller = Controller(settings, clients, TaskTagRunnerStates(clients))
+        host, _, port = listen.rpartition(":")
+        loop = threading.Thread(target=controller.run, name="controller", daemon=True)
+        server = ControllerServer(host, int(port), controller.status, loop.is_alive)
+        server.start()
+        loop.start()
+        print(f"controller on the sandbox; status at http://{server.address}/status")
+        print(f"edit {', '.join(paths)} and watch it converge; Ctrl-C stops.", flush=True)
+        shown = ""
+        try:
+            while True:
+                sandbox.tick()  # new runners come online
+                view = render_status(controller.status.to_json())
+                pools = view.split("\n\n", 1)[-1]  # redraw when pools change, not every cycle
+                if pools != shown:
+                    print(f"\n{time.strftime('%H:%M:%S')}\n{view}", flush=True)
+                    shown = pools
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            controller.stop()
+            loop.join(timeout=30)
+            server.close()
+            print("\nstopped.")
+    return EXIT_OK
