@@ -1,10 +1,18 @@
-"""Shared fixtures: a valid spec text to mutate, and helpers to write spec trees."""
+"""Shared fixtures: spec texts to mutate, spec trees, a sandbox per test, git helpers."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from reconciler.sandbox.scenario import Sandbox
+
+REPO = Path(__file__).resolve().parent.parent
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -62,3 +70,47 @@ def spec_dir(tmp_path: Path):
         return root
 
     return write
+
+
+@pytest.fixture
+def specs(tmp_path: Path) -> Path:
+    """A writable copy of the example specs."""
+    target = tmp_path / "specs"
+    shutil.copytree(REPO / "specs", target)
+    return target
+
+
+@pytest.fixture
+def sandbox(specs: Path) -> Iterator[Sandbox]:
+    """A fresh sandbox account (moto in its own process) seeded for `specs`."""
+    with Sandbox([specs], mode="process") as running:
+        yield running
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` with a fixed identity; returns its output."""
+    completed = subprocess.run(
+        ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return completed.stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    """Commit everything in `repo`; returns the new commit."""
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> float:
+    """Seconds until `condition()` held; fails the test after `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import pytest
 
 from reconciler.aws.executor import Executor
 from reconciler.aws.observe import Observer
@@ -25,22 +20,11 @@ from reconciler.reconcile import plan_cycle
 from reconciler.sandbox.runners import TaskTagRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 
+from .conftest import wait_for
+
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"
 PLATFORM = "platform-linux-dind"
-
-
-@pytest.fixture
-def specs(tmp_path: Path) -> Path:
-    target = tmp_path / "specs"
-    shutil.copytree(REPO / "specs", target)
-    return target
-
-
-@pytest.fixture
-def sandbox(specs: Path) -> Iterator[Sandbox]:
-    with Sandbox([specs], mode="process") as running:
-        yield running
 
 
 def running_tasks(sandbox: Sandbox, pool: str) -> list[str]:
@@ -55,16 +39,6 @@ def running_tasks(sandbox: Sandbox, pool: str) -> list[str]:
         if t["desiredStatus"] == "RUNNING"
         and {"key": "ecs-reconciler:pool", "value": pool} in t.get("tags", [])
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until `condition()` held; fails after `timeout`."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if condition():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def start_controller(

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,19 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"
 PLATFORM = "platform-linux-dind"
 ALLOW_ALL = GuardPolicy(max_stop_share=1.0, allow_delete=True)
-
-
-@pytest.fixture
-def specs(tmp_path: Path) -> Path:
-    target = tmp_path / "specs"
-    shutil.copytree(REPO / "specs", target)
-    return target
-
-
-@pytest.fixture
-def sandbox(specs: Path) -> Iterator[Sandbox]:
-    with Sandbox([specs], mode="process") as running:
-        yield running
 
 
 def cycle(sandbox: Sandbox, specs: Path, read_only: bool = True) -> Cycle:

@@ -4,10 +4,7 @@ the applied / attempted revisions are reported (like Flux)."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,25 +14,10 @@ from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.sandbox.runners import TaskTagRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 
+from .conftest import commit, git, wait_for
+
 REPO = Path(__file__).resolve().parent.parent
 POOL_FILE = "specs/org-platform-dind.yaml"
-
-
-def git(repo: Path, *args: str) -> str:
-    completed = subprocess.run(
-        ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return completed.stdout.strip()
-
-
-def commit(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture
@@ -74,12 +56,6 @@ def test_only_valid_commits_are_checked_out(origin: Path, tmp_path: Path) -> Non
     assert "max: 41" in (source.spec_dir / "org-platform-dind.yaml").read_text()
 
 
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox([REPO / "specs"], mode="process") as running:
-        yield running
-
-
 def test_controller_reports_applied_and_attempted_revisions(
     origin: Path, tmp_path: Path, sandbox: Sandbox
 ) -> None:
@@ -94,22 +70,15 @@ def test_controller_reports_applied_and_attempted_revisions(
     thread.start()
     try:
         first = git(origin, "rev-parse", "HEAD")
-        _wait(lambda: controller.status.to_json()["controller"]["lastAppliedRevision"] == first)
+        wait_for(lambda: controller.status.to_json()["controller"]["lastAppliedRevision"] == first)
         (origin / POOL_FILE).write_text("apiVersion: [\n")
         broken = commit(origin, "broken")
-        _wait(lambda: controller.status.to_json()["controller"]["lastAttemptedRevision"] == broken)
+        wait_for(
+            lambda: controller.status.to_json()["controller"]["lastAttemptedRevision"] == broken
+        )
         status = controller.status.to_json()["controller"]
         assert status["lastAppliedRevision"] == first
         assert status["specErrors"]
     finally:
         controller.stop()
         thread.join(10)
-
-
-def _wait(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")

@@ -12,19 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import commit, git
+
 REPO = Path(__file__).resolve().parent.parent
 POOL_FILE = "specs/org-platform-dind.yaml"
 OLD_IMAGE = "actions-runner:2.328.0@sha256:3f1a8c9e"
 DIGEST_BUMP = "actions-runner:2.328.0@sha256:0f1a8c9e"
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture
@@ -33,8 +26,7 @@ def repo(tmp_path: Path) -> Path:
     root.mkdir()
     shutil.copytree(REPO / "specs", root / "specs")
     git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "base")
+    commit(root, "base")
     return root
 
 

@@ -129,28 +129,17 @@ def _plan_capacity_providers(
                 f"capacity provider {name}: its Auto Scaling group changed, which needs a "
                 f"replacement; held while {in_use} task(s) run on it",
             )
-        elif current.auto_scaling_group_arn != group_arn:
+        elif current.auto_scaling_group_arn != group_arn or before != after:
+            replace = current.auto_scaling_group_arn != group_arn
             builder.actions.append(
                 Action(
-                    "replace",
+                    "replace" if replace else "update",
                     "capacity_provider",
                     name,
                     Phase.CAPACITY_PROVIDERS,
-                    "Auto Scaling group changed (ECS cannot update it in place)",
-                    cluster=provider.cluster,
-                    before=before,
-                    after=after,
-                    patch=patch_of(before, after),
-                )
-            )
-        elif before != after:
-            builder.actions.append(
-                Action(
-                    "update",
-                    "capacity_provider",
-                    name,
-                    Phase.CAPACITY_PROVIDERS,
-                    "settings differ from the spec (drift or spec change)",
+                    "Auto Scaling group changed (ECS cannot update it in place)"
+                    if replace
+                    else "settings differ from the spec (drift or spec change)",
                     cluster=provider.cluster,
                     before=before,
                     after=after,
