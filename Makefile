@@ -24,8 +24,8 @@ test: $(STAMP) ## run the test suite
 	$(BIN)/pytest -q
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on the package
-	$(BIN)/ruff check reconciler tests tools
-	$(BIN)/ruff format --check reconciler tests tools
+	$(BIN)/ruff check reconciler tests tools bench
+	$(BIN)/ruff format --check reconciler tests tools bench
 	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
