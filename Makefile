@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test lint format schema renovate-check clean
+.PHONY: help venv run demo test lint format schema renovate-check workflows-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ schema: $(STAMP) ## regenerate schemas/ from the models
 
 renovate-check: ## prove that the real Renovate finds every version and image in specs/
 	$(PYTHON) tools/renovate_check.py
+
+workflows-check: ## actionlint on every GitHub workflow (the shared offline tool)
+	../shared/tools/actionlint .github/workflows/*.yml
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
