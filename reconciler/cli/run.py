@@ -82,7 +82,13 @@ def run(args: argparse.Namespace) -> int:
         )
         controller = Controller(settings, clients, runner_state_source(args, clients), git=git)
         loop = threading.Thread(target=controller.run, name="controller")
-        server = ControllerServer(host or "127.0.0.1", int(port), controller.status, loop.is_alive)
+        server = ControllerServer(
+            host or "127.0.0.1",
+            int(port),
+            controller.status,
+            loop.is_alive,
+            controller.metrics.render,
+        )
     except (AwsConfigurationError, GitRevisionError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -122,7 +122,9 @@ def live(paths: list[str], listen: str) -> int:
         controller = Controller(settings, clients, TaskTagRunnerStates(clients))
         host, _, port = listen.rpartition(":")
         loop = threading.Thread(target=controller.run, name="controller", daemon=True)
-        server = ControllerServer(host, int(port), controller.status, loop.is_alive)
+        server = ControllerServer(
+            host, int(port), controller.status, loop.is_alive, controller.metrics.render
+        )
         server.start()
         loop.start()
         print(f"controller on the sandbox; status at http://{server.address}/status")

@@ -27,6 +27,7 @@ from ..reconcile import Cycle, plan_cycle
 from ..runners import RunnerStateSource
 from ..spec.loader import SPEC_SUFFIXES
 from .gitsource import GitSource
+from .metrics import ControllerMetrics
 from .status import StatusBoard, spec_revision
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ class Controller:
         is_leader: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.monotonic,
         git: GitSource | None = None,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -146,6 +148,7 @@ class Controller:
         self._stop = threading.Event()
         self.cycles = 0
         self.git = git
+        self.metrics = metrics or ControllerMetrics()
 
     def stop(self) -> None:
         """Finish the action in flight, then return from `run`."""
@@ -184,6 +187,7 @@ class Controller:
     def reconcile(self, reason: str) -> tuple[Cycle, ApplyResult | None]:
         """One cycle: observe and plan; apply when leading and the specs are valid."""
         log.info("reconcile (%s)", reason)
+        started = time.monotonic()
         cycle = plan_cycle(self.settings.spec_paths, self.observer, self.runner_states)
         self.cycles += 1
         revision = spec_revision(cycle.spec_set)
@@ -208,6 +212,8 @@ class Controller:
             attempted=attempted,
             source_errors=source_errors,
         )
+        self.metrics.record_cycle(cycle.plan, time.monotonic() - started, result)
+        self.metrics.record_aws_calls(self.clients.calls)
         return cycle, result
 
     def _apply(self, cycle: Cycle) -> ApplyResult:
