@@ -24,13 +24,13 @@ test: $(STAMP) ## run the test suite
 	$(BIN)/pytest -q
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on the package
-	$(BIN)/ruff check reconciler tests tools bench
-	$(BIN)/ruff format --check reconciler tests tools bench
+	$(BIN)/ruff check reconciler tests tools bench deploy
+	$(BIN)/ruff format --check reconciler tests tools bench deploy
 	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix reconciler tests tools
-	$(BIN)/ruff format reconciler tests tools
+	$(BIN)/ruff check --fix reconciler tests tools bench deploy
+	$(BIN)/ruff format reconciler tests tools bench deploy
 
 schema: $(STAMP) ## regenerate schemas/ from the models
 	$(BIN)/ecs-reconciler schema --write schemas
