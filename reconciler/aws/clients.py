@@ -70,6 +70,13 @@ class AwsClients:
         self.autoscaling: Any = session.client("autoscaling", **options)
         for client in (self.ecs, self.ec2, self.autoscaling):
             client.meta.events.register("before-call", self._before_call)
+        self._session, self._options = session, options
+
+    def client(self, service: str) -> Any:
+        """Another client from the same session and configuration, counted the same way."""
+        client = self._session.client(service, **self._options)
+        client.meta.events.register("before-call", self._before_call)
+        return client
 
     def _before_call(self, model: Any, **_: Any) -> None:
         service = model.service_model.service_name

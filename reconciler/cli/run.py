@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from ..aws.clients import AwsClients, AwsConfigurationError
 from ..controller.gitsource import GitSource
+from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
 from ..plan.guard import GuardPolicy
@@ -56,6 +61,22 @@ def register(verbs: Any) -> None:
         "--git-poll", type=float, default=30.0, metavar="SECONDS", help="poll --git-url this often"
     )
     parser.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="run several replicas: only the holder of a DynamoDB lease applies",
+    )
+    parser.add_argument("--lease-table", default=LeaseConfig.table, help="DynamoDB table")
+    parser.add_argument("--lease-name", default=LeaseConfig.name, help="lease item name")
+    parser.add_argument(
+        "--identity", default=f"{socket.gethostname()}-{os.getpid()}", help="this replica's name"
+    )
+    parser.add_argument(
+        "--lease-timing",
+        default="15,10,2",
+        metavar="DURATION,RENEW,RETRY",
+        help="lease duration, renew deadline and retry period in seconds (default 15,10,2)",
+    )
+    parser.add_argument(
         "--workdir",
         default=".ecs-reconciler",
         help="where --git-url is cloned (default .ecs-reconciler/)",
@@ -80,7 +101,14 @@ def run(args: argparse.Namespace) -> int:
             guard=GuardPolicy(max_stop_share=args.max_stop_share, allow_delete=args.allow_delete),
             git_poll_interval=args.git_poll,
         )
-        controller = Controller(settings, clients, runner_state_source(args, clients), git=git)
+        elector = _elector(args, clients) if args.leader_election else None
+        controller = Controller(
+            settings,
+            clients,
+            runner_state_source(args, clients),
+            is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
+            git=git,
+        )
         loop = threading.Thread(target=controller.run, name="controller")
         server = ControllerServer(
             host or "127.0.0.1",
@@ -89,12 +117,21 @@ def run(args: argparse.Namespace) -> int:
             loop.is_alive,
             controller.metrics.render,
         )
-    except (AwsConfigurationError, GitRevisionError, OSError, ValueError) as error:
+    except (AwsConfigurationError, GitRevisionError, OSError, ValueError, ClientError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     server.start()
     print(f"ecs-reconciler controller: serving http://{server.address}/status", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: controller.stop())
+    lease_stop = threading.Event()
+    if elector is not None:
+        threading.Thread(
+            target=elector.run,
+            args=(lease_stop,),
+            kwargs={"on_started_leading": lambda: controller.triggers.fire("became leader")},
+            name="lease",
+            daemon=True,
+        ).start()
     loop.start()
     try:
         while loop.is_alive():
@@ -103,6 +140,17 @@ def run(args: argparse.Namespace) -> int:
         controller.stop()
         loop.join()
     finally:
+        lease_stop.set()
+        if elector is not None:
+            elector.release()
         server.close()
     print("ecs-reconciler controller: stopped", flush=True)
     return EXIT_OK
+
+
+def _elector(args: argparse.Namespace, clients: AwsClients) -> LeaderElector:
+    duration, renew, retry = (float(part) for part in args.lease_timing.split(","))
+    config = LeaseConfig(args.lease_table, args.lease_name, duration, renew, retry)
+    elector = LeaderElector(clients.client("dynamodb"), args.identity, config)
+    elector.ensure_table()
+    return elector

@@ -225,7 +225,10 @@ class Controller:
                     f"pool {action.pool} backing off ({waiting[action.pool]:.0f}s left)"
                 )
         executor = Executor(self.clients, cycle.observed, self.runner_states, progress=log.info)
-        result = executor.apply(cycle.plan, refused, should_stop=lambda: self.stopping)
+        # stop after the action in flight on SIGTERM, or when the lease is lost mid-apply
+        result = executor.apply(
+            cycle.plan, refused, should_stop=lambda: self.stopping or not self.is_leader()
+        )
         failed = {action.pool for action, _ in result.failed if action.pool}
         for pool in sorted(failed):
             delay = self.backoff.failed(pool)

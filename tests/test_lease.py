@@ -1,0 +1,144 @@
+"""Leader election over DynamoDB (moto's HTTP server): one leader at a time, takeover after
+the lease expires or at once after a release, and a real two-process failover."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from reconciler.controller.lease import LeaderElector, LeaseConfig
+from reconciler.sandbox.server import MotoServer
+
+REGION = "us-east-1"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer(mode="process") as server:
+        yield server
+
+
+@pytest.fixture
+def dynamodb(moto: MotoServer):
+    return moto.client("dynamodb", REGION)
+
+
+def electors(dynamodb, name: str, clock: FakeClock, *identities: str) -> list[LeaderElector]:
+    config = LeaseConfig(name=name)
+    result = [LeaderElector(dynamodb, identity, config, clock) for identity in identities]
+    result[0].ensure_table()
+    result[0].ensure_table()  # idempotent
+    return result
+
+
+def test_one_leader_and_takeover_after_expiry(dynamodb) -> None:
+    clock = FakeClock()
+    a, b = electors(dynamodb, "expiry", clock, "a", "b")
+    assert a.try_acquire_or_renew() and a.is_leader
+    assert not b.try_acquire_or_renew() and not b.is_leader
+    clock.now += 2
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    clock.now += 10.5  # a stopped renewing: past its renew deadline it stops acting ...
+    assert not a.is_leader
+    assert not b.try_acquire_or_renew(), "... but the lease has not expired for others yet"
+    clock.now += 5  # past lease duration
+    assert b.try_acquire_or_renew() and b.is_leader
+    assert not a.try_acquire_or_renew()
+    item = dynamodb.get_item(TableName="ecs-reconciler-leases", Key={"name": {"S": "expiry"}})
+    assert item["Item"]["holderIdentity"]["S"] == "b"
+    assert item["Item"]["leaseTransitions"]["N"] == "2"
+
+
+def test_release_hands_over_at_once(dynamodb) -> None:
+    clock = FakeClock()
+    a, b = electors(dynamodb, "release", clock, "a", "b")
+    assert a.try_acquire_or_renew()
+    a.release()
+    assert not a.is_leader
+    assert b.try_acquire_or_renew()
+
+
+def test_never_two_leaders_among_interleaved_replicas(dynamodb) -> None:
+    # moto's server evaluates concurrent conditional writes without a lock (real DynamoDB
+    # is atomic), so replicas race here in an interleaved order, one request at a time.
+    clock = FakeClock()
+    config = LeaseConfig(name="interleaved")
+    replicas = [LeaderElector(dynamodb, f"r{i}", config, clock) for i in range(3)]
+    replicas[0].ensure_table()
+    rng = random.Random(7)
+    leaders_seen: set[str] = set()
+    partitioned = ""
+    for step in range(120):
+        if step == 40:  # cut the leader off from DynamoDB for a while
+            partitioned = next(r.identity for r in replicas if r.is_leader)
+        replica = rng.choice(replicas)
+        if not (replica.identity == partitioned and step < 80):
+            replica.try_acquire_or_renew()
+        clock.now += rng.uniform(0.1, 1.5)
+        leaders = [r.identity for r in replicas if r.is_leader]
+        assert len(leaders) <= 1, (step, leaders)
+        leaders_seen.update(leaders)
+    assert len(leaders_seen) >= 2, "leadership moved at least once"
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, threading, time
+    from reconciler.controller.lease import LeaderElector, LeaseConfig
+    from reconciler.sandbox.server import sandbox_client
+    client = sandbox_client("dynamodb", sys.argv[1], "us-east-1")
+    config = LeaseConfig(name="processes", lease_duration=2.0, renew_deadline=1.5, retry_period=0.25)
+    elector = LeaderElector(client, sys.argv[2], config)
+    elector.ensure_table()
+    def started():
+        print(f"LEADER {sys.argv[2]} {time.time()}", flush=True)
+    elector.run(threading.Event(), on_started_leading=started)
+    """
+)
+
+
+def test_failover_between_two_processes(moto: MotoServer) -> None:
+    def spawn(identity: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-c", CHILD, moto.endpoint_url, identity],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    first = spawn("one")
+    try:
+        assert first.stdout is not None
+        line = first.stdout.readline()
+        assert line.startswith("LEADER one")
+        second = spawn("two")
+        try:
+            time.sleep(1.0)  # both compete; only "one" leads
+            first.kill()
+            killed_at = time.time()
+            first.wait()
+            assert second.stdout is not None
+            line = second.stdout.readline()
+            assert line.startswith("LEADER two")
+            took_over_after = float(line.split()[2]) - killed_at
+            assert took_over_after <= 2.0 + 0.25 + 0.5, took_over_after
+        finally:
+            second.kill()
+            second.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
