@@ -1,11 +1,15 @@
-"""Metrics: every named series exists with its labels, deltas are counted once, pools that
-leave the plan leave the metrics, and /metrics serves them over a real socket."""
+"""Metrics: every series the issue names exists with its labels and values, API call counts
+are added by delta, pools that leave the plan leave the gauges, and /metrics serves the
+exposition over a real socket."""
 
 from __future__ import annotations
 
 import datetime
 import urllib.request
+from collections import Counter
 
+import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.aws.executor import ApplyResult
@@ -15,9 +19,13 @@ from reconciler.controller.status import StatusBoard
 from reconciler.plan.actions import Action, Note, Phase, Plan, PoolSummary
 
 UTC = datetime.UTC
+MONDAY_0100 = datetime.datetime(2026, 11, 30, 1, 0, 0, tzinfo=UTC)  # a Monday, 01:00 UTC
+
+Labels = tuple[tuple[str, str], ...]
 
 
-def samples(metrics: ControllerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def samples(metrics: ControllerMetrics) -> dict[tuple[str, Labels], float]:
+    """Every sample of the exposition, keyed by series name and sorted labels."""
     text = metrics.render()[0].decode()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -26,82 +34,280 @@ def samples(metrics: ControllerMetrics) -> dict[tuple[str, tuple[tuple[str, str]
     }
 
 
-def plan_with(*pools: str) -> Plan:
-    return Plan(
-        pools=tuple(PoolSummary(p, "ci", 4, 3, 1, 2, 0, 0) for p in pools),
-        notes=(Note("error", "network references not found", pools[0]),) if pools else (),
-    )
+def value(metrics: ControllerMetrics, name: str, **labels: str) -> float:
+    return samples(metrics)[(name, tuple(sorted(labels.items())))]
 
 
-def test_runner_gauges_errors_and_removed_pools() -> None:
+def series_of(metrics: ControllerMetrics, name: str) -> list[dict[str, str]]:
+    return [dict(labels) for (series, labels) in samples(metrics) if series == name]
+
+
+def summary(name: str, desired: int, busy: int, idle: int, unknown: int = 0) -> PoolSummary:
+    running = busy + idle + unknown
+    return PoolSummary(name, "ci", desired, running, busy, idle, unknown, outdated=1)
+
+
+def populated_metrics() -> ControllerMetrics:
+    """A ControllerMetrics fed once through every recording method (shared with the
+    dashboard test, which needs every series' labels)."""
     metrics = ControllerMetrics()
-    failed = Action("run", "runner_tasks", "a", Phase.RUNNER_TASKS, "scale out", pool="a")
-    metrics.record_cycle(plan_with("a", "b"), 0.25, ApplyResult(failed=[(failed, "boom")]))
+    failed = Action("run", "runner_tasks", "linux", Phase.RUNNER_TASKS, "scale out", pool="linux")
+    association = Action("update", "cluster_association", "ci", Phase.CLUSTER_ASSOCIATION, "add")
+    plan = Plan(
+        pools=(summary("linux", 4, 1, 2), summary("arm", 2, 0, 1, unknown=1)),
+        notes=(
+            Note("error", "subnet not found", "arm"),
+            Note("warning", "held back", "linux"),
+            Note("error", "Auto Scaling group not found"),
+        ),
+        spec_errors=("specs/a.yaml:1:1: kind: unknown",),
+    )
+    metrics.record_cycle(
+        plan, 0.25, ApplyResult(failed=[(failed, "boom"), (association, "denied")])
+    )
+    metrics.record_failed_cycle(3.0)
+    metrics.record_aws_calls({"ecs:DescribeTasks": 3, "ec2:DescribeSubnets": 1})
+    metrics.record_github_calls({"GET /orgs/{org}/actions/runners": 2})
+    started = MONDAY_0100 + datetime.timedelta(seconds=12)
+    metrics.record_queued_jobs("linux", "acme", "acme/app", 3)
+    metrics.record_job_started("linux", "acme", "acme/app", MONDAY_0100, started)
+    metrics.record_job_completed(
+        "linux", "acme", "acme/app", started, started + datetime.timedelta(minutes=5)
+    )
+    return metrics
+
+
+def test_runner_gauges_per_pool() -> None:
+    metrics = populated_metrics()
+    assert value(metrics, "ecs_reconciler_runners_desired", pool="linux") == 4
+    assert value(metrics, "ecs_reconciler_runners_running", pool="linux") == 3
+    assert value(metrics, "ecs_reconciler_runners", pool="linux", state="busy") == 1
+    assert value(metrics, "ecs_reconciler_runners", pool="linux", state="idle") == 2
+    assert value(metrics, "ecs_reconciler_runners", pool="linux", state="unknown") == 0
+    assert value(metrics, "ecs_reconciler_runners", pool="arm", state="unknown") == 1
+    assert value(metrics, "ecs_reconciler_runners_running", pool="arm") == 2
+    assert value(metrics, "ecs_reconciler_runners_outdated", pool="arm") == 1
+    # running is the sum of the states
+    for pool in ("linux", "arm"):
+        states = [
+            v
+            for (name, labels), v in samples(metrics).items()
+            if name == "ecs_reconciler_runners" and ("pool", pool) in labels
+        ]
+        assert sum(states) == value(metrics, "ecs_reconciler_runners_running", pool=pool)
+
+
+def test_reconcile_duration_and_errors() -> None:
+    metrics = populated_metrics()
+    errors = "ecs_reconciler_reconcile_errors_total"
+    assert value(metrics, errors, pool="linux", kind="apply_failed") == 1
+    assert value(metrics, errors, pool="_cluster", kind="apply_failed") == 1  # no pool
+    assert value(metrics, errors, pool="arm", kind="blocked") == 1
+    assert value(metrics, errors, pool="_cluster", kind="blocked") == 1
+    assert value(metrics, errors, pool="_cluster", kind="cycle_failed") == 1
+    blocked = {s["pool"] for s in series_of(metrics, errors) if s["kind"] == "blocked"}
+    assert blocked == {"arm", "_cluster"}, "a warning is not an error"
+    duration = "ecs_reconciler_reconcile_duration_seconds"
+    assert value(metrics, duration + "_count") == 2
+    assert value(metrics, duration + "_sum") == pytest.approx(3.25)
+    assert value(metrics, duration + "_bucket", le="0.25") == 1
+    assert value(metrics, "ecs_reconciler_spec_errors") == 1
+    assert value(metrics, "ecs_reconciler_last_reconcile_timestamp_seconds") > 1.7e9
+
+
+def test_errors_accumulate_across_cycles() -> None:
+    metrics = ControllerMetrics()
+    plan = Plan(pools=(summary("linux", 1, 0, 1),), notes=(Note("error", "x", "linux"),))
+    for _ in range(3):
+        metrics.record_cycle(plan, 0.1, None)
+    assert (
+        value(metrics, "ecs_reconciler_reconcile_errors_total", pool="linux", kind="blocked") == 3
+    )
+    assert value(metrics, "ecs_reconciler_spec_errors") == 0
+
+
+def test_pools_removed_from_the_plan_leave_the_gauges() -> None:
+    metrics = populated_metrics()
+    metrics.record_cycle(Plan(pools=(summary("arm", 1, 0, 1),)), 0.1, None)
     found = samples(metrics)
-    assert found[("ecs_reconciler_runners_desired", (("pool", "a"),))] == 4
-    assert found[("ecs_reconciler_runners", (("pool", "b"), ("state", "busy")))] == 1
-    assert found[("ecs_reconciler_runners", (("pool", "b"), ("state", "idle")))] == 2
-    assert found[("ecs_reconciler_reconcile_errors_total", (("pool", "a"),))] == 2
-    assert found[("ecs_reconciler_reconcile_duration_seconds_count", ())] == 1
-    metrics.record_cycle(plan_with("b"), 0.1, None)
-    assert ("ecs_reconciler_runners_desired", (("pool", "a"),)) not in samples(metrics)
+    gauges = (
+        "ecs_reconciler_runners_desired",
+        "ecs_reconciler_runners_running",
+        "ecs_reconciler_runners_outdated",
+        "ecs_reconciler_runners",
+        "ecs_reconciler_queued_jobs",
+    )
+    for name, labels in found:
+        if name in gauges:
+            assert ("pool", "linux") not in labels, (name, labels)
+    assert found[("ecs_reconciler_runners_desired", (("pool", "arm"),))] == 1
+    # counters and histograms keep their history (removing them would fake a reset)
+    assert series_of(metrics, "ecs_reconciler_job_queue_wait_seconds_count")
+    # and a pool that comes back is exported again
+    metrics.record_cycle(Plan(pools=(summary("linux", 5, 5, 0),)), 0.1, None)
+    assert value(metrics, "ecs_reconciler_runners_desired", pool="linux") == 5
+    assert not [s for s in series_of(metrics, "ecs_reconciler_runners") if s["pool"] == "arm"]
 
 
-def test_api_calls_are_counted_by_delta() -> None:
+def test_api_calls_are_added_by_delta() -> None:
     metrics = ControllerMetrics()
     metrics.record_aws_calls({"ecs:DescribeTasks": 3})
     metrics.record_aws_calls({"ecs:DescribeTasks": 5, "ecs:RunTask": 1})
-    metrics.record_github_calls({"GET /orgs/{org}/actions/runners": 2})
-    found = samples(metrics)
-    assert found[("ecs_reconciler_aws_api_calls_total", (("operation", "ecs:DescribeTasks"),))] == 5
-    assert found[("ecs_reconciler_aws_api_calls_total", (("operation", "ecs:RunTask"),))] == 1
-    key = (
-        "ecs_reconciler_github_api_calls_total",
-        (("endpoint", "GET /orgs/{org}/actions/runners"),),
-    )
-    assert found[key] == 2
+    metrics.record_aws_calls({"ecs:DescribeTasks": 5, "ecs:RunTask": 1})  # nothing new
+    calls = "ecs_reconciler_aws_api_calls_total"
+    assert value(metrics, calls, service="ecs", operation="DescribeTasks") == 5
+    assert value(metrics, calls, service="ecs", operation="RunTask") == 1
+    # a source that restarted (new clients) counts from zero again, as Prometheus would
+    metrics.record_aws_calls({"ecs:DescribeTasks": 2})
+    assert value(metrics, calls, service="ecs", operation="DescribeTasks") == 7
+    metrics.record_github_calls({"GET /repos/{owner}/{repo}/actions/runs": 2})
+    metrics.record_github_calls({"GET /repos/{owner}/{repo}/actions/runs": 6})
+    github = "ecs_reconciler_github_api_calls_total"
+    assert value(metrics, github, endpoint="GET /repos/{owner}/{repo}/actions/runs") == 6
 
 
-def test_job_events_feed_queue_wait_hour_of_week_and_usage() -> None:
+def test_counts_of_real_aws_clients_fit() -> None:
     metrics = ControllerMetrics()
-    queued = datetime.datetime(2026, 11, 30, 1, 0, 0, tzinfo=UTC)  # a Monday, 01:00 UTC
-    started = queued + datetime.timedelta(seconds=12)
-    completed = started + datetime.timedelta(minutes=5)
-    metrics.record_queued_jobs("a", "acme", "acme/app", 3)
-    metrics.record_job_started("a", "acme", "acme/app", queued, started)
-    metrics.record_job_completed("a", "acme", "acme/app", started, completed)
-    found = samples(metrics)
-    job = (("organization", "acme"), ("pool", "a"), ("repository", "acme/app"))
-    assert found[("ecs_reconciler_queued_jobs", job)] == 3
+    calls: Counter[str] = Counter({"autoscaling:DescribeAutoScalingGroups": 2})
+    metrics.record_aws_calls(calls)
+    calls["autoscaling:DescribeAutoScalingGroups"] += 1
+    metrics.record_aws_calls(calls)
     assert (
-        found[
-            ("ecs_reconciler_job_queue_wait_seconds_bucket", tuple(sorted((*job, ("le", "15.0")))))
-        ]
-        == 1
+        value(
+            metrics,
+            "ecs_reconciler_aws_api_calls_total",
+            service="autoscaling",
+            operation="DescribeAutoScalingGroups",
+        )
+        == 3
     )
-    assert (
-        found[
-            ("ecs_reconciler_job_queue_wait_seconds_bucket", tuple(sorted((*job, ("le", "10.0")))))
-        ]
-        == 0
-    )
-    hour = (("hour", "01"), *job[:2], job[2], ("weekday", "mon"))
-    assert found[("ecs_reconciler_jobs_started_total", tuple(sorted(hour)))] == 1
-    assert found[("ecs_reconciler_runner_seconds_total", job)] == 300
-    assert found[("ecs_reconciler_job_duration_seconds_count", job)] == 1
 
 
-def test_metrics_endpoint_over_http() -> None:
+def test_job_events_feed_queue_wait_demand_and_usage() -> None:
+    metrics = populated_metrics()
+    job = {"pool": "linux", "organization": "acme", "repository": "acme/app"}
+    assert value(metrics, "ecs_reconciler_queued_jobs", **job) == 3
+    wait = "ecs_reconciler_job_queue_wait_seconds"
+    assert value(metrics, wait + "_bucket", **job, le="10.0") == 0
+    assert value(metrics, wait + "_bucket", **job, le="15.0") == 1
+    assert value(metrics, wait + "_bucket", **job, le="30.0") == 1  # the SLO bucket
+    assert value(metrics, wait + "_sum", **job) == 12
+    buckets = sorted(float(s["le"]) for s in series_of(metrics, wait + "_bucket"))
+    assert buckets == [1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800, float("inf")]
+    started = "ecs_reconciler_jobs_started_total"
+    assert series_of(metrics, started) == [
+        {"pool": "linux", "organization": "acme", "weekday": "mon", "hour": "01"}
+    ]
+    assert value(metrics, started, pool="linux", organization="acme", weekday="mon", hour="01") == 1
+    assert value(metrics, "ecs_reconciler_job_duration_seconds_count", **job) == 1
+    assert value(metrics, "ecs_reconciler_job_duration_seconds_sum", **job) == 300
+    assert value(metrics, "ecs_reconciler_runner_seconds_total", **job) == 300
+
+
+def test_hour_of_week_is_utc_whatever_the_timestamps_zone() -> None:
     metrics = ControllerMetrics()
-    metrics.record_cycle(plan_with("a"), 0.1, None)
-    server = ControllerServer("127.0.0.1", 0, StatusBoard(), lambda: True, metrics.render)
+    berlin = datetime.timezone(datetime.timedelta(hours=1))
+    # Sunday 23:30 UTC is Monday 00:30 in Berlin: the counter uses UTC
+    started = datetime.datetime(2026, 12, 7, 0, 30, tzinfo=berlin)
+    metrics.record_job_started("linux", "acme", "acme/app", started, started)
+    naive = datetime.datetime(2026, 12, 9, 14, 5)  # naive: taken as UTC (a Wednesday)
+    metrics.record_job_started("linux", "acme", "acme/app", naive, naive)
+    hours = {
+        (s["weekday"], s["hour"]) for s in series_of(metrics, "ecs_reconciler_jobs_started_total")
+    }
+    assert hours == {("sun", "23"), ("wed", "14")}
+    # a clock skew never records a negative wait
+    metrics.record_job_started(
+        "linux", "acme", "acme/app", naive, naive - datetime.timedelta(seconds=5)
+    )
+    job = {"pool": "linux", "organization": "acme", "repository": "acme/app"}
+    assert value(metrics, "ecs_reconciler_job_queue_wait_seconds_bucket", **job, le="1.0") == 3
+
+
+def test_repositories_beyond_the_limit_are_folded_into_other() -> None:
+    metrics = ControllerMetrics(max_repositories=2)
+    moment = MONDAY_0100
+    for repository in ("acme/a", "acme/b", "acme/c", "acme/d", "acme/a"):
+        metrics.record_job_completed(
+            "linux", "acme", repository, moment, moment + datetime.timedelta(seconds=10)
+        )
+    usage = {
+        s["repository"]: value(metrics, "ecs_reconciler_runner_seconds_total", **s)
+        for s in series_of(metrics, "ecs_reconciler_runner_seconds_total")
+    }
+    assert usage == {"acme/a": 20, "acme/b": 10, "_other": 20}
+
+
+def test_each_instance_has_its_own_registry() -> None:
+    first, second = ControllerMetrics(), ControllerMetrics()
+    first.record_aws_calls({"ecs:ListTasks": 4})
+    assert not series_of(second, "ecs_reconciler_aws_api_calls_total")
+    registry = CollectorRegistry()
+    assert ControllerMetrics(registry).registry is registry
+
+
+def test_every_metric_the_issue_names_is_exported() -> None:
+    families = {
+        family.name: family
+        for family in text_string_to_metric_families(populated_metrics().render()[0].decode())
+    }
+    expected = {
+        # desired, running, busy and idle runners per pool
+        "ecs_reconciler_runners_desired": ("gauge", {"pool"}),
+        "ecs_reconciler_runners_running": ("gauge", {"pool"}),
+        "ecs_reconciler_runners": ("gauge", {"pool", "state"}),
+        # queued jobs and the queue-wait histogram per pool, organization and repository
+        "ecs_reconciler_queued_jobs": ("gauge", {"pool", "organization", "repository"}),
+        "ecs_reconciler_job_queue_wait_seconds": (
+            "histogram",
+            {"pool", "organization", "repository"},
+        ),
+        # jobs started per hour of week
+        "ecs_reconciler_jobs_started": ("counter", {"pool", "organization", "weekday", "hour"}),
+        # executions, durations and usage per organization and repository
+        "ecs_reconciler_job_duration_seconds": (
+            "histogram",
+            {"pool", "organization", "repository"},
+        ),
+        "ecs_reconciler_runner_seconds": ("counter", {"pool", "organization", "repository"}),
+        # reconcile duration and errors
+        "ecs_reconciler_reconcile_duration_seconds": ("histogram", set()),
+        "ecs_reconciler_reconcile_errors": ("counter", {"pool", "kind"}),
+        # AWS and GitHub API calls by operation
+        "ecs_reconciler_aws_api_calls": ("counter", {"service", "operation"}),
+        "ecs_reconciler_github_api_calls": ("counter", {"endpoint"}),
+    }
+    for name, (kind, labels) in expected.items():
+        assert name in families, name
+        family = families[name]
+        assert family.type == kind, name
+        found = {
+            key
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+            for key in sample.labels
+            if key != "le"
+        }
+        assert found == labels, name
+
+
+def test_metrics_endpoint_over_a_real_socket() -> None:
+    metrics = populated_metrics()
+    server = ControllerServer("127.0.0.1", 0, StatusBoard(), lambda: True, metrics=metrics.render)
     server.start()
     try:
-        with urllib.request.urlopen(f"http://{server.address}/metrics", timeout=5) as response:
-            body = response.read().decode()
-            assert response.headers["Content-Type"].startswith("text/plain")
-        assert 'ecs_reconciler_runners_desired{pool="a"} 4.0' in body
-        with urllib.request.urlopen(f"http://{server.address}/healthz", timeout=5) as response:
+        url = f"http://{server.address}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
             assert response.status == 200
+            content_type = response.headers["Content-Type"]
+            body = response.read().decode()
+        assert content_type.startswith("text/plain") and "version=" in content_type
+        families = {f.name: f for f in text_string_to_metric_families(body)}
+        assert 'ecs_reconciler_runners_desired{pool="linux"} 4.0' in body
+        assert families["ecs_reconciler_job_queue_wait_seconds"].type == "histogram"
+        # new values show on the next scrape
+        metrics.record_cycle(Plan(pools=(summary("linux", 7, 0, 0),)), 0.1, None)
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert 'ecs_reconciler_runners_desired{pool="linux"} 7.0' in response.read().decode()
     finally:
         server.close()

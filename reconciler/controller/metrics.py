@@ -1,16 +1,51 @@
 """Prometheus metrics of the controller, served at /metrics.
 
-Runner counts per pool come from each cycle's plan; reconcile duration and errors from the
-loop; AWS (and, once the GitHub integration lands, GitHub) API calls from the clients'
-counters; job events (queued, started, completed) feed the queue-wait histogram, the
-hour-of-week demand counter and the per-organization / repository usage used for cost
-allocation. Label cardinality: pools x (organizations + repositories) x 7 x 24 at most for
-the hour-of-week counter; no label carries a job or run ID.
+Every metric lives in a registry of its own (one per `ControllerMetrics`), so tests and
+several controllers in one process never collide. Sources:
+
+- each cycle's plan: runner gauges per pool, spec errors, blocked pools;
+- the loop: reconcile duration, failed actions;
+- the API clients' cumulative call counters (`AwsClients.calls`, later the GitHub client's):
+  only what they gained since the last call is added;
+- job events (queued, started, completed; fed by the GitHub integration): queue wait,
+  demand by hour of week, job duration, and runner time for cost allocation.
+
+Series (label values in parentheses):
+
+    ecs_reconciler_runners_desired{pool}                 gauge
+    ecs_reconciler_runners_running{pool}                 gauge  (= sum of the states below)
+    ecs_reconciler_runners{pool,state}                   gauge  (busy | idle | unknown)
+    ecs_reconciler_runners_outdated{pool}                gauge  (on an old task definition)
+    ecs_reconciler_queued_jobs{pool,organization,repository}             gauge
+    ecs_reconciler_job_queue_wait_seconds{pool,organization,repository}  histogram
+    ecs_reconciler_jobs_started_total{pool,organization,weekday,hour}    counter (UTC)
+    ecs_reconciler_job_duration_seconds{pool,organization,repository}    histogram
+    ecs_reconciler_runner_seconds_total{pool,organization,repository}    counter
+    ecs_reconciler_reconcile_duration_seconds            histogram
+    ecs_reconciler_reconcile_errors_total{pool,kind}     counter (apply_failed | blocked |
+                                                                  cycle_failed)
+    ecs_reconciler_last_reconcile_timestamp_seconds      gauge
+    ecs_reconciler_spec_errors                           gauge
+    ecs_reconciler_aws_api_calls_total{service,operation}   counter
+    ecs_reconciler_github_api_calls_total{endpoint}          counter
+
+Label cardinality is bounded by configuration, never by traffic: no label carries a job,
+run, task or runner ID. `pool` is bounded by the specs (plus `_cluster` for errors that
+belong to no pool); `organization` and `repository` by the repositories that use the
+runners, and at most `max_repositories` distinct repositories get a series of their own
+(later ones are counted as `repository="_other"`). Per pool and repository that is about
+35 series (two histograms and two single series). The hour-of-week counter deliberately
+has no `repository` label: 168 hours x repositories would dominate everything else, and
+per-repository starts are already `ecs_reconciler_job_queue_wait_seconds_count`. AWS
+operations and GitHub endpoints are bounded by the code (endpoints are route templates
+such as `GET /repos/{owner}/{repo}/actions/runs`, never concrete URLs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import threading
 from collections.abc import Mapping
 
 from prometheus_client import (
@@ -25,108 +60,198 @@ from prometheus_client import (
 from ..aws.executor import ApplyResult
 from ..plan.actions import Plan
 
+PREFIX = "ecs_reconciler_"
 QUEUE_WAIT_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800)
-JOB_DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+JOB_DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600)
+RECONCILE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+RUNNER_STATES = ("busy", "idle", "unknown")
 JOB_LABELS = ("pool", "organization", "repository")
+NO_POOL = "_cluster"  # errors of actions and notes that belong to no pool
+OTHER_REPOSITORY = "_other"  # repositories beyond max_repositories
+DEFAULT_MAX_REPOSITORIES = 500
 
 
 class ControllerMetrics:
     """Every metric the controller exports, in a registry of its own."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        max_repositories: int = DEFAULT_MAX_REPOSITORIES,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.max_repositories = max_repositories
         r = self.registry
+        self.runners_desired = Gauge(
+            PREFIX + "runners_desired",
+            "Runner tasks the pool should have (its scaling target).",
+            ["pool"],
+            registry=r,
+        )
+        self.runners_running = Gauge(
+            PREFIX + "runners_running",
+            "Runner tasks running in the pool (busy + idle + unknown).",
+            ["pool"],
+            registry=r,
+        )
         self.runners = Gauge(
-            "ecs_reconciler_runners",
-            "Runner tasks by pool and state.",
+            PREFIX + "runners",
+            "Running runner tasks by state: busy (running a job), idle, unknown.",
             ["pool", "state"],
             registry=r,
         )
-        self.runners_desired = Gauge(
-            "ecs_reconciler_runners_desired", "Desired runner tasks by pool.", ["pool"], registry=r
+        self.runners_outdated = Gauge(
+            PREFIX + "runners_outdated",
+            "Running runner tasks on an older task-definition revision (rollout pending).",
+            ["pool"],
+            registry=r,
         )
         self.queued_jobs = Gauge(
-            "ecs_reconciler_queued_jobs", "Jobs waiting for a runner.", JOB_LABELS, registry=r
+            PREFIX + "queued_jobs",
+            "Jobs waiting for a runner of the pool.",
+            JOB_LABELS,
+            registry=r,
         )
         self.queue_wait = Histogram(
-            "ecs_reconciler_job_queue_wait_seconds",
-            "Time from a job being queued to it starting on a runner.",
+            PREFIX + "job_queue_wait_seconds",
+            "Time from a job being queued to it starting on a runner (queued -> in_progress).",
             JOB_LABELS,
             buckets=QUEUE_WAIT_BUCKETS,
             registry=r,
         )
         self.jobs_started = Counter(
-            "ecs_reconciler_jobs_started",
-            "Jobs started, by hour of week (UTC).",
-            [*JOB_LABELS, "weekday", "hour"],
+            PREFIX + "jobs_started",
+            "Jobs started, by UTC weekday (mon..sun) and hour (00..23) they started in.",
+            ["pool", "organization", "weekday", "hour"],
             registry=r,
         )
         self.job_duration = Histogram(
-            "ecs_reconciler_job_duration_seconds",
-            "Job execution time on a runner.",
+            PREFIX + "job_duration_seconds",
+            "Job execution time on a runner (in_progress -> completed); _count is executions.",
             JOB_LABELS,
             buckets=JOB_DURATION_BUCKETS,
             registry=r,
         )
         self.runner_seconds = Counter(
-            "ecs_reconciler_runner_seconds",
-            "Busy runner time, for cost allocation.",
+            PREFIX + "runner_seconds",
+            "Runner time spent on jobs, for cost allocation per organization and repository.",
             JOB_LABELS,
             registry=r,
         )
         self.reconcile_duration = Histogram(
-            "ecs_reconciler_reconcile_duration_seconds", "Duration of one cycle.", registry=r
+            PREFIX + "reconcile_duration_seconds",
+            "Duration of one reconcile cycle (observe, plan and, when leading, apply).",
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
         )
         self.reconcile_errors = Counter(
-            "ecs_reconciler_reconcile_errors",
-            "Failed actions and blocking errors.",
-            ["pool"],
+            PREFIX + "reconcile_errors",
+            "Errors per cycle: actions that failed (apply_failed), pools blocked by an error "
+            f"in the plan (blocked), cycles that raised (cycle_failed); pool {NO_POOL} when "
+            "no pool is concerned.",
+            ["pool", "kind"],
+            registry=r,
+        )
+        self.last_reconcile = Gauge(
+            PREFIX + "last_reconcile_timestamp_seconds",
+            "Unix time the last reconcile cycle finished.",
+            registry=r,
+        )
+        self.spec_errors = Gauge(
+            PREFIX + "spec_errors",
+            "Spec errors in the last cycle (while any, nothing is applied).",
             registry=r,
         )
         self.aws_calls = Counter(
-            "ecs_reconciler_aws_api_calls", "AWS API calls.", ["operation"], registry=r
+            PREFIX + "aws_api_calls",
+            "AWS API calls by service and operation (retries not counted).",
+            ["service", "operation"],
+            registry=r,
         )
         self.github_calls = Counter(
-            "ecs_reconciler_github_api_calls", "GitHub API calls.", ["endpoint"], registry=r
+            PREFIX + "github_api_calls",
+            "GitHub API calls by endpoint (route template).",
+            ["endpoint"],
+            registry=r,
         )
+        self._lock = threading.Lock()
         self._pools: set[str] = set()
+        self._queued: set[tuple[str, str, str]] = set()
+        self._repositories: set[tuple[str, str]] = set()
         self._seen_aws: dict[str, int] = {}
         self._seen_github: dict[str, int] = {}
 
+    # ------------------------------------------------------------------ reconcile cycles
+
     def record_cycle(self, plan: Plan, duration_seconds: float, result: ApplyResult | None) -> None:
-        """Runner gauges from the plan, cycle duration, errors per pool."""
-        self.reconcile_duration.observe(duration_seconds)
+        """Fold one cycle in: runner gauges from its plan, its duration, its errors.
+
+        Gauge series of pools that are no longer in the plan are removed, so a deleted pool
+        disappears from /metrics instead of reporting its last counts forever.
+        """
         pools = {summary.name for summary in plan.pools}
-        for gone in self._pools - pools:
-            self.runners_desired.remove(gone)
-            for state in ("busy", "idle", "unknown"):
-                self.runners.remove(gone, state)
-        self._pools = pools
+        with self._lock:
+            for gone in sorted(self._pools - pools):
+                self._remove_pool(gone)
+            self._pools = pools
         for summary in plan.pools:
             self.runners_desired.labels(summary.name).set(summary.desired)
-            self.runners.labels(summary.name, "busy").set(summary.busy)
-            self.runners.labels(summary.name, "idle").set(summary.idle)
-            self.runners.labels(summary.name, "unknown").set(summary.unknown)
+            self.runners_running.labels(summary.name).set(summary.running)
+            self.runners_outdated.labels(summary.name).set(summary.outdated)
+            for state, count in zip(
+                RUNNER_STATES, (summary.busy, summary.idle, summary.unknown), strict=True
+            ):
+                self.runners.labels(summary.name, state).set(count)
         for note in plan.notes:
-            if note.severity == "error" and note.pool:
-                self.reconcile_errors.labels(note.pool).inc()
-        for action, _ in result.failed if result else []:
-            self.reconcile_errors.labels(action.pool or "").inc()
+            if note.severity == "error":
+                self.reconcile_errors.labels(note.pool or NO_POOL, "blocked").inc()
+        for action, _message in result.failed if result is not None else ():
+            self.reconcile_errors.labels(action.pool or NO_POOL, "apply_failed").inc()
+        self.spec_errors.set(len(plan.spec_errors))
+        self.reconcile_duration.observe(max(0.0, duration_seconds))
+        self.last_reconcile.set_to_current_time()
+
+    def record_failed_cycle(self, duration_seconds: float) -> None:
+        """A cycle that raised before it had a plan (AWS unreachable, throttled, ...)."""
+        self.reconcile_errors.labels(NO_POOL, "cycle_failed").inc()
+        self.reconcile_duration.observe(max(0.0, duration_seconds))
+
+    def _remove_pool(self, pool: str) -> None:
+        for gauge in (self.runners_desired, self.runners_running, self.runners_outdated):
+            _remove(gauge, pool)
+        for state in RUNNER_STATES:
+            _remove(self.runners, pool, state)
+        for key in [key for key in self._queued if key[0] == pool]:
+            _remove(self.queued_jobs, *key)
+            self._queued.discard(key)
+
+    # ------------------------------------------------------------------ API calls
 
     def record_aws_calls(self, calls: Mapping[str, int]) -> None:
-        """Add what a cumulative call counter gained since the last call."""
-        _add_delta(self.aws_calls, calls, self._seen_aws)
+        """Add what a cumulative `"service:Operation" -> n` counter gained since last time."""
+        with self._lock:
+            for key, gained in _gains(calls, self._seen_aws):
+                service, _, operation = key.rpartition(":")
+                self.aws_calls.labels(service, operation).inc(gained)
 
     def record_github_calls(self, calls: Mapping[str, int]) -> None:
-        """Same for the GitHub client's counter."""
-        _add_delta(self.github_calls, calls, self._seen_github)
+        """Same for the GitHub client's cumulative `endpoint -> n` counter."""
+        with self._lock:
+            for endpoint, gained in _gains(calls, self._seen_github):
+                self.github_calls.labels(endpoint).inc(gained)
+
+    # ------------------------------------------------------------------ jobs
 
     def record_queued_jobs(
         self, pool: str, organization: str, repository: str, queued: int
     ) -> None:
-        """Jobs of one repository waiting for a runner of one pool."""
-        self.queued_jobs.labels(pool, organization, repository).set(queued)
+        """Jobs of one repository currently waiting for a runner of one pool."""
+        key = (pool, organization, self._repository(organization, repository))
+        with self._lock:
+            self._queued.add(key)
+        self.queued_jobs.labels(*key).set(max(0, queued))
 
     def record_job_started(
         self,
@@ -136,11 +261,14 @@ class ControllerMetrics:
         queued_at: datetime.datetime,
         started_at: datetime.datetime,
     ) -> None:
-        """A job left the queue: its wait, and the hour of week it started in."""
-        labels = (pool, organization, repository)
-        self.queue_wait.labels(*labels).observe(max(0.0, (started_at - queued_at).total_seconds()))
-        utc = started_at.astimezone(datetime.UTC)
-        self.jobs_started.labels(*labels, WEEKDAYS[utc.weekday()], f"{utc.hour:02d}").inc()
+        """A job left the queue: how long it waited, and the hour of week it started in."""
+        started = _utc(started_at)
+        wait = (started - _utc(queued_at)).total_seconds()
+        labels = (pool, organization, self._repository(organization, repository))
+        self.queue_wait.labels(*labels).observe(max(0.0, wait))
+        self.jobs_started.labels(
+            pool, organization, WEEKDAYS[started.weekday()], f"{started.hour:02d}"
+        ).inc()
 
     def record_job_completed(
         self,
@@ -150,19 +278,53 @@ class ControllerMetrics:
         started_at: datetime.datetime,
         completed_at: datetime.datetime,
     ) -> None:
-        """A job finished: its duration, and the busy runner time it used."""
-        seconds = max(0.0, (completed_at - started_at).total_seconds())
-        self.job_duration.labels(pool, organization, repository).observe(seconds)
-        self.runner_seconds.labels(pool, organization, repository).inc(seconds)
+        """A job finished: its duration (an execution) and the runner time it used."""
+        seconds = max(0.0, (_utc(completed_at) - _utc(started_at)).total_seconds())
+        labels = (pool, organization, self._repository(organization, repository))
+        self.job_duration.labels(*labels).observe(seconds)
+        self.runner_seconds.labels(*labels).inc(seconds)
+
+    def _repository(self, organization: str, repository: str) -> str:
+        """The repository label: the name itself, or `_other` past `max_repositories`."""
+        key = (organization, repository)
+        with self._lock:
+            if key in self._repositories:
+                return repository
+            if len(self._repositories) < self.max_repositories:
+                self._repositories.add(key)
+                return repository
+        return OTHER_REPOSITORY
+
+    # ------------------------------------------------------------------ exposition
 
     def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type, for /metrics."""
+        """The exposition text and its content type: `ControllerServer(metrics=...)`."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def _add_delta(counter: Counter, totals: Mapping[str, int], seen: dict[str, int]) -> None:
-    for key, total in totals.items():
-        gained = total - seen.get(key, 0)
-        if gained > 0:
-            counter.labels(key).inc(gained)
+def _gains(totals: Mapping[str, int], seen: dict[str, int]) -> list[tuple[str, int]]:
+    """What each cumulative total gained since `seen`, updating `seen`.
+
+    A total below the last one means its source restarted (new clients): everything it
+    counted since is new, as Prometheus treats counter resets.
+    """
+    gains: list[tuple[str, int]] = []
+    for key, total in sorted(totals.items()):
+        last = seen.get(key, 0)
+        gained = total - last if total >= last else total
         seen[key] = total
+        if gained > 0:
+            gains.append((key, gained))
+    return gains
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # prometheus-client < 0.21 raises for unknown series
+        metric.remove(*labels)
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    """An aware UTC datetime; naive ones are taken as UTC (as GitHub's timestamps are)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC)
