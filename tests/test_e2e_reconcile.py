@@ -275,3 +275,23 @@ def test_one_pool_failing_to_place_does_not_block_the_others(sandbox: Sandbox, s
     assert "started 0 of 1" in result.failed[0][1]
     done = {action.address for action, _ in result.done}
     assert {"runner_tasks.platform-linux-dind", "runner_tasks.mobile-app-arm64"} <= done
+
+
+def test_deletion_policy_change_retags_in_place_and_is_obeyed(
+    sandbox: Sandbox, specs: Path
+) -> None:
+    """Switching a pool to Orphan changes no revision content (no rollout): its tags are
+    updated in place, and removing the spec afterwards leaves the runners running."""
+    converged = converge(sandbox, specs)
+    runners = pool_tasks(converged, PLATFORM)
+    path = specs / "org-platform-dind.yaml"
+    edit(path, "deletionPolicy: Drain", "deletionPolicy: Orphan")
+    retag = cycle(sandbox, specs)
+    assert kinds(retag) == [("update", f"task_definition.{PLATFORM}[1]")]
+    assert apply(sandbox, specs).ok
+    after = converge(sandbox, specs)
+    assert pool_tasks(after, PLATFORM) == runners  # nothing was rolled
+    path.unlink()
+    orphaned = cycle(sandbox, specs)
+    assert not orphaned.plan.has_changes, kinds(orphaned)
+    assert any("deletionPolicy Orphan" in n.message for n in orphaned.plan.notes)

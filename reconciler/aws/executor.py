@@ -143,7 +143,7 @@ class Executor:
             ("capacity_provider", "delete"): self._delete_capacity_provider,
             ("cluster_capacity_providers", "update"): self._associate,
             ("task_definition", "create"): self._register,
-            ("task_definition", "update"): self._register,
+            ("task_definition", "update"): self._update_task_definition,
             ("task_definition", "delete"): self._deregister,
             ("runner_tasks", "run"): self._run,
             ("runner_tasks", "stop"): self._stop,
@@ -184,14 +184,16 @@ class Executor:
                 },
             )
         arn = self.observed.capacity_providers[action.name].arn
-        old_tags, new_tags = before.get("tags", {}), after.get("tags", {})
+        self._retag(arn, before.get("tags", {}), after.get("tags", {}))
+        return "updated"
+
+    def _retag(self, arn: str, old_tags: dict[str, str], new_tags: dict[str, str]) -> None:
         removed = sorted(set(old_tags) - set(new_tags))
         if removed:
             self.clients.ecs.untag_resource(resourceArn=arn, tagKeys=removed)
         changed = {k: v for k, v in new_tags.items() if old_tags.get(k) != v}
         if changed:
             self.clients.ecs.tag_resource(resourceArn=arn, tags=_aws_tags(changed))
-        return "updated"
 
     def _replace_capacity_provider(self, action: Action, index: int) -> str:
         cluster = self.observed.clusters.get(action.cluster)
@@ -235,6 +237,14 @@ class Executor:
         arn = response["taskDefinition"]["taskDefinitionArn"]
         self._revisions[action.spec_hash] = arn
         return f"registered {arn.rsplit('/', 1)[-1]}"
+
+    def _update_task_definition(self, action: Action, index: int) -> str:
+        """A new revision for a content change; tags of an existing one are changed in place."""
+        if "containerDefinitions" in action.after:
+            return self._register(action, index)
+        arn = action.after["taskDefinitionArn"]
+        self._retag(arn, action.before["tags"], action.after["tags"])
+        return f"retagged {arn.rsplit('/', 1)[-1]}"
 
     def _deregister(self, action: Action, _: int) -> str:
         arn = action.before["taskDefinitionArn"]

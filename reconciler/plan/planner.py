@@ -37,6 +37,8 @@ class _Builder:
     notes: list[Note] = field(default_factory=list)
     pools: list[PoolSummary] = field(default_factory=list)
     blocked_pools: set[str] = field(default_factory=set)
+    # set when something could not be observed: nothing is deleted on a partial picture
+    deletions_held: str = ""
 
     def note(self, severity: str, message: str, pool: str | None = None) -> None:
         self.notes.append(Note(severity, message, pool))  # type: ignore[arg-type]
@@ -59,9 +61,13 @@ def plan(
             "the spec set has errors: nothing is deleted or drained on account of specs that "
             "failed to load",
         )
-    _plan_capacity_providers(desired, observed, builder)
-    _plan_cluster_associations(desired, observed, builder)
+    blind = _hold_what_cannot_be_seen(desired, observed, builder)
+    if not blind.capacity_providers:
+        _plan_capacity_providers(desired, observed, builder)
+        _plan_cluster_associations(desired, observed, builder)
     for pool in sorted(desired.pools.values(), key=lambda p: p.name):
+        if pool.cluster in blind.clusters or blind.all_revisions or pool.family in blind.families:
+            continue
         _plan_task_definition(pool, observed, builder)
         _plan_runner_tasks(pool, observed, runner_states, builder)
     _plan_removed_pools(desired, observed, runner_states, builder)
@@ -73,6 +79,58 @@ def plan(
         spec_errors=spec_errors,
         generated_at=(now or datetime.datetime.now(datetime.UTC)).isoformat(timespec="seconds"),
     )
+
+
+# ------------------------------------------------------------------ partial observation
+
+
+@dataclass(frozen=True)
+class _Blind:
+    """What the observer could not read this cycle (see ObservedState.problems)."""
+
+    clusters: frozenset[str]  # their runner tasks are unknown, not zero
+    families: frozenset[str]  # their revisions are unknown
+    all_revisions: bool
+    capacity_providers: bool
+
+
+def _hold_what_cannot_be_seen(
+    desired: DesiredState, observed: ObservedState, builder: _Builder
+) -> _Blind:
+    """Plan nothing that rests on what was not observed.
+
+    Tasks that could not be listed are unknown, not absent: starting runners for them would
+    add more every cycle while the error lasts, and deleting a capacity provider or a revision
+    they use would pull the ground from under them. So the pools concerned are left alone and
+    nothing at all is deleted until a cycle sees everything again.
+    """
+    problems = observed.problems
+    blind = _Blind(
+        clusters=frozenset(c for c in desired.clusters if c in problems),
+        families=frozenset(
+            key.removeprefix("family ") for key in problems if key.startswith("family ")
+        ),
+        all_revisions="task-definitions" in problems,
+        capacity_providers=bool({"capacity-providers", "auto-scaling-groups"} & set(problems)),
+    )
+    if problems:
+        builder.deletions_held = "AWS could not be fully observed this cycle"
+    for pool in desired.pools.values():
+        if pool.cluster in blind.clusters:
+            reason = f"the runner tasks of cluster {pool.cluster} could not be listed"
+        elif blind.all_revisions or pool.family in blind.families:
+            reason = f"the revisions of {pool.family} could not be read"
+        else:
+            continue
+        builder.blocked_pools.add(pool.name)
+        builder.note("error", f"pool left as it is this cycle: {reason}", pool.name)
+    if blind.capacity_providers:
+        builder.note(
+            "error",
+            "capacity providers and cluster associations left as they are this cycle: "
+            "they could not be fully observed",
+        )
+    return blind
 
 
 # ------------------------------------------------------------------ capacity providers
@@ -229,9 +287,10 @@ def _removable_providers(
     for name, provider in sorted(observed.capacity_providers.items()):
         if not provider.owned or name in desired.capacity_providers:
             continue
-        if not desired.complete:
+        if not desired.complete or builder.deletions_held:
+            because = "spec errors" if not desired.complete else builder.deletions_held
             builder.note(
-                "warning", f"capacity provider {name} is not in the specs; kept (spec errors)"
+                "warning", f"capacity provider {name} is not in the specs; kept ({because})"
             )
             continue
         in_use = _tasks_on_provider(observed, name)
@@ -282,12 +341,27 @@ def _plan_task_definition(pool: DesiredPool, observed: ObservedState, builder: _
             )
         )
     keep = max(current, key=lambda r: r.revision, default=None)
+    if keep is not None and keep.tags != pool.task_definition_tags:
+        builder.actions.append(
+            Action(
+                "update",
+                "task_definition",
+                f"{pool.name}[{keep.revision}]",
+                Phase.TASK_DEFINITIONS,
+                "tags differ from the spec (tags or deletionPolicy changed): retagged in place",
+                cluster=pool.cluster,
+                pool=pool.name,
+                before={"taskDefinitionArn": keep.arn, "tags": keep.tags},
+                after={"taskDefinitionArn": keep.arn, "tags": pool.task_definition_tags},
+                patch=patch_of({"tags": keep.tags}, {"tags": pool.task_definition_tags}),
+            )
+        )
     for revision in sorted(owned, key=lambda r: r.revision):
         if revision is keep:
             continue
         drifted = revision.content_hash != revision.tagged_hash
-        if revision.arn in in_use:
-            continue  # busy or unknown runners still use it; deregistered once they are gone
+        if revision.arn in in_use or builder.deletions_held:
+            continue  # runners still use it (or may): deregistered once they are gone
         builder.actions.append(
             Action(
                 "delete",
@@ -488,11 +562,14 @@ def _plan_removed_pools(
     for name in sorted(n for n in removed if n):
         revisions = [r for r in families.get(name, []) if r.owned]
         tasks = [t for t in observed.tasks if t.pool == name]
-        if not desired.complete:
+        if not desired.complete or builder.deletions_held:
+            because = (
+                "some specs failed to load" if not desired.complete else builder.deletions_held
+            )
             builder.note(
                 "warning",
-                f"pool {name} is not in the specs, but some specs failed to load: it is kept "
-                "as it is until they load again",
+                f"pool {name} is not in the specs, but {because}: it is kept as it is until "
+                "a complete cycle",
                 name,
             )
             continue
@@ -521,8 +598,22 @@ def _drain_pool(
     runner_states: Mapping[str, RunnerState],
     builder: _Builder,
 ) -> None:
-    idle = [t for t in tasks if _state(t, runner_states) is RunnerState.IDLE]
+    states = [_state(t, runner_states) for t in tasks]
+    idle = [t for t, state in zip(tasks, states, strict=True) if state is RunnerState.IDLE]
     held = len(tasks) - len(idle)
+    builder.pools.append(
+        PoolSummary(
+            name=name,
+            cluster=", ".join(sorted({t.cluster for t in tasks})),
+            desired=0,
+            running=len(tasks),
+            busy=states.count(RunnerState.BUSY),
+            idle=len(idle),
+            unknown=states.count(RunnerState.UNKNOWN),
+            outdated=0,
+            count_reason="pool removed from the specs",
+        )
+    )
     for cluster in sorted({t.cluster for t in idle}):
         in_cluster = _oldest_first([t for t in idle if t.cluster == cluster])
         builder.actions.append(

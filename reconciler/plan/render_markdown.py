@@ -16,6 +16,7 @@ MARKER = "<!-- ecs-reconciler-plan -->"
 RESERVED = 200  # room for the closing fence and tags
 NOTE_ROOM = 100  # room for a "... more not shown" note
 FENCE = "`" * 3
+ADDRESSES_PER_LINE = 8
 
 
 def render_markdown(
@@ -36,15 +37,33 @@ def render_markdown(
     if plan.spec_errors:
         essential += ["> [!CAUTION]", "> Some specs do not validate; nothing is applied from them:"]
         essential += [f"> - `{_code(error)}`" for error in plan.spec_errors] + [""]
-    deletions = [a for a in plan.actions if a.action == "delete" or a.deletes_pool]
-    if deletions:
-        essential += ["> [!CAUTION]", f"> **{len(deletions)} deletion(s):**"]
-        essential += [f"> - `{_code(a.address)}`: {_text(a.reason)}" for a in deletions] + [""]
     budget = limit - RESERVED
+    essential += _deletion_lines(plan, budget // 2)
     out = _take(essential, budget, "line(s) of the summary")
     for section in _optional_sections(plan):
         out += _take(section, budget - _size(out), "line(s)")
     return "\n".join(out) + "\n"
+
+
+def _deletion_lines(plan: Plan, room: int) -> list[str]:
+    """Every deletion, one a line; grouped by reason, addresses only, when that would not fit."""
+    deletions = [a for a in plan.actions if a.action == "delete" or a.deletes_pool]
+    if not deletions:
+        return []
+    lines = ["> [!CAUTION]", f"> **{len(deletions)} deletion(s):**"]
+    full = [f"> - `{_code(a.address)}`: {_text(a.reason)}" for a in deletions]
+    if _size(full) <= room:
+        return [*lines, *full, ""]
+    by_reason: dict[str, list[str]] = {}
+    for action in deletions:
+        by_reason.setdefault(action.reason, []).append(f"`{_code(action.address)}`")
+    for reason, addresses in by_reason.items():
+        lines.append(f"> - {_text(reason)} ({len(addresses)}):")
+        lines += [
+            ">   " + ", ".join(addresses[start : start + ADDRESSES_PER_LINE])
+            for start in range(0, len(addresses), ADDRESSES_PER_LINE)
+        ]
+    return [*lines, ""]
 
 
 def _optional_sections(plan: Plan) -> list[list[str]]:
@@ -88,8 +107,10 @@ def _take(lines: list[str], budget: int, what: str) -> list[str]:
             break
         taken.append(line)
         used += len(line) + 1
+    if sum(line.startswith(FENCE) for line in taken) % 2:
+        taken.append(FENCE)  # close a code block the cut left open
     if taken and taken[0].startswith("<details>"):
-        taken += [FENCE, "</details>", ""]
+        taken += ["</details>", ""]
     return taken
 
 

@@ -6,8 +6,11 @@ renderer reuses.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
+
+import jsonpatch
 
 from .actions import Action, Note, Plan
 
@@ -50,18 +53,31 @@ def detail_lines(action: Action) -> list[str]:
             )
         lines += [f"  - task {arn.rsplit('/', 1)[-1]}" for arn in action.task_arns]
         return lines
+    document = copy.deepcopy(action.before)
     for operation in action.patch:
-        lines.append("  " + patch_line(operation, action.before))
+        lines.append("  " + patch_line(operation, document))
+        if operation.get("path") and document is not None:
+            # later operations see the document as the earlier ones left it
+            document = jsonpatch.apply_patch(document, [operation])
     return lines
 
 
 def patch_line(operation: dict[str, Any], before: Any) -> str:
-    """One RFC 6902 operation as `+ /path = value`, `~ /path = new (was old)` or `- /path`."""
+    """One RFC 6902 operation against `before`, the document it applies to.
+
+    `+ /path = value`, `~ /path = new (was old)`, `- /path`, and for a renamed key
+    (`move`) `~ /path = value (moved from /old)`.
+    """
     path = operation.get("path", "") or "(whole resource)"
-    if operation["op"] == "remove":
+    op = operation["op"]
+    if op == "remove":
         return f"- {path}"
+    if op in ("move", "copy"):
+        value = _short(_resolve(before, operation["from"]))
+        verb = "moved" if op == "move" else "copied"
+        return f"~ {path} = {value} ({verb} from {operation['from']})"
     value = _short(operation.get("value"))
-    if operation["op"] == "replace":
+    if op == "replace":
         return f"~ {path} = {value} (was {_short(_resolve(before, operation['path']))})"
     return f"+ {path} = {value}"
 
