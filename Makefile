@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with the package and its dev tools
 
-run: $(STAMP) ## the whole loop on the embedded sandbox: validate -> plan -> apply -> plan
+run: $(STAMP) ## the controller on the embedded sandbox, with a live view of pools and runners (Ctrl-C stops)
+	$(BIN)/ecs-reconciler sandbox live
+
+demo: $(STAMP) ## one pass on the embedded sandbox: validate -> plan -> apply -> plan (exit 0 if converged)
 	$(BIN)/ecs-reconciler sandbox run
 
 test: $(STAMP) ## run the test suite
