@@ -410,7 +410,7 @@ def _with_old_provider(
         },
         clusters={"ci": ObservedCluster("ci", "ACTIVE", ("FARGATE", "linux", "old"))},
     )
-    return observed, {t.arn: RunnerState.BUSY for t in tasks}
+    return observed, {t.arn: RunnerState.IDLE for t in tasks}
 
 
 REMOVED_PROVIDER_CASES = [
@@ -533,9 +533,10 @@ def test_provider_settings_drift_is_an_update_with_a_patch(
 def test_provider_auto_scaling_group_change_is_a_replacement(
     tmp_path: Path, codes: str, expected: list, note: str | None
 ) -> None:
-    before = desired_of(tmp_path, pool_spec(idle=len(codes)), provider_spec())
-    observed = converged(before)
-    after = desired_of(tmp_path, pool_spec(idle=len(codes)), provider_spec(group="ci-linux-v2"))
+    idle = len(codes) - codes.count("b")  # busy runners come on top of the idle target
+    before = desired_of(tmp_path, pool_spec(idle=idle), provider_spec())
+    observed = converged(before, codes)
+    after = desired_of(tmp_path, pool_spec(idle=idle), provider_spec(group="ci-linux-v2"))
     result = plan(after, observed, states_of(observed, codes), now=NOW)
     assert kinds(result) == expected
     if expected:
@@ -725,7 +726,8 @@ ROLLOUT_CASES = [
 def test_image_bump_rolls_idle_runners_by_max_surge(
     tmp_path: Path, outdated_codes: str, new_codes: str, surge: int | str, replaced: list[int]
 ) -> None:
-    size = len(outdated_codes) + len(new_codes)
+    codes = outdated_codes + new_codes
+    size = len(codes) - codes.count("b")  # busy runners come on top of the idle target
     rollout = f"  rollout: {{maxSurge: {surge}}}\n"
     old = desired_of(tmp_path, pool_spec(idle=size), provider_spec())
     new = desired_of(
@@ -766,13 +768,12 @@ SCALE_CASES = [
     pytest.param(
         "iIIi", 3, [("replace", [2], 1), ("stop", [1], 0)], None, id="scale in, then roll the rest"
     ),
-    pytest.param(
-        "biu", 1, [("stop", [1], 0)], "1 runner(s) above target kept", id="busy/unknown kept"
-    ),
-    pytest.param("bu", 0, [], "2 runner(s) above target kept", id="nothing idle: all held"),
+    pytest.param("biu", 1, [("stop", [1], 0)], None, id="busy/unknown kept"),
+    pytest.param("bu", 0, [], "1 runner(s) above target kept", id="nothing idle: unknown held"),
     pytest.param("ii", 2, [], None, id="at target"),
     pytest.param("i", 3, [("run", [], 2)], None, id="scale out"),
-    pytest.param("bb", 3, [("run", [], 1)], None, id="busy runners count towards the target"),
+    pytest.param("bb", 3, [("run", [], 3)], None, id="busy runners are not warm: idle on top"),
+    pytest.param("bbbbbbbbb", 3, [("run", [], 1)], None, id="busy + idle capped by max"),
     pytest.param("", 0, [], None, id="empty and nothing wanted"),
 ]
 
@@ -1081,3 +1082,37 @@ def test_runners_are_not_started_when_their_cluster_could_not_be_listed(
     result = plan(desired, observed, {}, now=NOW)
     assert "cannot list runner tasks" in messages(result, "error")
     assert not [a for a in result.actions if a.resource_type == "runner_tasks"], kinds(result)
+
+
+TARGET_CASES = [
+    # (min, max, idle target, pending, busy, expected target)
+    pytest.param(0, 10, 2, 0, 0, 2, id="idle only"),
+    pytest.param(0, 10, 2, 3, 4, 9, id="busy + pending + idle"),
+    pytest.param(0, 10, 2, 30, 4, 10, id="capped by max"),
+    pytest.param(5, 10, 0, 1, 1, 5, id="raised to min"),
+    pytest.param(0, 10, 0, 0, 0, 0, id="nothing wanted"),
+]
+
+
+@pytest.mark.parametrize(("low", "high", "idle", "pending", "busy", "expected"), TARGET_CASES)
+def test_pool_target_is_demand_plus_warm_idle_within_bounds(
+    desired: DesiredState, low: int, high: int, idle: int, pending: int, busy: int, expected: int
+) -> None:
+    pool = dataclasses.replace(
+        desired.pools["pool-a"], minimum=low, maximum=high, idle_target=idle, pending=pending
+    )
+    target, why = pool.target(busy)
+    assert target == expected
+    assert f"busy {busy} + pending {pending} + idle {idle}" in why
+
+
+def test_pending_jobs_scale_the_pool_out(tmp_path: Path) -> None:
+    """Queued demand passed to render_desired starts runners beyond the idle target."""
+    root = tmp_path / "specs"
+    root.mkdir()
+    (root / "pool.yaml").write_text(pool_spec(idle=1) + "---\n" + provider_spec())
+    desired = render_desired(load_specs([root]), NOW, "us-east-1", pending={"pool-a": 4})
+    observed = converged(desired, "i")
+    result = plan(desired, observed, states_of(observed), now=NOW)
+    run = only(result, "run", "runner_tasks.pool-a")
+    assert run.count == 4 and "pending 4" in run.reason

@@ -8,6 +8,7 @@ here is max(min, idle target of the active schedule), clamped to max; demand-dri
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,9 +40,21 @@ RUNNER_WORK_DIRECTORY = "/home/runner/_work"
 DIND_ADDRESS = "tcp://127.0.0.1:2375"
 
 
-def render_desired(spec_set: SpecSet, now: datetime.datetime, region: str) -> DesiredState:
-    """Desired state of every valid pool and capacity provider in the spec set."""
-    pools = {pool.metadata.name: render_pool(pool, now, region) for pool in spec_set.pools}
+def render_desired(
+    spec_set: SpecSet,
+    now: datetime.datetime,
+    region: str,
+    pending: Mapping[str, int] | None = None,
+) -> DesiredState:
+    """Desired state of every valid pool and capacity provider in the spec set.
+
+    `pending` is each pool's queued demand, already capped per repository.
+    """
+    demand = pending or {}
+    pools = {
+        pool.metadata.name: render_pool(pool, now, region, demand.get(pool.metadata.name, 0))
+        for pool in spec_set.pools
+    }
     providers = {
         provider.metadata.name: render_capacity_provider(provider)
         for provider in spec_set.capacity_providers
@@ -50,13 +63,16 @@ def render_desired(spec_set: SpecSet, now: datetime.datetime, region: str) -> De
     return DesiredState(pools, providers, tuple(clusters), complete=spec_set.ok)
 
 
-def render_pool(pool: RunnerPool, now: datetime.datetime, region: str) -> DesiredPool:
-    """The desired state of one pool at time `now`."""
+def render_pool(
+    pool: RunnerPool, now: datetime.datetime, region: str, pending: int = 0
+) -> DesiredPool:
+    """The desired state of one pool at time `now`, with `pending` queued jobs for it."""
     spec = pool.spec
     definition = render_task_definition(pool, region)
     spec_hash = content_hash(definition)
     ownership = {MANAGED_BY_TAG: MANAGED_BY_VALUE, POOL_TAG: pool.metadata.name}
     count, reason = desired_runner_count(spec.scaling, now)
+    idle_target, _ = idle_target_now(spec.scaling, now)
     return DesiredPool(
         name=pool.metadata.name,
         cluster=spec.cluster,
@@ -72,6 +88,10 @@ def render_pool(pool: RunnerPool, now: datetime.datetime, region: str) -> Desire
         task_tags={**spec.tags, **ownership, SPEC_HASH_TAG: spec_hash},
         desired_count=count,
         count_reason=reason,
+        minimum=spec.scaling.min,
+        maximum=spec.scaling.max,
+        idle_target=idle_target,
+        pending=pending,
         max_surge=spec.rollout.surge_for(max(count, 1)),
         subnets=tuple(spec.network.subnets),
         security_groups=tuple(spec.network.security_groups),
@@ -80,7 +100,17 @@ def render_pool(pool: RunnerPool, now: datetime.datetime, region: str) -> Desire
 
 
 def desired_runner_count(scaling: Scaling, now: datetime.datetime) -> tuple[int, str]:
-    """max(min, idle target now), clamped to max, and a sentence saying why."""
+    """max(min, idle target now), clamped to max, and a sentence saying why.
+
+    The size of the pool with no demand; the planner adds busy runners and pending jobs.
+    """
+    idle, why = idle_target_now(scaling, now)
+    count = min(scaling.max, max(scaling.min, idle))
+    return count, f"min {scaling.min}, idle {idle} ({why}), max {scaling.max}"
+
+
+def idle_target_now(scaling: Scaling, now: datetime.datetime) -> tuple[int, str]:
+    """The warm idle runners wanted at `now` (the largest active schedule's), and why."""
     active = [
         (schedule.idle, index)
         for index, schedule in enumerate(scaling.schedules)
@@ -92,8 +122,7 @@ def desired_runner_count(scaling: Scaling, now: datetime.datetime) -> tuple[int,
         why = f"schedules[{index}] {schedule.from_}-{schedule.to} {schedule.timezone} active"
     else:
         idle, why = scaling.idle, "no schedule active"
-    count = min(scaling.max, max(scaling.min, idle))
-    return count, f"min {scaling.min}, idle {idle} ({why}), max {scaling.max}"
+    return idle, why
 
 
 def _in_window(schedule: IdleSchedule, now: datetime.datetime) -> bool:

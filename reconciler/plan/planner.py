@@ -405,17 +405,19 @@ def _plan_runner_tasks(
     idle_outdated = _oldest_first([t for t in outdated if states[t.arn] is RunnerState.IDLE])
     idle_current = _oldest_first([t for t in current if states[t.arn] is RunnerState.IDLE])
     starting = [t for t in current if states[t.arn] is RunnerState.UNKNOWN]
+    busy = sum(1 for t in tasks if states[t.arn] is RunnerState.BUSY)
+    target, why = pool.target(busy)
     builder.pools.append(
         PoolSummary(
             name=pool.name,
             cluster=pool.cluster,
-            desired=pool.desired_count,
+            desired=target,
             running=len(tasks),
-            busy=sum(1 for t in tasks if states[t.arn] is RunnerState.BUSY),
+            busy=busy,
             idle=sum(1 for t in tasks if states[t.arn] is RunnerState.IDLE),
             unknown=sum(1 for t in tasks if states[t.arn] is RunnerState.UNKNOWN),
             outdated=len(outdated),
-            count_reason=pool.count_reason,
+            count_reason=why,
         )
     )
     stop: list[ObservedTask] = [t for t in misplaced if states[t.arn] is RunnerState.IDLE]
@@ -426,12 +428,12 @@ def _plan_runner_tasks(
     if blocked:
         builder.note("error", "no runner is started: a resource it needs is missing", pool.name)
 
-    excess = len(tasks) - pool.desired_count
+    excess = len(tasks) - target
     if excess > 0:
         candidates = idle_outdated + idle_current
         chosen = candidates[:excess]
         if chosen:
-            _stop(builder, pool, chosen, f"scale in: {len(tasks)} running, {pool.count_reason}")
+            _stop(builder, pool, chosen, f"scale in: {len(tasks)} running, {why}")
         held = excess - len(chosen)
         if held:
             builder.note(
@@ -441,9 +443,7 @@ def _plan_runner_tasks(
             )
         idle_outdated = [t for t in idle_outdated if t not in chosen]
     elif excess < 0 and not blocked:
-        _run(
-            builder, pool, -excess, f"scale out: {len(tasks)} running, {pool.count_reason}", network
-        )
+        _run(builder, pool, -excess, f"scale out: {len(tasks)} running, {why}", network)
 
     if idle_outdated and not blocked:
         budget = max(0, pool.max_surge - len(starting))

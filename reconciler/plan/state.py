@@ -67,12 +67,30 @@ class DesiredPool:
     spec_hash: str
     task_definition_tags: dict[str, str]
     task_tags: dict[str, str]
-    desired_count: int
+    desired_count: int  # with no demand: max(min, idle target), within max
     count_reason: str
     max_surge: int
     subnets: tuple[str, ...]
     security_groups: tuple[str, ...]
     deletion_policy: str
+    minimum: int = 0
+    maximum: int = 0  # 0: not rendered from a spec with bounds; desired_count is the target
+    idle_target: int = 0
+    pending: int = 0  # queued jobs this pool serves, capped per repository
+
+    def target(self, busy: int) -> tuple[int, str]:
+        """Runners wanted: clamp(busy + pending + idle target, min, max), and why.
+
+        Busy runners do not count as warm: the idle target is on top of the work in hand.
+        """
+        if not self.maximum:
+            return self.desired_count, self.count_reason
+        wanted = busy + self.pending + self.idle_target
+        count = min(self.maximum, max(self.minimum, wanted))
+        return count, (
+            f"busy {busy} + pending {self.pending} + idle {self.idle_target} = {wanted}, "
+            f"min {self.minimum}, max {self.maximum}"
+        )
 
     @property
     def family(self) -> str:
