@@ -1,0 +1,386 @@
+"""A small synchronous client for the GitHub REST endpoints that manage self-hosted runners.
+
+It retries 5xx answers and network errors with exponential backoff and jitter, honours
+``Retry-After`` and primary rate limits (``x-ratelimit-remaining: 0`` -> wait for
+``x-ratelimit-reset``, up to ``max_wait``), never retries other 4xx, and sends conditional GETs
+(``If-None-Match``) so unchanged lists cost no rate limit. Every HTTP request is counted in
+``calls`` by endpoint template (``GET /orgs/{org}/actions/runners``); 304s also in
+``not_modified``. Tokens and JIT configs are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+from .auth import Auth, auth_from_environment
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.github.com"
+API_VERSION = "2022-11-28"
+
+ScopeKind = Literal["enterprise", "organization", "repository"]
+
+
+class GitHubError(Exception):
+    """GitHub answered with an error (``status`` 0 means no answer: a network error).
+
+    ``endpoint`` is the path template, e.g. ``/orgs/{org}/actions/runners``.
+    """
+
+    def __init__(self, status: int, method: str, endpoint: str, message: str) -> None:
+        super().__init__(status, method, endpoint, message)
+        self.status = status
+        self.method = method
+        self.endpoint = endpoint
+        self.message = message
+
+    def __str__(self) -> str:
+        what = "network error" if self.status == 0 else f"HTTP {self.status}"
+        return f"{self.method} {self.endpoint}: {what}: {self.message}"
+
+
+class RateLimited(GitHubError):
+    """Rate limited for longer than the client is willing to wait (``wait`` seconds)."""
+
+    def __init__(self, status: int, method: str, endpoint: str, message: str, wait: float) -> None:
+        super().__init__(status, method, endpoint, message)
+        self.wait = wait
+
+
+class RunnerBusy(GitHubError):
+    """GitHub refused to delete a runner because it is running a job."""
+
+
+class RunnerGroupNotFound(LookupError):
+    """No runner group with that name in the scope."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where runners are registered: an enterprise, an organization or a repository."""
+
+    kind: ScopeKind
+    name: str
+
+    def __post_init__(self) -> None:
+        parts = self.name.split("/")
+        if self.kind == "repository" and (len(parts) != 2 or not all(parts)):
+            raise ValueError(f"repository scope must be 'owner/repo', got {self.name!r}")
+        if self.kind != "repository" and (len(parts) != 1 or not self.name):
+            raise ValueError(f"invalid {self.kind} name {self.name!r}")
+
+    @property
+    def path(self) -> str:
+        """API path prefix, e.g. ``/orgs/acme``."""
+        if self.kind == "enterprise":
+            return f"/enterprises/{quote(self.name, safe='')}"
+        if self.kind == "organization":
+            return f"/orgs/{quote(self.name, safe='')}"
+        owner, repo = self.name.split("/")
+        return f"/repos/{quote(owner, safe='')}/{quote(repo, safe='')}"
+
+    @property
+    def template(self) -> str:
+        """`path` with placeholders, for counting calls by endpoint."""
+        return {
+            "enterprise": "/enterprises/{enterprise}",
+            "organization": "/orgs/{org}",
+            "repository": "/repos/{owner}/{repo}",
+        }[self.kind]
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A self-hosted runner as GitHub reports it."""
+
+    id: int
+    name: str
+    os: str
+    status: str
+    busy: bool
+    labels: list[str]
+    runner_group_id: int | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Runner:
+        """Parse one element of ``runners``."""
+        return cls(
+            id=int(data["id"]),
+            name=str(data["name"]),
+            os=str(data.get("os", "")),
+            status=str(data["status"]),
+            busy=bool(data["busy"]),
+            labels=[str(label["name"]) for label in data.get("labels", [])],
+            runner_group_id=data.get("runner_group_id"),
+        )
+
+
+@dataclass(frozen=True)
+class JitConfig:
+    """A just-in-time runner registration; ``encoded_jit_config`` is a secret."""
+
+    runner_id: int
+    encoded_jit_config: str = field(repr=False)
+
+
+@dataclass
+class _Cached:
+    etag: str
+    body: Any
+    next_url: str | None
+
+
+class GitHubClient:
+    """Runner management over the GitHub REST API (github.com or GitHub Enterprise Server)."""
+
+    def __init__(
+        self,
+        api_url: str | None = None,
+        auth: Auth | None = None,
+        max_retries: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        *,
+        max_wait: float = 300.0,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api_url = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+        self.auth = auth if auth is not None else auth_from_environment()
+        self.max_retries = max_retries
+        self.max_wait = max_wait
+        self.calls: Counter[str] = Counter()
+        self.not_modified: Counter[str] = Counter()
+        self._sleep = sleep
+        self._clock = clock
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._etags: dict[str, _Cached] = {}
+        self._http = httpx.Client(
+            timeout=timeout,
+            headers={
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": API_VERSION,
+                "User-Agent": "ecs-runner-reconciler",
+            },
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> GitHubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runners -------------------------------------------------------------------------------
+
+    def list_runners(self, scope: Scope) -> list[Runner]:
+        """All self-hosted runners registered in `scope`."""
+        items = self._paginate(
+            f"GET {scope.template}/actions/runners", f"{scope.path}/actions/runners", "runners"
+        )
+        return [Runner.from_api(item) for item in items]
+
+    def runner_group_id(self, scope: Scope, name: str) -> int:
+        """Id of the runner group called `name` (repositories only have "Default", id 1)."""
+        if scope.kind == "repository":
+            if name == "Default":
+                return 1
+            raise RunnerGroupNotFound(f"repositories have no runner group {name!r}, only Default")
+        groups = self._paginate(
+            f"GET {scope.template}/actions/runner-groups",
+            f"{scope.path}/actions/runner-groups",
+            "runner_groups",
+        )
+        for group in groups:
+            if group["name"] == name:
+                return int(group["id"])
+        raise RunnerGroupNotFound(f"no runner group {name!r} in {scope.kind} {scope.name}")
+
+    def create_jit_config(
+        self,
+        scope: Scope,
+        name: str,
+        runner_group_id: int,
+        labels: list[str],
+        work_folder: str = "_work",
+    ) -> JitConfig:
+        """Register a just-in-time runner and return its (secret) configuration."""
+        body = self._json(
+            "POST",
+            f"POST {scope.template}/actions/runners/generate-jitconfig",
+            f"{self.api_url}{scope.path}/actions/runners/generate-jitconfig",
+            {
+                "name": name,
+                "runner_group_id": runner_group_id,
+                "labels": labels,
+                "work_folder": work_folder,
+            },
+        )
+        return JitConfig(int(body["runner"]["id"]), str(body["encoded_jit_config"]))
+
+    def delete_runner(self, scope: Scope, runner_id: int) -> bool:
+        """Remove a runner; True when deleted or already gone, `RunnerBusy` if it runs a job."""
+        endpoint = f"DELETE {scope.template}/actions/runners/{{runner_id}}"
+        url = f"{self.api_url}{scope.path}/actions/runners/{int(runner_id)}"
+        response = self._send("DELETE", endpoint, url)
+        if response.status_code == 404:
+            return True
+        if response.status_code == 422:
+            raise RunnerBusy(422, "DELETE", _template(endpoint), _message(response))
+        self._check(response, endpoint)
+        return True
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _paginate(self, endpoint: str, path: str, key: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        url: str | None = f"{self.api_url}{path}?per_page=100"
+        while url is not None:
+            body, url = self._get(endpoint, url)
+            items.extend(body[key])
+            if url is not None and not url.startswith(self.api_url + "/"):
+                raise GitHubError(
+                    0, "GET", _template(endpoint), "pagination link leaves the API URL"
+                )
+        return items
+
+    def _get(self, endpoint: str, url: str) -> tuple[Any, str | None]:
+        """GET with ETag revalidation: ``(body, next page URL)``."""
+        cached = self._etags.get(url)
+        headers = {"If-None-Match": cached.etag} if cached else {}
+        response = self._send("GET", endpoint, url, headers=headers)
+        if response.status_code == 304 and cached is not None:
+            self.not_modified[endpoint] += 1
+            return cached.body, cached.next_url
+        self._check(response, endpoint)
+        body = response.json()
+        next_url = response.links.get("next", {}).get("url")
+        etag = response.headers.get("ETag")
+        if etag:
+            self._etags[url] = _Cached(etag, body, next_url)
+        return body, next_url
+
+    def _json(self, method: str, endpoint: str, url: str, payload: Any) -> Any:
+        response = self._send(method, endpoint, url, json=payload)
+        self._check(response, endpoint)
+        return response.json()
+
+    def _app_post(self, endpoint: str, path: str, jwt: str) -> Any:
+        """POST as the App itself (JWT), used by `AppAuth` to get installation tokens."""
+        response = self._send(
+            "POST", endpoint, f"{self.api_url}{path}", authorization=f"Bearer {jwt}"
+        )
+        self._check(response, endpoint)
+        return response.json()
+
+    def _check(self, response: httpx.Response, endpoint: str) -> None:
+        if response.is_error:
+            raise GitHubError(
+                response.status_code,
+                response.request.method,
+                _template(endpoint),
+                _message(response),
+            )
+
+    def _send(
+        self,
+        method: str,
+        endpoint: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+        authorization: str | None = None,
+    ) -> httpx.Response:
+        """One logical request, retried on 5xx, network errors and rate limits."""
+        attempt = 0
+        while True:
+            auth_header = authorization or self.auth.authorization(self._app_post)
+            self.calls[endpoint] += 1
+            try:
+                response = self._http.request(
+                    method,
+                    url,
+                    headers={**(headers or {}), "Authorization": auth_header},
+                    json=json,
+                )
+            except httpx.TransportError as exc:
+                if attempt >= self.max_retries:
+                    raise GitHubError(
+                        0, method, _template(endpoint), f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                wait = self._backoff_delay(attempt)
+                logger.warning("%s: %s, retrying in %.1fs", endpoint, type(exc).__name__, wait)
+            else:
+                wait_or_none = self._retry_wait(response, method, endpoint, attempt)
+                if wait_or_none is None:
+                    return response
+                wait = wait_or_none
+                logger.warning(
+                    "%s: HTTP %d, retrying in %.1fs", endpoint, response.status_code, wait
+                )
+            self._sleep(wait)
+            attempt += 1
+
+    def _retry_wait(
+        self, response: httpx.Response, method: str, endpoint: str, attempt: int
+    ) -> float | None:
+        """Seconds to wait before retrying `response`, or None to return it as is."""
+        status = response.status_code
+        rate_limited = status in (403, 429)
+        retry_after = response.headers.get("Retry-After")
+        if rate_limited and response.headers.get("x-ratelimit-remaining") == "0":
+            reset = float(response.headers.get("x-ratelimit-reset", "0"))
+            wait = max(0.0, reset - self._clock()) + 1.0
+        elif (rate_limited or status >= 500) and retry_after is not None:
+            wait = float(retry_after) if retry_after.isdigit() else self._backoff_delay(attempt)
+        elif status >= 500:
+            wait = self._backoff_delay(attempt)
+        else:
+            return None
+        if wait > self.max_wait:
+            message = (
+                f"{_message(response)} (would wait {wait:.0f}s > max_wait {self.max_wait:.0f}s)"
+            )
+            raise RateLimited(status, method, _template(endpoint), message, wait)
+        if attempt >= self.max_retries:
+            if rate_limited:
+                raise RateLimited(status, method, _template(endpoint), _message(response), wait)
+            raise GitHubError(status, method, _template(endpoint), _message(response))
+        return wait
+
+    def _backoff_delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter: base * 2^attempt, scaled by a random 50-100%."""
+        return min(self._max_backoff, self._backoff * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def _template(endpoint: str) -> str:
+    """``"GET /orgs/{org}/..."`` -> ``"/orgs/{org}/..."``."""
+    return endpoint.partition(" ")[2]
+
+
+def _message(response: httpx.Response) -> str:
+    """GitHub's ``message`` field, or the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict) and "message" in body:
+        return str(body["message"])
+    return str(body)[:200]

@@ -1,0 +1,399 @@
+"""A GitHub-compatible HTTP server, in memory, for testing the GitHub client over real sockets.
+
+`FakeGitHub` serves exactly the endpoints `reconciler.github.client` calls, with GitHub's
+response shapes, on 127.0.0.1 at a port the OS picks, from a daemon thread::
+
+    GET    {scope}/actions/runners                      paginated, ETag / 304
+    POST   {scope}/actions/runners/generate-jitconfig   201, registers the runner offline
+    DELETE {scope}/actions/runners/{runner_id}          204; 404 unknown; 422 busy
+    GET    {scope}/actions/runner-groups                paginated, ETag / 304 (not repos)
+    POST   /app/installations/{id}/access_tokens        JWT (RS256) -> installation token
+
+``{scope}`` is ``/enterprises/{e}``, ``/orgs/{o}`` or ``/repos/{owner}/{repo}``; every scope
+exists and has a "Default" runner group with id 1. An optional ``prefix`` (``/api/v3``) makes
+it look like GitHub Enterprise Server. Requests need a configured token or an unexpired
+installation token (401 otherwise). Faults can be queued for the next requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+logger = logging.getLogger(__name__)
+
+_SCOPE = r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+|/repos/[^/]+/[^/]+)"
+_RUNNERS = re.compile(_SCOPE + r"/actions/runners")
+_JIT = re.compile(_SCOPE + r"/actions/runners/generate-jitconfig")
+_RUNNER = re.compile(_SCOPE + r"/actions/runners/(?P<id>\d+)")
+_GROUPS = re.compile(r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+)/actions/runner-groups")
+_ACCESS_TOKENS = re.compile(r"/app/installations/(?P<id>\d+)/access_tokens")
+
+_DOCS = "https://docs.github.com/rest"
+
+
+@dataclass
+class _Response:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _App:
+    app_id: str
+    public_key: rsa.RSAPublicKey
+    installation_id: int
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> _Response:
+    return _Response(status, {"message": message, "documentation_url": _DOCS}, headers or {})
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class FakeGitHub:
+    """In-memory GitHub runner API over HTTP; all state is guarded by one lock."""
+
+    def __init__(
+        self,
+        tokens: Iterable[str] = ("test-token",),
+        *,
+        prefix: str = "",
+        token_lifetime: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.prefix = prefix.rstrip("/")
+        self.token_lifetime = token_lifetime
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens = set(tokens)
+        self._installation_tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
+        self._app: _App | None = None
+        self._runners: dict[str, dict[int, dict[str, Any]]] = {}
+        self._groups: dict[str, list[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._group_ids = itertools.count(2)
+        self._faults: deque[_Response] = deque()
+        self._log: list[tuple[str, str]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Listen on 127.0.0.1 at an OS-chosen port and serve from a daemon thread."""
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-github", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        """Base API URL (including the prefix), to use as the client's ``api_url``."""
+        if self._server is None:
+            raise RuntimeError("FakeGitHub is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{self.prefix}"
+
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- configuration and inspection ---------------------------------------------------------
+
+    def configure_app(self, app_id: str | int, public_key_pem: bytes, installation_id: int) -> None:
+        """Accept App JWTs for `app_id` signed by the key matching `public_key_pem`."""
+        key = serialization.load_pem_public_key(public_key_pem)
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise ValueError("App public key must be RSA")
+        with self._lock:
+            self._app = _App(str(app_id), key, installation_id)
+
+    def add_runner_group(self, scope_path: str, name: str) -> int:
+        """Create a runner group in an enterprise or organization; returns its id."""
+        with self._lock:
+            group_id = next(self._group_ids)
+            self._groups_of(scope_path).append({"id": group_id, "name": name, "visibility": "all"})
+            return group_id
+
+    def add_runner(
+        self,
+        scope_path: str,
+        name: str,
+        labels: Iterable[str] = ("self-hosted", "linux"),
+        *,
+        status: str = "online",
+        busy: bool = False,
+        runner_group_id: int = 1,
+    ) -> int:
+        """Register a runner directly (as ``config.sh`` would); returns its id."""
+        with self._lock:
+            return self._register(scope_path, name, list(labels), status, busy, runner_group_id)
+
+    def set_runner_status(self, scope_path: str, name: str, status: str, busy: bool) -> None:
+        """Set a runner's ``status`` ("online"/"offline") and ``busy`` flag, by name."""
+        with self._lock:
+            for runner in self._runners.get(scope_path, {}).values():
+                if runner["name"] == name:
+                    runner["status"], runner["busy"] = status, busy
+                    return
+        raise KeyError(f"no runner {name!r} in {scope_path}")
+
+    def runners(self, scope_path: str) -> list[dict[str, Any]]:
+        """Copies of the runners registered in a scope, in GitHub's JSON shape."""
+        with self._lock:
+            return [json.loads(json.dumps(r)) for r in self._runners.get(scope_path, {}).values()]
+
+    @property
+    def request_log(self) -> list[tuple[str, str]]:
+        """Every request received, as ``(method, path)`` without prefix or query."""
+        with self._lock:
+            return list(self._log)
+
+    # -- fault injection ----------------------------------------------------------------------
+
+    def fail_next(self, n: int = 1, status: int = 502) -> None:
+        """Answer the next `n` requests with `status`."""
+        with self._lock:
+            self._faults.extend(_error(status, HTTPStatus(status).phrase) for _ in range(n))
+
+    def rate_limit_next(self, reset_in_seconds: float) -> None:
+        """Answer the next request as an exhausted primary rate limit (403)."""
+        reset = int(self._clock() + reset_in_seconds)
+        headers = {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": str(reset),
+        }
+        with self._lock:
+            self._faults.append(_error(403, "API rate limit exceeded", headers))
+
+    def retry_after_next(self, seconds: int, status: int = 403) -> None:
+        """Answer the next request as a secondary rate limit with ``Retry-After``."""
+        message = "You have exceeded a secondary rate limit. Please wait a few minutes."
+        with self._lock:
+            self._faults.append(_error(status, message, {"Retry-After": str(seconds)}))
+
+    # -- request handling (called from server threads) ----------------------------------------
+
+    def handle(self, method: str, target: str, headers: Any, body: bytes, host: str) -> _Response:
+        """Route one request; `target` is the raw request target (path and query)."""
+        split = urlsplit(target)
+        path = unquote(split.path)
+        if self.prefix:
+            if not path.startswith(self.prefix + "/"):
+                return _error(404, "Not Found")
+            path = path[len(self.prefix) :]
+        query = {k: v[0] for k, v in parse_qs(split.query).items()}
+        authorization = headers.get("Authorization", "")
+        with self._lock:
+            self._log.append((method, path))
+            if self._faults:
+                return self._faults.popleft()
+            if match := _ACCESS_TOKENS.fullmatch(path):
+                if method != "POST":
+                    return _error(404, "Not Found")
+                return self._access_token(int(match["id"]), authorization)
+            if not self._authorized(authorization):
+                return _error(401, "Bad credentials")
+            base = f"http://{host}{self.prefix}"
+            if method == "GET" and (match := _RUNNERS.fullmatch(path)):
+                items = list(self._runners.get(match["scope"], {}).values())
+                return self._page(base + path, query, "runners", items, headers)
+            if method == "GET" and (match := _GROUPS.fullmatch(path)):
+                groups = self._groups_of(match["scope"])
+                return self._page(base + path, query, "runner_groups", groups, headers)
+            if method == "POST" and (match := _JIT.fullmatch(path)):
+                return self._jit(match["scope"], body)
+            if method == "DELETE" and (match := _RUNNER.fullmatch(path)):
+                return self._delete(match["scope"], int(match["id"]))
+        return _error(404, "Not Found")
+
+    def _authorized(self, authorization: str) -> bool:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() not in ("bearer", "token"):
+            return False
+        if token in self._tokens:
+            return True
+        expiry = self._installation_tokens.get(token)
+        return expiry is not None and expiry > self._clock()
+
+    def _access_token(self, installation_id: int, authorization: str) -> _Response:
+        scheme, _, jwt = authorization.partition(" ")
+        app = self._app
+        if app is None or scheme.lower() != "bearer" or not self._valid_jwt(app, jwt):
+            return _error(401, "A JSON web token could not be decoded")
+        if installation_id != app.installation_id:
+            return _error(404, "Not Found")
+        token = "ghs_" + secrets.token_hex(18)
+        expires = self._clock() + self.token_lifetime
+        self._installation_tokens[token] = expires
+        expires_at = datetime.fromtimestamp(int(expires), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _Response(201, {"token": token, "expires_at": expires_at, "permissions": {}})
+
+    def _valid_jwt(self, app: _App, jwt: str) -> bool:
+        """RS256 signature by the App's key, ``iss`` is the App, and valid now."""
+        try:
+            header_b64, claims_b64, signature_b64 = jwt.split(".")
+            header = json.loads(_b64url_decode(header_b64))
+            claims = json.loads(_b64url_decode(claims_b64))
+            app.public_key.verify(
+                _b64url_decode(signature_b64),
+                f"{header_b64}.{claims_b64}".encode("ascii"),
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
+        except (ValueError, InvalidSignature):
+            return False
+        now = self._clock()
+        return (
+            header.get("alg") == "RS256"
+            and str(claims.get("iss")) == app.app_id
+            and claims.get("iat", now + 1) <= now
+            and claims.get("exp", 0) > now
+            and claims["exp"] - claims["iat"] <= 600
+        )
+
+    def _page(
+        self, url: str, query: dict[str, str], key: str, items: list[Any], headers: Any
+    ) -> _Response:
+        """One page of `items` with GitHub's Link header, ETag and 304 on If-None-Match."""
+        per_page = max(1, min(100, int(query.get("per_page", 30))))
+        page = max(1, int(query.get("page", 1)))
+        last = max(1, -(-len(items) // per_page))
+        body = {"total_count": len(items), key: items[(page - 1) * per_page : page * per_page]}
+        links = []
+        for rel, number in (("prev", page - 1), ("next", page + 1), ("first", 1), ("last", last)):
+            if (rel in ("prev", "first") and page > 1) or (rel in ("next", "last") and page < last):
+                links.append(f'<{url}?per_page={per_page}&page={number}>; rel="{rel}"')
+        encoded = json.dumps(body, sort_keys=True).encode()
+        etag = f'"{hashlib.sha256(encoded).hexdigest()[:40]}"'
+        out = {"ETag": etag}
+        if links:
+            out["Link"] = ", ".join(links)
+        if_none_match = headers.get("If-None-Match", "")
+        if etag in (tag.strip().removeprefix("W/") for tag in if_none_match.split(",")):
+            return _Response(304, None, out)
+        return _Response(200, body, out)
+
+    def _jit(self, scope_path: str, raw: bytes) -> _Response:
+        try:
+            request = json.loads(raw)
+            name, group_id = str(request["name"]), int(request["runner_group_id"])
+            labels = [str(label) for label in request["labels"]]
+        except (ValueError, KeyError, TypeError):
+            return _error(422, "Invalid request.")
+        if not labels:
+            return _error(422, "Invalid request. labels must not be empty")
+        if all(group["id"] != group_id for group in self._groups_of(scope_path)):
+            return _error(404, "Not Found")
+        if any(r["name"] == name for r in self._runners.get(scope_path, {}).values()):
+            return _error(409, f"Already exists - A runner with the name {name} already exists.")
+        runner_id = self._register(scope_path, name, labels, "offline", False, group_id)
+        runner = self._runners[scope_path][runner_id]
+        secret = {"runner_id": runner_id, "name": name, "secret": secrets.token_hex(16)}
+        encoded = base64.b64encode(json.dumps(secret).encode()).decode()
+        return _Response(201, {"runner": runner, "encoded_jit_config": encoded})
+
+    def _delete(self, scope_path: str, runner_id: int) -> _Response:
+        runners = self._runners.get(scope_path, {})
+        runner = runners.get(runner_id)
+        if runner is None:
+            return _error(404, "Not Found")
+        if runner["busy"]:
+            return _error(422, f'Bad request - Runner "{runner["name"]}" is still running a job')
+        del runners[runner_id]
+        return _Response(204)
+
+    def _register(
+        self, scope_path: str, name: str, labels: list[str], status: str, busy: bool, group: int
+    ) -> int:
+        runner_id = next(self._ids)
+        self._runners.setdefault(scope_path, {})[runner_id] = {
+            "id": runner_id,
+            "name": name,
+            "os": "Linux",
+            "status": status,
+            "busy": busy,
+            "ephemeral": True,
+            "runner_group_id": group,
+            "labels": [{"id": 0, "name": label, "type": "custom"} for label in labels],
+        }
+        return runner_id
+
+    def _groups_of(self, scope_path: str) -> list[dict[str, Any]]:
+        default = {"id": 1, "name": "Default", "default": True, "visibility": "all"}
+        return self._groups.setdefault(scope_path, [default])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Adapts http.server to `FakeGitHub.handle`; HTTP/1.1 so clients can keep connections."""
+
+    protocol_version = "HTTP/1.1"
+    fake: FakeGitHub
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        host = self.headers.get("Host", "127.0.0.1")
+        response = self.fake.handle(self.command, self.path, self.headers, body, host)
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if response.status in (204, 304):
+            self.end_headers()
+            return
+        payload = json.dumps(response.body).encode()
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("fake github: " + format, *args)
