@@ -15,6 +15,8 @@ MANAGED_BY_VALUE = "ecs-reconciler"
 POOL_TAG = "ecs-reconciler:pool"
 SPEC_HASH_TAG = "ecs-reconciler:spec-hash"
 DELETION_POLICY_TAG = "ecs-reconciler:deletion-policy"
+SCOPE_TAG = "ecs-reconciler:scope"  # on runner tasks: where the runner registers, kind:name
+RUNNER_NAME_TAG = "ecs-reconciler:runner-name"  # on runner tasks: its GitHub runner name
 STARTED_BY = "ecs-reconciler"
 FAMILY_PREFIX = "ecs-reconciler-"
 

@@ -1,0 +1,90 @@
+"""Runner states from GitHub: the `RunnerStateSource` for real use.
+
+Each runner task carries two tags set when it is started: `ecs-reconciler:runner-name`
+(the name its just-in-time registration was created with) and `ecs-reconciler:scope`
+(`organization:acme`, `repository:acme/app`, `enterprise:acme`). So a task maps to its
+runner without any naming convention, and a pool removed from the specs can still be
+drained. One listing per scope per cycle (conditional, so an unchanged list costs a 304).
+
+- online and busy -> busy; online and not busy -> idle; anything else -> unknown (never
+  stopped by the planner).
+- A runner younger than `grace` seconds is unknown, whatever GitHub says: a runner that
+  has just come online may be about to receive its job (other controllers lost jobs by
+  reaping runners seconds after they registered).
+- `confirm_idle` does not trust the busy flag: it deregisters the runner, and GitHub's
+  refusal (HTTP 422, the runner is running a job) is the authority. Only a runner that
+  GitHub agreed to remove is stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from ..plan.state import RUNNER_NAME_TAG, SCOPE_TAG, ObservedTask, RunnerState
+from .client import GitHubClient, Runner, RunnerBusy, Scope
+
+DEFAULT_GRACE_SECONDS = 120.0
+
+
+def scope_of_tag(value: str) -> Scope | None:
+    """`organization:acme` -> Scope; None for a missing or malformed tag."""
+    kind, _, name = value.partition(":")
+    if kind not in ("enterprise", "organization", "repository"):
+        return None
+    try:
+        return Scope(kind, name)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+class GitHubRunnerStates:
+    """Busy / idle / unknown of each runner task, read from GitHub's runner API."""
+
+    def __init__(
+        self,
+        client: GitHubClient,
+        grace: float = DEFAULT_GRACE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.grace = grace
+        self.clock = clock
+        self._runners: dict[Scope, dict[str, Runner]] = {}
+
+    def states(self, tasks: Sequence[ObservedTask]) -> dict[str, RunnerState]:
+        """State by task ARN; lists the runners of each scope in use once."""
+        scopes = {scope for task in tasks if (scope := _scope(task)) is not None}
+        self._runners = {
+            scope: {runner.name: runner for runner in self.client.list_runners(scope)}
+            for scope in sorted(scopes, key=lambda s: (s.kind, s.name))
+        }
+        return {task.arn: self._state(task) for task in tasks}
+
+    def confirm_idle(self, task: ObservedTask) -> bool:
+        """Deregister the task's runner; True only when GitHub removed it (so it may stop)."""
+        scope, runner = _scope(task), self._runner(task)
+        if scope is None or runner is None or self._young(task):
+            return False
+        try:
+            return self.client.delete_runner(scope, runner.id)
+        except RunnerBusy:
+            return False  # it took a job since we looked: keep it
+
+    def _state(self, task: ObservedTask) -> RunnerState:
+        runner = self._runner(task)
+        if runner is None or runner.status != "online" or self._young(task):
+            return RunnerState.UNKNOWN
+        return RunnerState.BUSY if runner.busy else RunnerState.IDLE
+
+    def _runner(self, task: ObservedTask) -> Runner | None:
+        scope = _scope(task)
+        name = task.tags.get(RUNNER_NAME_TAG, "")
+        return self._runners.get(scope, {}).get(name) if scope else None
+
+    def _young(self, task: ObservedTask) -> bool:
+        return task.started_at is None or self.clock() - task.started_at < self.grace
+
+
+def _scope(task: ObservedTask) -> Scope | None:
+    return scope_of_tag(task.tags.get(SCOPE_TAG, ""))

@@ -1,0 +1,130 @@
+"""GitHub as the runner-state source, over real sockets against `FakeGitHub`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from reconciler.github import GitHubClient, Scope, TokenAuth
+from reconciler.github.registry import GitHubRunnerStates, scope_of_tag
+from reconciler.plan.state import RUNNER_NAME_TAG, SCOPE_TAG, ObservedTask, RunnerState
+from reconciler.sandbox.github_server import FakeGitHub
+
+TOKEN = "test-token"
+ORG = "/orgs/acme"
+NOW = 1_700_000_000.0
+OLD = NOW - 3600  # started an hour ago: past the grace period
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    with FakeGitHub(tokens=[TOKEN]) as server:
+        yield server
+
+
+@pytest.fixture
+def client(github: FakeGitHub) -> Iterator[GitHubClient]:
+    with GitHubClient(github.url, TokenAuth(TOKEN)) as c:
+        yield c
+
+
+def task(
+    name: str, started_at: float | None = OLD, scope: str = "organization:acme"
+) -> ObservedTask:
+    tags = {SCOPE_TAG: scope, RUNNER_NAME_TAG: name} if name else {SCOPE_TAG: scope}
+    return ObservedTask(
+        f"arn:aws:ecs:us-east-1:123456789012:task/ci/{name or 'nameless'}-{scope}",
+        "ci",
+        "pool-a",
+        "arn:aws:ecs:us-east-1:123456789012:task-definition/ecs-reconciler-pool-a:1",
+        "hash",
+        "RUNNING",
+        started_at,
+        tags,
+    )
+
+
+def test_states_follow_github(github: FakeGitHub, client: GitHubClient) -> None:
+    github.add_runner(ORG, "idle-one")
+    github.add_runner(ORG, "busy-one", busy=True)
+    github.add_runner(ORG, "offline-one", status="offline")
+    github.add_runner(ORG, "young-one")
+    tasks = [
+        task("idle-one"),
+        task("busy-one"),
+        task("offline-one"),
+        task("young-one", started_at=NOW - 5),
+        task("never-registered"),
+        task(""),
+        task("idle-one", scope="bogus"),
+    ]
+    states = GitHubRunnerStates(client, grace=120, clock=lambda: NOW).states(tasks)
+    assert list(states.values()) == [
+        RunnerState.IDLE,
+        RunnerState.BUSY,
+        RunnerState.UNKNOWN,  # offline
+        RunnerState.UNKNOWN,  # inside the grace period
+        RunnerState.UNKNOWN,  # no runner of that name
+        RunnerState.UNKNOWN,  # no runner-name tag
+        RunnerState.UNKNOWN,  # unreadable scope tag
+    ]
+
+
+def test_one_listing_per_scope_whatever_the_number_of_tasks(
+    github: FakeGitHub, client: GitHubClient
+) -> None:
+    for n in range(150):
+        github.add_runner(ORG, f"runner-{n}")
+    github.add_runner("/repos/acme/app", "repo-runner")
+    tasks = [task(f"runner-{n}") for n in range(150)]
+    tasks.append(task("repo-runner", scope="repository:acme/app"))
+    source = GitHubRunnerStates(client, clock=lambda: NOW)
+    assert set(source.states(tasks).values()) == {RunnerState.IDLE}
+    assert client.calls == {
+        "GET /orgs/{org}/actions/runners": 2,  # 150 runners, 100 a page
+        "GET /repos/{owner}/{repo}/actions/runners": 1,
+    }
+    source.states(tasks)  # nothing changed: conditional requests answered 304
+    assert client.not_modified.total() == 3
+
+
+def test_confirm_idle_deregisters_and_a_busy_refusal_keeps_the_runner(
+    github: FakeGitHub, client: GitHubClient
+) -> None:
+    github.add_runner(ORG, "idle-one")
+    github.add_runner(ORG, "took-a-job")
+    source = GitHubRunnerStates(client, clock=lambda: NOW)
+    idle, racing = task("idle-one"), task("took-a-job")
+    assert source.states([idle, racing]) == {
+        idle.arn: RunnerState.IDLE,
+        racing.arn: RunnerState.IDLE,
+    }
+    github.set_runner_status(ORG, "took-a-job", "online", busy=True)  # a job arrived since
+    assert source.confirm_idle(idle) is True
+    assert source.confirm_idle(racing) is False
+    assert [r["name"] for r in github.runners(ORG)] == ["took-a-job"]
+
+
+def test_confirm_idle_never_reaps_a_young_runner(github: FakeGitHub, client: GitHubClient) -> None:
+    github.add_runner(ORG, "fresh")
+    source = GitHubRunnerStates(client, grace=120, clock=lambda: NOW)
+    fresh = task("fresh", started_at=NOW - 10)
+    source.states([fresh])
+    assert source.confirm_idle(fresh) is False
+    assert [r["name"] for r in github.runners(ORG)] == ["fresh"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("organization:acme", Scope("organization", "acme")),
+        ("repository:acme/app", Scope("repository", "acme/app")),
+        ("enterprise:big", Scope("enterprise", "big")),
+        ("repository:no-slash", None),
+        ("team:acme", None),
+        ("", None),
+    ],
+)
+def test_scope_tag(tag: str, expected: Scope | None) -> None:
+    assert scope_of_tag(tag) == expected
