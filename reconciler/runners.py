@@ -8,10 +8,12 @@ implements it with task tags; the GitHub integration will implement it with the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from .plan.state import ObservedTask, RunnerState
+from .plan.state import RUNNER_NAME_TAG, ObservedTask, RunnerState
 
 
 class RunnerStateSource(Protocol):
@@ -36,3 +38,50 @@ class UnknownRunnerStates:
     def confirm_idle(self, task: ObservedTask) -> bool:
         """Never confirmed."""
         return False
+
+
+class ProvisionFailed(Exception):
+    """A runner could not be prepared (registration refused, parameter store error...)."""
+
+
+@dataclass(frozen=True)
+class Provision:
+    """What one runner task is started with: its runner name, extra tags and environment."""
+
+    pool: str
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)  # never a secret: it is
+    # readable by anyone with ecs:DescribeTasks
+    handles: dict[str, Any] = field(default_factory=dict, repr=False)  # for `abandon`
+
+
+class RunnerProvisioner(Protocol):
+    """Prepares each runner before its task starts, and cleans up when the start fails."""
+
+    def prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
+        """A fresh runner name (and registration, if any) for one task of `pool`.
+
+        Raises ProvisionFailed when the runner cannot be prepared."""
+        ...
+
+    def abandon(self, provision: Provision) -> None:
+        """The task did not start: remove what `prepare` created."""
+        ...
+
+
+def runner_name(pool: str) -> str:
+    """A unique runner name: the pool and a random suffix (GitHub allows 64 characters)."""
+    return f"{pool[:54]}-{secrets.token_hex(4)}"
+
+
+class NamingProvisioner:
+    """No registration (the sandbox, or runners that register themselves): a name only."""
+
+    def prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
+        """A name, carried as the task's runner-name tag."""
+        name = runner_name(pool)
+        return Provision(pool, name, tags={RUNNER_NAME_TAG: name})
+
+    def abandon(self, provision: Provision) -> None:
+        """Nothing was created."""

@@ -42,6 +42,7 @@ MANAGED_BY = {"aws:ResourceTag/ecs-reconciler:managed-by": "ecs-reconciler"}
 REQUEST_MANAGED_BY = {"aws:RequestTag/ecs-reconciler:managed-by": "ecs-reconciler"}
 LEASE_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-leases"
 OUR_TASK_DEFINITIONS = "arn:aws:ecs:*:*:task-definition/ecs-reconciler-*:*"
+JIT_PARAMETERS = "arn:aws:ssm:*:*:parameter/ecs-reconciler/jit/*"  # reconciler/github/jit.py
 
 # Permissions an API call needs besides its own action.
 IMPLIED = {
@@ -50,6 +51,8 @@ IMPLIED = {
     # tags given on create are authorized as ecs:TagResource
     "ecs:CreateCapacityProvider": ["ecs:TagResource"],
     "ecs:RegisterTaskDefinition": ["ecs:TagResource"],
+    # PutParameter with Tags is also authorized as AddTagsToResource
+    "ssm:PutParameter": ["ssm:AddTagsToResource"],
 }
 
 # Statement layout: (Sid, actions it may hold, Resource, Condition). An action goes into the
@@ -86,6 +89,7 @@ SCOPED: list[tuple[str, set[str], str | list[str], dict[str, Any] | None]] = [
         {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
     ),
     ("LeaseTable", {"dynamodb:*"}, LEASE_TABLE, None),
+    ("JitRunnerParameters", {"ssm:*"}, JIT_PARAMETERS, None),
 ]
 # Tag-on-create: TagResource is also allowed while ECS creates one of our resources.
 TAG_ON_CREATE = (

@@ -18,17 +18,17 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..plan.actions import Action, Plan
+from ..plan.desired import RUNNER_CONTAINER
 from ..plan.state import (
     MANAGED_BY_TAG,
     MANAGED_BY_VALUE,
     STARTED_BY,
     ObservedState,
 )
-from ..runners import RunnerStateSource
+from ..runners import NamingProvisioner, ProvisionFailed, RunnerProvisioner, RunnerStateSource
 from .clients import AwsClients
 
 log = logging.getLogger(__name__)
-RUN_TASK_BATCH = 10  # RunTask starts at most 10 tasks per call
 AWS_ERRORS = (ClientError, BotoCoreError)
 
 
@@ -50,6 +50,13 @@ class ApplyResult:
         return not self.failed and not self.skipped
 
 
+def _environment_override(environment: dict[str, str]) -> dict[str, Any]:
+    if not environment:
+        return {}
+    variables = [{"name": k, "value": v} for k, v in sorted(environment.items())]
+    return {"containerOverrides": [{"name": RUNNER_CONTAINER, "environment": variables}]}
+
+
 def _aws_tags(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"key": k, "value": v} for k, v in sorted(tags.items())]
 
@@ -63,10 +70,12 @@ class Executor:
         observed: ObservedState,
         runner_states: RunnerStateSource,
         progress: Callable[[str], None] = lambda _: None,
+        provisioner: RunnerProvisioner | None = None,
     ) -> None:
         self.clients = clients
         self.observed = observed
         self.runner_states = runner_states
+        self.provisioner = provisioner or NamingProvisioner()
         self.progress = progress
         self.apply_id = uuid.uuid4().hex[:12]
         self._revisions: dict[str, str] = {
@@ -254,40 +263,52 @@ class Executor:
     # ----------------------------------------------------------- runner tasks
 
     def _run(self, action: Action, index: int) -> str:
+        """Start `count` runners, one RunTask each: every runner has its own name (and
+        registration); a start that fails gives its registration back."""
         arn = self._revisions.get(action.spec_hash)
         if arn is None:
             raise ActionFailed(f"no registered revision with spec hash {action.spec_hash}")
         launch = action.after
-        started = 0
-        for batch, start in enumerate(range(0, action.count, RUN_TASK_BATCH)):
-            count = min(RUN_TASK_BATCH, action.count - start)
-            token = hashlib.sha256(f"{self.apply_id}/{index}/{batch}".encode()).hexdigest()[:32]
-            response = self.clients.ecs.run_task(
-                cluster=action.cluster,
-                taskDefinition=arn,
-                count=count,
-                capacityProviderStrategy=[
-                    {"capacityProvider": launch["capacityProvider"], "weight": 1}
-                ],
-                networkConfiguration={
-                    "awsvpcConfiguration": {
-                        "subnets": launch["network"]["subnets"],
-                        "securityGroups": launch["network"]["securityGroups"],
-                    }
-                },
-                startedBy=STARTED_BY,
-                tags=_aws_tags(launch["tags"]),
-                enableECSManagedTags=True,
-                clientToken=token,
-            )
-            started += len(response.get("tasks", []))
-            reasons = sorted({f.get("reason", "unknown") for f in response.get("failures", [])})
-            if len(response.get("tasks", [])) < count:
+        pool = action.pool or action.name
+        for number in range(action.count):
+            try:
+                provision = self.provisioner.prepare(pool, launch)
+            except ProvisionFailed as error:
                 raise ActionFailed(
-                    f"started {started} of {action.count} runner(s); ECS placed no more"
+                    f"started {number} of {action.count} runner(s): {error}"
+                ) from error
+            token = hashlib.sha256(f"{self.apply_id}/{index}/{number}".encode()).hexdigest()[:32]
+            try:
+                response = self.clients.ecs.run_task(
+                    cluster=action.cluster,
+                    taskDefinition=arn,
+                    count=1,
+                    capacityProviderStrategy=[
+                        {"capacityProvider": launch["capacityProvider"], "weight": 1}
+                    ],
+                    networkConfiguration={
+                        "awsvpcConfiguration": {
+                            "subnets": launch["network"]["subnets"],
+                            "securityGroups": launch["network"]["securityGroups"],
+                        }
+                    },
+                    overrides=_environment_override(provision.environment),
+                    startedBy=STARTED_BY,
+                    tags=_aws_tags({**launch["tags"], **provision.tags}),
+                    enableECSManagedTags=True,
+                    clientToken=token,
+                )
+            except Exception:
+                self.provisioner.abandon(provision)
+                raise
+            if not response.get("tasks"):
+                self.provisioner.abandon(provision)
+                reasons = sorted({f.get("reason", "unknown") for f in response.get("failures", [])})
+                raise ActionFailed(
+                    f"started {number} of {action.count} runner(s); ECS placed no more"
                     + (f" ({', '.join(reasons)})" if reasons else " (no capacity?)")
                 )
-        return f"started {started} runner(s)"
+        return f"started {action.count} runner(s)"
 
     def _stop(self, action: Action, _: int) -> str:
         stopped, kept = 0, 0

@@ -18,7 +18,14 @@ from ..aws.observe import Observer
 from ..plan.guard import DEFAULT_MAX_STOP_SHARE, GuardPolicy, refused_actions
 from ..plan.render_text import render_text
 from ..reconcile import Cycle, plan_cycle
-from .common import EXIT_ERROR, EXIT_OK, add_aws_options, runner_state_source, spec_paths
+from .common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    add_aws_options,
+    runner_provisioner,
+    runner_state_source,
+    spec_paths,
+)
 
 
 def register(verbs: Any) -> None:
@@ -86,7 +93,13 @@ def run(args: argparse.Namespace) -> int:
 def apply_cycle(cycle: Cycle, clients: AwsClients, source: Any, policy: GuardPolicy) -> int:
     """Execute the cycle's plan under the guard, print progress and a summary."""
     refused = refused_actions(cycle.plan, policy)
-    executor = Executor(clients, cycle.observed, source, progress=lambda line: print(f"  {line}"))
+    executor = Executor(
+        clients,
+        cycle.observed,
+        source,
+        progress=lambda line: print(f"  {line}"),
+        provisioner=runner_provisioner(source, clients),
+    )
     print("\nApplying:")
     result = executor.apply(cycle.plan, refused)
     print(summary(result))

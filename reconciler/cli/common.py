@@ -14,7 +14,12 @@ from ..aws.clients import AwsClients
 from ..plan.actions import Plan
 from ..plan.render_markdown import render_markdown
 from ..plan.render_text import render_text
-from ..runners import RunnerStateSource, UnknownRunnerStates
+from ..runners import (
+    NamingProvisioner,
+    RunnerProvisioner,
+    RunnerStateSource,
+    UnknownRunnerStates,
+)
 
 RUNNER_STATE_ENV = "ECS_RECONCILER_RUNNER_STATES"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -29,11 +34,12 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="AWS profile (default: from the AWS configuration)")
     parser.add_argument(
         "--runner-states",
-        choices=("none", "task-tags"),
+        choices=("none", "task-tags", "github"),
         default=os.environ.get(RUNNER_STATE_ENV, "none"),
         help="where busy/idle runner states come from: none (every runner unknown, so none is "
-        "ever stopped) or task-tags (the sandbox's simulated runners); env "
-        f"{RUNNER_STATE_ENV}",
+        "ever stopped), task-tags (the sandbox's simulated runners) or github (the runner API "
+        "at GITHUB_API_URL with GITHUB_TOKEN or a GitHub App; runners are started as JIT "
+        f"runners); env {RUNNER_STATE_ENV}",
     )
     parser.add_argument(
         "--now",
@@ -61,7 +67,22 @@ def runner_state_source(args: argparse.Namespace, clients: AwsClients) -> Runner
         from ..sandbox.runners import TaskTagRunnerStates
 
         return TaskTagRunnerStates(clients)
+    if args.runner_states == "github":
+        from ..github import GitHubClient, auth_from_environment
+        from ..github.registry import GitHubRunnerStates
+
+        return GitHubRunnerStates(GitHubClient(auth=auth_from_environment()))
     return UnknownRunnerStates()
+
+
+def runner_provisioner(source: RunnerStateSource, clients: AwsClients) -> RunnerProvisioner:
+    """JIT registrations through SSM with GitHub as the source; otherwise names only."""
+    from ..github.jit import JitProvisioner
+    from ..github.registry import GitHubRunnerStates
+
+    if isinstance(source, GitHubRunnerStates):
+        return JitProvisioner(source.client, clients.client("ssm"))
+    return NamingProvisioner()
 
 
 def render(plan: Plan, output_format: str, policy: dict[str, Any] | None = None) -> str:

@@ -27,7 +27,14 @@ from ..controller.server import ControllerServer
 from ..plan.guard import GuardPolicy
 from ..spec.gitrev import GitRevisionError
 from .apply import add_guard_options
-from .common import EXIT_ERROR, EXIT_OK, add_aws_options, runner_state_source, spec_paths
+from .common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    add_aws_options,
+    runner_provisioner,
+    runner_state_source,
+    spec_paths,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +109,12 @@ def run(args: argparse.Namespace) -> int:
             git_poll_interval=args.git_poll,
         )
         elector = _elector(args, clients) if args.leader_election else None
+        source = runner_state_source(args, clients)
         controller = Controller(
             settings,
             clients,
-            runner_state_source(args, clients),
+            source,
+            provisioner=runner_provisioner(source, clients),
             is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
             git=git,
         )

@@ -24,7 +24,7 @@ from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
 from ..plan.guard import GuardPolicy, refused_actions
 from ..reconcile import Cycle, plan_cycle
-from ..runners import RunnerStateSource
+from ..runners import RunnerProvisioner, RunnerStateSource
 from ..spec.loader import SPEC_SUFFIXES
 from .gitsource import GitSource
 from .metrics import ControllerMetrics
@@ -135,10 +135,12 @@ class Controller:
         clock: Callable[[], float] = time.monotonic,
         git: GitSource | None = None,
         metrics: ControllerMetrics | None = None,
+        provisioner: RunnerProvisioner | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
         self.runner_states = runner_states
+        self.provisioner = provisioner
         self.observer = Observer(clients)
         self.status = status or StatusBoard()
         self.is_leader = is_leader
@@ -224,7 +226,13 @@ class Controller:
                 refused[action] = (
                     f"pool {action.pool} backing off ({waiting[action.pool]:.0f}s left)"
                 )
-        executor = Executor(self.clients, cycle.observed, self.runner_states, progress=log.info)
+        executor = Executor(
+            self.clients,
+            cycle.observed,
+            self.runner_states,
+            progress=log.info,
+            provisioner=self.provisioner,
+        )
         # stop after the action in flight on SIGTERM, or when the lease is lost mid-apply
         result = executor.apply(
             cycle.plan, refused, should_stop=lambda: self.stopping or not self.is_leader()

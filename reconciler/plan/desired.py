@@ -98,6 +98,8 @@ def render_pool(
         maximum=spec.scaling.max,
         idle_target=idle_target,
         pending=pending,
+        labels=tuple(spec.labels),
+        runner_group=spec.runner_group,
         max_surge=spec.rollout.surge_for(max(count, 1)),
         subnets=tuple(spec.network.subnets),
         security_groups=tuple(spec.network.security_groups),

@@ -518,6 +518,7 @@ def _launch(pool: DesiredPool, network: dict[str, list[str]] | None) -> dict[str
         "capacityProvider": pool.capacity_provider,
         "network": network,
         "tags": pool.task_tags,
+        "runner": {"labels": list(pool.labels), "group": pool.runner_group},
     }
 
 

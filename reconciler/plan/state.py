@@ -79,6 +79,8 @@ class DesiredPool:
     maximum: int = 0  # 0: not rendered from a spec with bounds; desired_count is the target
     idle_target: int = 0
     pending: int = 0  # queued jobs this pool serves, capped per repository
+    labels: tuple[str, ...] = ()
+    runner_group: str = "Default"
 
     def target(self, busy: int) -> tuple[int, str]:
         """Runners wanted: clamp(busy + pending + idle target, min, max), and why.

@@ -1,0 +1,83 @@
+"""Just-in-time runner registrations, handed to their task through SSM Parameter Store.
+
+For each task it starts, the executor asks for a JIT configuration (runner group resolved
+by name, the pool's labels) and stores it as a SecureString parameter
+`/ecs-reconciler/jit/<pool>/<runner>`. Only the parameter's *name* goes into the task
+(environment override `RUNNER_JIT_PARAMETER`): a JIT configuration in a container override
+would be readable by anyone allowed `ecs:DescribeTasks`. The runner image's entrypoint
+(`deploy/runner-image/entrypoint.sh`) reads the parameter with the task role, deletes it, and
+starts the runner once. The task role's policy should allow `ssm:GetParameter` and
+`ssm:DeleteParameter` on `/ecs-reconciler/jit/*` only (with KMS decrypt of the key used).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..plan.state import MANAGED_BY_TAG, MANAGED_BY_VALUE, RUNNER_NAME_TAG, SCOPE_TAG
+from ..runners import Provision, ProvisionFailed, runner_name
+from .client import GitHubClient, GitHubError, RunnerGroupNotFound, Scope
+from .registry import scope_of_tag
+
+PARAMETER_PREFIX = "/ecs-reconciler/jit"
+PARAMETER_ENVIRONMENT = "RUNNER_JIT_PARAMETER"
+
+
+class JitProvisioner:
+    """Registers a JIT runner per task and parks its configuration in SSM."""
+
+    def __init__(self, github: GitHubClient, ssm: Any, prefix: str = PARAMETER_PREFIX) -> None:
+        self.github = github
+        self.ssm = ssm
+        self.prefix = prefix.rstrip("/")
+        self._groups: dict[tuple[Scope, str], int] = {}
+
+    def prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
+        """Create the registration and its parameter; the task gets the parameter's name."""
+        try:
+            return self._prepare(pool, launch)
+        except (GitHubError, RunnerGroupNotFound, ClientError, BotoCoreError) as error:
+            raise ProvisionFailed(f"runner registration failed: {error}") from error
+
+    def _prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
+        scope = scope_of_tag(launch["tags"].get(SCOPE_TAG, ""))
+        if scope is None:
+            raise ProvisionFailed(f"pool {pool}: its launch has no usable {SCOPE_TAG} tag")
+        runner = launch["runner"]
+        key = (scope, runner["group"])
+        if key not in self._groups:
+            self._groups[key] = self.github.runner_group_id(scope, runner["group"])
+        name = runner_name(pool)
+        config = self.github.create_jit_config(scope, name, self._groups[key], runner["labels"])
+        parameter = f"{self.prefix}/{pool}/{name}"
+        try:
+            self.ssm.put_parameter(
+                Name=parameter,
+                Value=config.encoded_jit_config,
+                Type="SecureString",
+                Tags=[
+                    {"Key": MANAGED_BY_TAG, "Value": MANAGED_BY_VALUE},
+                    {"Key": RUNNER_NAME_TAG, "Value": name},
+                ],
+            )
+        except Exception:
+            self.github.delete_runner(scope, config.runner_id)
+            raise
+        return Provision(
+            pool,
+            name,
+            tags={RUNNER_NAME_TAG: name},
+            environment={PARAMETER_ENVIRONMENT: parameter},
+            handles={"scope": scope, "runner_id": config.runner_id, "parameter": parameter},
+        )
+
+    def abandon(self, provision: Provision) -> None:
+        """The task did not start: delete the parameter and the registration."""
+        handles = provision.handles
+        with contextlib.suppress(self.ssm.exceptions.ParameterNotFound):
+            self.ssm.delete_parameter(Name=handles["parameter"])
+        self.github.delete_runner(handles["scope"], handles["runner_id"])

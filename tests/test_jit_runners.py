@@ -1,0 +1,92 @@
+"""JIT runners end to end: moto (ECS, SSM) and the local GitHub, through the real executor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.aws.executor import Executor
+from reconciler.aws.observe import Observer
+from reconciler.github import GitHubClient, TokenAuth
+from reconciler.github.jit import PARAMETER_ENVIRONMENT, JitProvisioner
+from reconciler.github.registry import GitHubRunnerStates
+from reconciler.plan.guard import GuardPolicy, refused_actions
+from reconciler.plan.state import RUNNER_NAME_TAG
+from reconciler.reconcile import plan_cycle
+from reconciler.sandbox.github_server import FakeGitHub
+from reconciler.sandbox.scenario import Sandbox
+
+TOKEN = "test-token"
+CLUSTER = "ci-runners"
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    with FakeGitHub(tokens=[TOKEN]) as server:
+        yield server
+
+
+def test_each_task_gets_its_own_registration_and_never_sees_the_secret_in_ecs(
+    sandbox: Sandbox, specs: Path, github: FakeGitHub
+) -> None:
+    clients = sandbox.clients()
+    ssm = clients.client("ssm")
+    github.add_runner_group("/enterprises/acme", "large-runners")
+    with GitHubClient(github.url, TokenAuth(TOKEN)) as client:
+        states = GitHubRunnerStates(client)
+        cycle = plan_cycle([specs], Observer(clients), states)
+        executor = Executor(
+            clients, cycle.observed, states, provisioner=JitProvisioner(client, ssm)
+        )
+        result = executor.apply(cycle.plan, refused_actions(cycle.plan, GuardPolicy()))
+        assert result.ok, result.failed
+
+    arns = clients.ecs.list_tasks(cluster=CLUSTER)["taskArns"]
+    described = clients.ecs.describe_tasks(cluster=CLUSTER, tasks=arns, include=["TAGS"])
+    names = {
+        tag["value"]
+        for task in described["tasks"]
+        for tag in task["tags"]
+        if tag["key"] == RUNNER_NAME_TAG
+    }
+    assert len(names) == len(arns) == 4  # one distinct runner per task
+
+    registered = {
+        runner["name"]: runner
+        for path in ("/enterprises/acme", "/orgs/platform", "/repos/acme/mobile-app")
+        for runner in github.runners(path)
+    }
+    assert set(registered) == names
+    parameters = ssm.get_parameters_by_path(
+        Path="/ecs-reconciler/jit", Recursive=True, WithDecryption=True
+    )["Parameters"]
+    assert {p["Name"].rsplit("/", 1)[-1] for p in parameters} == names
+    assert all(p["Type"] == "SecureString" for p in parameters)
+
+    visible = json.dumps(described, default=str)
+    for parameter in parameters:
+        assert parameter["Value"] not in visible, "a JIT config leaked into DescribeTasks"
+        assert parameter["Name"] in visible  # only its name is handed to the task
+    assert PARAMETER_ENVIRONMENT in visible
+
+
+def test_an_unknown_runner_group_fails_that_pool_only_and_leaves_nothing_behind(
+    sandbox: Sandbox, specs: Path, github: FakeGitHub
+) -> None:
+    clients = sandbox.clients()
+    ssm = clients.client("ssm")
+    with GitHubClient(github.url, TokenAuth(TOKEN)) as client:
+        states = GitHubRunnerStates(client)
+        cycle = plan_cycle([specs], Observer(clients), states)
+        executor = Executor(
+            clients, cycle.observed, states, provisioner=JitProvisioner(client, ssm)
+        )
+        result = executor.apply(cycle.plan, refused_actions(cycle.plan, GuardPolicy()))
+    [(failed, message)] = result.failed
+    assert failed.pool == "enterprise-linux-large"
+    assert "no runner group 'large-runners'" in message
+    assert github.runners("/enterprises/acme") == []
+    assert len(github.runners("/orgs/platform")) == 2  # the other pools started
