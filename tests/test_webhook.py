@@ -1,0 +1,142 @@
+"""The workflow_job webhook receiver: every signature case, limits, dedupe, parsing."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import pytest
+
+from reconciler.github.webhook import JobEvent, WebhookReceiver, parse_workflow_job
+
+SECRET = b"s3cret"
+
+
+def payload(action: str = "queued", job_id: int = 7, labels: list[str] | None = None) -> dict:
+    """A workflow_job payload in GitHub's shape (trimmed to the fields we read and a few more)."""
+    return {
+        "action": action,
+        "workflow_job": {
+            "id": job_id,
+            "run_id": 99,
+            "status": action,
+            "conclusion": "success" if action == "completed" else None,
+            "labels": labels if labels is not None else ["self-hosted", "linux"],
+            "created_at": "2026-11-29T10:00:00Z",
+            "started_at": "2026-11-29T10:00:42Z",
+            "completed_at": "2026-11-29T10:05:00Z" if action == "completed" else None,
+            "runner_name": "pool-a-1234" if action != "queued" else None,
+        },
+        "repository": {"full_name": "acme/app", "owner": {"login": "acme"}},
+        "organization": {"login": "acme"},
+    }
+
+
+def delivery(body: bytes, number: int = 1, secret: bytes = SECRET, **extra: str) -> dict:
+    signature = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return {
+        "X-GitHub-Event": "workflow_job",
+        "X-GitHub-Delivery": f"delivery-{number}",
+        "X-Hub-Signature-256": signature,
+        **extra,
+    }
+
+
+@pytest.fixture
+def received() -> list[JobEvent]:
+    return []
+
+
+@pytest.fixture
+def receiver(received: list[JobEvent]) -> WebhookReceiver:
+    return WebhookReceiver(SECRET, received.append, max_body=4096)
+
+
+def body_of(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+def test_a_signed_delivery_is_accepted_once(
+    receiver: WebhookReceiver, received: list[JobEvent]
+) -> None:
+    body = body_of(payload())
+    assert receiver.handle(delivery(body), body).status == 200
+    replay = receiver.handle(delivery(body), body)
+    assert (replay.status, replay.message) == (200, "duplicate delivery ignored")
+    assert [event.job_id for event in received] == [7]
+    assert receiver.counts == {"accepted": 1, "duplicate": 1}
+
+
+@pytest.mark.parametrize(
+    ("change", "outcome"),
+    [
+        (lambda h: h.pop("X-Hub-Signature-256"), "missing_signature"),
+        (lambda h: h.update({"X-Hub-Signature-256": "sha256=" + "0" * 64}), "bad_signature"),
+        (lambda h: h.update({"X-Hub-Signature-256": "sha1=abc"}), "bad_signature"),
+        (
+            lambda h: h.update({"x-hub-signature-256": h.pop("X-Hub-Signature-256")[:-1]}),
+            "bad_signature",
+        ),
+    ],
+    ids=["missing", "wrong", "other algorithm", "truncated"],
+)
+def test_unsigned_or_badly_signed_deliveries_are_401(
+    receiver: WebhookReceiver, received: list[JobEvent], change: Any, outcome: str
+) -> None:
+    body = body_of(payload())
+    headers = delivery(body)
+    change(headers)
+    assert receiver.handle(headers, body).status == 401
+    assert received == [] and receiver.counts == {outcome: 1}
+    # a rejected delivery does not poison dedupe: the genuine one still counts
+    assert receiver.handle(delivery(body), body).status == 200
+
+
+def test_signed_with_another_secret_is_401(receiver: WebhookReceiver) -> None:
+    body = body_of(payload())
+    assert receiver.handle(delivery(body, secret=b"other"), body).status == 401
+
+
+def test_body_above_the_limit_is_413(receiver: WebhookReceiver) -> None:
+    body = body_of(payload(labels=["x" * 5000]))
+    assert receiver.handle(delivery(body), body).status == 413
+
+
+@pytest.mark.parametrize(
+    ("body", "event", "status", "outcome"),
+    [
+        (b"{}", "ping", 200, "ping"),
+        (b"{}", "push", 202, "ignored_event"),
+        (b"not json", "workflow_job", 400, "malformed"),
+        (b"[]", "workflow_job", 400, "malformed"),
+        (b'{"action": "queued"}', "workflow_job", 400, "malformed"),
+    ],
+)
+def test_other_events_and_malformed_payloads(
+    receiver: WebhookReceiver, body: bytes, event: str, status: int, outcome: str
+) -> None:
+    headers = delivery(body, **{"X-GitHub-Event": event})
+    assert receiver.handle(headers, body).status == status
+    assert receiver.counts == {outcome: 1}
+
+
+def test_an_empty_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="secret is required"):
+        WebhookReceiver(b"", lambda _: None)
+
+
+def test_parse_takes_the_time_the_state_began() -> None:
+    queued = parse_workflow_job("d1", payload("queued"))
+    started = parse_workflow_job("d2", payload("in_progress"))
+    done = parse_workflow_job("d3", payload("completed"))
+    assert queued.at == datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
+    assert (started.at - queued.at).total_seconds() == 42  # the queue wait
+    assert done.conclusion == "success" and done.runner_name == "pool-a-1234"
+    assert (queued.repository, queued.organization, queued.labels) == (
+        "acme/app",
+        "acme",
+        ("self-hosted", "linux"),
+    )
