@@ -140,3 +140,37 @@ def test_parse_takes_the_time_the_state_began() -> None:
         "acme",
         ("self-hosted", "linux"),
     )
+
+
+def test_post_webhook_on_the_controller_listener(received: list[JobEvent]) -> None:
+    """Real socket: the controller's listener routes POST /webhook through the receiver."""
+    import urllib.error
+    import urllib.request
+
+    from reconciler.controller.server import ControllerServer
+    from reconciler.controller.status import StatusBoard
+
+    receiver = WebhookReceiver(SECRET, received.append, max_body=4096)
+    server = ControllerServer("127.0.0.1", 0, StatusBoard(), lambda: True, webhooks=receiver)
+    server.start()
+
+    def post(body: bytes, headers: dict[str, str]) -> int:
+        request = urllib.request.Request(
+            f"http://{server.address}/webhook", data=body, headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    try:
+        body = body_of(payload())
+        assert post(body, delivery(body)) == 200
+        assert post(body, {"X-GitHub-Event": "workflow_job"}) == 401
+        big = b"x" * 5000
+        assert post(big, delivery(big, number=2)) == 413
+    finally:
+        server.close()
+    assert [event.job_id for event in received] == [7]
+    assert receiver.counts == {"accepted": 1, "missing_signature": 1, "too_large": 1}

@@ -24,6 +24,7 @@ from ..controller.gitsource import GitSource
 from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
+from ..github.webhook import WebhookReceiver
 from ..plan.guard import GuardPolicy
 from ..spec.gitrev import GitRevisionError
 from .apply import add_guard_options
@@ -37,6 +38,9 @@ from .common import (
 )
 
 log = logging.getLogger(__name__)
+
+
+WEBHOOK_SECRET_ENV = "GITHUB_WEBHOOK_SECRET"
 
 
 def register(verbs: Any) -> None:
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             controller.status,
             loop.is_alive,
             controller.metrics.render,
+            webhooks=_webhooks(controller),
         )
     except (AwsConfigurationError, GitRevisionError, OSError, ValueError, ClientError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -155,6 +160,18 @@ def run(args: argparse.Namespace) -> int:
         server.close()
     print("ecs-reconciler controller: stopped", flush=True)
     return EXIT_OK
+
+
+def _webhooks(controller: Controller) -> WebhookReceiver | None:
+    """POST /webhook when GITHUB_WEBHOOK_SECRET is set: each accepted job event triggers a
+    reconcile (queued demand will feed the scaling target once the demand book lands)."""
+    secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
+    if not secret:
+        return None
+    return WebhookReceiver(
+        secret.encode(),
+        lambda event: controller.triggers.fire(f"webhook: job {event.job_id} {event.action}"),
+    )
 
 
 def _elector(args: argparse.Namespace, clients: AwsClients) -> LeaderElector:

@@ -1,7 +1,8 @@
-"""The controller's HTTP listener: /healthz, /readyz, /status (JSON) and /metrics.
+"""The controller's HTTP listener: /healthz, /readyz, /status (JSON), /metrics, POST /webhook.
 
-A small threaded stdlib server bound to `--listen` (default 127.0.0.1:8080). It only reads
-the status board and the metrics registry; it never triggers or applies anything itself.
+A small threaded stdlib server bound to `--listen` (default 127.0.0.1:8080). It reads the
+status board and the metrics registry; `POST /webhook` hands deliveries to the webhook
+receiver (when one is configured), which checks them before anything else sees them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ..github.webhook import WebhookReceiver
 from .status import StatusBoard
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,9 @@ class ControllerServer:
         status: StatusBoard,
         healthy: Callable[[], bool],
         metrics: Callable[[], tuple[bytes, str]] | None = None,
+        webhooks: WebhookReceiver | None = None,
     ) -> None:
-        handler = _handler(status, healthy, metrics)
+        handler = _handler(status, healthy, metrics, webhooks)
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
@@ -54,8 +57,25 @@ def _handler(
     status: StatusBoard,
     healthy: Callable[[], bool],
     metrics: Callable[[], tuple[bytes, str]] | None,
+    webhooks: WebhookReceiver | None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            if self.path.split("?", 1)[0] != "/webhook" or webhooks is None:
+                self._send(404, b"not found\n", "text/plain")
+                return
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                self._send(411, b"Content-Length required\n", "text/plain")
+                return
+            if length < 0 or length > webhooks.max_body:
+                webhooks.counts["too_large"] += 1
+                self._send(413, b"body too large\n", "text/plain")
+                return
+            result = webhooks.handle(dict(self.headers.items()), self.rfile.read(length))
+            self._send(result.status, result.message.encode() + b"\n", "text/plain")
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
