@@ -140,8 +140,12 @@ def test_implied_permissions_are_added_and_scoped() -> None:
     assert pass_role["Condition"] == {
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
     }
-    assert statements["LeaseTable"]["Resource"].endswith(":table/ecs-reconciler-leases")
-    assert all(a.startswith("dynamodb:") for a in statements["LeaseTable"]["Action"])
+    tables = statements["LeaseAndDemandTables"]
+    assert sorted(arn.rsplit("/", 1)[-1] for arn in tables["Resource"]) == [
+        "ecs-reconciler-demand",
+        "ecs-reconciler-leases",
+    ]
+    assert all(a.startswith("dynamodb:") for a in tables["Action"])
     assert "ecs:StopTask" in statements["ChangeOnlyWhatWeManage"]["Action"]
     read_only = statements["ReadOnly"]["Action"]
     assert all(a.split(":")[1].startswith(("Describe", "List", "Get")) for a in read_only)

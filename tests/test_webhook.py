@@ -10,28 +10,43 @@ from typing import Any
 
 import pytest
 
+from reconciler.github.demand import DemandBook, MemoryDemandStore
 from reconciler.github.webhook import JobEvent, WebhookReceiver, parse_workflow_job
 
 SECRET = b"s3cret"
 
 
 def payload(action: str = "queued", job_id: int = 7, labels: list[str] | None = None) -> dict:
-    """A workflow_job payload in GitHub's shape (trimmed to the fields we read and a few more)."""
+    """A workflow_job payload in GitHub's shape (the fields we read and a few more)."""
     return {
         "action": action,
         "workflow_job": {
             "id": job_id,
             "run_id": 99,
+            "run_attempt": 1,
+            "workflow_name": "CI",
+            "head_branch": "main",
+            "name": "build",
             "status": action,
             "conclusion": "success" if action == "completed" else None,
             "labels": labels if labels is not None else ["self-hosted", "linux"],
             "created_at": "2026-11-29T10:00:00Z",
             "started_at": "2026-11-29T10:00:42Z",
             "completed_at": "2026-11-29T10:05:00Z" if action == "completed" else None,
+            "runner_id": None if action == "queued" else 23,
             "runner_name": "pool-a-1234" if action != "queued" else None,
+            "runner_group_name": None if action == "queued" else "Default",
         },
-        "repository": {"full_name": "acme/app", "owner": {"login": "acme"}},
-        "organization": {"login": "acme"},
+        "repository": {
+            "id": 1296269,
+            "name": "app",
+            "full_name": "acme/app",
+            "private": True,
+            "owner": {"login": "acme", "type": "Organization"},
+        },
+        "organization": {"login": "acme", "id": 1},
+        "enterprise": {"slug": "acme-corp", "id": 2},
+        "sender": {"login": "octocat", "type": "User"},
     }
 
 
@@ -51,8 +66,13 @@ def received() -> list[JobEvent]:
 
 
 @pytest.fixture
-def receiver(received: list[JobEvent]) -> WebhookReceiver:
-    return WebhookReceiver(SECRET, received.append, max_body=4096)
+def book() -> DemandBook:
+    return DemandBook(MemoryDemandStore())
+
+
+@pytest.fixture
+def receiver(book: DemandBook, received: list[JobEvent]) -> WebhookReceiver:
+    return WebhookReceiver(SECRET, book, max_body=4096, on_accept=received.append)
 
 
 def body_of(data: Any) -> bytes:
@@ -68,6 +88,24 @@ def test_a_signed_delivery_is_accepted_once(
     assert (replay.status, replay.message) == (200, "duplicate delivery ignored")
     assert [event.job_id for event in received] == [7]
     assert receiver.counts == {"accepted": 1, "duplicate": 1}
+
+
+def test_a_replay_to_another_replica_sharing_the_store_is_a_duplicate(
+    receiver: WebhookReceiver, book: DemandBook
+) -> None:
+    other = WebhookReceiver(SECRET, DemandBook(book.store))
+    body = body_of(payload())
+    assert receiver.handle(delivery(body), body).message == "job 7 queued"
+    assert other.handle(delivery(body), body).message == "duplicate delivery ignored"
+    assert other.counts == {"duplicate": 1}
+
+
+def test_headers_are_case_insensitive(receiver: WebhookReceiver, book: DemandBook) -> None:
+    body = body_of(payload())
+    headers = {key.lower(): value for key, value in delivery(body).items()}
+    assert receiver.handle(headers, body).status == 200
+    job = book.job(7)
+    assert job is not None and job.state == "queued"
 
 
 @pytest.mark.parametrize(
@@ -113,7 +151,10 @@ def test_body_above_the_limit_is_413(receiver: WebhookReceiver) -> None:
         (b"not json", "workflow_job", 400, "malformed"),
         (b"[]", "workflow_job", 400, "malformed"),
         (b'{"action": "queued"}', "workflow_job", 400, "malformed"),
+        (body_of({**payload(), "action": "exploded"}), "workflow_job", 400, "malformed"),
+        (body_of({**payload(), "workflow_job": {"id": "x"}}), "workflow_job", 400, "malformed"),
     ],
+    ids=["ping", "push", "not json", "not an object", "no job", "unknown action", "bad job"],
 )
 def test_other_events_and_malformed_payloads(
     receiver: WebhookReceiver, body: bytes, event: str, status: int, outcome: str
@@ -123,9 +164,22 @@ def test_other_events_and_malformed_payloads(
     assert receiver.counts == {outcome: 1}
 
 
-def test_an_empty_secret_is_refused() -> None:
-    with pytest.raises(ValueError, match="secret is required"):
-        WebhookReceiver(b"", lambda _: None)
+def test_missing_fields_and_delivery_ids_are_explained(receiver: WebhookReceiver) -> None:
+    body = b'{"action": "queued", "repository": {}}'
+    result = receiver.handle(delivery(body), body)
+    assert (result.status, result.message) == (
+        400,
+        "workflow_job payload lacks field 'workflow_job'",
+    )
+    body = body_of(payload())
+    headers = delivery(body)
+    del headers["X-GitHub-Delivery"]
+    assert receiver.handle(headers, body).message == "X-GitHub-Delivery missing"
+
+
+def test_an_empty_secret_is_refused(book: DemandBook) -> None:
+    with pytest.raises(ValueError, match="webhooks must be signed"):
+        WebhookReceiver(b"", book)
 
 
 def test_parse_takes_the_time_the_state_began() -> None:
@@ -134,6 +188,7 @@ def test_parse_takes_the_time_the_state_began() -> None:
     done = parse_workflow_job("d3", payload("completed"))
     assert queued.at == datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
     assert (started.at - queued.at).total_seconds() == 42  # the queue wait
+    assert started.created_at == queued.at
     assert done.conclusion == "success" and done.runner_name == "pool-a-1234"
     assert (queued.repository, queued.organization, queued.labels) == (
         "acme/app",
@@ -142,7 +197,9 @@ def test_parse_takes_the_time_the_state_began() -> None:
     )
 
 
-def test_post_webhook_on_the_controller_listener(received: list[JobEvent]) -> None:
+def test_post_webhook_on_the_controller_listener(
+    book: DemandBook, received: list[JobEvent]
+) -> None:
     """Real socket: the controller's listener routes POST /webhook through the receiver."""
     import urllib.error
     import urllib.request
@@ -150,7 +207,7 @@ def test_post_webhook_on_the_controller_listener(received: list[JobEvent]) -> No
     from reconciler.controller.server import ControllerServer
     from reconciler.controller.status import StatusBoard
 
-    receiver = WebhookReceiver(SECRET, received.append, max_body=4096)
+    receiver = WebhookReceiver(SECRET, book, max_body=4096, on_accept=received.append)
     server = ControllerServer("127.0.0.1", 0, StatusBoard(), lambda: True, webhooks=receiver)
     server.start()
 

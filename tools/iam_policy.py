@@ -41,6 +41,7 @@ CLIENT_PLUMBING = {"meta", "exceptions", "can_paginate", "close"}
 MANAGED_BY = {"aws:ResourceTag/ecs-reconciler:managed-by": "ecs-reconciler"}
 REQUEST_MANAGED_BY = {"aws:RequestTag/ecs-reconciler:managed-by": "ecs-reconciler"}
 LEASE_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-leases"
+DEMAND_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-demand"  # reconciler/github/demand.py
 OUR_TASK_DEFINITIONS = "arn:aws:ecs:*:*:task-definition/ecs-reconciler-*:*"
 JIT_PARAMETERS = "arn:aws:ssm:*:*:parameter/ecs-reconciler/jit/*"  # reconciler/github/jit.py
 
@@ -88,7 +89,7 @@ SCOPED: list[tuple[str, set[str], str | list[str], dict[str, Any] | None]] = [
         "*",
         {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
     ),
-    ("LeaseTable", {"dynamodb:*"}, LEASE_TABLE, None),
+    ("LeaseAndDemandTables", {"dynamodb:*"}, [LEASE_TABLE, DEMAND_TABLE], None),
     ("JitRunnerParameters", {"ssm:*"}, JIT_PARAMETERS, None),
 ]
 # Tag-on-create: TagResource is also allowed while ECS creates one of our resources.

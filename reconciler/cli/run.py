@@ -24,6 +24,7 @@ from ..controller.gitsource import GitSource
 from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
+from ..github.demand import DemandBook, DynamoDemandStore, MemoryDemandStore
 from ..github.webhook import WebhookReceiver
 from ..plan.guard import GuardPolicy
 from ..spec.gitrev import GitRevisionError
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             controller.status,
             loop.is_alive,
             controller.metrics.render,
-            webhooks=_webhooks(controller),
+            webhooks=_webhooks(args, controller, clients),
         )
     except (AwsConfigurationError, GitRevisionError, OSError, ValueError, ClientError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -162,15 +163,31 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _webhooks(controller: Controller) -> WebhookReceiver | None:
-    """POST /webhook when GITHUB_WEBHOOK_SECRET is set: each accepted job event triggers a
-    reconcile (queued demand will feed the scaling target once the demand book lands)."""
+def _webhooks(
+    args: argparse.Namespace, controller: Controller, clients: AwsClients
+) -> WebhookReceiver | None:
+    """POST /webhook when GITHUB_WEBHOOK_SECRET is set.
+
+    Accepted job events go to the demand book (in DynamoDB with --leader-election, so a
+    standby's deliveries reach the leader and survive restarts; in memory otherwise) and
+    trigger a reconcile. The book does not feed the scaling target yet (issue 4).
+    """
     secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
     if not secret:
         return None
+    if args.leader_election:
+        shared = DynamoDemandStore(clients.client("dynamodb"))
+        shared.ensure_table()
+        book = DemandBook(shared)
+        book.load()
+    else:
+        book = DemandBook(MemoryDemandStore())
     return WebhookReceiver(
         secret.encode(),
-        lambda event: controller.triggers.fire(f"webhook: job {event.job_id} {event.action}"),
+        book,
+        on_accept=lambda event: controller.triggers.fire(
+            f"webhook: job {event.job_id} {event.action}"
+        ),
     )
 
 

@@ -73,7 +73,13 @@ def _handler(
                 webhooks.counts["too_large"] += 1
                 self._send(413, b"body too large\n", "text/plain")
                 return
-            result = webhooks.handle(dict(self.headers.items()), self.rfile.read(length))
+            try:
+                result = webhooks.handle(dict(self.headers.items()), self.rfile.read(length))
+            except Exception:  # the demand store failed: GitHub redelivers on 5xx
+                log.exception("webhook delivery not recorded")
+                webhooks.counts["store_error"] += 1
+                self._send(500, b"not recorded, retry\n", "text/plain")
+                return
             self._send(result.status, result.message.encode() + b"\n", "text/plain")
 
         def do_GET(self) -> None:

@@ -1,15 +1,17 @@
 """The `workflow_job` webhook receiver: signature check, size limit, dedupe, parsing.
 
 Framework-free: the controller's HTTP handler passes the headers and the raw body to
-`WebhookReceiver.handle` and writes back the status it returns. What happens to an accepted
-event is the `sink`'s business (the demand book, once built).
+`WebhookReceiver.handle` and writes back the status it returns. Accepted job events go to the
+demand book (`reconciler.github.demand`), then to the optional `on_accept` callback.
 
 - `X-Hub-Signature-256` must be `sha256=<HMAC-SHA256 of the raw body with the secret>`,
   compared in constant time; a missing or wrong signature is 401 and counted.
 - Bodies above `max_body` bytes are 413 (the caller should check Content-Length before
   reading, with `max_body`).
-- A delivery id (`X-GitHub-Delivery`) seen before is acknowledged (200) and ignored: GitHub
-  redelivers, and an attacker may replay a signed body.
+- A delivery id (`X-GitHub-Delivery`) the demand book recorded before is acknowledged (200)
+  and ignored: GitHub redelivers, and an attacker may replay a signed body. The book's store
+  keeps the ids, so a replay to another replica is caught too.
+- `ping` is 200, other events 202 (ignored), malformed payloads 400.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import datetime
 import hashlib
 import hmac
 import json
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .demand import DemandBook
 
 MAX_BODY = 1_048_576  # GitHub caps webhook payloads at 25 MB; workflow_job ones are a few KB
-REMEMBERED_DELIVERIES = 100_000
+ACTIONS = ("queued", "waiting", "in_progress", "completed")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class JobEvent:
     conclusion: str | None
     runner_name: str | None
     at: datetime.datetime  # when this state began (queued: created_at)
+    created_at: datetime.datetime  # when the job was queued
 
 
 @dataclass(frozen=True)
@@ -53,22 +58,22 @@ class WebhookResult:
 
 
 class WebhookReceiver:
-    """Validates and parses webhook deliveries; hands accepted job events to `sink`."""
+    """Validates and parses webhook deliveries; records accepted job events in `demand`."""
 
     def __init__(
         self,
         secret: bytes,
-        sink: Callable[[JobEvent], None],
+        demand: DemandBook,
         max_body: int = MAX_BODY,
+        on_accept: Callable[[JobEvent], None] | None = None,
     ) -> None:
         if not secret:
-            raise ValueError("a webhook secret is required: unsigned webhooks are refused")
+            raise ValueError("a webhook secret is required: webhooks must be signed")
         self.secret = secret
-        self.sink = sink
+        self.demand = demand
         self.max_body = max_body
+        self.on_accept = on_accept
         self.counts: Counter[str] = Counter()
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
         """Check, dedupe and parse one delivery."""
@@ -91,21 +96,15 @@ class WebhookReceiver:
             return self._answer("malformed", 400, "X-GitHub-Delivery missing")
         try:
             job = parse_workflow_job(delivery, json.loads(body))
-        except (ValueError, KeyError, TypeError) as error:
+        except KeyError as error:
+            return self._answer("malformed", 400, f"workflow_job payload lacks field {error}")
+        except (ValueError, TypeError) as error:
             return self._answer("malformed", 400, f"not a workflow_job payload: {error}")
-        if not self._first_time(delivery):
+        if not self.demand.record(job):
             return self._answer("duplicate", 200, "duplicate delivery ignored")
-        self.sink(job)
+        if self.on_accept is not None:
+            self.on_accept(job)
         return self._answer("accepted", 200, f"job {job.job_id} {job.action}")
-
-    def _first_time(self, delivery: str) -> bool:
-        with self._lock:
-            if delivery in self._seen:
-                return False
-            self._seen[delivery] = None
-            if len(self._seen) > REMEMBERED_DELIVERIES:
-                self._seen.popitem(last=False)
-            return True
 
     def _answer(self, outcome: str, status: int, message: str) -> WebhookResult:
         self.counts[outcome] += 1
@@ -118,10 +117,13 @@ def parse_workflow_job(delivery: str, payload: Any) -> JobEvent:
         raise ValueError("the payload is not a JSON object")
     job, repository = payload["workflow_job"], payload["repository"]
     action = str(payload["action"])
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    created = _timestamp(job["created_at"])
     moment = {
         "in_progress": job.get("started_at"),
         "completed": job.get("completed_at"),
-    }.get(action) or job["created_at"]
+    }.get(action)
     labels = job.get("labels") or []
     if not isinstance(labels, list):
         raise ValueError("workflow_job.labels is not a list")
@@ -135,5 +137,11 @@ def parse_workflow_job(delivery: str, payload: Any) -> JobEvent:
         labels=tuple(str(label) for label in labels),
         conclusion=job.get("conclusion"),
         runner_name=job.get("runner_name"),
-        at=datetime.datetime.fromisoformat(str(moment).replace("Z", "+00:00")),
+        at=_timestamp(moment) if moment else created,
+        created_at=created,
     )
+
+
+def _timestamp(value: Any) -> datetime.datetime:
+    """GitHub's ISO 8601 time (`...Z`) -> an aware datetime."""
+    return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))

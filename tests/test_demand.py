@@ -1,0 +1,253 @@
+"""The demand book: which pool a job counts for, the per-repository cap, job states in any
+order, dedupe, forgetting, and the DynamoDB store shared by two replicas (moto's server)."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from reconciler.github.demand import (
+    DemandBook,
+    DynamoDemandStore,
+    MemoryDemandStore,
+    PoolDemandSpec,
+)
+from reconciler.github.webhook import JobEvent
+from reconciler.sandbox.server import MotoServer
+
+REGION = "us-east-1"
+T0 = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
+_deliveries = itertools.count()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+
+def event(
+    action: str = "queued",
+    job_id: int = 1,
+    labels: tuple[str, ...] = ("self-hosted", "linux"),
+    repository: str = "acme/app",
+    delivery: str | None = None,
+    at: datetime.datetime = T0,
+) -> JobEvent:
+    owner = repository.split("/")[0]
+    return JobEvent(
+        delivery=delivery or f"d-{next(_deliveries)}",
+        action=action,
+        job_id=job_id,
+        run_id=100,
+        repository=repository,
+        organization=owner,
+        labels=labels,
+        conclusion="cancelled" if action == "completed" else None,
+        runner_name=None if action == "queued" else "runner-1",
+        at=at,
+        created_at=T0,
+    )
+
+
+def pool(
+    name: str,
+    labels: tuple[str, ...] = ("self-hosted", "linux"),
+    scope: tuple[str, str] = ("organization", "acme"),
+    cap: int | None = None,
+) -> PoolDemandSpec:
+    return PoolDemandSpec(name, scope[0], scope[1], frozenset(labels), cap)
+
+
+@pytest.fixture
+def book() -> DemandBook:
+    return DemandBook(MemoryDemandStore(), Clock())
+
+
+def test_a_job_counts_once_for_the_most_specific_pool(book: DemandBook) -> None:
+    pools = [
+        pool("big", ("self-hosted", "linux", "x64", "gpu")),
+        pool("b-small", ("self-hosted", "linux", "x64")),
+        pool("a-small", ("self-hosted", "linux", "x64")),
+        pool("windows", ("self-hosted", "windows")),
+    ]
+    book.record(event(job_id=1, labels=("self-hosted", "linux")))
+    book.record(event(job_id=2, labels=("self-hosted", "gpu")))
+    book.record(event(job_id=3, labels=("ubuntu-latest",)))  # GitHub-hosted: no pool
+    assert book.pending(pools) == {"big": 1, "b-small": 0, "a-small": 1, "windows": 0}
+    assert [job.job_id for job in book.pending_jobs("a-small", pools)] == [1]
+
+
+def test_labels_match_case_insensitively(book: DemandBook) -> None:
+    book.record(event(labels=("Self-Hosted", "LINUX")))
+    assert book.pending([pool("p", ("self-hosted", "Linux"))]) == {"p": 1}
+
+
+@pytest.mark.parametrize(
+    ("scope", "repository", "served"),
+    [
+        (("organization", "acme"), "acme/app", True),
+        (("organization", "ACME"), "acme/app", True),
+        (("organization", "other"), "acme/app", False),
+        (("repository", "Acme/App"), "acme/app", True),
+        (("repository", "acme/lib"), "acme/app", False),
+        (("enterprise", "acme-corp"), "anyone/app", True),
+    ],
+)
+def test_a_pool_serves_only_its_scope(
+    book: DemandBook, scope: tuple[str, str], repository: str, served: bool
+) -> None:
+    book.record(event(repository=repository))
+    assert book.pending([pool("p", scope=scope)]) == {"p": int(served)}
+
+
+def test_the_narrower_scope_does_not_steal_jobs_outside_it(book: DemandBook) -> None:
+    pools = [
+        pool("repo-only", ("self-hosted",), scope=("repository", "acme/lib")),
+        pool("org", ("self-hosted", "linux")),
+    ]
+    book.record(event(job_id=1, labels=("self-hosted",), repository="acme/app"))
+    book.record(event(job_id=2, labels=("self-hosted",), repository="acme/lib"))
+    assert book.pending(pools) == {"repo-only": 1, "org": 1}
+
+
+def test_max_per_repository_caps_each_repository(book: DemandBook) -> None:
+    for job_id in range(30):
+        book.record(event(job_id=job_id, repository=f"acme/repo-{job_id % 3}"))
+    assert book.pending([pool("capped", cap=5)]) == {"capped": 15}
+    assert book.pending([pool("uncapped")]) == {"uncapped": 30}
+    jobs = book.pending_jobs("capped", [pool("capped", cap=5)])
+    assert sorted(job.job_id for job in jobs if job.repository == "acme/repo-0") == [
+        0,
+        3,
+        6,
+        9,
+        12,
+    ]
+
+
+def test_job_states_and_cancelled_while_queued(book: DemandBook) -> None:
+    pools = [pool("p")]
+    book.record(event("queued", job_id=1))
+    book.record(event("queued", job_id=2))
+    book.record(event("waiting", job_id=3))  # waits for an environment approval
+    assert book.pending(pools) == {"p": 2}
+    book.record(event("in_progress", job_id=1))
+    assert book.pending(pools) == {"p": 1}
+    book.record(event("completed", job_id=2))  # cancelled while queued
+    assert book.pending(pools) == {"p": 0}
+    book.record(event("queued", job_id=3))  # approved
+    assert book.pending(pools) == {"p": 1}
+
+
+@pytest.mark.parametrize("first", ["in_progress", "completed"])
+def test_a_late_queued_does_not_resurrect_a_job(book: DemandBook, first: str) -> None:
+    assert book.record(event(first, job_id=9))
+    assert book.record(event("queued", job_id=9))
+    assert book.pending([pool("p")]) == {"p": 0}
+    job = book.job(9)
+    assert job is not None and job.state == first
+    book.record(event("in_progress", job_id=9))
+    assert book.job(9).state == first  # type: ignore[union-attr]
+
+
+def test_a_duplicate_delivery_is_reported_and_changes_nothing(book: DemandBook) -> None:
+    queued = event("queued", job_id=1, delivery="same")
+    assert book.record(queued)
+    assert not book.record(queued)
+    assert book.pending([pool("p")]) == {"p": 1}
+    book.record(event("in_progress", job_id=1))
+    assert not book.record(queued), "a replayed queued delivery is still a duplicate ..."
+    assert book.pending([pool("p")]) == {"p": 0}, "... and does not resurrect the job"
+
+
+def test_queue_wait_seconds(book: DemandBook) -> None:
+    started = event("in_progress", at=T0 + datetime.timedelta(seconds=42))
+    assert book.queue_wait_seconds(started) == 42
+    assert book.queue_wait_seconds(event("queued")) is None
+
+
+def test_forget_older_than_drops_old_jobs_and_deliveries() -> None:
+    clock = Clock()
+    store = MemoryDemandStore()
+    book = DemandBook(store, clock)
+    book.record(event("completed", job_id=1, delivery="old"))
+    clock.now += datetime.timedelta(hours=30)
+    book.record(event("queued", job_id=2, delivery="new"))
+    book.forget_older_than(datetime.timedelta(hours=24))
+    assert book.job(1) is None and book.job(2) is not None
+    assert set(store.deliveries) == {"new"} and set(store.jobs) == {2}
+    assert book.pending([pool("p")]) == {"p": 1}
+
+
+# -- DynamoDemandStore against moto's HTTP server ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer(mode="process") as server:
+        yield server
+
+
+@pytest.fixture
+def table(moto: MotoServer) -> DynamoDemandStore:
+    store = DynamoDemandStore(moto.client("dynamodb", REGION), f"demand-{uuid.uuid4().hex[:8]}")
+    store.ensure_table()
+    store.ensure_table()  # idempotent
+    return store
+
+
+def replica(table: DynamoDemandStore, clock: Clock) -> DemandBook:
+    return DemandBook(DynamoDemandStore(table.dynamodb, table.table), clock)
+
+
+def test_the_table_has_ttl_enabled(table: DynamoDemandStore) -> None:
+    ttl = table.dynamodb.describe_time_to_live(TableName=table.table)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "ttl")
+
+
+def test_two_replicas_share_events_and_dedupe(table: DynamoDemandStore) -> None:
+    clock = Clock()
+    leader, standby = replica(table, clock), replica(table, clock)
+    assert standby.record(event("queued", job_id=1, delivery="d1"))
+    assert leader.pending([pool("p")]) == {"p": 0}
+    leader.load()
+    assert leader.pending([pool("p")]) == {"p": 1}
+    assert not leader.record(event("queued", job_id=1, delivery="d1")), "duplicate"
+    item = table.dynamodb.get_item(TableName=table.table, Key={"pk": {"S": "delivery#d1"}})
+    assert int(item["Item"]["ttl"]["N"]) == int(T0.timestamp()) + 48 * 3600
+
+
+def test_a_job_cannot_move_backwards_across_replicas(table: DynamoDemandStore) -> None:
+    clock = Clock()
+    a, b = replica(table, clock), replica(table, clock)
+    a.record(event("queued", job_id=5))
+    b.record(event("completed", job_id=5))
+    assert a.record(event("in_progress", job_id=5))  # a stale view: the store says completed
+    assert a.job(5).state == "completed"  # type: ignore[union-attr]
+    a.record(event("queued", job_id=5))
+    b.load()
+    assert b.job(5).state == "completed"  # type: ignore[union-attr]
+    assert b.pending([pool("p")]) == {"p": 0}
+
+
+def test_a_restarted_book_rebuilds_pending(table: DynamoDemandStore) -> None:
+    clock = Clock()
+    book = replica(table, clock)
+    for job_id in range(30):
+        book.record(event(job_id=job_id, repository=f"acme/repo-{job_id % 3}"))
+    book.record(event("in_progress", job_id=0))
+    pools = [pool("p", cap=5), pool("gpu", ("self-hosted", "linux", "gpu"))]
+    restarted = replica(table, clock)
+    restarted.load()
+    assert restarted.pending(pools) == book.pending(pools) == {"p": 15, "gpu": 0}
+    assert len(restarted.pending_jobs("p", [pool("p")])) == 29
+    clock.now += datetime.timedelta(hours=49)  # past the items' TTL: load skips them
+    restarted.load()
+    assert restarted.pending(pools) == {"p": 0, "gpu": 0}
