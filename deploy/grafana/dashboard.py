@@ -229,6 +229,20 @@ def queue_wait_p90(y: int) -> timeseries.Panel:
     )
 
 
+def single_value(title: str, description: str, position: GridPos) -> stat.Panel:
+    """A big number on a coloured background: the last value of one instant query."""
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .grid_pos(position)
+        .color_mode(BigValueColorMode.BACKGROUND)
+        .graph_mode(BigValueGraphMode.NONE)
+        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
 def share_within_slo(y: int) -> stat.Panel:
     start, end = WORKING_HOURS_UTC
     within = within_working_hours(
@@ -238,24 +252,19 @@ def share_within_slo(y: int) -> stat.Panel:
         f"sum(increase(ecs_reconciler_job_queue_wait_seconds_count{{{JOBS}}}[1h]))"
     )
     return (
-        stat.Panel()
-        .title(f"Jobs started within {SLO_SECONDS} s, Mon-Fri {start:02d}-{end:02d} UTC")
-        .description(
+        single_value(
+            f"Jobs started within {SLO_SECONDS} s, Mon-Fri {start:02d}-{end:02d} UTC",
             f"Share of the jobs started in weekday working hours ({start:02d}:00-{end:02d}:00 "
             f"UTC) over the selected range that waited at most {SLO_SECONDS} s. The SLO is "
-            f"met at {SLO_SHARE:.0%}."
+            f"met at {SLO_SHARE:.0%}.",
+            place(12, y, 6, 6),
         )
-        .datasource(DATASOURCE)
-        .grid_pos(place(12, y, 6, 6))
         .with_target(instant(f"{within} / {total}", "within SLO"))
         .unit("percentunit")
         .decimals(1)
         .min(0)
         .max(1)
         .thresholds(thresholds((None, "red"), (SLO_SHARE, "green")))
-        .color_mode(BigValueColorMode.BACKGROUND)
-        .graph_mode(BigValueGraphMode.NONE)
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
 
 
@@ -265,21 +274,16 @@ def working_hours_p90(y: int) -> stat.Panel:
         f"sum by (le) (increase(ecs_reconciler_job_queue_wait_seconds_bucket{{{JOBS}}}[1h]))"
     )
     return (
-        stat.Panel()
-        .title(f"Queue wait p90, Mon-Fri {start:02d}-{end:02d} UTC")
-        .description(
+        single_value(
+            f"Queue wait p90, Mon-Fri {start:02d}-{end:02d} UTC",
             "90th percentile of the queue wait of the jobs started in weekday working hours "
-            f"over the selected range; red above the SLO ({SLO_SECONDS} s)."
+            f"over the selected range; red above the SLO ({SLO_SECONDS} s).",
+            place(18, y, 6, 6),
         )
-        .datasource(DATASOURCE)
-        .grid_pos(place(18, y, 6, 6))
         .with_target(instant(f"histogram_quantile(0.9, {buckets})", "p90"))
         .unit("s")
         .decimals(1)
         .thresholds(thresholds((None, "green"), (SLO_SECONDS, "red")))
-        .color_mode(BigValueColorMode.BACKGROUND)
-        .graph_mode(BigValueGraphMode.NONE)
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
 
 
@@ -557,37 +561,31 @@ def reconcile_errors(y: int) -> timeseries.Panel:
 
 def last_reconcile(y: int) -> stat.Panel:
     return (
-        stat.Panel()
-        .title("Since the last reconcile")
-        .description("Red when no cycle finished for longer than five resync intervals (5 min).")
-        .datasource(DATASOURCE)
-        .grid_pos(place(18, y, 6, 4))
+        single_value(
+            "Since the last reconcile",
+            "Red when no cycle finished for longer than five resync intervals (5 min).",
+            place(18, y, 6, 4),
+        )
         .with_target(
             instant("time() - max(ecs_reconciler_last_reconcile_timestamp_seconds)", "age")
         )
         .unit("s")
         .decimals(0)
         .thresholds(thresholds((None, "green"), (300, "red")))
-        .color_mode(BigValueColorMode.BACKGROUND)
-        .graph_mode(BigValueGraphMode.NONE)
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
 
 
 def spec_errors(y: int) -> stat.Panel:
     return (
-        stat.Panel()
-        .title("Spec errors")
-        .description("Errors in the specs at the last cycle; while any, nothing is applied.")
-        .datasource(DATASOURCE)
-        .grid_pos(place(18, y, 6, 4))
+        single_value(
+            "Spec errors",
+            "Errors in the specs at the last cycle; while any, nothing is applied.",
+            place(18, y, 6, 4),
+        )
         .with_target(instant("max(ecs_reconciler_spec_errors)", "errors"))
         .unit("short")
         .decimals(0)
         .thresholds(thresholds((None, "green"), (1, "red")))
-        .color_mode(BigValueColorMode.BACKGROUND)
-        .graph_mode(BigValueGraphMode.NONE)
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
 
 
