@@ -1,4 +1,4 @@
-"""One reconcile cycle: load specs -> render desired -> observe -> runner states -> plan.
+"""One reconcile cycle: load specs -> demand -> render desired -> observe -> runner states -> plan.
 
 The glue every entry point shares (`plan`, `apply`, the sandbox, later the controller), so
 they cannot drift apart. Applying is a separate, explicit step (`aws.executor`).
@@ -6,18 +6,25 @@ they cannot drift apart. Applying is a separate, explicit step (`aws.executor`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from .aws.observe import Observer
-from .plan.actions import Plan
+from .github.demand import DemandBook, PoolDemandSpec
+from .plan.actions import Note, Plan
 from .plan.desired import render_desired
 from .plan.planner import plan as make_plan
 from .plan.state import DesiredState, ObservedState, RunnerState
 from .runners import RunnerStateSource
 from .spec.loader import SpecSet, load_specs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class Cycle:
     observed: ObservedState
     runner_states: dict[str, RunnerState]
     plan: Plan
+    demand_pools: tuple[PoolDemandSpec, ...] = ()
 
 
 def plan_cycle(
@@ -36,11 +44,25 @@ def plan_cycle(
     observer: Observer,
     runner_source: RunnerStateSource,
     now: datetime.datetime | None = None,
+    demand: DemandBook | None = None,
 ) -> Cycle:
-    """Run one read-only cycle and return its plan (nothing is changed)."""
+    """Run one read-only cycle and return its plan (nothing is changed).
+
+    With a demand book, its queued jobs (refreshed from its store) raise each pool's target;
+    if the store cannot be read, the last demand known is used and the plan says so.
+    """
     moment = now or datetime.datetime.now(datetime.UTC)
     spec_set = load_specs(spec_paths)
-    desired = render_desired(spec_set, moment, observer.clients.region)
+    demand_pools = tuple(PoolDemandSpec.of(pool) for pool in spec_set.pools)
+    pending, notes = None, []
+    if demand is not None:
+        try:
+            demand.load()
+        except (ClientError, BotoCoreError) as error:
+            log.warning("demand store unreadable, using the last demand known: %s", error)
+            notes.append(Note("warning", f"queued jobs not refreshed (demand store: {error})"))
+        pending = demand.pending(demand_pools)
+    desired = render_desired(spec_set, moment, observer.clients.region, pending)
     observed = observer.observe(desired)
     runner_states = runner_source.states(observed.tasks)
     plan = make_plan(
@@ -50,4 +72,6 @@ def plan_cycle(
         spec_errors=tuple(str(d) for d in spec_set.errors),
         now=moment,
     )
-    return Cycle(spec_set, desired, observed, runner_states, plan)
+    if notes:
+        plan = dataclasses.replace(plan, notes=plan.notes + tuple(notes))
+    return Cycle(spec_set, desired, observed, runner_states, plan, demand_pools)

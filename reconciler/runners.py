@@ -23,8 +23,8 @@ class RunnerStateSource(Protocol):
         """State of the runner in each task, by task ARN."""
         ...
 
-    def confirm_idle(self, task: ObservedTask) -> bool:
-        """Re-check, right before stopping it, that the runner is still idle."""
+    def confirm_stoppable(self, task: ObservedTask) -> bool:
+        """Re-check, right before stopping it, that the runner is still idle (or failed)."""
         ...
 
 
@@ -35,7 +35,7 @@ class UnknownRunnerStates:
         """Every task's runner is unknown."""
         return {task.arn: RunnerState.UNKNOWN for task in tasks}
 
-    def confirm_idle(self, task: ObservedTask) -> bool:
+    def confirm_stoppable(self, task: ObservedTask) -> bool:
         """Never confirmed."""
         return False
 

@@ -59,16 +59,45 @@ def test_states_follow_github(github: FakeGitHub, client: GitHubClient) -> None:
         task(""),
         task("idle-one", scope="bogus"),
     ]
-    states = GitHubRunnerStates(client, grace=120, clock=lambda: NOW).states(tasks)
-    assert list(states.values()) == [
+    source = GitHubRunnerStates(client, grace=120, clock=lambda: NOW, boot_timeout=7200)
+    assert list(source.states(tasks).values()) == [
         RunnerState.IDLE,
         RunnerState.BUSY,
         RunnerState.UNKNOWN,  # offline
         RunnerState.UNKNOWN,  # inside the grace period
-        RunnerState.UNKNOWN,  # no runner of that name
+        RunnerState.UNKNOWN,  # no runner of that name (yet)
         RunnerState.UNKNOWN,  # no runner-name tag
         RunnerState.UNKNOWN,  # unreadable scope tag
     ]
+
+
+def test_a_runner_not_online_after_the_boot_timeout_is_failed_and_stoppable(
+    github: FakeGitHub, client: GitHubClient
+) -> None:
+    github.add_runner(ORG, "never-came-up", status="offline")
+    github.add_runner(ORG, "offline-mid-job", status="offline", busy=True)
+    github.add_runner(ORG, "booting", status="offline")
+    tasks = [
+        task("never-came-up"),
+        task("gone"),  # registration removed (an ephemeral runner after its job)
+        task("offline-mid-job"),  # busy flag set: maybe a network blip, never failed
+        task("booting", started_at=NOW - 60),
+        task("", started_at=OLD),  # not tagged by us: never failed
+    ]
+    source = GitHubRunnerStates(client, grace=120, clock=lambda: NOW, boot_timeout=600)
+    assert list(source.states(tasks).values()) == [
+        RunnerState.FAILED,
+        RunnerState.FAILED,
+        RunnerState.UNKNOWN,
+        RunnerState.UNKNOWN,
+        RunnerState.UNKNOWN,
+    ]
+    failed, gone, mid_job, booting, _ = tasks
+    assert source.confirm_stoppable(failed) is True  # deregistered first
+    assert source.confirm_stoppable(gone) is True  # nothing registered to lose
+    assert source.confirm_stoppable(mid_job) is False
+    assert source.confirm_stoppable(booting) is False
+    assert sorted(r["name"] for r in github.runners(ORG)) == ["booting", "offline-mid-job"]
 
 
 def test_one_listing_per_scope_whatever_the_number_of_tasks(
@@ -89,7 +118,7 @@ def test_one_listing_per_scope_whatever_the_number_of_tasks(
     assert client.not_modified.total() == 3
 
 
-def test_confirm_idle_deregisters_and_a_busy_refusal_keeps_the_runner(
+def test_confirm_stoppable_deregisters_and_a_busy_refusal_keeps_the_runner(
     github: FakeGitHub, client: GitHubClient
 ) -> None:
     github.add_runner(ORG, "idle-one")
@@ -101,17 +130,19 @@ def test_confirm_idle_deregisters_and_a_busy_refusal_keeps_the_runner(
         racing.arn: RunnerState.IDLE,
     }
     github.set_runner_status(ORG, "took-a-job", "online", busy=True)  # a job arrived since
-    assert source.confirm_idle(idle) is True
-    assert source.confirm_idle(racing) is False
+    assert source.confirm_stoppable(idle) is True
+    assert source.confirm_stoppable(racing) is False
     assert [r["name"] for r in github.runners(ORG)] == ["took-a-job"]
 
 
-def test_confirm_idle_never_reaps_a_young_runner(github: FakeGitHub, client: GitHubClient) -> None:
+def test_confirm_stoppable_never_reaps_a_young_runner(
+    github: FakeGitHub, client: GitHubClient
+) -> None:
     github.add_runner(ORG, "fresh")
     source = GitHubRunnerStates(client, grace=120, clock=lambda: NOW)
     fresh = task("fresh", started_at=NOW - 10)
     source.states([fresh])
-    assert source.confirm_idle(fresh) is False
+    assert source.confirm_stoppable(fresh) is False
     assert [r["name"] for r in github.runners(ORG)] == ["fresh"]
 
 

@@ -69,7 +69,7 @@ def populated_metrics() -> ControllerMetrics:
     metrics.record_aws_calls({"ecs:DescribeTasks": 3, "ec2:DescribeSubnets": 1})
     metrics.record_github_calls({"GET /orgs/{org}/actions/runners": 2})
     started = MONDAY_0100 + datetime.timedelta(seconds=12)
-    metrics.record_queued_jobs("linux", "acme", "acme/app", 3)
+    metrics.record_queued({("linux", "acme", "acme/app"): 3})
     metrics.record_job_started("linux", "acme", "acme/app", MONDAY_0100, started)
     metrics.record_job_completed(
         "linux", "acme", "acme/app", started, started + datetime.timedelta(minutes=5)
@@ -311,3 +311,12 @@ def test_metrics_endpoint_over_a_real_socket() -> None:
             assert 'ecs_reconciler_runners_desired{pool="linux"} 7.0' in response.read().decode()
     finally:
         server.close()
+
+
+def test_queued_jobs_of_a_repository_drop_to_zero_when_its_jobs_start() -> None:
+    metrics = ControllerMetrics()
+    metrics.record_queued({("linux", "acme", "acme/app"): 3, ("linux", "acme", "acme/api"): 1})
+    metrics.record_queued({("linux", "acme", "acme/api"): 2})
+    queued = "ecs_reconciler_queued_jobs"
+    assert value(metrics, queued, pool="linux", organization="acme", repository="acme/app") == 0
+    assert value(metrics, queued, pool="linux", organization="acme", repository="acme/api") == 2

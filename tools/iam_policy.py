@@ -242,8 +242,9 @@ def _is_read(action: str) -> bool:
 def build_policy(actions: Iterable[str], read_only: bool = False) -> dict[str, Any]:
     """The policy document: statements grouped by how far IAM lets them be scoped."""
     actions = sorted(set(actions))
-    if read_only:  # `plan` reads ECS, EC2 and Auto Scaling; the lease is the controller's
-        actions = [a for a in actions if _is_read(a) and not a.startswith("dynamodb:")]
+    if read_only:  # `plan` reads ECS, EC2 and Auto Scaling; lease, demand and JIT parameters
+        # are the controller's
+        actions = [a for a in actions if _is_read(a) and not a.startswith(("dynamodb:", "ssm:"))]
     placed: dict[str, list[str]] = {}
     for action in actions:
         sid = next(

@@ -314,7 +314,7 @@ class Executor:
         stopped, kept = 0, 0
         for arn in action.task_arns:
             task = self._tasks[arn]  # every task a plan stops was observed
-            if not self.runner_states.confirm_idle(task):
+            if not self.runner_states.confirm_stoppable(task):
                 kept += 1
                 continue
             self.clients.ecs.stop_task(

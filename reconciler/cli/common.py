@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..aws.clients import AwsClients
 from ..plan.actions import Plan
@@ -20,6 +20,9 @@ from ..runners import (
     RunnerStateSource,
     UnknownRunnerStates,
 )
+
+if TYPE_CHECKING:
+    from ..github.janitor import RunnerJanitor
 
 RUNNER_STATE_ENV = "ECS_RECONCILER_RUNNER_STATES"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -40,6 +43,14 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
         "ever stopped), task-tags (the sandbox's simulated runners) or github (the runner API "
         "at GITHUB_API_URL with GITHUB_TOKEN or a GitHub App; runners are started as JIT "
         f"runners); env {RUNNER_STATE_ENV}",
+    )
+    parser.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="github runner states: a task whose runner is not online this long after it "
+        "started is failed, stopped and replaced (default 600)",
     )
     parser.add_argument(
         "--now",
@@ -71,7 +82,9 @@ def runner_state_source(args: argparse.Namespace, clients: AwsClients) -> Runner
         from ..github import GitHubClient, auth_from_environment
         from ..github.registry import GitHubRunnerStates
 
-        return GitHubRunnerStates(GitHubClient(auth=auth_from_environment()))
+        return GitHubRunnerStates(
+            GitHubClient(auth=auth_from_environment()), boot_timeout=args.boot_timeout
+        )
     return UnknownRunnerStates()
 
 
@@ -83,6 +96,16 @@ def runner_provisioner(source: RunnerStateSource, clients: AwsClients) -> Runner
     if isinstance(source, GitHubRunnerStates):
         return JitProvisioner(source.client, clients.client("ssm"))
     return NamingProvisioner()
+
+
+def runner_janitor(source: RunnerStateSource, clients: AwsClients) -> RunnerJanitor | None:
+    """Garbage collection of runner registrations and JIT parameters (GitHub source only)."""
+    from ..github.janitor import RunnerJanitor
+    from ..github.registry import GitHubRunnerStates
+
+    if isinstance(source, GitHubRunnerStates):
+        return RunnerJanitor(source, clients.client("ssm"))
+    return None
 
 
 def render(plan: Plan, output_format: str, policy: dict[str, Any] | None = None) -> str:

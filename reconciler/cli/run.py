@@ -24,7 +24,8 @@ from ..controller.gitsource import GitSource
 from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
-from ..github.demand import DemandBook, DynamoDemandStore, MemoryDemandStore
+from ..github.demand import DemandBook, DynamoDemandStore
+from ..github.registry import GitHubRunnerStates
 from ..github.webhook import WebhookReceiver
 from ..plan.guard import GuardPolicy
 from ..spec.gitrev import GitRevisionError
@@ -33,6 +34,7 @@ from .common import (
     EXIT_ERROR,
     EXIT_OK,
     add_aws_options,
+    runner_janitor,
     runner_provisioner,
     runner_state_source,
     spec_paths,
@@ -89,6 +91,11 @@ def register(verbs: Any) -> None:
         help="lease duration, renew deadline and retry period in seconds (default 15,10,2)",
     )
     parser.add_argument(
+        "--demand-table",
+        default="ecs-reconciler-demand",
+        help="DynamoDB table of queued jobs from webhooks (created if missing)",
+    )
+    parser.add_argument(
         "--workdir",
         default=".ecs-reconciler",
         help="where --git-url is cloned (default .ecs-reconciler/)",
@@ -115,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         )
         elector = _elector(args, clients) if args.leader_election else None
         source = runner_state_source(args, clients)
+        secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
+        demand = _demand_book(args, clients) if secret else None
         controller = Controller(
             settings,
             clients,
@@ -122,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
             provisioner=runner_provisioner(source, clients),
             is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
             git=git,
+            demand=demand,
+            github=source.client if isinstance(source, GitHubRunnerStates) else None,
+            janitor=runner_janitor(source, clients),
         )
         loop = threading.Thread(target=controller.run, name="controller")
         server = ControllerServer(
@@ -130,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
             controller.status,
             loop.is_alive,
             controller.metrics.render,
-            webhooks=_webhooks(args, controller, clients),
+            webhooks=WebhookReceiver(secret.encode(), demand, on_accept=controller.on_job_event)
+            if demand is not None
+            else None,
         )
     except (AwsConfigurationError, GitRevisionError, OSError, ValueError, ClientError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -163,32 +177,17 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _webhooks(
-    args: argparse.Namespace, controller: Controller, clients: AwsClients
-) -> WebhookReceiver | None:
-    """POST /webhook when GITHUB_WEBHOOK_SECRET is set.
+def _demand_book(args: argparse.Namespace, clients: AwsClients) -> DemandBook:
+    """Queued jobs from POST /webhook, kept in DynamoDB (--demand-table).
 
-    Accepted job events go to the demand book (in DynamoDB with --leader-election, so a
-    standby's deliveries reach the leader and survive restarts; in memory otherwise) and
-    trigger a reconcile. The book does not feed the scaling target yet (issue 4).
+    Durable, so demand survives a restart, and shared, so the webhooks a standby replica
+    receives reach the leader, which reloads the book every cycle.
     """
-    secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
-    if not secret:
-        return None
-    if args.leader_election:
-        shared = DynamoDemandStore(clients.client("dynamodb"))
-        shared.ensure_table()
-        book = DemandBook(shared)
-        book.load()
-    else:
-        book = DemandBook(MemoryDemandStore())
-    return WebhookReceiver(
-        secret.encode(),
-        book,
-        on_accept=lambda event: controller.triggers.fire(
-            f"webhook: job {event.job_id} {event.action}"
-        ),
-    )
+    store = DynamoDemandStore(clients.client("dynamodb"), args.demand_table)
+    store.ensure_table()
+    book = DemandBook(store)
+    book.load()
+    return book
 
 
 def _elector(args: argparse.Namespace, clients: AwsClients) -> LeaderElector:

@@ -22,6 +22,10 @@ import watchfiles
 from ..aws.clients import AwsClients
 from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
+from ..github.client import GitHubClient
+from ..github.demand import DemandBook, PoolDemandSpec, pool_for
+from ..github.janitor import RunnerJanitor
+from ..github.webhook import JobEvent
 from ..plan.guard import GuardPolicy, refused_actions
 from ..reconcile import Cycle, plan_cycle
 from ..runners import RunnerProvisioner, RunnerStateSource
@@ -136,6 +140,9 @@ class Controller:
         git: GitSource | None = None,
         metrics: ControllerMetrics | None = None,
         provisioner: RunnerProvisioner | None = None,
+        demand: DemandBook | None = None,
+        github: GitHubClient | None = None,
+        janitor: RunnerJanitor | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -151,6 +158,10 @@ class Controller:
         self.cycles = 0
         self.git = git
         self.metrics = metrics or ControllerMetrics()
+        self.demand = demand
+        self.github = github
+        self.janitor = janitor
+        self._demand_pools: tuple[PoolDemandSpec, ...] = ()
 
     def stop(self) -> None:
         """Finish the action in flight, then return from `run`."""
@@ -176,7 +187,12 @@ class Controller:
         reasons = ["start"]
         try:
             while not self.stopping:
-                self.reconcile(", ".join(dict.fromkeys(reasons)))
+                started = time.monotonic()
+                try:
+                    self.reconcile(", ".join(dict.fromkeys(reasons)))
+                except Exception:  # one bad cycle must not end the controller: retry later
+                    log.exception("reconcile failed; retrying at the next trigger or resync")
+                    self.metrics.record_failed_cycle(time.monotonic() - started)
                 reasons = self.triggers.wait(self._next_wake()) or ["resync"]
         finally:
             watcher.stop_event.set()
@@ -190,8 +206,13 @@ class Controller:
         """One cycle: observe and plan; apply when leading and the specs are valid."""
         log.info("reconcile (%s)", reason)
         started = time.monotonic()
-        cycle = plan_cycle(self.settings.spec_paths, self.observer, self.runner_states)
+        cycle = plan_cycle(
+            self.settings.spec_paths, self.observer, self.runner_states, demand=self.demand
+        )
         self.cycles += 1
+        self._demand_pools = cycle.demand_pools
+        if self.demand is not None:
+            self.metrics.record_queued(self.demand.queued(cycle.demand_pools))
         revision = spec_revision(cycle.spec_set)
         attempted, source_errors = revision, []
         if self.git is not None:
@@ -204,6 +225,8 @@ class Controller:
             log.warning("specs have %d error(s); nothing applied", len(cycle.plan.spec_errors))
         elif leader and cycle.plan.has_changes and not self.stopping:
             result = self._apply(cycle)
+        if leader and self.janitor is not None and _saw_everything(cycle) and not self.stopping:
+            self.janitor.collect(cycle.observed.tasks, cycle.desired.pools)
         self.status.record_cycle(
             cycle.plan,
             revision,
@@ -216,7 +239,23 @@ class Controller:
         )
         self.metrics.record_cycle(cycle.plan, time.monotonic() - started, result)
         self.metrics.record_aws_calls(self.clients.calls)
+        if self.github is not None:
+            self.metrics.record_github_calls(self.github.calls)
         return cycle, result
+
+    def on_job_event(self, event: JobEvent) -> None:
+        """A webhook's job event was accepted: count it, and reconcile soon."""
+        pool = pool_for(event, self._demand_pools)
+        name = pool.name if pool else "none"
+        if event.action == "in_progress" and event.started_at:
+            self.metrics.record_job_started(
+                name, event.organization, event.repository, event.created_at, event.started_at
+            )
+        elif event.action == "completed" and event.started_at:
+            self.metrics.record_job_completed(
+                name, event.organization, event.repository, event.started_at, event.at
+            )
+        self.triggers.fire(f"webhook: job {event.job_id} {event.action}")
 
     def _apply(self, cycle: Cycle) -> ApplyResult:
         refused = refused_actions(cycle.plan, self.settings.guard)
@@ -244,3 +283,8 @@ class Controller:
         for pool in {a.pool for a, _ in result.done if a.pool} - failed:
             self.backoff.succeeded(pool)
         return result
+
+
+def _saw_everything(cycle: Cycle) -> bool:
+    """Valid specs and a complete observation: only then may leftovers be told from live."""
+    return not cycle.plan.spec_errors and not cycle.observed.problems

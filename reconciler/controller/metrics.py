@@ -14,7 +14,7 @@ Series (label values in parentheses):
 
     ecs_reconciler_runners_desired{pool}                 gauge
     ecs_reconciler_runners_running{pool}                 gauge  (= sum of the states below)
-    ecs_reconciler_runners{pool,state}                   gauge  (busy | idle | unknown)
+    ecs_reconciler_runners{pool,state}                   gauge  (busy | idle | unknown | failed)
     ecs_reconciler_runners_outdated{pool}                gauge  (on an old task definition)
     ecs_reconciler_queued_jobs{pool,organization,repository}             gauge
     ecs_reconciler_job_queue_wait_seconds{pool,organization,repository}  histogram
@@ -65,7 +65,7 @@ QUEUE_WAIT_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1
 JOB_DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600)
 RECONCILE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-RUNNER_STATES = ("busy", "idle", "unknown")
+RUNNER_STATES = ("busy", "idle", "unknown", "failed")
 JOB_LABELS = ("pool", "organization", "repository")
 NO_POOL = "_cluster"  # errors of actions and notes that belong to no pool
 OTHER_REPOSITORY = "_other"  # repositories beyond max_repositories
@@ -92,13 +92,14 @@ class ControllerMetrics:
         )
         self.runners_running = Gauge(
             PREFIX + "runners_running",
-            "Runner tasks running in the pool (busy + idle + unknown).",
+            "Runner tasks running in the pool (busy + idle + unknown + failed).",
             ["pool"],
             registry=r,
         )
         self.runners = Gauge(
             PREFIX + "runners",
-            "Running runner tasks by state: busy (running a job), idle, unknown.",
+            "Running runner tasks by state: busy (running a job), idle, unknown, failed "
+            "(never came online within the boot timeout).",
             ["pool", "state"],
             registry=r,
         )
@@ -201,7 +202,9 @@ class ControllerMetrics:
             self.runners_running.labels(summary.name).set(summary.running)
             self.runners_outdated.labels(summary.name).set(summary.outdated)
             for state, count in zip(
-                RUNNER_STATES, (summary.busy, summary.idle, summary.unknown), strict=True
+                RUNNER_STATES,
+                (summary.busy, summary.idle, summary.unknown, summary.failed),
+                strict=True,
             ):
                 self.runners.labels(summary.name, state).set(count)
         for note in plan.notes:
@@ -244,14 +247,22 @@ class ControllerMetrics:
 
     # ------------------------------------------------------------------ jobs
 
-    def record_queued_jobs(
-        self, pool: str, organization: str, repository: str, queued: int
-    ) -> None:
-        """Jobs of one repository currently waiting for a runner of one pool."""
-        key = (pool, organization, self._repository(organization, repository))
+    def record_queued(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        """Jobs waiting now, by (pool, organization, repository); series not in `counts`
+        drop to 0 (their jobs started or were cancelled)."""
+        current = {
+            (pool, organization, self._repository(organization, repository)): 0
+            for pool, organization, repository in counts
+        }
+        for (pool, organization, repository), queued in counts.items():
+            current[(pool, organization, self._repository(organization, repository))] += queued
         with self._lock:
-            self._queued.add(key)
-        self.queued_jobs.labels(*key).set(max(0, queued))
+            gone = self._queued - set(current)
+            self._queued |= set(current)
+        for key in gone:
+            self.queued_jobs.labels(*key).set(0)
+        for key, queued in current.items():
+            self.queued_jobs.labels(*key).set(max(0, queued))
 
     def record_job_started(
         self,

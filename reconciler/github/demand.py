@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from ..spec.models import RunnerPool
 from .webhook import JobEvent
 
 #: how far each action moves a job; waiting and queued share a rank (either may follow the other)
@@ -53,7 +54,19 @@ class PoolDemandSpec:
     labels: frozenset[str]
     max_per_repository: int | None = None
 
-    def serves(self, job: JobRecord) -> bool:
+    @classmethod
+    def of(cls, pool: RunnerPool) -> PoolDemandSpec:
+        """What the demand book needs of a pool spec."""
+        spec = pool.spec
+        return cls(
+            name=pool.metadata.name,
+            scope_kind=spec.scope.kind,
+            scope_name=spec.scope.target,
+            labels=frozenset(spec.labels),
+            max_per_repository=spec.scaling.max_per_repository,
+        )
+
+    def serves(self, job: JobRecord | JobEvent) -> bool:
         """True when this pool may run the job (labels and scope)."""
         labels = {label.lower() for label in self.labels}
         if not {label.lower() for label in job.labels} <= labels:
@@ -291,6 +304,15 @@ class DemandBook:
         """Pending jobs per pool name, each job counted once, capped per repository."""
         return {name: len(jobs) for name, jobs in self._assign(pools).items()}
 
+    def queued(self, pools: Sequence[PoolDemandSpec]) -> dict[tuple[str, str, str], int]:
+        """Every queued job (no cap) per (pool, organization, repository), for metrics."""
+        ordered = _by_specificity(pools)
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for job in self._queued():
+            if (pool := _first_serving(job, ordered)) is not None:
+                counts[(pool.name, job.organization, job.repository)] += 1
+        return dict(counts)
+
     def pending_jobs(self, pool: str, pools: Sequence[PoolDemandSpec]) -> list[JobRecord]:
         """The pending jobs counted for `pool` (oldest first); `pools` decides specificity."""
         return self._assign(pools).get(pool, [])
@@ -314,14 +336,18 @@ class DemandBook:
         with self._lock:
             self._jobs = {i: job for i, job in self._jobs.items() if job.seen_at >= cutoff}
 
-    def _assign(self, pools: Sequence[PoolDemandSpec]) -> dict[str, list[JobRecord]]:
+    def _queued(self) -> list[JobRecord]:
+        """Queued jobs, oldest first."""
         with self._lock:
             queued = [job for job in self._jobs.values() if job.state == "queued"]
-        ordered = sorted(pools, key=lambda pool: (len(pool.labels), pool.name))
+        return sorted(queued, key=lambda job: (job.created_at, job.job_id))
+
+    def _assign(self, pools: Sequence[PoolDemandSpec]) -> dict[str, list[JobRecord]]:
+        ordered = _by_specificity(pools)
         assigned: dict[str, list[JobRecord]] = {pool.name: [] for pool in pools}
         per_repository: Counter[tuple[str, str]] = Counter()
-        for job in sorted(queued, key=lambda job: (job.created_at, job.job_id)):
-            pool = next((pool for pool in ordered if pool.serves(job)), None)
+        for job in self._queued():
+            pool = _first_serving(job, ordered)
             if pool is None:
                 continue
             key = (pool.name, job.repository.lower())
@@ -329,3 +355,19 @@ class DemandBook:
             if pool.max_per_repository is None or per_repository[key] <= pool.max_per_repository:
                 assigned[pool.name].append(job)
         return assigned
+
+
+def _by_specificity(pools: Sequence[PoolDemandSpec]) -> list[PoolDemandSpec]:
+    """Most specific first: fewest labels, then pool name."""
+    return sorted(pools, key=lambda pool: (len(pool.labels), pool.name))
+
+
+def pool_for(job: JobRecord | JobEvent, pools: Sequence[PoolDemandSpec]) -> PoolDemandSpec | None:
+    """The most specific pool serving the job, or None."""
+    return _first_serving(job, _by_specificity(pools))
+
+
+def _first_serving(
+    job: JobRecord | JobEvent, ordered: Sequence[PoolDemandSpec]
+) -> PoolDemandSpec | None:
+    return next((pool for pool in ordered if pool.serves(job)), None)

@@ -7,13 +7,15 @@ runner without any naming convention, and a pool removed from the specs can stil
 drained. One listing per scope per cycle (conditional, so an unchanged list costs a 304).
 
 - online and busy -> busy; online and not busy -> idle; anything else -> unknown (never
-  stopped by the planner).
+  stopped by the planner), except:
+- a task older than `boot_timeout` whose runner is not online (never came up, or already
+  removed) and not flagged busy -> failed: the planner stops and replaces it.
 - A runner younger than `grace` seconds is unknown, whatever GitHub says: a runner that
   has just come online may be about to receive its job (other controllers lost jobs by
   reaping runners seconds after they registered).
-- `confirm_idle` does not trust the busy flag: it deregisters the runner, and GitHub's
+- `confirm_stoppable` does not trust the busy flag: it deregisters the runner, and GitHub's
   refusal (HTTP 422, the runner is running a job) is the authority. Only a runner that
-  GitHub agreed to remove is stopped.
+  GitHub agreed to remove (or that is gone) is stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..plan.state import RUNNER_NAME_TAG, SCOPE_TAG, ObservedTask, RunnerState
 from .client import GitHubClient, Runner, RunnerBusy, Scope
 
 DEFAULT_GRACE_SECONDS = 120.0
+DEFAULT_BOOT_TIMEOUT_SECONDS = 600.0  # instance pull + runner start; minutes on a cold host
 
 
 def scope_of_tag(value: str) -> Scope | None:
@@ -46,10 +49,12 @@ class GitHubRunnerStates:
         client: GitHubClient,
         grace: float = DEFAULT_GRACE_SECONDS,
         clock: Callable[[], float] = time.time,
+        boot_timeout: float = DEFAULT_BOOT_TIMEOUT_SECONDS,
     ) -> None:
         self.client = client
         self.grace = grace
         self.clock = clock
+        self.boot_timeout = boot_timeout
         self._runners: dict[Scope, dict[str, Runner]] = {}
 
     def states(self, tasks: Sequence[ObservedTask]) -> dict[str, RunnerState]:
@@ -61,11 +66,17 @@ class GitHubRunnerStates:
         }
         return {task.arn: self._state(task) for task in tasks}
 
-    def confirm_idle(self, task: ObservedTask) -> bool:
+    def listed(self) -> dict[Scope, dict[str, Runner]]:
+        """The runners of each scope as listed by the last `states` call, by name."""
+        return self._runners
+
+    def confirm_stoppable(self, task: ObservedTask) -> bool:
         """Deregister the task's runner; True only when GitHub removed it (so it may stop)."""
-        scope, runner = _scope(task), self._runner(task)
-        if scope is None or runner is None or self._young(task):
+        scope, runner, state = _scope(task), self._runner(task), self._state(task)
+        if scope is None or state not in (RunnerState.IDLE, RunnerState.FAILED):
             return False
+        if runner is None:
+            return True  # failed and not registered (any more): nothing can be lost
         try:
             return self.client.delete_runner(scope, runner.id)
         except RunnerBusy:
@@ -73,9 +84,13 @@ class GitHubRunnerStates:
 
     def _state(self, task: ObservedTask) -> RunnerState:
         runner = self._runner(task)
-        if runner is None or runner.status != "online" or self._young(task):
-            return RunnerState.UNKNOWN
-        return RunnerState.BUSY if runner.busy else RunnerState.IDLE
+        if runner is not None and runner.status == "online":
+            if self._young(task):
+                return RunnerState.UNKNOWN
+            return RunnerState.BUSY if runner.busy else RunnerState.IDLE
+        if (runner is None or not runner.busy) and self._boot_timed_out(task):
+            return RunnerState.FAILED
+        return RunnerState.UNKNOWN
 
     def _runner(self, task: ObservedTask) -> Runner | None:
         scope = _scope(task)
@@ -84,6 +99,15 @@ class GitHubRunnerStates:
 
     def _young(self, task: ObservedTask) -> bool:
         return task.started_at is None or self.clock() - task.started_at < self.grace
+
+    def _boot_timed_out(self, task: ObservedTask) -> bool:
+        """Old enough to have come online, and ours (tasks without our tags stay unknown)."""
+        return (
+            task.started_at is not None
+            and self.clock() - task.started_at >= self.boot_timeout
+            and _scope(task) is not None
+            and bool(task.tags.get(RUNNER_NAME_TAG))
+        )
 
 
 def _scope(task: ObservedTask) -> Scope | None:

@@ -47,6 +47,7 @@ class JobEvent:
     runner_name: str | None
     at: datetime.datetime  # when this state began (queued: created_at)
     created_at: datetime.datetime  # when the job was queued
+    started_at: datetime.datetime | None = None  # when a runner took it (in_progress, completed)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def parse_workflow_job(delivery: str, payload: Any) -> JobEvent:
         runner_name=job.get("runner_name"),
         at=_timestamp(moment) if moment else created,
         created_at=created,
+        started_at=_timestamp(job["started_at"]) if job.get("started_at") else None,
     )
 
 

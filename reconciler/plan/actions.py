@@ -118,6 +118,7 @@ class PoolSummary:
     unknown: int
     outdated: int
     count_reason: str = ""
+    failed: int = 0  # runners that never came online (being stopped and replaced)
 
     def to_json(self) -> dict[str, Any]:
         """The summary in the plan's JSON format."""
@@ -130,6 +131,7 @@ class PoolSummary:
             "idle": self.idle,
             "unknown": self.unknown,
             "outdated": self.outdated,
+            "failed": self.failed,
             "count_reason": self.count_reason,
         }
 

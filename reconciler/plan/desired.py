@@ -1,8 +1,9 @@
 """Rendering specs into desired state: task definitions, runner counts, capacity providers.
 
-Pure: the spec set, the time and the AWS region in, `DesiredState` out. The runner count
-here is max(min, idle target of the active schedule), clamped to max; demand-driven scaling
-(queued jobs) is added on top of it by the GitHub layer when that lands.
+Pure: the spec set, the time, the AWS region and each pool's pending jobs in,
+`DesiredState` out. A pool's target is clamp(busy + pending + idle target of the active
+schedule, min, max) (`DesiredPool.target`): the planner supplies `busy`, the demand book
+(`reconciler.github.demand`) supplies `pending`, already capped per repository.
 """
 
 from __future__ import annotations

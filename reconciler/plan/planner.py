@@ -2,7 +2,8 @@
 
 What it guarantees, whatever the inputs:
 - it never proposes to touch a resource without our ownership tags;
-- it never proposes to stop a task whose runner is busy or in an unknown state;
+- it never proposes to stop a task whose runner is busy or in an unknown state (only idle
+  runners, and runners that never came online within the boot timeout);
 - it proposes no deletion when the spec set had errors (a broken file is not a deletion);
 - its output is ordered by phase, then by address, so equal inputs give equal plans.
 """
@@ -382,6 +383,10 @@ def _plan_task_definition(pool: DesiredPool, observed: ObservedState, builder: _
 # ------------------------------------------------------------------ runner tasks
 
 
+#: runners that may be stopped (after the runner-state source confirms it right before)
+STOPPABLE = (RunnerState.IDLE, RunnerState.FAILED)
+
+
 def _state(task: ObservedTask, runner_states: Mapping[str, RunnerState]) -> RunnerState:
     return runner_states.get(task.arn, RunnerState.UNKNOWN)
 
@@ -400,6 +405,9 @@ def _plan_runner_tasks(
     misplaced = [t for t in tasks if t.cluster != pool.cluster]
     tasks = [t for t in tasks if t.cluster == pool.cluster]
     states = {t.arn: _state(t, runner_states) for t in tasks + misplaced}
+    failed = _oldest_first([t for t in tasks if states[t.arn] is RunnerState.FAILED])
+    running = len(tasks)
+    tasks = [t for t in tasks if t not in failed]  # replaced, so they do not count
     current = [t for t in tasks if t.spec_hash == pool.spec_hash]
     outdated = [t for t in tasks if t.spec_hash != pool.spec_hash]
     idle_outdated = _oldest_first([t for t in outdated if states[t.arn] is RunnerState.IDLE])
@@ -412,17 +420,20 @@ def _plan_runner_tasks(
             name=pool.name,
             cluster=pool.cluster,
             desired=target,
-            running=len(tasks),
+            running=running,
             busy=busy,
             idle=sum(1 for t in tasks if states[t.arn] is RunnerState.IDLE),
             unknown=sum(1 for t in tasks if states[t.arn] is RunnerState.UNKNOWN),
             outdated=len(outdated),
             count_reason=why,
+            failed=len(failed),
         )
     )
-    stop: list[ObservedTask] = [t for t in misplaced if states[t.arn] is RunnerState.IDLE]
+    stop = [t for t in misplaced if states[t.arn] in STOPPABLE]
     if stop:
         _stop(builder, pool, stop, f"runner moved to cluster {pool.cluster}")
+    if failed:
+        _stop(builder, pool, failed, "runner never came online (boot timeout): replaced")
     network = _resolve_network(pool, observed, builder)
     blocked = pool.name in builder.blocked_pools or network is None
     if blocked:
@@ -600,8 +611,8 @@ def _drain_pool(
     builder: _Builder,
 ) -> None:
     states = [_state(t, runner_states) for t in tasks]
-    idle = [t for t, state in zip(tasks, states, strict=True) if state is RunnerState.IDLE]
-    held = len(tasks) - len(idle)
+    stoppable = [t for t, state in zip(tasks, states, strict=True) if state in STOPPABLE]
+    held = len(tasks) - len(stoppable)
     builder.pools.append(
         PoolSummary(
             name=name,
@@ -609,14 +620,15 @@ def _drain_pool(
             desired=0,
             running=len(tasks),
             busy=states.count(RunnerState.BUSY),
-            idle=len(idle),
+            idle=states.count(RunnerState.IDLE),
             unknown=states.count(RunnerState.UNKNOWN),
             outdated=0,
             count_reason="pool removed from the specs",
+            failed=states.count(RunnerState.FAILED),
         )
     )
-    for cluster in sorted({t.cluster for t in idle}):
-        in_cluster = _oldest_first([t for t in idle if t.cluster == cluster])
+    for cluster in sorted({t.cluster for t in stoppable}):
+        in_cluster = _oldest_first([t for t in stoppable if t.cluster == cluster])
         builder.actions.append(
             Action(
                 "stop",
@@ -636,7 +648,7 @@ def _drain_pool(
             f"pool {name} is draining: {held} busy or unknown runner(s) finish first",
             name,
         )
-    in_use = {t.task_definition_arn for t in tasks if t not in idle}
+    in_use = {t.task_definition_arn for t in tasks if t not in stoppable}
     for revision in sorted(revisions, key=lambda r: r.revision):
         if revision.arn in in_use:
             continue

@@ -42,6 +42,7 @@ class RunnerState(StrEnum):
     IDLE = "idle"
     BUSY = "busy"
     UNKNOWN = "unknown"  # not registered yet, offline, or no source of runner state
+    FAILED = "failed"  # its runner never came online within the boot timeout: stopped
 
 
 # ---------------------------------------------------------------- desired

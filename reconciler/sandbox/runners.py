@@ -28,7 +28,7 @@ class TaskTagRunnerStates:
         """State by task ARN, from the tags already observed (no extra calls)."""
         return {task.arn: _state(task.tags) for task in tasks}
 
-    def confirm_idle(self, task: ObservedTask) -> bool:
+    def confirm_stoppable(self, task: ObservedTask) -> bool:
         """Describe the task again: is its runner still idle right now?"""
         response = self.clients.ecs.describe_tasks(
             cluster=task.cluster, tasks=[task.arn], include=["TAGS"]
