@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # botocore's DEBUG log prints request parameters and response bodies, JIT runner
+    # configurations included (ssm:PutParameter): never below INFO
+    logging.getLogger("botocore").setLevel(logging.INFO)
     try:
         return int(args.run(args))
     except KeyboardInterrupt:

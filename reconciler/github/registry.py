@@ -56,6 +56,7 @@ class GitHubRunnerStates:
         self.clock = clock
         self.boot_timeout = boot_timeout
         self._runners: dict[Scope, dict[str, Runner]] = {}
+        self._first_seen: dict[str, float] = {}  # for tasks reported without a start time
 
     def states(self, tasks: Sequence[ObservedTask]) -> dict[str, RunnerState]:
         """State by task ARN; lists the runners of each scope in use once."""
@@ -63,6 +64,11 @@ class GitHubRunnerStates:
         self._runners = {
             scope: {runner.name: runner for runner in self.client.list_runners(scope)}
             for scope in sorted(scopes, key=lambda s: (s.kind, s.name))
+        }
+        self._first_seen = {
+            task.arn: self._first_seen.get(task.arn, self.clock())
+            for task in tasks
+            if task.started_at is None
         }
         return {task.arn: self._state(task) for task in tasks}
 
@@ -97,14 +103,20 @@ class GitHubRunnerStates:
         name = task.tags.get(RUNNER_NAME_TAG, "")
         return self._runners.get(scope, {}).get(name) if scope else None
 
+    def _age(self, task: ObservedTask) -> float:
+        """Seconds since the task started; ECS always says when, else since first seen."""
+        started = task.started_at
+        if started is None:
+            started = self._first_seen.get(task.arn, self.clock())
+        return self.clock() - started
+
     def _young(self, task: ObservedTask) -> bool:
-        return task.started_at is None or self.clock() - task.started_at < self.grace
+        return self._age(task) < self.grace
 
     def _boot_timed_out(self, task: ObservedTask) -> bool:
         """Old enough to have come online, and ours (tasks without our tags stay unknown)."""
         return (
-            task.started_at is not None
-            and self.clock() - task.started_at >= self.boot_timeout
+            self._age(task) >= self.boot_timeout
             and _scope(task) is not None
             and bool(task.tags.get(RUNNER_NAME_TAG))
         )

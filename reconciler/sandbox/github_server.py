@@ -160,6 +160,14 @@ class FakeGitHub:
             self._groups_of(scope_path).append({"id": group_id, "name": name, "visibility": "all"})
             return group_id
 
+    def ensure_runner_group(self, scope_path: str, name: str) -> int:
+        """The id of the runner group `name`, created if missing."""
+        with self._lock:
+            for group in self._groups_of(scope_path):
+                if group["name"] == name:
+                    return int(group["id"])
+        return self.add_runner_group(scope_path, name)
+
     def add_runner(
         self,
         scope_path: str,
@@ -182,6 +190,14 @@ class FakeGitHub:
                     runner["status"], runner["busy"] = status, busy
                     return
         raise KeyError(f"no runner {name!r} in {scope_path}")
+
+    def remove_runner(self, scope_path: str, name: str) -> None:
+        """Remove a runner by name (GitHub does this to an ephemeral runner after its job)."""
+        with self._lock:
+            runners = self._runners.get(scope_path, {})
+            for runner_id, runner in list(runners.items()):
+                if runner["name"] == name:
+                    del runners[runner_id]
 
     def runners(self, scope_path: str) -> list[dict[str, Any]]:
         """Copies of the runners registered in a scope, in GitHub's JSON shape."""

@@ -5,6 +5,10 @@ specs (VPC, named subnets and security groups, clusters, launch templates and Au
 groups, roles, log groups), registers the groups' instances as ECS container instances,
 and simulates the runners in tasks. The reconciler talks to it through the same boto3 code
 path as to AWS, only with another endpoint URL.
+
+With `github=True` it also serves a simulated GitHub (`FakeGitHub` on 127.0.0.1, with the
+runner groups the specs name): the runner API the controller calls, and, through
+`GitHubWorld`, jobs that runner tasks take (see `world`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Self
 from ..aws.clients import AwsClients
 from ..spec.loader import SpecSet, load_specs
 from .agent import SimulatedEcsAgent
+from .github_server import FakeGitHub
 from .infrastructure import AsgPlan, InfrastructurePlan, SubnetPlan, seed_account
 from .runners import SimulatedRunners
 from .server import (
@@ -28,6 +33,7 @@ from .server import (
 )
 
 INSTANCES_PER_GROUP = 2
+SANDBOX_GITHUB_TOKEN = "sandbox-token"  # only the local simulated GitHub accepts it
 INSTANCE_TYPES = {"x86_64": "m6i.2xlarge", "arm64": "m7g.2xlarge"}
 
 
@@ -86,10 +92,14 @@ class Sandbox:
     """A running, seeded sandbox account. Use as a context manager."""
 
     def __init__(
-        self, spec_paths: Sequence[str | Path] = ("specs",), mode: ServerMode = "thread"
+        self,
+        spec_paths: Sequence[str | Path] = ("specs",),
+        mode: ServerMode = "thread",
+        github: bool = False,
     ) -> None:
         self.spec_paths = list(spec_paths)
         self.server = MotoServer(mode=mode)
+        self.github = FakeGitHub(tokens=[SANDBOX_GITHUB_TOKEN]) if github else None
         self.region = DEFAULT_REGION
         self.clusters: list[str] = []
         self._agent: SimulatedEcsAgent | None = None
@@ -106,6 +116,8 @@ class Sandbox:
         traceback: TracebackType | None,
     ) -> None:
         self.server.stop()
+        if self.github is not None:
+            self.github.close()
 
     @property
     def endpoint_url(self) -> str:
@@ -116,6 +128,8 @@ class Sandbox:
         """Start moto, seed the account for the specs, register container instances."""
         self.server.start()
         self.server.keep_tasks_running()
+        if self.github is not None:
+            self.github.start()
         self.seed(load_specs(self.spec_paths))
 
     def seed(self, spec_set: SpecSet) -> None:
@@ -126,6 +140,8 @@ class Sandbox:
         self._agent = SimulatedEcsAgent(self.endpoint_url, self.region)
         self._runners = SimulatedRunners(self.clients())
         self._agent.sync()
+        if self.github is not None:
+            _add_runner_groups(self.github, spec_set)
 
     def clients(self, read_only: bool = False) -> AwsClients:
         """AWS clients pointed at the sandbox."""
@@ -158,4 +174,22 @@ class Sandbox:
             "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_ACCESS_KEY,
             "ECS_RECONCILER_RUNNER_STATES": "task-tags",
-        }
+        } | (
+            {
+                "ECS_RECONCILER_RUNNER_STATES": "github",
+                "GITHUB_API_URL": self.github.url,
+                "GITHUB_TOKEN": SANDBOX_GITHUB_TOKEN,
+            }
+            if self.github is not None
+            else {}
+        )
+
+
+def _add_runner_groups(github: FakeGitHub, spec_set: SpecSet) -> None:
+    """The runner groups the pools name, in their enterprise or organization (idempotent)."""
+    for pool in spec_set.pools:
+        spec = pool.spec
+        if spec.scope.kind == "repository" or spec.runner_group == "Default":
+            continue
+        path = "/enterprises/" if spec.scope.kind == "enterprise" else "/orgs/"
+        github.ensure_runner_group(path + spec.scope.target, spec.runner_group)

@@ -1,0 +1,355 @@
+"""The sandbox's simulated GitHub world: jobs are queued, runner tasks come alive, work, exit.
+
+`GitHubWorld` plays GitHub and the runner image around a real controller:
+
+- **runners boot**: a runner task of ours that ECS (moto) runs reads its JIT parameter from
+  SSM, deletes it, and comes online in `FakeGitHub` as the runner it was registered as, just
+  as `deploy/runner-image/entrypoint.sh` does;
+- **jobs**: `queue_jobs` queues jobs for a repository; each tick GitHub assigns queued jobs,
+  oldest first, to idle online runners whose labels cover the job's and whose scope
+  (enterprise, organization, repository) includes the repository; the runner is busy for the
+  job's duration, then finishes: GitHub removes the ephemeral runner and its task exits;
+- **webhooks**: every state change is sent as a signed `workflow_job` delivery to the
+  controller's `/webhook`; deliveries that fail are retried next tick (GitHub's redelivery).
+
+It also keeps the evidence tests check: jobs whose runner's task was stopped mid-job
+(`interrupted`), and every JIT configuration a runner read (`jit_configs`), to prove none
+leaked into ECS or the logs. `BurstTraffic` queues bursts of jobs for the demo.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ..aws.clients import AwsClients
+from ..aws.observe import tag_dict
+from ..github.jit import PARAMETER_ENVIRONMENT
+from ..github.registry import scope_of_tag
+from ..plan.state import SCOPE_TAG, STARTED_BY
+from ..spec.loader import SpecSet
+from .github_server import FakeGitHub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimulatedJob:
+    """One workflow job and what happened to it (times are epoch seconds)."""
+
+    job_id: int
+    repository: str  # owner/name
+    labels: tuple[str, ...]
+    duration: float
+    created_at: float
+    started_at: float | None = None
+    completed_at: float | None = None
+    runner: str | None = None
+
+    @property
+    def organization(self) -> str:
+        """The repository's owner."""
+        return self.repository.split("/", 1)[0]
+
+    @property
+    def queue_wait(self) -> float | None:
+        """Seconds from queued to started, once started."""
+        return None if self.started_at is None else self.started_at - self.created_at
+
+
+@dataclass
+class _Runner:
+    task_arn: str
+    cluster: str
+    scope_kind: str
+    scope_name: str
+    scope_path: str
+    name: str
+    labels: frozenset[str]
+    job: SimulatedJob | None = None
+
+    def serves(self, job: SimulatedJob) -> bool:
+        if not {label.lower() for label in job.labels} <= self.labels:
+            return False
+        if self.scope_kind == "organization":
+            return job.organization.lower() == self.scope_name.lower()
+        if self.scope_kind == "repository":
+            return job.repository.lower() == self.scope_name.lower()
+        return True
+
+
+@dataclass
+class GitHubWorld:
+    """GitHub's job queue and the runners inside sandbox tasks; advance it with `tick()`."""
+
+    github: FakeGitHub
+    clients: AwsClients
+    clusters: Sequence[str]
+    webhook_url: str | None
+    secret: bytes
+    clock: Callable[[], float] = time.time
+    jobs: dict[int, SimulatedJob] = field(default_factory=dict)
+    interrupted: list[SimulatedJob] = field(default_factory=list)
+    jit_configs: list[str] = field(default_factory=list)
+    _runners: dict[str, _Runner] = field(default_factory=dict)
+    _done: set[str] = field(default_factory=set)
+    _outbox: deque[tuple[str, bytes]] = field(default_factory=deque)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
+
+    # ------------------------------------------------------------------ inputs
+
+    def queue_jobs(
+        self, repository: str, labels: Sequence[str], count: int = 1, duration: float = 5.0
+    ) -> list[SimulatedJob]:
+        """Queue `count` jobs of one repository (one `queued` delivery each)."""
+        now = self.clock()
+        queued = []
+        for _ in range(count):
+            job = SimulatedJob(next(self._ids), repository, tuple(labels), duration, now)
+            self.jobs[job.job_id] = job
+            self._send("queued", job)
+            queued.append(job)
+        return queued
+
+    def cancel(self, jobs: Sequence[SimulatedJob]) -> None:
+        """Cancel jobs still queued (a `completed` delivery, conclusion cancelled)."""
+        for job in jobs:
+            if job.started_at is None and job.completed_at is None:
+                job.completed_at = self.clock()
+                self._send("completed", job)
+
+    # ------------------------------------------------------------------ time passes
+
+    def tick(self) -> None:
+        """Runners boot, jobs finish, queued jobs are assigned, webhooks are delivered."""
+        self._observe_tasks()
+        self._finish_jobs()
+        self._assign_jobs()
+        self._deliver()
+
+    @property
+    def queued(self) -> list[SimulatedJob]:
+        """Jobs waiting for a runner, oldest first."""
+        return sorted(
+            (job for job in self.jobs.values() if job.started_at is None and not job.completed_at),
+            key=lambda job: (job.created_at, job.job_id),
+        )
+
+    @property
+    def busy_runners(self) -> int:
+        """Runners running a job now."""
+        return sum(1 for runner in self._runners.values() if runner.job is not None)
+
+    def _observe_tasks(self) -> None:
+        running: dict[str, dict[str, Any]] = {}
+        for cluster in self.clusters:
+            for task in self._running_tasks(cluster):
+                running[task["taskArn"]] = task
+        for arn, runner in list(self._runners.items()):
+            if arn not in running:  # the task stopped under its runner
+                del self._runners[arn]
+                self._done.add(arn)
+                if runner.job is not None and runner.job.completed_at is None:
+                    log.error("job %s lost: task %s stopped mid-job", runner.job.job_id, arn)
+                    self.interrupted.append(runner.job)
+        for arn, task in running.items():
+            if arn not in self._runners and arn not in self._done:
+                self._boot(task)
+
+    def _running_tasks(self, cluster: str) -> list[dict[str, Any]]:
+        ecs = self.clients.ecs
+        pages = ecs.get_paginator("list_tasks").paginate(
+            cluster=cluster, startedBy=STARTED_BY, desiredStatus="RUNNING"
+        )
+        arns = [arn for page in pages for arn in page["taskArns"]]
+        tasks: list[dict[str, Any]] = []
+        for start in range(0, len(arns), 100):
+            described = ecs.describe_tasks(
+                cluster=cluster, tasks=arns[start : start + 100], include=["TAGS"]
+            )
+            tasks += [t for t in described["tasks"] if t.get("lastStatus") == "RUNNING"]
+        return tasks
+
+    def _boot(self, task: dict[str, Any]) -> None:
+        """The runner image's entrypoint: fetch the JIT config, delete it, come online."""
+        parameter = _environment(task).get(PARAMETER_ENVIRONMENT)
+        scope = scope_of_tag(tag_dict(task.get("tags")).get(SCOPE_TAG, ""))
+        if parameter is None or scope is None:
+            self._done.add(task["taskArn"])  # not a JIT runner: nothing to simulate
+            return
+        ssm = self.clients.client("ssm")
+        try:
+            value = ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+        except ssm.exceptions.ParameterNotFound:
+            log.warning(
+                "task %s: JIT parameter %s missing; runner exits", task["taskArn"], parameter
+            )
+            self._stop(task["clusterArn"], task["taskArn"], "runner exited: no JIT configuration")
+            self._done.add(task["taskArn"])
+            return
+        ssm.delete_parameter(Name=parameter)
+        self.jit_configs.append(value)
+        name = json.loads(base64.b64decode(value))["name"]
+        registered = {r["name"]: r for r in self.github.runners(scope.path)}
+        if name not in registered:  # deregistered before it booted: the runner cannot start
+            self._stop(task["clusterArn"], task["taskArn"], "runner exited: registration gone")
+            self._done.add(task["taskArn"])
+            return
+        self.github.set_runner_status(scope.path, name, "online", busy=False)
+        labels = frozenset(label["name"].lower() for label in registered[name]["labels"])
+        self._runners[task["taskArn"]] = _Runner(
+            task["taskArn"], task["clusterArn"], scope.kind, scope.name, scope.path, name, labels
+        )
+
+    def _finish_jobs(self) -> None:
+        now = self.clock()
+        for runner in list(self._runners.values()):
+            job = runner.job
+            if job is None or job.started_at is None or now < job.started_at + job.duration:
+                continue
+            job.completed_at = now
+            self._send("completed", job)
+            self.github.remove_runner(runner.scope_path, runner.name)  # ephemeral: gone
+            self._stop(runner.cluster, runner.task_arn, "Essential container in task exited")
+            del self._runners[runner.task_arn]
+            self._done.add(runner.task_arn)
+
+    def _assign_jobs(self) -> None:
+        online = {
+            runner["name"]
+            for path in {r.scope_path for r in self._runners.values()}
+            for runner in self.github.runners(path)
+            if runner["status"] == "online"
+        }
+        for job in self.queued:
+            runner = next(
+                (
+                    r
+                    for r in sorted(self._runners.values(), key=lambda r: r.name)
+                    if r.job is None and r.name in online and r.serves(job)
+                ),
+                None,
+            )
+            if runner is None:
+                continue
+            runner.job = job
+            job.started_at, job.runner = self.clock(), runner.name
+            self.github.set_runner_status(runner.scope_path, runner.name, "online", busy=True)
+            self._send("in_progress", job)
+
+    def _stop(self, cluster: str, task_arn: str, reason: str) -> None:
+        self.clients.ecs.stop_task(cluster=cluster, task=task_arn, reason=reason)
+
+    # ------------------------------------------------------------------ webhooks
+
+    def _send(self, action: str, job: SimulatedJob) -> None:
+        if self.webhook_url is None:
+            return
+        payload = {
+            "action": action,
+            "workflow_job": {
+                "id": job.job_id,
+                "run_id": job.job_id,
+                "status": action,
+                "conclusion": None
+                if action != "completed"
+                else ("success" if job.started_at else "cancelled"),
+                "labels": list(job.labels),
+                "created_at": _iso(job.created_at),
+                "started_at": _iso(job.started_at) if job.started_at else None,
+                "completed_at": _iso(job.completed_at) if job.completed_at else None,
+                "runner_name": job.runner,
+            },
+            "repository": {"full_name": job.repository, "owner": {"login": job.organization}},
+            "organization": {"login": job.organization},
+        }
+        self._outbox.append((str(uuid.uuid4()), json.dumps(payload).encode()))
+
+    def _deliver(self) -> None:
+        """Send queued deliveries in order; stop at the first failure and retry next tick."""
+        while self._outbox and self.webhook_url is not None:
+            delivery, body = self._outbox[0]
+            signature = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+            headers = {
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "workflow_job",
+                "X-GitHub-Delivery": delivery,
+                "X-Hub-Signature-256": signature,
+            }
+            try:
+                response = httpx.post(self.webhook_url, content=body, headers=headers, timeout=5)
+            except httpx.HTTPError as error:
+                log.debug("webhook delivery failed (retried next tick): %s", error)
+                return
+            if response.status_code >= 500:
+                return
+            self._outbox.popleft()
+
+
+class BurstTraffic:
+    """Demo load: every `period` seconds, a burst of jobs for each pool, across repositories."""
+
+    def __init__(
+        self,
+        world: GitHubWorld,
+        spec_set: SpecSet,
+        period: float = 60.0,
+        seed: int = 7,
+    ) -> None:
+        self.world = world
+        self.period = period
+        self.random = random.Random(seed)
+        self.targets = [
+            (repository, tuple(pool.spec.labels))
+            for pool in spec_set.pools
+            for repository in _repositories(pool.spec.scope.kind, pool.spec.scope.target)
+        ]
+        self._next = world.clock() + 5.0
+
+    def tick(self) -> int:
+        """Queue the next burst when it is due; returns the jobs queued."""
+        if self.world.clock() < self._next:
+            return 0
+        self._next += self.period
+        queued = 0
+        for repository, labels in self.targets:
+            count = self.random.randint(0, 6)
+            for _ in range(count):
+                self.world.queue_jobs(repository, labels, duration=self.random.uniform(5, 30))
+            queued += count
+        return queued
+
+
+def _repositories(kind: str, target: str) -> list[str]:
+    if kind == "repository":
+        return [target]
+    owner = target if kind == "organization" else "acme"
+    return [f"{owner}/api", f"{owner}/web", f"{owner}/monorepo"]
+
+
+def _environment(task: dict[str, Any]) -> dict[str, str]:
+    overrides = task.get("overrides", {}).get("containerOverrides", [])
+    return {
+        variable["name"]: variable["value"]
+        for override in overrides
+        for variable in override.get("environment", [])
+    }
+
+
+def _iso(epoch: float) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

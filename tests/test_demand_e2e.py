@@ -1,0 +1,160 @@
+"""Demand-driven scaling end to end: moto (ECS, SSM, DynamoDB) + the simulated GitHub world.
+
+The real controller (JIT runners through SSM, GitHub runner states, the demand book in
+DynamoDB fed by signed webhooks over HTTP) runs cycle by cycle while `GitHubWorld` plays
+GitHub and the runner image: 30 jobs queued across 3 repositories with maxPerRepository 5.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.controller.loop import Controller, ControllerSettings
+from reconciler.controller.server import ControllerServer
+from reconciler.github import GitHubClient, TokenAuth
+from reconciler.github.demand import DemandBook, DynamoDemandStore
+from reconciler.github.jit import JitProvisioner
+from reconciler.github.registry import GitHubRunnerStates
+from reconciler.github.webhook import WebhookReceiver
+from reconciler.plan.guard import GuardPolicy
+from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from reconciler.sandbox.world import GitHubWorld
+
+POOL = "platform-linux-dind"
+LABELS = ("self-hosted", "linux", "x64", "dind")
+SECRET = b"webhook-secret"
+CAP = 5
+IDLE = 2
+
+
+@pytest.fixture
+def specs(tmp_path: Path) -> Path:
+    """The platform pool alone, small tasks (so 40 fit the sandbox's two instances), cap 5."""
+    repo = Path(__file__).resolve().parent.parent / "specs"
+    target = tmp_path / "specs"
+    target.mkdir()
+    (target / "capacity-providers.yaml").write_text((repo / "capacity-providers.yaml").read_text())
+    text = (repo / "org-platform-dind.yaml").read_text()
+    for old, new in (
+        ("cpu: 2048", "cpu: 512"),
+        ("memory: 4096", "memory: 1024"),
+        ("maxPerRepository: 10", f"maxPerRepository: {CAP}"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    (target / "org-platform-dind.yaml").write_text(text)
+    return target
+
+
+@pytest.fixture
+def sandbox(specs: Path) -> Iterator[Sandbox]:
+    with Sandbox([specs], mode="process", github=True) as running:
+        yield running
+
+
+def test_thirty_jobs_three_repositories_capped_served_and_back_to_idle(
+    sandbox: Sandbox, specs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="reconciler")
+    assert sandbox.github is not None
+    clients = sandbox.clients()
+    store = DynamoDemandStore(clients.client("dynamodb"))
+    store.ensure_table()
+    book = DemandBook(store)
+    with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
+        states = GitHubRunnerStates(github, grace=1.0, boot_timeout=120)
+        controller = Controller(
+            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
+            clients,
+            states,
+            provisioner=JitProvisioner(github, clients.client("ssm")),
+            demand=book,
+            github=github,
+        )
+        receiver = WebhookReceiver(SECRET, book, on_accept=controller.on_job_event)
+        server = ControllerServer(
+            "127.0.0.1", 0, controller.status, lambda: True, controller.metrics.render, receiver
+        )
+        server.start()
+        try:
+            world = GitHubWorld(
+                sandbox.github,
+                sandbox.clients(),
+                ["ci-runners"],
+                f"http://{server.address}/webhook",
+                SECRET,
+            )
+            described: list[dict] = []
+
+            def settle() -> int:
+                """Cycle until every job is done and the pool is its idle pool; peak of
+                runners not busy (started ahead of demand) seen meanwhile."""
+                peak = 0
+                for _ in range(150):
+                    cycle, result = controller.reconcile("test")
+                    assert result is None or result.ok, result.failed
+                    pending = Counter(
+                        job.repository for job in book.pending_jobs(POOL, cycle.demand_pools)
+                    )
+                    assert max(pending.values(), default=0) <= CAP, pending
+                    world.tick()
+                    arns = clients.ecs.list_tasks(cluster="ci-runners", desiredStatus="RUNNING")[
+                        "taskArns"
+                    ]
+                    if arns:
+                        described.append(
+                            clients.ecs.describe_tasks(cluster="ci-runners", tasks=arns)
+                        )
+                    peak = max(peak, len(arns) - world.busy_runners)
+                    summary = next(p for p in cycle.plan.pools if p.name == POOL)
+                    done = all(job.completed_at for job in world.jobs.values())
+                    if (
+                        done
+                        and summary.running == summary.idle == IDLE
+                        and not cycle.plan.has_changes
+                    ):
+                        return peak
+                    time.sleep(0.3)
+                pytest.fail(f"did not settle: {summary}, {len(world.queued)} job(s) queued")
+
+            for repository, count in (
+                ("platform/api", 20),
+                ("platform/web", 5),
+                ("platform/cli", 5),
+            ):
+                world.queue_jobs(repository, LABELS, count, duration=1.5)
+            world.tick()  # the queued deliveries reach /webhook
+            peak_not_busy = settle()
+            ran = list(world.jobs.values())
+            assert github.calls["DELETE /orgs/{org}/actions/runners/{runner_id}"] == 0
+
+            # 6 jobs queued: the 2 warm runners take 2 at once, runners start for the other
+            # 4, which are cancelled before a runner is up
+            docs = world.queue_jobs("platform/docs", LABELS, 6, duration=1.5)
+            world.tick()
+            cancelled = [job for job in docs if job.started_at is None]
+            controller.reconcile("jobs queued")
+            world.cancel(cancelled)
+            settle()
+        finally:
+            server.close()
+
+    assert len(ran) == 30
+    assert all(job.started_at and job.completed_at for job in ran), "a job never ran"
+    assert len({job.runner for job in ran}) == 30  # one fresh runner per job
+    assert world.interrupted == [], "a busy runner was stopped"
+    # never more started ahead of demand than 5 per repository (3 repositories) + the idle pool
+    assert peak_not_busy <= 3 * CAP + IDLE
+    # a cancelled job stops counting: its runner was surplus, deregistered first, then stopped
+    assert len(cancelled) == 4 and all(job.started_at is None for job in cancelled)
+    assert github.calls["DELETE /orgs/{org}/actions/runners/{runner_id}"] == 4
+    assert world.jit_configs, "no runner read a JIT configuration"
+    visible = repr(described) + caplog.text
+    for config in world.jit_configs:
+        assert config not in visible, "a JIT config appeared in DescribeTasks or a log line"
