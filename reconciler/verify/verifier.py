@@ -3,7 +3,7 @@
 `Verifier.spec_set` walks every document and asks the image and environment verifiers what
 it needs; `verify_new_images` checks the images of every task-definition revision a plan would
 register and adds a note per problem: an error (the plan must not be applied) for a missing
-image, a warning for one that could not be checked.
+ECR image, a warning for any other image that is missing or could not be checked.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..plan.actions import Action, Note, Plan
 from ..spec.loader import LoadedResource, SpecSet
 from ..spec.models import CapacityProvider, RunnerPool
 from .environment import EnvironmentVerifier
-from .images import ImageVerifier
+from .images import ImageReference, ImageVerifier
 from .registry import RegistryClient
 from .results import Check, Outcome, Report, ResourceChecks
 
@@ -107,21 +107,24 @@ class Verifier:
         ]
 
     def plan_notes(self, plan: Plan) -> list[Note]:
-        """A note per image of a new revision that is missing (error) or unverifiable."""
+        """A note per image of a new revision that is missing or could not be checked.
+
+        Only ECR answers are authoritative enough to refuse (error): a registry asked without
+        credentials may answer 404 for a private image, so its "not found" is a warning, like
+        an unreachable registry.
+        """
         notes: list[Note] = []
         for action in plan.actions:
             for container, image in registered_images(action):
                 outcome = self.images.check(image)
-                if outcome.status == "failed":
+                if outcome.status == "ok":
+                    continue
+                if outcome.status == "failed" and ImageReference.parse(image).ecr:
+                    message = f"{outcome.detail}; refusing to roll out the new revision"
                     notes.append(
-                        Note(
-                            "error",
-                            f"image {image} ({container}) of the new revision: "
-                            f"{outcome.detail}; refusing to roll it out",
-                            action.pool,
-                        )
+                        Note("error", f"image {image} ({container}): {message}", action.pool)
                     )
-                elif outcome.status == "skipped":
+                else:
                     notes.append(
                         Note(
                             "warning", f"image {image} ({container}): {outcome.detail}", action.pool
