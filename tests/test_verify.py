@@ -92,6 +92,12 @@ def test_verify_fails_naming_each_missing_thing(sandbox: Sandbox, specs: Path) -
     edit(pool, "role/ci-runners-task", "role/ci-runners-missing")
     edit(pool, "[ci-runners-private-a, ci-runners-private-c]", "[ci-runners-private-z]")
     edit(pool, "  scaling:\n", "  logging:\n    logGroup: /ci/missing\n  scaling:\n")
+    edit(
+        pool,
+        "  secrets:\n",
+        "  secrets:\n    - name: SSM_TOKEN\n"
+        "      valueFrom: arn:aws:ssm:us-east-1:123456789012:parameter/ci/missing\n",
+    )
     iam = sandbox.server.client("iam")
     iam.create_role(
         RoleName="not-for-ecs",
@@ -117,6 +123,8 @@ def test_verify_fails_naming_each_missing_thing(sandbox: Sandbox, specs: Path) -
     assert "IAM role arn:aws:iam::123456789012:role/ci-runners-missing does not exist" in failures
     assert "CloudWatch log group /ci/missing does not exist" in failures
     assert "no subnet has the ID or the (unique) Name tag 'ci-runners-private-z'" in failures
+    assert "SSM parameter /ci/missing does not exist in us-east-1" in failures
+    assert "Secret[NPM_TOKEN: " not in failures
     assert "role/not-for-ecs cannot be assumed by ECS tasks" in failures
     assert "RunnerPool/platform-linux-dind" not in failures
     assert "--> [NG]" in result.stdout
