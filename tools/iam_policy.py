@@ -4,8 +4,9 @@ Static analysis (Python `ast`) finds every boto3 operation the code can call: at
 on a client (`self.clients.ecs.describe_tasks`, `ecs = self.clients.ecs; ecs.run_task`,
 `self.dynamodb.update_item`), `get_paginator("op")` and `get_waiter("name")`. A client is an
 expression whose last name is a client name: the attributes `AwsClients` creates in
-`reconciler/aws/clients.py` (`self.ecs = session.client("ecs", ...)`) and every service
-created with `.client("service")` (the lease's DynamoDB client, kept as `self.dynamodb`).
+`reconciler/aws/clients.py` (`self.ecs = session.client("ecs", ...)`), the name a
+`.client("service")` is assigned to, or the service's name when it is passed on unassigned
+(the lease's DynamoDB client, kept as `self.dynamodb`).
 `reconciler/sandbox/` is excluded: it only talks to a local moto server.
 
 botocore's service model maps each method to its API name exactly (`method_to_api_mapping`)
@@ -55,6 +56,9 @@ IMPLIED = {
     # PutParameter with Tags is also authorized as AddTagsToResource
     "ssm:PutParameter": ["ssm:AddTagsToResource"],
 }
+
+# Reads IAM cannot scope to a resource (Resource must be "*"): ReadOnly, whatever SCOPED says.
+UNSCOPABLE_READS = {"ssm:DescribeParameters"}  # `verify` looks secret parameters up by name
 
 # Statement layout: (Sid, actions it may hold, Resource, Condition). An action goes into the
 # first statement that lists it; reads go to ReadOnly; anything else to UnscopedWrites.
@@ -151,10 +155,9 @@ def client_names(modules: list[tuple[Path, ast.Module]]) -> dict[str, str]:
             service = _string_arg(node)
             if service is None:
                 continue
-            names[service] = service
-            parent = _assigned_to(tree, node)
-            if parent:
-                names[parent] = service
+            # The name it is kept under, else the service's own name (`spec.iam` is no client
+            # when the IAM client is kept as `self._iam`).
+            names[_assigned_to(tree, node) or service] = service
     return names
 
 
@@ -244,14 +247,16 @@ def build_policy(actions: Iterable[str], read_only: bool = False) -> dict[str, A
     actions = sorted(set(actions))
     if read_only:  # `plan` reads ECS, EC2 and Auto Scaling; lease, demand and JIT parameters
         # are the controller's
-        actions = [a for a in actions if _is_read(a) and not a.startswith(("dynamodb:", "ssm:"))]
+        controller_only = ("dynamodb:", "ssm:GetParametersByPath")
+        actions = [a for a in actions if _is_read(a) and not a.startswith(controller_only)]
     placed: dict[str, list[str]] = {}
     for action in actions:
         sid = next(
             (
                 s
                 for s, members, _, _ in SCOPED
-                if action in members or f"{action.split(':')[0]}:*" in members
+                if action not in UNSCOPABLE_READS
+                and (action in members or f"{action.split(':')[0]}:*" in members)
             ),
             "ReadOnly" if _is_read(action) else "UnscopedWrites",
         )

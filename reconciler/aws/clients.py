@@ -72,9 +72,12 @@ class AwsClients:
             client.meta.events.register("before-call", self._before_call)
         self._session, self._options = session, options
 
-    def client(self, service: str) -> Any:
-        """Another client from the same session and configuration, counted the same way."""
-        client = self._session.client(service, **self._options)
+    def client(self, service: str, region: str | None = None) -> Any:
+        """Another client from the same session and configuration, counted the same way.
+
+        `region` overrides the session's, for resources named by ARN in another region.
+        """
+        client = self._session.client(service, region_name=region, **self._options)
         client.meta.events.register("before-call", self._before_call)
         return client
 

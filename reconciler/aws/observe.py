@@ -212,14 +212,24 @@ class Observer:
         subnets = {ref for pool in desired.pools.values() for ref in pool.subnets}
         groups = {ref for pool in desired.pools.values() for ref in pool.security_groups}
         try:
-            state.subnets.update(
-                self._resolve(subnets, "subnet-", "subnet-id", "Subnets", "SubnetId")
-            )
-            state.security_groups.update(
-                self._resolve(groups, "sg-", "group-id", "SecurityGroups", "GroupId")
-            )
+            resolved_subnets, resolved_groups = self.resolve_network(subnets, groups)
         except AWS_ERRORS as error:
             state.problems["network"] = f"cannot resolve subnets / security groups: {error}"
+            return
+        state.subnets.update(resolved_subnets)
+        state.security_groups.update(resolved_groups)
+
+    def resolve_network(
+        self, subnets: set[str], security_groups: set[str]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Subnet and security group references (IDs or Name tags) mapped to the IDs found.
+
+        A reference that is missing or ambiguous is absent from the result.
+        """
+        return (
+            self._resolve(subnets, "subnet-", "subnet-id", "Subnets", "SubnetId"),
+            self._resolve(security_groups, "sg-", "group-id", "SecurityGroups", "GroupId"),
+        )
 
     def _resolve(
         self, references: set[str], id_prefix: str, id_filter: str, key: str, id_key: str

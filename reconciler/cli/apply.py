@@ -3,12 +3,15 @@
 Like terraform: on a terminal it asks for "yes"; without one it refuses unless
 `--auto-approve`. Refuses a spec set with errors, and guards the blast radius: stopping more
 than `--max-stop-share` of a pool's runners, or removing a pool or capacity provider, needs
-explicit consent. Exit 0 when everything applied (or nothing to do), 1 otherwise.
+explicit consent. Verifies the images of every revision it would register first: when one
+is missing, nothing at all is applied. Exit 0 when everything applied (or nothing to do),
+1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -18,6 +21,7 @@ from ..aws.observe import Observer
 from ..plan.guard import DEFAULT_MAX_STOP_SHARE, GuardPolicy, refused_actions
 from ..plan.render_text import render_text
 from ..reconcile import Cycle, plan_cycle
+from ..verify import verify_new_images
 from .common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -78,9 +82,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     source = runner_state_source(args, clients)
     cycle = plan_cycle(spec_paths(args), Observer(clients), source, args.now)
+    image_notes = verify_new_images(cycle.plan, clients)
+    plan = dataclasses.replace(cycle.plan, notes=(*cycle.plan.notes, *image_notes))
+    cycle = dataclasses.replace(cycle, plan=plan)
     print(render_text(cycle.plan), end="")
     if cycle.plan.spec_errors:
         print("\nerror: the specs have errors; nothing is applied. Fix them and run again.")
+        return EXIT_ERROR
+    if any(note.severity == "error" for note in image_notes):
+        print("\nerror: an image of a new revision is missing (see Notes); nothing is applied.")
         return EXIT_ERROR
     if not cycle.plan.has_changes:
         return EXIT_OK

@@ -3,12 +3,15 @@
 Live (default): the AWS clients are built read-only, so any mutating operation is refused
 before it is sent. `--base REF`: compare the specs at a git revision with the working tree,
 without AWS credentials at all. `--policy NAME|FILE`: check the plan against a policy (the
-automerge gate). Exit codes: 0 no changes, 2 changes present, 1 error, 3 policy failed.
+automerge gate). The images of every revision the plan would register are verified: a
+missing ECR image is an error note. Exit codes: 0 no changes, 2 changes present, 1 error,
+3 policy failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import sys
 from pathlib import Path
@@ -22,6 +25,7 @@ from ..plan.specdiff import diff_spec_sets
 from ..reconcile import plan_cycle
 from ..spec.gitrev import GitRevisionError, load_specs_at
 from ..spec.loader import load_specs
+from ..verify import verify_new_images
 from .common import (
     EXIT_ERROR,
     add_aws_options,
@@ -79,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 def _live_plan(args: argparse.Namespace) -> Plan:
     clients = AwsClients(region=args.region, profile=args.profile, read_only=True)
     source = runner_state_source(args, clients)
-    return plan_cycle(spec_paths(args), Observer(clients), source, args.now).plan
+    plan = plan_cycle(spec_paths(args), Observer(clients), source, args.now).plan
+    return dataclasses.replace(plan, notes=(*plan.notes, *verify_new_images(plan, clients)))
 
 
 def _base_plan(args: argparse.Namespace) -> Plan:

@@ -10,7 +10,12 @@ instances. ``SimulatedEcsAgent.sync`` closes that gap, idempotently:
   and the standard ``ecs.*`` attributes (architecture from the AMI);
 * container instances whose EC2 instance is gone (terminated, shutting down, or unknown) have
   their running tasks stopped ("Host EC2 (instance i-...) terminated.", as ECS reports it) and are
-  deregistered.
+  deregistered;
+* a new task whose ECR image is not in the sandbox's ECR is stopped with ECS's
+  ``CannotPullContainerError: ...`` reason (images of other registries always "pull": the sandbox
+  is offline); a task running an image marked with ``crash_image`` is stopped on the next sync
+  with "Essential container in task exited". moto keeps every container's exitCode at 0 and has
+  no stopCode, so the task's stoppedReason is the only evidence, as the reconciler reads it.
 
 moto ignores ``totalResources`` and ``attributes`` in RegisterContainerInstance (it always
 registers 4096 CPU / 7482 MiB); the agent still sends them as the real agent does, and writes the
@@ -28,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..verify.images import ImageReference, find_ecr_image
 from .server import MOTO_ACCOUNT_ID, sandbox_client
 
 logger = logging.getLogger(__name__)
@@ -38,6 +44,12 @@ _GONE_STATES = frozenset({"shutting-down", "terminated"})
 #: 7482 MiB, the value moto hardcodes for every container instance.
 _REGISTERED_MEMORY_RATIO = 7482 / 8192
 _RESERVED_PORTS = ["22", "2375", "2376", "51678", "51679"]
+#: What ECS reports for a task whose image is missing, and for one whose container exited.
+PULL_FAILURE = (
+    "CannotPullContainerError: pull image manifest has been retried 5 time(s): "
+    "failed to resolve ref {image}: not found"
+)
+CRASH = "Essential container in task exited"
 #: Capability attributes the real agent advertises that matter for runner task definitions.
 _CAPABILITIES = (
     "ecs.capability.task-eni",
@@ -87,12 +99,17 @@ class SimulatedEcsAgent:
         self.auto_scaling_groups = (
             sorted(auto_scaling_groups) if auto_scaling_groups is not None else None
         )
+        self._endpoint_url = endpoint_url
         self._ec2 = sandbox_client("ec2", endpoint_url, region)
         self._ecs = sandbox_client("ecs", endpoint_url, region)
         self._autoscaling = sandbox_client("autoscaling", endpoint_url, region)
         self._instance_type_cache: dict[str, tuple[int, int]] = {}
         self._architecture_cache: dict[str, str] = {}
         self._cluster_cache: dict[tuple[str, str], str | None] = {}
+        self._images_cache: dict[str, list[str]] = {}
+        self._ecr_by_region: dict[str, Any] = {}
+        self._crashing: set[str] = set()
+        self._started: set[str] = set()
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -125,7 +142,12 @@ class SimulatedEcsAgent:
                         "deregistered %s (host %s gone)", container_instance_arn, instance_id
                     )
                     result.deregistered.append(container_instance_arn)
+        result.stopped_tasks += self._run_containers()
         return result
+
+    def crash_image(self, image: str) -> None:
+        """Make tasks using `image` exit right after they started (on the next sync)."""
+        self._crashing.add(image)
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -284,9 +306,7 @@ class SimulatedEcsAgent:
         )
         return arn
 
-    def _stop_tasks_on(
-        self, cluster: str, container_instance_arn: str, instance_id: str
-    ) -> list[str]:
+    def _running_tasks(self, cluster: str) -> list[dict[str, Any]]:
         task_arns = [
             arn
             for page in self._ecs.get_paginator("list_tasks").paginate(
@@ -294,17 +314,81 @@ class SimulatedEcsAgent:
             )
             for arn in page["taskArns"]
         ]
+        return [
+            task
+            for chunk in _chunks(task_arns, 100)
+            for task in self._ecs.describe_tasks(cluster=cluster, tasks=chunk)["tasks"]
+        ]
+
+    def _stop_tasks_on(
+        self, cluster: str, container_instance_arn: str, instance_id: str
+    ) -> list[str]:
         stopped: list[str] = []
-        for chunk in _chunks(task_arns, 100):
-            for task in self._ecs.describe_tasks(cluster=cluster, tasks=chunk)["tasks"]:
-                if task.get("containerInstanceArn") == container_instance_arn:
-                    self._ecs.stop_task(
-                        cluster=cluster,
-                        task=task["taskArn"],
-                        reason=f"Host EC2 (instance {instance_id}) terminated.",
-                    )
-                    stopped.append(task["taskArn"])
+        for task in self._running_tasks(cluster):
+            if task.get("containerInstanceArn") == container_instance_arn:
+                self._ecs.stop_task(
+                    cluster=cluster,
+                    task=task["taskArn"],
+                    reason=f"Host EC2 (instance {instance_id}) terminated.",
+                )
+                stopped.append(task["taskArn"])
         return stopped
+
+    # -- containers ------------------------------------------------------------------------------
+
+    def _run_containers(self) -> list[str]:
+        """Pull the images of new tasks (stop those that cannot), crash the marked ones."""
+        stopped: list[str] = []
+        running: set[str] = set()
+        pullable: dict[str, bool] = {}
+        for cluster in self._clusters():
+            for task in self._running_tasks(cluster):
+                arn = task["taskArn"]
+                reason = self._stop_reason(
+                    arn, self._images_of(task["taskDefinitionArn"]), pullable
+                )
+                if reason is None:
+                    running.add(arn)
+                    continue
+                self._ecs.stop_task(cluster=cluster, task=arn, reason=reason)
+                logger.info("stopped %s: %s", arn, reason)
+                stopped.append(arn)
+        self._started &= running
+        return stopped
+
+    def _stop_reason(
+        self, task_arn: str, images: list[str], pullable: dict[str, bool]
+    ) -> str | None:
+        """Why a running task stops now: a new one cannot pull an image, a started one crashes."""
+        if task_arn in self._started:
+            return CRASH if self._crashing.intersection(images) else None
+        missing = [image for image in images if not self._pullable(image, pullable)]
+        if missing:
+            return PULL_FAILURE.format(image=missing[0])
+        self._started.add(task_arn)
+        return None
+
+    def _images_of(self, task_definition_arn: str) -> list[str]:
+        if task_definition_arn not in self._images_cache:
+            definition = self._ecs.describe_task_definition(taskDefinition=task_definition_arn)
+            self._images_cache[task_definition_arn] = [
+                c["image"] for c in definition["taskDefinition"]["containerDefinitions"]
+            ]
+        return self._images_cache[task_definition_arn]
+
+    def _pullable(self, image: str, known: dict[str, bool]) -> bool:
+        """Whether the image is in the sandbox's ECR; other registries' images always are."""
+        if image not in known:
+            reference = ImageReference.parse(image)
+            if reference.ecr is None:
+                known[image] = True
+            else:
+                region = reference.ecr[1]
+                if region not in self._ecr_by_region:
+                    self._ecr_by_region[region] = sandbox_client("ecr", self._endpoint_url, region)
+                outcome = find_ecr_image(self._ecr_by_region[region], reference)
+                known[image] = outcome.status == "ok"
+        return known[image]
 
 
 def _cluster_from_user_data(user_data_b64: str) -> str | None:

@@ -2,9 +2,10 @@
 
 This module owns the "platform" side of a fake account: one VPC, named subnets and security
 groups, ECS clusters, and per Auto Scaling group a launch template (ECS-optimized AMI of the
-right architecture, user data that joins the cluster) plus the group itself; optionally IAM roles
-and CloudWatch log groups. It deliberately does not create capacity providers or task
-definitions: those belong to the reconciler.
+right architecture, user data that joins the cluster) plus the group itself; optionally IAM roles,
+CloudWatch log groups, secrets, and ECR repositories with the images CI would have pushed (a
+manifest each, so DescribeImages / BatchGetImage find them). It deliberately does not create
+capacity providers or task definitions: those belong to the reconciler.
 
 ``seed_account`` is idempotent: every resource is looked up first (by ``Name`` tag, or by its
 unique name where the service has one) and only created when missing, so seeding twice returns the
@@ -16,6 +17,7 @@ keep their desired capacity, as Terraform configurations for ECS-managed scaling
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,8 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from ..verify.environment import ssm_parameter_name
+from ..verify.images import ImageReference
 from .server import sandbox_client
 
 logger = logging.getLogger(__name__)
@@ -77,6 +81,8 @@ class InfrastructurePlan:
     auto_scaling_groups: Sequence[AsgPlan] = ()
     log_groups: Sequence[str] = ()
     roles: Sequence[str] = ()
+    images: Sequence[str] = ()  # ECR image references
+    secrets: Sequence[str] = ()  # Secrets Manager / SSM parameter ARNs
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,10 @@ def seed_account(endpoint_url: str, region: str, plan: InfrastructurePlan) -> Se
     role_arns = {name: seeder.ensure_role(name) for name in plan.roles}
     for name in plan.log_groups:
         seeder.ensure_log_group(name)
+    for arn in plan.secrets:
+        seeder.ensure_secret(arn)
+    for reference in plan.images:
+        push_image(endpoint_url, reference)
     launch_template_ids: dict[str, str] = {}
     asg_arns: dict[str, str] = {}
     for asg in plan.auto_scaling_groups:
@@ -275,6 +285,25 @@ class _Seeder:
         logs.create_log_group(logGroupName=name)
         logger.info("created log group %s", name)
 
+    def ensure_secret(self, arn: str) -> None:
+        region = arn.split(":")[3]
+        if ":secretsmanager:" in arn:
+            secrets = sandbox_client("secretsmanager", self._endpoint_url, region)
+            # moto finds a secret by a full ARN's last segment, so that is the name to create.
+            name = arn.split(":secret:", 1)[1]
+            try:
+                secrets.describe_secret(SecretId=arn)
+            except secrets.exceptions.ResourceNotFoundException:
+                secrets.create_secret(Name=name, SecretString="sandbox")
+                logger.info("created secret %s", name)
+            return
+        ssm = sandbox_client("ssm", self._endpoint_url, region)
+        try:
+            ssm.put_parameter(Name=ssm_parameter_name(arn), Value="sandbox", Type="SecureString")
+            logger.info("created parameter %s", ssm_parameter_name(arn))
+        except ssm.exceptions.ParameterAlreadyExists:
+            pass
+
     def ami_for(self, architecture: Architecture) -> str:
         """The newest Amazon-owned, ECS-optimized if possible, AMI for ``architecture``."""
         if architecture in self._ami_by_architecture:
@@ -362,3 +391,45 @@ class _Seeder:
         logger.info("created auto scaling group %s", asg.name)
         arn = created["AutoScalingGroupARN"]
         return arn
+
+
+def push_image(endpoint_url: str, reference: str) -> None:
+    """Put `reference` (an ECR image) in the sandbox's ECR, creating its repository if needed.
+
+    The manifest is a small Docker v2 manifest derived from the reference (unique per image);
+    with a digest in the reference, the image is stored under that digest.
+    """
+    image = ImageReference.parse(reference)
+    if image.ecr is None:
+        raise SeedError(f"{reference} is not an ECR image (<account>.dkr.ecr.<region>...)")
+    ecr = sandbox_client("ecr", endpoint_url, image.ecr[1])
+    try:
+        ecr.create_repository(repositoryName=image.name)
+        logger.info("created ECR repository %s", image.name)
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        pass
+    image_id = {"imageDigest": image.digest} if image.digest else {"imageTag": image.tag}
+    try:
+        ecr.describe_images(repositoryName=image.name, imageIds=[image_id])
+        return
+    except ecr.exceptions.ImageNotFoundException:
+        pass
+    seed = hashlib.sha256(reference.encode()).hexdigest()
+    layer = {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 0}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 0,
+            "digest": f"sha256:{seed}",
+        },
+        "layers": [{**layer, "digest": f"sha256:{seed}"}],
+    }
+    ecr.put_image(
+        repositoryName=image.name,
+        imageManifest=json.dumps(manifest),
+        **({"imageTag": image.tag} if image.tag else {}),
+        **({"imageDigest": image.digest} if image.digest else {}),
+    )
+    logger.info("pushed %s to the sandbox ECR", reference)

@@ -2,9 +2,10 @@
 
 `Sandbox` starts moto on 127.0.0.1, creates what Terraform would have created for the
 specs (VPC, named subnets and security groups, clusters, launch templates and Auto Scaling
-groups, roles, log groups), registers the groups' instances as ECS container instances,
-and simulates the runners in tasks. The reconciler talks to it through the same boto3 code
-path as to AWS, only with another endpoint URL.
+groups, roles, log groups, secrets, the specs' ECR images as CI would have pushed them),
+registers the groups' instances as ECS container instances, and simulates the runners in
+tasks. The reconciler talks to it through the same boto3 code path as to AWS, only with
+another endpoint URL.
 
 With `github=True` it also serves a simulated GitHub (`FakeGitHub` on 127.0.0.1, with the
 runner groups the specs name): the runner API the controller calls, and, through
@@ -20,6 +21,7 @@ from typing import Self
 
 from ..aws.clients import AwsClients
 from ..spec.loader import SpecSet, load_specs
+from ..verify.images import ImageReference
 from .agent import SimulatedEcsAgent
 from .github_server import FakeGitHub
 from .infrastructure import AsgPlan, InfrastructurePlan, SubnetPlan, seed_account
@@ -81,6 +83,15 @@ def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
         ],
         log_groups=sorted({p.spec.logging.log_group for p in spec_set.pools}),
         roles=roles,
+        images=sorted(
+            {
+                image
+                for p in spec_set.pools
+                for image in (p.spec.runner.image, p.spec.docker.image)
+                if image and ImageReference.parse(image).ecr
+            }
+        ),
+        secrets=sorted({s.value_from for p in spec_set.pools for s in p.spec.secrets}),
     )
 
 
@@ -151,6 +162,12 @@ class Sandbox:
             read_only=read_only,
             credentials=(SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY),
         )
+
+    @property
+    def agent(self) -> SimulatedEcsAgent:
+        """The simulated ECS agent (to make an image crash after start...)."""
+        assert self._agent is not None, "sandbox not started"
+        return self._agent
 
     @property
     def runners(self) -> SimulatedRunners:
