@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from ..spec.models import RunnerPool
 from .webhook import JobEvent
 
 #: how far each action moves a job; waiting and queued share a rank (either may follow the other)
@@ -63,6 +64,18 @@ class PoolDemandSpec:
         if self.scope_kind == "repository":
             return job.repository.lower() == self.scope_name.lower()
         return self.scope_kind == "enterprise"
+
+
+def pool_demand_spec(pool: RunnerPool) -> PoolDemandSpec:
+    """The demand book's view of a RunnerPool spec: scope, labels, per-repository cap."""
+    spec = pool.spec
+    return PoolDemandSpec(
+        name=pool.metadata.name,
+        scope_kind=spec.scope.kind,
+        scope_name=spec.scope.target,
+        labels=frozenset(spec.labels),
+        max_per_repository=spec.scaling.max_per_repository,
+    )
 
 
 @dataclass(frozen=True)
