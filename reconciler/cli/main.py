@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
-from . import apply, plan, run, sandbox, schema, status, validate
+from . import apply, plan, run, sandbox, schema, simulate, status, trace, validate
 
-VERBS = (validate, plan, apply, run, status, schema, sandbox)
+VERBS = (validate, plan, apply, run, status, schema, sandbox, trace, simulate)
 EXIT_ERROR = 1
 
 

@@ -156,6 +156,7 @@ class Totals:
 
     busy_s: float = 0.0
     idle_s: float = 0.0
+    idle_s_by_pool: dict[str, float] = field(default_factory=dict)
     starting_s: float = 0.0
     instance_s: float = 0.0
     vcpu_s: float = 0.0
@@ -195,14 +196,14 @@ class World:
         self.completed = 0
         self._idle: dict[str, dict[Runner, None]] = {name: {} for name in self.pools}
         self._serves: dict[str, set[tuple[Any, ...]]] = {name: set() for name in self.pools}
-        self._queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._queue: list[tuple[float, int, Callable[..., object], tuple[Any, ...]]] = []
         self._sequence = itertools.count()
         self._ids = itertools.count(1)
         self._progress = progress
 
     # ------------------------------------------------------------------ clock
 
-    def at(self, moment: float, action: Callable[..., None], *args: Any) -> None:
+    def at(self, moment: float, action: Callable[..., object], *args: Any) -> None:
         """Run `action(*args)` at simulated time `moment` (not before now)."""
         heapq.heappush(self._queue, (max(moment, self.now), next(self._sequence), action, args))
 
@@ -331,8 +332,15 @@ class World:
 
     def _leave_idle(self, runner: Runner) -> None:
         if runner.state == "idle":
-            self.totals.idle_s += self.now - runner.idle_since
+            self._add_idle(runner)
             del self._idle[runner.pool.name][runner]
+
+    def _add_idle(self, runner: Runner) -> None:
+        seconds, totals = self.now - runner.idle_since, self.totals
+        totals.idle_s += seconds
+        totals.idle_s_by_pool[runner.pool.name] = (
+            totals.idle_s_by_pool.get(runner.pool.name, 0.0) + seconds
+        )
 
     # ------------------------------------------------------------------ ECS (policy API)
 
@@ -464,7 +472,7 @@ class World:
     def _account_runner(self, runner: Runner) -> None:
         """Close a still-running runner's books at the end of the run."""
         if runner.state == "idle":
-            self.totals.idle_s += self.now - runner.idle_since
+            self._add_idle(runner)
         elif runner.state in ("provisioning", "starting"):
             self.totals.starting_s += self.now - runner.requested
 
