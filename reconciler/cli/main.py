@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
-from . import apply, plan, run, sandbox, schema, status, validate, verify
+from . import apply, plan, run, sandbox, schema, simulate, status, trace, validate, verify
 
-VERBS = (validate, verify, plan, apply, run, status, schema, sandbox)
+VERBS = (validate, verify, plan, apply, run, status, schema, sandbox, trace, simulate)
 EXIT_ERROR = 1
 
 

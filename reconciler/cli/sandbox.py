@@ -1,13 +1,16 @@
 """`ecs-reconciler sandbox`: the whole loop on a local, seeded AWS account (moto over HTTP).
 
 `sandbox` (or `sandbox run`): validate -> plan -> apply -> plan; exits 0 only if the last
-plan is empty. `sandbox serve`: keep a seeded endpoint running (simulated ECS agent and
-runners included) and print the `export` lines that point `plan`, `apply` or the AWS CLI at it.
+plan is empty. `sandbox live` (`make run`): the controller with a simulated GitHub sending
+bursts of jobs, and a live view of pools and runners. `sandbox serve`: keep a seeded AWS
+endpoint and simulated GitHub running (ECS agent, runners and jobs included) and print the
+`export` lines that point `plan`, `apply`, `run` or the AWS CLI at them.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import signal
 import sys
 import threading
@@ -17,14 +20,23 @@ from typing import Any
 from ..aws.observe import Observer
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
+from ..github import GitHubClient, TokenAuth
+from ..github.demand import DemandBook, DynamoDemandStore
+from ..github.janitor import RunnerJanitor
+from ..github.jit import JitProvisioner
+from ..github.registry import GitHubRunnerStates
+from ..github.webhook import WebhookReceiver
 from ..plan.guard import GuardPolicy
 from ..plan.render_text import render_text
 from ..reconcile import plan_cycle
 from ..sandbox.runners import TaskTagRunnerStates
-from ..sandbox.scenario import Sandbox
+from ..sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from ..sandbox.world import BurstTraffic, GitHubWorld
 from ..spec.diagnostics import render_text as render_diagnostics
+from ..spec.loader import load_specs
 from .apply import apply_cycle
 from .common import EXIT_ERROR, EXIT_OK
+from .run import WEBHOOK_SECRET_ENV
 from .status import render as render_status
 from .validate import describe_pool, summary
 
@@ -44,6 +56,24 @@ def register(verbs: Any) -> None:
     parser.add_argument(
         "--specs", action="append", metavar="PATH", help="spec file or directory (default specs/)"
     )
+    parser.add_argument(
+        "--burst-period",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="live: queue a burst of simulated jobs this often (default 60)",
+    )
+    parser.add_argument(
+        "--webhook-url",
+        default="http://127.0.0.1:8080/webhook",
+        help="serve: where the simulated GitHub sends workflow_job webhooks",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="live: stop after this long (default: until Ctrl-C)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -51,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo loop or serve."""
     paths = list(args.specs or ["specs"])
     if args.mode == "serve":
-        return serve(paths)
+        return serve(paths, args.webhook_url, args.burst_period)
     if args.mode == "live":
-        return live(paths, args.listen)
+        return live(paths, args.listen, args.burst_period, args.duration)
     return demo(paths)
 
 
@@ -92,17 +122,26 @@ def demo(paths: list[str]) -> int:
         return EXIT_OK
 
 
-def serve(paths: list[str]) -> int:
-    """Keep a seeded sandbox running until Ctrl-C."""
+def serve(paths: list[str], webhook_url: str, burst_period: float) -> int:
+    """Keep a seeded sandbox and its simulated GitHub running until Ctrl-C."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: moto's process is ended
-    with Sandbox(paths, mode="process") as sandbox:
-        print("# sandbox AWS is serving; point the CLI at it with:")
-        for name, value in sandbox.environment().items():
+    with Sandbox(paths, mode="process", github=True) as sandbox:
+        assert sandbox.github is not None
+        secret = secrets.token_hex(16)
+        world = GitHubWorld(
+            sandbox.github, sandbox.clients(), sandbox.clusters, webhook_url, secret.encode()
+        )
+        traffic = BurstTraffic(world, load_specs(paths), period=burst_period)
+        print("# sandbox AWS and GitHub are serving; point the CLI at them with:")
+        for name, value in (sandbox.environment() | {WEBHOOK_SECRET_ENV: secret}).items():
             print(f"export {name}={value}")
+        print(f"# simulated jobs are sent to {webhook_url} (`ecs-reconciler run` listens there)")
         print("# Ctrl-C stops it.", flush=True)
         try:
             while True:
                 sandbox.tick()
+                traffic.tick()
+                world.tick()
                 time.sleep(1.0)
         except KeyboardInterrupt:
             print("\nsandbox stopped.")
@@ -113,35 +152,89 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def live(paths: list[str], listen: str) -> int:
-    """The controller on a sandbox, with a live view of pools and runners, until Ctrl-C."""
+def live(paths: list[str], listen: str, burst_period: float, duration: float | None) -> int:
+    """The controller on a sandbox with a simulated GitHub, live view until Ctrl-C.
+
+    Jobs arrive in bursts (`BurstTraffic`) as signed webhooks; the controller starts one JIT
+    runner per queued job (capped per repository), runners take jobs and exit, and the pool
+    returns to its idle target.
+    """
     signal.signal(signal.SIGTERM, _interrupt)
-    with Sandbox(paths, mode="process") as sandbox:
+    with Sandbox(paths, mode="process", github=True) as sandbox:
+        assert sandbox.github is not None
         clients = sandbox.clients()
-        settings = ControllerSettings(spec_paths=paths, resync_interval=5.0)
-        controller = Controller(settings, clients, TaskTagRunnerStates(clients))
+        github = GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN))
+        states = GitHubRunnerStates(github, grace=5.0, boot_timeout=60.0)
+        ssm = clients.client("ssm")
+        store = DynamoDemandStore(clients.client("dynamodb"))
+        store.ensure_table()
+        book = DemandBook(store)
+        controller = Controller(
+            ControllerSettings(spec_paths=paths, resync_interval=5.0),
+            clients,
+            states,
+            provisioner=JitProvisioner(github, ssm),
+            demand=book,
+            github=github,
+            janitor=RunnerJanitor(states, ssm, grace=30.0),
+        )
+        secret = secrets.token_hex(16).encode()
         host, _, port = listen.rpartition(":")
         loop = threading.Thread(target=controller.run, name="controller", daemon=True)
         server = ControllerServer(
-            host, int(port), controller.status, loop.is_alive, controller.metrics.render
+            host,
+            int(port),
+            controller.status,
+            loop.is_alive,
+            controller.metrics.render,
+            WebhookReceiver(secret, book, on_accept=controller.on_job_event),
         )
         server.start()
+        world = GitHubWorld(
+            sandbox.github,
+            sandbox.clients(),
+            sandbox.clusters,
+            f"http://{server.address}/webhook",
+            secret,
+        )
+        traffic = BurstTraffic(world, load_specs(paths), period=burst_period)
         loop.start()
         print(f"controller on the sandbox; status at http://{server.address}/status")
+        print(
+            f"simulated GitHub at {sandbox.github.url}; a burst of jobs every {burst_period:.0f}s"
+        )
         print(f"edit {', '.join(paths)} and watch it converge; Ctrl-C stops.", flush=True)
         shown = ""
+        ends = time.monotonic() + duration if duration else None
         try:
-            while True:
-                sandbox.tick()  # new runners come online
+            while ends is None or time.monotonic() < ends:
+                sandbox.tick()  # new instances register with ECS
+                queued = traffic.tick()
+                world.tick()
                 view = render_status(controller.status.to_json())
                 pools = view.split("\n\n", 1)[-1]  # redraw when pools change, not every cycle
-                if pools != shown:
-                    print(f"\n{time.strftime('%H:%M:%S')}\n{view}", flush=True)
+                jobs = _jobs_line(world)
+                if queued or pools != shown:
+                    print(f"\n{time.strftime('%H:%M:%S')}  {jobs}\n{view}", flush=True)
                     shown = pools
                 time.sleep(1.0)
         except KeyboardInterrupt:
+            pass
+        finally:
             controller.stop()
             loop.join(timeout=30)
             server.close()
-            print("\nstopped.")
-    return EXIT_OK
+            github.close()
+            print(f"\nstopped. {_jobs_line(world)}")
+    return EXIT_OK if not world.interrupted else EXIT_ERROR
+
+
+def _jobs_line(world: GitHubWorld) -> str:
+    jobs = list(world.jobs.values())
+    done = [job for job in jobs if job.completed_at is not None and job.started_at is not None]
+    waits = sorted(job.queue_wait or 0.0 for job in done)
+    median = f", median queue wait {waits[len(waits) // 2]:.0f}s" if waits else ""
+    return (
+        f"jobs: {len(world.queued)} queued, {world.busy_runners} running, {len(done)} done"
+        f"{median}, {len(world.interrupted)} lost"
+    )

@@ -176,11 +176,13 @@ class Sandbox:
         return self._runners
 
     def tick(self) -> None:
-        """Let simulated time pass: new instances register, new runners come online (idle)."""
+        """Let simulated time pass: new instances register; without a simulated GitHub, new
+        runners come online (idle) as task tags (with one, `GitHubWorld` runs them)."""
         if self._agent is not None:
             self._agent.sync()
-        for cluster in self.clusters:
-            self.runners.register_new(cluster)
+        if self.github is None:
+            for cluster in self.clusters:
+                self.runners.register_new(cluster)
 
     def environment(self) -> dict[str, str]:
         """The environment that points the CLI (or the AWS CLI) at this sandbox."""

@@ -327,9 +327,9 @@ class BurstTraffic:
         self._next += self.period
         queued = 0
         for repository, labels in self.targets:
-            count = self.random.randint(0, 6)
+            count = self.random.randint(0, 2)
             for _ in range(count):
-                self.world.queue_jobs(repository, labels, duration=self.random.uniform(5, 30))
+                self.world.queue_jobs(repository, labels, duration=self.random.uniform(5, 20))
             queued += count
         return queued
 

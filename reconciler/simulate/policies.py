@@ -1,0 +1,512 @@
+"""The compared scaling policies: how each system decides runner tasks and instances.
+
+- `reconciler` (ours): webhooks feed the real `DemandBook` (most specific pool, per-repository
+  cap); each controller cycle renders `DesiredState` with `render_desired` and calls the real
+  `reconciler.plan.planner.plan` on an `ObservedState` built from the simulated world, then
+  applies its runner-task actions; instances are added in the same cycle by bin packing
+  (the reconciler-driven autoscaler of issue 6, modelled, not called) and empty ones removed.
+- `reactive`: the same, with min 0, no idle pool and no schedules.
+- `ecs-managed`: our planner for runners, ECS managed scaling for instances (one-minute
+  metric, alarm delay, warm-up between steps, 15 minutes before scaling in).
+- `arc`: desired = min(minRunners + assigned jobs, max) after ARC's reaction time, minRunners
+  = the spec's base idle count (no schedules), no per-repository cap; instances by bin packing.
+- `tagr`: each queued job reaches the scale-up Lambda through a 30 s SQS delay and gets its
+  own EC2 instance (if still queued); a sweep every 5 minutes removes idle runners above the
+  cron idle pool (the spec's schedules) and tops the idle pool up.
+- `static`: each pool holds the peak concurrency of its jobs in the trace (capped at max)
+  around the clock, on instances launched up front; exited runners are replaced at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+from collections import Counter
+from collections.abc import Callable
+
+from ..github.demand import DemandBook, MemoryDemandStore
+from ..github.webhook import JobEvent
+from ..plan.actions import Action
+from ..plan.desired import idle_target_now, render_desired
+from ..plan.planner import plan
+from ..plan.state import (
+    DesiredState,
+    ObservedCapacityProvider,
+    ObservedCluster,
+    ObservedState,
+    ObservedTask,
+    ObservedTaskDefinition,
+    RunnerState,
+)
+from ..spec.loader import SpecSet
+from ..spec.models import RunnerPool
+from .parameters import InstanceType, SimulationParameters
+from .world import Job, Policy, Runner, SimPool, World, new_instances_needed
+
+REGION = "ap-northeast-1"
+_RUNNER_STATES = {"idle": RunnerState.IDLE, "busy": RunnerState.BUSY}
+
+
+class UnknownPolicy(ValueError):
+    """A policy name that is not one of POLICY_NAMES."""
+
+
+# ---------------------------------------------------------------- instance scaling
+
+
+class BinPackScaler:
+    """Instances follow tasks within one cycle: launch what first-fit decreasing needs for
+    the tasks waiting for room, terminate instances empty for longer than the grace period."""
+
+    def __init__(self, parameters: SimulationParameters) -> None:
+        self.parameters = parameters
+
+    def attach(self, world: World) -> None:
+        """A periodic sweep, so empty instances go even when nothing else happens."""
+        world.every(self.parameters.resync_s / 2, lambda: self.scale(world))
+
+    def scale(self, world: World) -> None:
+        """Scale every capacity provider out for its waiting tasks and in for empty instances."""
+        parameters = self.parameters
+        for provider in sorted({pool.capacity_provider for pool in world.pools.values()}):
+            instances = world.provider_instances(provider)
+            waiting = world.unplaced.get(provider) or ()
+            booting = [(i.free_cpu, i.free_memory) for i in instances if not i.ready]
+            kind = parameters.instance_type(provider)
+            missing = new_instances_needed((r.pool for r in waiting), booting, kind)
+            if missing:
+                boot = parameters.asg_launch_s + parameters.instance_boot_s
+                world.launch_instances(provider, missing, kind, boot)
+            grace = parameters.empty_instance_grace_s
+            for instance in instances:
+                empty_for = world.now - instance.empty_since
+                if instance.ready and not instance.tasks and not waiting and empty_for >= grace:
+                    world.terminate_instance(instance)
+
+
+class ManagedScaling:
+    """ECS managed scaling: CapacityProviderReservation = needed / running instances, once a
+    minute; past targetCapacity a target-tracking alarm raises the group to the needed size
+    after the alarm delay, then waits instanceWarmupPeriod before another step; 15 minutes
+    below target before empty instances are removed (only empty ones: kind to ECS)."""
+
+    def __init__(self, spec_set: SpecSet, parameters: SimulationParameters) -> None:
+        self.parameters = parameters
+        self.settings = {
+            provider.metadata.name: provider.spec.managed_scaling
+            for provider in spec_set.capacity_providers
+        }
+        self.warm_until: dict[str, float] = {}
+        self.low_since: dict[str, float] = {}
+
+    def attach(self, world: World) -> None:
+        """Evaluate the metric once a period."""
+        world.every(self.parameters.managed_metric_period_s, lambda: self._evaluate(world))
+
+    def scale(self, world: World) -> None:
+        """Nothing happens between metric periods."""
+
+    def _evaluate(self, world: World) -> None:
+        parameters = self.parameters
+        for provider in sorted({pool.capacity_provider for pool in world.pools.values()}):
+            settings = self.settings.get(provider)
+            target = settings.target_capacity if settings else 100
+            warmup = (
+                settings.instance_warmup_period
+                if settings and settings.instance_warmup_period is not None
+                else parameters.managed_default_warmup_s
+            )
+            instances = world.provider_instances(provider)
+            kind = parameters.instance_type(provider)
+            waiting = world.unplaced.get(provider) or ()
+            needed = sum(1 for i in instances if i.tasks) + new_instances_needed(
+                (r.pool for r in waiting), (), kind
+            )
+            running = len(instances)
+            reservation = 100 * needed / running if running else (200 if needed else 100)
+            wanted = math.ceil(needed * 100 / target)
+            if reservation > target:
+                self.low_since.pop(provider, None)
+                if world.now >= self.warm_until.get(provider, 0.0) and wanted > running:
+                    act = world.now + parameters.managed_alarm_delay_s
+                    boot = parameters.asg_launch_s + parameters.instance_boot_s
+                    world.at(act, world.launch_instances, provider, wanted - running, kind, boot)
+                    self.warm_until[provider] = act + warmup
+            elif reservation < target:
+                since = self.low_since.setdefault(provider, world.now)
+                if world.now - since >= parameters.managed_scale_in_after_s:
+                    empty = [i for i in instances if i.ready and not i.tasks]
+                    for instance in empty[: max(0, running - wanted)]:
+                        world.terminate_instance(instance)
+                    self.low_since[provider] = world.now
+            else:
+                self.low_since.pop(provider, None)
+
+
+InstanceScaler = BinPackScaler | ManagedScaling
+
+
+# ---------------------------------------------------------------- runner scaling: the planner
+
+
+class PlannerPolicy(Policy):
+    """Runner tasks decided by the real planner each controller cycle (ours and variants)."""
+
+    def __init__(
+        self,
+        name: str,
+        spec_set: SpecSet,
+        instances: InstanceScaler,
+        parameters: SimulationParameters,
+    ) -> None:
+        self.name = name
+        self.spec_set = spec_set
+        self.instances = instances
+        self.parameters = parameters
+        self.cycles = 0
+        self._scheduled = False
+        self._free_at = 0.0
+        self._desired: dict[tuple[object, ...], DesiredState] = {}
+        self._tasks: dict[int, ObservedTask] = {}
+
+    def attach(self, world: World) -> None:
+        """Seed the demand book and the static part of the observed world; start the loop."""
+        self.world = world
+        self.book = DemandBook(MemoryDemandStore(), clock=world.datetime)
+        self.demand_specs = [pool.demand for pool in world.pools.values()]
+        self.start = render_desired(self.spec_set, world.datetime(), REGION)
+        self.observed = observed_world(self.start)
+        self.instances.attach(world)
+        world.every(self.parameters.resync_s, self._resync)
+
+    def job_queued(self, job: Job) -> None:
+        self._deliver(job.trace.event)
+
+    def job_started(self, job: Job) -> None:
+        self._deliver(self._event(job, "in_progress"))
+
+    def job_completed(self, job: Job) -> None:
+        self._deliver(self._event(job, "completed"))
+
+    def _event(self, job: Job, action: str) -> JobEvent:
+        event = job.trace.event
+        return dataclasses.replace(
+            event, action=action, delivery=f"{event.job_id}:{action}", at=self.world.datetime()
+        )
+
+    def _deliver(self, event: JobEvent) -> None:
+        """The webhook reaches /webhook after the delivery delay; it triggers a cycle."""
+
+        def receive() -> None:
+            self.book.record(event)
+            self._trigger()
+
+        self.world.at(self.world.now + self.parameters.webhook_delivery_s, receive)
+
+    def _resync(self) -> None:
+        oldest = min(
+            (line[0].trace.arrival for line in self.world.waiting.values() if line),
+            default=self.world.now,
+        )
+        age = self.world.now - min(oldest, self.world.now) + self.parameters.resync_s
+        self.book.forget_older_than(datetime.timedelta(seconds=age))
+        self._trigger()
+
+    def _trigger(self) -> None:
+        if self._scheduled:
+            return
+        self._scheduled = True
+        moment = max(self.world.now + self.parameters.reconcile_debounce_s, self._free_at)
+        self.world.at(moment, self._cycle)
+
+    def _cycle(self) -> None:
+        """Observe, plan with the real planner; the actions apply at the end of the cycle."""
+        world = self.world
+        self._scheduled = False
+        self.cycles += 1
+        now = world.datetime()
+        pending = self.book.pending(self.demand_specs)
+        runners = [r for r in world.runners.values() if r.state != "stopping"]
+        observed = dataclasses.replace(self.observed, tasks=[self._task(r) for r in runners])
+        states = {r.arn: _RUNNER_STATES.get(r.state, RunnerState.UNKNOWN) for r in runners}
+        result = plan(self.desired(now, pending), observed, states, now=now)
+        self._free_at = world.now + self.parameters.reconcile_cycle_s
+        by_arn = {r.arn: r for r in runners}
+        world.at(self._free_at, self._apply, result.actions, by_arn)
+
+    def desired(self, now: datetime.datetime, pending: dict[str, int]) -> DesiredState:
+        """`render_desired` at `now`; memoised on what its output depends on (pending demand
+        and each pool's idle target now), since rendering hashes every task definition."""
+        key = (
+            tuple(sorted(pending.items())),
+            tuple(idle_target_now(p.spec.scaling, now)[0] for p in self.spec_set.pools),
+        )
+        if key not in self._desired:
+            self._desired[key] = render_desired(self.spec_set, now, REGION, pending)
+        return self._desired[key]
+
+    def _apply(self, actions: tuple[Action, ...], by_arn: dict[str, Runner]) -> None:
+        """Execute the plan's runner-task actions (the world re-checks idleness on stop)."""
+        world = self.world
+        for action in actions:
+            if action.resource_type != "runner_tasks" or action.pool is None:
+                continue  # nothing else differs: observed_world() matches the specs
+            if action.action == "run":
+                for _ in range(action.count):
+                    world.request_runner(world.pools[action.pool])
+            elif action.action == "stop":
+                for arn in action.task_arns:
+                    world.stop_runner(by_arn[arn])  # refused when it became busy meanwhile
+        self.instances.scale(world)
+
+    def _task(self, runner: Runner) -> ObservedTask:
+        task = self._tasks.get(runner.id)
+        if task is None:
+            pool = self.start.pools[runner.pool.name]  # family, spec hash, tags
+            task = ObservedTask(
+                arn=runner.arn,
+                cluster=pool.cluster,
+                pool=pool.name,
+                task_definition_arn=self.observed.task_definitions[pool.family][0].arn,
+                spec_hash=pool.spec_hash,
+                last_status="RUNNING",
+                started_at=runner.requested,
+                tags=pool.task_tags,
+                capacity_provider=pool.capacity_provider,
+            )
+            self._tasks[runner.id] = task
+        return task
+
+    def runner_stopped(self, runner: Runner) -> None:
+        self._tasks.pop(runner.id, None)
+
+
+def observed_world(desired: DesiredState) -> ObservedState:
+    """An AWS account in which everything but the runner tasks already matches `desired`:
+    clusters, capacity providers, Auto Scaling groups, network, one current revision per pool.
+    The planner then only has runner tasks to decide, as in a converged steady state."""
+    groups = {
+        provider.auto_scaling_group: f"arn:aws:autoscaling:sim:asg/{provider.auto_scaling_group}"
+        for provider in desired.capacity_providers.values()
+    }
+    providers = {
+        name: ObservedCapacityProvider(
+            name=name,
+            arn=f"arn:aws:ecs:sim:capacity-provider/{name}",
+            auto_scaling_group_arn=groups[provider.auto_scaling_group],
+            settings=provider.settings,
+            tags=provider.tags,
+        )
+        for name, provider in desired.capacity_providers.items()
+    }
+    clusters = {
+        cluster: ObservedCluster(
+            cluster,
+            "ACTIVE",
+            tuple(sorted(n for n, p in desired.capacity_providers.items() if p.cluster == cluster)),
+        )
+        for cluster in desired.clusters
+    }
+    revisions = {
+        pool.family: [
+            ObservedTaskDefinition(
+                arn=f"arn:aws:ecs:sim:task-definition/{pool.family}:1",
+                family=pool.family,
+                revision=1,
+                content=pool.task_definition,
+                content_hash=pool.spec_hash,
+                tags=pool.task_definition_tags,
+            )
+        ]
+        for pool in desired.pools.values()
+    }
+    network = {ref for pool in desired.pools.values() for ref in pool.subnets}
+    groups_sg = {ref for pool in desired.pools.values() for ref in pool.security_groups}
+    return ObservedState(
+        clusters=clusters,
+        capacity_providers=providers,
+        task_definitions=revisions,
+        auto_scaling_groups=groups,
+        subnets={ref: ref for ref in network},
+        security_groups={ref: ref for ref in groups_sg},
+    )
+
+
+def without_idle_pool(spec_set: SpecSet) -> SpecSet:
+    """The spec set with every pool at min 0, idle 0 and no schedules (the reactive policy)."""
+    resources = []
+    for loaded in spec_set.resources:
+        resource = loaded.resource
+        if isinstance(resource, RunnerPool):
+            scaling = resource.spec.scaling.model_copy(
+                update={"min": 0, "idle": 0, "schedules": []}
+            )
+            spec = resource.spec.model_copy(update={"scaling": scaling})
+            resource = resource.model_copy(update={"spec": spec})
+        resources.append(dataclasses.replace(loaded, resource=resource))
+    return dataclasses.replace(spec_set, resources=resources)
+
+
+# ---------------------------------------------------------------- runner scaling: others
+
+
+class ArcPolicy(Policy):
+    """actions-runner-controller's scale set: desired = min(minRunners + assigned jobs, max),
+    applied `arc_reaction_s` after each change of the assigned count."""
+
+    name = "arc"
+
+    def __init__(self, instances: BinPackScaler, parameters: SimulationParameters) -> None:
+        self.instances = instances
+        self.parameters = parameters
+        self.assigned: Counter[str] = Counter()  # queued + running jobs per scale set
+
+    def attach(self, world: World) -> None:
+        """Bin-packing instances (as Karpenter would add nodes)."""
+        self.world = world
+        self.instances.attach(world)
+        for pool in world.pools.values():
+            self._scale(pool, 0)
+
+    def job_queued(self, job: Job) -> None:
+        self._changed(job, +1)
+
+    def job_completed(self, job: Job) -> None:
+        self._changed(job, -1)
+
+    def _changed(self, job: Job, delta: int) -> None:
+        assert job.pool is not None
+        self.assigned[job.pool.name] += delta
+        moment = self.world.now + self.parameters.arc_reaction_s
+        self.world.at(moment, self._scale, job.pool, self.assigned[job.pool.name])
+
+    def _scale(self, pool: SimPool, assigned: int) -> None:
+        """Patch the runner set to the desired count as the listener saw it."""
+        world = self.world
+        desired = min(pool.scaling.idle + assigned, pool.scaling.max)
+        runners = world.pool_runners(pool.name)
+        for _ in range(desired - len(runners)):
+            world.request_runner(pool)
+        for runner in world.idle_runners(pool.name)[: max(0, len(runners) - desired)]:
+            world.stop_runner(runner)
+        self.instances.scale(world)
+
+
+class TagrPolicy(Policy):
+    """terraform-aws-github-runner: a delayed queue, one instance per job, a periodic sweep."""
+
+    name = "tagr"
+
+    def __init__(self, parameters: SimulationParameters) -> None:
+        self.parameters = parameters
+
+    def attach(self, world: World) -> None:
+        """The scale-down / idle-pool sweep."""
+        self.world = world
+        world.every(self.parameters.tagr_sweep_s, self._sweep)
+
+    def job_queued(self, job: Job) -> None:
+        delay = self.parameters.webhook_delivery_s + self.parameters.tagr_queue_delay_s
+        self.world.at(self.world.now + delay, self._scale_up, job)
+
+    def _scale_up(self, job: Job) -> None:
+        """The Lambda: a runner on its own instance, if the job still waits and max allows."""
+        assert job.pool is not None
+        if (
+            job.runner is None
+            and len(self.world.pool_runners(job.pool.name)) < job.pool.scaling.max
+        ):
+            self._launch(job.pool)
+
+    def _launch(self, pool: SimPool) -> None:
+        kind = InstanceType(f"{pool.name} (sized to one job)", pool.cpu, pool.memory)
+        boot = self.parameters.tagr_boot_s
+        instance = self.world.launch_instances(f"tagr:{pool.name}", 1, kind, boot, 0.0)[0]
+        self.world.request_runner(pool, instance)
+
+    def _sweep(self) -> None:
+        """Terminate idle runners above the cron idle pool (once old enough); top it up."""
+        world, now = self.world, self.world.datetime()
+        for pool in world.pools.values():
+            target, _ = idle_target_now(pool.scaling, now)
+            idle = world.idle_runners(pool.name)
+            for runner in idle[: max(0, len(idle) - target)]:
+                assert runner.registered is not None
+                if world.now - runner.registered >= self.parameters.tagr_minimum_running_s:
+                    world.stop_runner(runner)
+            starting = [r for r in world.pool_runners(pool.name) if r.registered is None]
+            for _ in range(target - len(world.idle_runners(pool.name)) - len(starting)):
+                self._launch(pool)
+
+    def runner_stopped(self, runner: Runner) -> None:
+        if runner.instance is not None:
+            self.world.terminate_instance(runner.instance)  # ephemeral: the instance goes too
+
+
+class StaticPolicy(Policy):
+    """A fixed fleet per pool sized for the trace's peak concurrency, replaced as it exits."""
+
+    name = "static"
+
+    def __init__(self, parameters: SimulationParameters) -> None:
+        self.parameters = parameters
+        self.sizes: dict[str, int] = {}
+
+    def attach(self, world: World) -> None:
+        """Launch the instances (already running) and the runners."""
+        self.world = world
+        self.sizes = peak_concurrency(world)
+        for pool in world.pools.values():
+            size = self.sizes.get(pool.name, 0)
+            kind = self.parameters.instance_type(pool.capacity_provider)
+            count = new_instances_needed([pool] * size, (), kind)
+            world.launch_instances(pool.capacity_provider, count, kind, 0.0)
+            for _ in range(size):
+                world.request_runner(pool)
+
+    def runner_stopped(self, runner: Runner) -> None:
+        self.world.request_runner(runner.pool)
+
+
+def peak_concurrency(world: World) -> dict[str, int]:
+    """Most jobs running at once per pool if every job started on arrival, capped at max."""
+    changes: dict[str, list[tuple[float, int]]] = {}
+    for job in world.jobs:
+        if job.pool is not None:
+            line = changes.setdefault(job.pool.name, [])
+            line += [(job.trace.arrival, 1), (job.trace.arrival + job.trace.run_time, -1)]
+    peaks = {}
+    for name, line in changes.items():
+        running = peak = 0
+        for _, delta in sorted(line):
+            running += delta
+            peak = max(peak, running)
+        peaks[name] = min(peak, world.pools[name].scaling.max)
+    return peaks
+
+
+# ---------------------------------------------------------------- registry
+
+POLICY_NAMES = ("static", "reactive", "ecs-managed", "arc", "tagr", "reconciler")
+
+
+def make_policy(name: str, spec_set: SpecSet, parameters: SimulationParameters) -> Policy:
+    """A fresh policy by name; raises UnknownPolicy."""
+    builders: dict[str, Callable[[], Policy]] = {
+        "static": lambda: StaticPolicy(parameters),
+        "reactive": lambda: PlannerPolicy(
+            "reactive", without_idle_pool(spec_set), BinPackScaler(parameters), parameters
+        ),
+        "ecs-managed": lambda: PlannerPolicy(
+            "ecs-managed", spec_set, ManagedScaling(spec_set, parameters), parameters
+        ),
+        "arc": lambda: ArcPolicy(BinPackScaler(parameters), parameters),
+        "tagr": lambda: TagrPolicy(parameters),
+        "reconciler": lambda: PlannerPolicy(
+            "reconciler", spec_set, BinPackScaler(parameters), parameters
+        ),
+    }
+    if name not in builders:
+        raise UnknownPolicy(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
+    return builders[name]()
