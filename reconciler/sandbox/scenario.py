@@ -39,7 +39,9 @@ SANDBOX_GITHUB_TOKEN = "sandbox-token"  # only the local simulated GitHub accept
 INSTANCE_TYPES = {"x86_64": "m6i.2xlarge", "arm64": "m7g.2xlarge"}
 
 
-def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
+def infrastructure_for(
+    spec_set: SpecSet, instances_per_group: int = INSTANCES_PER_GROUP
+) -> InfrastructurePlan:
     """What a Terraform module would have created for these specs."""
     subnets = sorted(
         {ref for p in spec_set.pools for ref in p.spec.network.subnets if not _is_id(ref)}
@@ -77,7 +79,7 @@ def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
                 architecture=architectures.get(provider.metadata.name, "x86_64"),
                 min_size=0,
                 max_size=10,
-                desired_capacity=INSTANCES_PER_GROUP,
+                desired_capacity=instances_per_group,
             )
             for provider in spec_set.capacity_providers
         ],
@@ -107,10 +109,12 @@ class Sandbox:
         spec_paths: Sequence[str | Path] = ("specs",),
         mode: ServerMode = "thread",
         github: bool = False,
+        instances_per_group: int = INSTANCES_PER_GROUP,
     ) -> None:
         self.spec_paths = list(spec_paths)
         self.server = MotoServer(mode=mode)
         self.github = FakeGitHub(tokens=[SANDBOX_GITHUB_TOKEN]) if github else None
+        self.instances_per_group = instances_per_group
         self.region = DEFAULT_REGION
         self.clusters: list[str] = []
         self._agent: SimulatedEcsAgent | None = None
@@ -145,7 +149,7 @@ class Sandbox:
 
     def seed(self, spec_set: SpecSet) -> None:
         """Create (idempotently) the infrastructure the specs need."""
-        plan = infrastructure_for(spec_set)
+        plan = infrastructure_for(spec_set, self.instances_per_group)
         seed_account(self.endpoint_url, self.region, plan)
         self.clusters = sorted(set(self.clusters) | set(plan.clusters))
         self._agent = SimulatedEcsAgent(self.endpoint_url, self.region)
