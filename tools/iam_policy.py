@@ -83,6 +83,9 @@ SCOPED: list[tuple[str, set[str], str | list[str], dict[str, Any] | None]] = [
             "ecs:DeleteCapacityProvider",
             "ecs:TagResource",
             "ecs:UntagResource",
+            # Auto Scaling groups the infrastructure team handed over by tagging them
+            "autoscaling:SetDesiredCapacity",
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
         },
         "*",
         {"StringEquals": MANAGED_BY},

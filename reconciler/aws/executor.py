@@ -151,6 +151,8 @@ class Executor:
             ("capacity_provider", "replace"): self._replace_capacity_provider,
             ("capacity_provider", "delete"): self._delete_capacity_provider,
             ("cluster_capacity_providers", "update"): self._associate,
+            ("auto_scaling_group", "update"): self._set_desired_capacity,
+            ("instances", "stop"): self._drain_and_terminate,
             ("task_definition", "create"): self._register,
             ("task_definition", "update"): self._update_task_definition,
             ("task_definition", "delete"): self._deregister,
@@ -236,6 +238,43 @@ class Executor:
             defaultCapacityProviderStrategy=strategy,
         )
 
+    # ----------------------------------------------------------- instances (autoscaler)
+
+    def _set_desired_capacity(self, action: Action, _: int) -> str:
+        count = action.after["desiredCapacity"]
+        self.clients.autoscaling.set_desired_capacity(
+            AutoScalingGroupName=action.name, DesiredCapacity=count, HonorCooldown=False
+        )
+        return f"desired capacity {action.before['desiredCapacity']} -> {count}"
+
+    def _drain_and_terminate(self, action: Action, _: int) -> str:
+        """DRAINING first (no task can land any more), then terminate exactly the instances
+        still running nothing; one that got a task in between goes back to ACTIVE."""
+        ecs, cluster = self.clients.ecs, action.cluster
+        by_arn = {i["containerInstanceArn"]: i["instanceId"] for i in action.after["instances"]}
+        ecs.update_container_instances_state(
+            cluster=cluster, containerInstances=list(by_arn), status="DRAINING"
+        )
+        described = ecs.describe_container_instances(
+            cluster=cluster, containerInstances=list(by_arn)
+        )["containerInstances"]
+        empty = [
+            i["containerInstanceArn"]
+            for i in described
+            if not i.get("runningTasksCount", 0) + i.get("pendingTasksCount", 0)
+        ]
+        kept = sorted(set(by_arn) - set(empty))
+        if kept:
+            ecs.update_container_instances_state(
+                cluster=cluster, containerInstances=kept, status="ACTIVE"
+            )
+        for arn in empty:
+            self.clients.autoscaling.terminate_instance_in_auto_scaling_group(
+                InstanceId=by_arn[arn], ShouldDecrementDesiredCapacity=True
+            )
+        suffix = f"; {len(kept)} kept (a task landed on it)" if kept else ""
+        return f"terminated {len(empty)} empty instance(s){suffix}"
+
     # ----------------------------------------------------------- task definitions
 
     def _register(self, action: Action, _: int) -> str:
@@ -303,6 +342,11 @@ class Executor:
                 raise
             if not response.get("tasks"):
                 self.provisioner.abandon(provision)
+                if launch.get("capacityPending"):  # the plan is adding the instances for these
+                    return (
+                        f"started {number} of {action.count} runner(s); "
+                        f"{action.count - number} wait for the instances being added"
+                    )
                 reasons = sorted({f.get("reason", "unknown") for f in response.get("failures", [])})
                 raise ActionFailed(
                     f"started {number} of {action.count} runner(s); ECS placed no more"

@@ -8,6 +8,7 @@ cluster does not hide the others.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -25,11 +26,14 @@ from ..plan.state import (
     SPEC_HASH_TAG,
     STARTED_BY,
     DesiredState,
+    ObservedAutoScalingGroup,
     ObservedCapacityProvider,
     ObservedCluster,
+    ObservedInstance,
     ObservedState,
     ObservedTask,
     ObservedTaskDefinition,
+    group_name_of,
     is_owned,
 )
 from .clients import AwsClients
@@ -66,6 +70,7 @@ class Observer:
         self._clusters(desired, state)
         self._capacity_providers(desired, state)
         self._auto_scaling_groups(desired, state)
+        self._container_instances(desired, state)
         self._network(desired, state)
         for cluster in desired.clusters:
             if cluster in state.clusters:
@@ -192,7 +197,12 @@ class Observer:
 
     def _auto_scaling_groups(self, desired: DesiredState, state: ObservedState) -> None:
         references = {p.auto_scaling_group for p in desired.capacity_providers.values()}
-        names = sorted({_group_name(ref) for ref in references})
+        names = sorted({group_name_of(ref) for ref in references})
+        scaled = {
+            group_name_of(p.auto_scaling_group)
+            for p in desired.capacity_providers.values()
+            if p.scaling == "reconciler"
+        }
         for chunk in batches(names, 50):
             try:
                 pages = self.clients.autoscaling.get_paginator(
@@ -203,10 +213,48 @@ class Observer:
                         arn = group["AutoScalingGroupARN"]
                         state.auto_scaling_groups[group["AutoScalingGroupName"]] = arn
                         state.auto_scaling_groups[arn] = arn
+                        if group["AutoScalingGroupName"] in scaled:
+                            state.scaling_groups[group["AutoScalingGroupName"]] = _group(group)
             except AWS_ERRORS as error:
                 state.problems["auto-scaling-groups"] = (
                     f"cannot describe Auto Scaling groups: {error}"
                 )
+
+    def _container_instances(self, desired: DesiredState, state: ObservedState) -> None:
+        """Join the instances of reconciler-scaled groups with their container instances."""
+        clusters = sorted(
+            {p.cluster for p in desired.capacity_providers.values() if p.scaling == "reconciler"}
+        )
+        registered: dict[str, dict[str, Any]] = {}
+        for cluster in clusters:
+            if cluster not in state.clusters:
+                continue
+            try:
+                arns = [
+                    arn
+                    for page in self.clients.ecs.get_paginator("list_container_instances").paginate(
+                        cluster=cluster
+                    )
+                    for arn in page.get("containerInstanceArns", [])
+                ]
+                for chunk in batches(arns, 100):
+                    response = self.clients.ecs.describe_container_instances(
+                        cluster=cluster, containerInstances=list(chunk)
+                    )
+                    for instance in response.get("containerInstances", []):
+                        registered[instance.get("ec2InstanceId", "")] = instance
+            except AWS_ERRORS as error:
+                state.problems[cluster] = (
+                    f"cluster {cluster}: cannot list container instances: {error}"
+                )
+        for name, group in state.scaling_groups.items():
+            state.scaling_groups[name] = dataclasses.replace(
+                group,
+                instances=tuple(
+                    _joined(instance, registered.get(instance.instance_id))
+                    for instance in group.instances
+                ),
+            )
 
     def _network(self, desired: DesiredState, state: ObservedState) -> None:
         subnets = {ref for pool in desired.pools.values() for ref in pool.subnets}
@@ -291,10 +339,43 @@ def _observed_task(cluster: str, task: dict[str, Any]) -> ObservedTask | None:
     )
 
 
+def _group(group: dict[str, Any]) -> ObservedAutoScalingGroup:
+    return ObservedAutoScalingGroup(
+        name=group["AutoScalingGroupName"],
+        arn=group["AutoScalingGroupARN"],
+        minimum=int(group.get("MinSize", 0)),
+        maximum=int(group.get("MaxSize", 0)),
+        desired=int(group.get("DesiredCapacity", 0)),
+        tags={t["Key"]: t.get("Value", "") for t in group.get("Tags", [])},
+        instances=tuple(
+            ObservedInstance(
+                instance_id=instance["InstanceId"],
+                lifecycle_state=instance.get("LifecycleState", ""),
+                protected=bool(instance.get("ProtectedFromScaleIn", False)),
+            )
+            for instance in group.get("Instances", [])
+        ),
+    )
+
+
+def _joined(instance: ObservedInstance, registered: dict[str, Any] | None) -> ObservedInstance:
+    if registered is None:
+        return instance
+    return dataclasses.replace(
+        instance,
+        container_instance_arn=registered["containerInstanceArn"],
+        status=registered.get("status", ""),
+        running_tasks=int(registered.get("runningTasksCount", 0)),
+        pending_tasks=int(registered.get("pendingTasksCount", 0)),
+        registered=_resources(registered.get("registeredResources", [])),
+        remaining=_resources(registered.get("remainingResources", [])),
+    )
+
+
+def _resources(resources: list[dict[str, Any]]) -> tuple[int, int]:
+    values = {r.get("name"): int(r.get("integerValue", 0)) for r in resources}
+    return values.get("CPU", 0), values.get("MEMORY", 0)
+
+
 def _family_of_arn(arn: str) -> str:
     return arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
-
-
-def _group_name(reference: str) -> str:
-    marker = ":autoScalingGroupName/"
-    return reference.split(marker, 1)[1] if marker in reference else reference

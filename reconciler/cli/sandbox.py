@@ -125,7 +125,7 @@ def demo(paths: list[str]) -> int:
 def serve(paths: list[str], webhook_url: str, burst_period: float) -> int:
     """Keep a seeded sandbox and its simulated GitHub running until Ctrl-C."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: moto's process is ended
-    with Sandbox(paths, mode="process", github=True, instances_per_group=8) as sandbox:
+    with Sandbox(paths, mode="process", github=True) as sandbox:
         assert sandbox.github is not None
         secret = secrets.token_hex(16)
         world = GitHubWorld(
@@ -160,8 +160,7 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
     returns to its idle target.
     """
     signal.signal(signal.SIGTERM, _interrupt)
-    # enough instances for the bursts (moto offers 7,482 MiB per instance, whatever its type)
-    with Sandbox(paths, mode="process", github=True, instances_per_group=8) as sandbox:
+    with Sandbox(paths, mode="process", github=True) as sandbox:
         assert sandbox.github is not None
         clients = sandbox.clients()
         github = GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN))

@@ -22,9 +22,10 @@ class Phase(IntEnum):
     SPECS = 0  # spec-level changes, shown by `plan --base` (never applied as such)
     CAPACITY_PROVIDERS = 1
     CLUSTER_ASSOCIATION = 2
-    TASK_DEFINITIONS = 3
-    RUNNER_TASKS = 4
-    CLEAN_UP = 5
+    CAPACITY = 3  # Auto Scaling groups scaled out by the reconciler (before tasks need room)
+    TASK_DEFINITIONS = 4
+    RUNNER_TASKS = 5
+    CLEAN_UP = 6
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,12 +153,18 @@ class Plan:
         return bool(self.actions)
 
     def counts(self) -> Counter[str]:
-        """Actions by kind, plus runner tasks to start and stop."""
+        """Actions by kind, plus runner tasks to start and stop, instances to add and remove."""
         counter: Counter[str] = Counter()
         for action in self.actions:
             if action.resource_type == "runner_tasks":
                 counter["runners_start"] += action.count
                 counter["runners_stop"] += action.stops
+            elif action.resource_type == "auto_scaling_group":
+                counter["instances_add"] += (
+                    action.after["desiredCapacity"] - action.before["desiredCapacity"]
+                )
+            elif action.resource_type == "instances":
+                counter["instances_remove"] += len(action.after["instances"])
             else:
                 counter[action.action] += 1
         return counter
@@ -170,7 +177,12 @@ class Plan:
         return (
             f"Plan: {c['create']} to create, {c['update']} to update, {c['replace']} to "
             f"replace, {c['delete']} to delete; runners: {c['runners_start']} to start, "
-            f"{c['runners_stop']} to stop."
+            f"{c['runners_stop']} to stop"
+            + (
+                f"; instances: {c['instances_add']} to add, {c['instances_remove']} to remove."
+                if c["instances_add"] or c["instances_remove"]
+                else "."
+            )
         )
 
     def for_pool(self, pool: str) -> list[Action]:

@@ -238,7 +238,7 @@ def render_capacity_provider(provider: CapacityProvider) -> DesiredCapacityProvi
     settings = normalize_capacity_provider_settings(
         {
             "managedScaling": {
-                "status": scaling.status,
+                "status": "DISABLED" if spec.scaling == "reconciler" else scaling.status,
                 "targetCapacity": scaling.target_capacity,
                 "minimumScalingStepSize": scaling.minimum_scaling_step_size,
                 "maximumScalingStepSize": scaling.maximum_scaling_step_size,
@@ -253,4 +253,5 @@ def render_capacity_provider(provider: CapacityProvider) -> DesiredCapacityProvi
         auto_scaling_group=spec.auto_scaling_group,
         settings=settings,
         tags={**spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE},
+        scaling=spec.scaling,
     )

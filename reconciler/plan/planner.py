@@ -10,7 +10,9 @@ What it guarantees, whatever the inputs:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import jsonpatch
 
 from .actions import Action, Note, Phase, Plan, PoolSummary
+from .capacity import plan_capacity
 from .state import (
     DELETION_POLICY_TAG,
     DesiredCapacityProvider,
@@ -72,6 +75,8 @@ def plan(
         _plan_task_definition(pool, observed, builder)
         _plan_runner_tasks(pool, observed, runner_states, builder)
     _plan_removed_pools(desired, observed, runner_states, builder)
+    if not blind.capacity_providers:
+        _plan_instances(desired, observed, builder)
     actions = sorted(builder.actions, key=lambda a: (a.phase, a.resource_type, a.name, a.action))
     return Plan(
         actions=tuple(actions),
@@ -80,6 +85,28 @@ def plan(
         spec_errors=spec_errors,
         generated_at=(now or datetime.datetime.now(datetime.UTC)).isoformat(timespec="seconds"),
     )
+
+
+def _plan_instances(desired: DesiredState, observed: ObservedState, builder: _Builder) -> None:
+    """Reconciler-scaled Auto Scaling groups: room for the runner tasks this plan starts."""
+    starts: Counter[str] = Counter()
+    for action in builder.actions:
+        if action.resource_type == "runner_tasks" and action.action in ("run", "replace"):
+            starts[action.pool or ""] += action.count
+    capacity = plan_capacity(
+        desired, observed, starts, scale_in_allowed=desired.complete and not builder.deletions_held
+    )
+    builder.actions = [
+        dataclasses.replace(action, after={**action.after, "capacityPending": True})
+        if action.resource_type == "runner_tasks"
+        and action.count
+        and isinstance(action.after, dict)
+        and action.after.get("capacityProvider") in capacity.waiting
+        else action
+        for action in builder.actions
+    ]
+    builder.actions += capacity.actions
+    builder.notes += capacity.notes
 
 
 # ------------------------------------------------------------------ partial observation

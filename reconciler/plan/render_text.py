@@ -31,6 +31,12 @@ def headline(action: Action) -> str:
             else f"roll {action.count} runner(s) to the new revision",
         }[action.action]
         return f"{symbol} {action.address}: {what}"
+    if action.resource_type == "auto_scaling_group":
+        before, after = action.before["desiredCapacity"], action.after["desiredCapacity"]
+        return f"{symbol} {action.address}: desired capacity {before} -> {after}"
+    if action.resource_type == "instances":
+        count = len(action.after["instances"])
+        return f"{symbol} {action.address}: drain and terminate {count} empty instance(s)"
     verb = {
         "create": "will be created",
         "update": "will be updated in place",
@@ -53,6 +59,8 @@ def detail_lines(action: Action) -> list[str]:
             )
         lines += [f"  - task {arn.rsplit('/', 1)[-1]}" for arn in action.task_arns]
         return lines
+    if action.resource_type == "instances":
+        return lines + [f"  - instance {i['instanceId']}" for i in action.after["instances"]]
     document = copy.deepcopy(action.before)
     for operation in action.patch:
         lines.append("  " + patch_line(operation, document))

@@ -31,6 +31,12 @@ def pool_of_family(family: str) -> str | None:
     return family[len(FAMILY_PREFIX) :] if family.startswith(FAMILY_PREFIX) else None
 
 
+def group_name_of(reference: str) -> str:
+    """An Auto Scaling group's name from its name or ARN."""
+    marker = ":autoScalingGroupName/"
+    return reference.split(marker, 1)[1] if marker in reference else reference
+
+
 def is_owned(tags: dict[str, str]) -> bool:
     """True when a resource carries our managed-by tag."""
     return tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE
@@ -57,6 +63,7 @@ class DesiredCapacityProvider:
     auto_scaling_group: str
     settings: dict[str, Any]  # normalized managedScaling / managedTerminationProtection
     tags: dict[str, str]
+    scaling: str = "managed"  # managed (ECS) | reconciler (bin packing, see plan.capacity)
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,44 @@ class ObservedTask:
 
 
 @dataclass(frozen=True)
+class ObservedInstance:
+    """An instance of an Auto Scaling group, joined with its ECS container instance."""
+
+    instance_id: str
+    lifecycle_state: str  # Pending | InService | Terminating ...
+    protected: bool  # ProtectedFromScaleIn: never removed by us
+    container_instance_arn: str = ""  # "" until the ECS agent has registered it
+    status: str = ""  # the container instance's: ACTIVE | DRAINING | ...
+    running_tasks: int = 0
+    pending_tasks: int = 0
+    registered: tuple[int, int] = (0, 0)  # CPU units, memory MiB
+    remaining: tuple[int, int] = (0, 0)
+
+    @property
+    def empty(self) -> bool:
+        """Registered and running nothing."""
+        return bool(self.container_instance_arn) and not self.running_tasks + self.pending_tasks
+
+
+@dataclass(frozen=True)
+class ObservedAutoScalingGroup:
+    """An Auto Scaling group with its bounds and instances."""
+
+    name: str
+    arn: str
+    minimum: int
+    maximum: int
+    desired: int
+    tags: dict[str, str]
+    instances: tuple[ObservedInstance, ...] = ()
+
+    @property
+    def owned(self) -> bool:
+        """Tagged for us to scale."""
+        return is_owned(self.tags)
+
+
+@dataclass(frozen=True)
 class ObservedState:
     """What AWS shows, normalized; `problems` names what could not be observed."""
 
@@ -194,6 +239,8 @@ class ObservedState:
     task_definitions: dict[str, list[ObservedTaskDefinition]] = field(default_factory=dict)
     tasks: list[ObservedTask] = field(default_factory=list)
     auto_scaling_groups: dict[str, str] = field(default_factory=dict)  # name or ARN -> ARN
+    # groups of providers with `scaling: reconciler`, by name, with their instances
+    scaling_groups: dict[str, ObservedAutoScalingGroup] = field(default_factory=dict)
     subnets: dict[str, str] = field(default_factory=dict)  # ID or Name tag -> ID
     security_groups: dict[str, str] = field(default_factory=dict)  # ID or Name tag -> ID
     problems: dict[str, str] = field(default_factory=dict)  # scope (cluster/pool) -> message

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Self
 
 from ..aws.clients import AwsClients
+from ..plan.state import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from ..spec.loader import SpecSet, load_specs
 from ..verify.images import ImageReference
 from .agent import SimulatedEcsAgent
@@ -39,9 +40,7 @@ SANDBOX_GITHUB_TOKEN = "sandbox-token"  # only the local simulated GitHub accept
 INSTANCE_TYPES = {"x86_64": "m6i.2xlarge", "arm64": "m7g.2xlarge"}
 
 
-def infrastructure_for(
-    spec_set: SpecSet, instances_per_group: int = INSTANCES_PER_GROUP
-) -> InfrastructurePlan:
+def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
     """What a Terraform module would have created for these specs."""
     subnets = sorted(
         {ref for p in spec_set.pools for ref in p.spec.network.subnets if not _is_id(ref)}
@@ -79,7 +78,11 @@ def infrastructure_for(
                 architecture=architectures.get(provider.metadata.name, "x86_64"),
                 min_size=0,
                 max_size=10,
-                desired_capacity=instances_per_group,
+                desired_capacity=INSTANCES_PER_GROUP,
+                # the infrastructure team hands the group to the reconciler by tagging it
+                tags={MANAGED_BY_TAG: MANAGED_BY_VALUE}
+                if provider.spec.scaling == "reconciler"
+                else {},
             )
             for provider in spec_set.capacity_providers
         ],
@@ -109,12 +112,10 @@ class Sandbox:
         spec_paths: Sequence[str | Path] = ("specs",),
         mode: ServerMode = "thread",
         github: bool = False,
-        instances_per_group: int = INSTANCES_PER_GROUP,
     ) -> None:
         self.spec_paths = list(spec_paths)
         self.server = MotoServer(mode=mode)
         self.github = FakeGitHub(tokens=[SANDBOX_GITHUB_TOKEN]) if github else None
-        self.instances_per_group = instances_per_group
         self.region = DEFAULT_REGION
         self.clusters: list[str] = []
         self._agent: SimulatedEcsAgent | None = None
@@ -149,7 +150,7 @@ class Sandbox:
 
     def seed(self, spec_set: SpecSet) -> None:
         """Create (idempotently) the infrastructure the specs need."""
-        plan = infrastructure_for(spec_set, self.instances_per_group)
+        plan = infrastructure_for(spec_set)
         seed_account(self.endpoint_url, self.region, plan)
         self.clusters = sorted(set(self.clusters) | set(plan.clusters))
         self._agent = SimulatedEcsAgent(self.endpoint_url, self.region)

@@ -424,6 +424,13 @@ class CapacityProviderSpec(SpecModel):
     auto_scaling_group: str = Field(
         min_length=1, max_length=1600, pattern=r"^[^\x00-\x1f]+$", description="Name or ARN."
     )
+    scaling: Literal["managed", "reconciler"] = Field(
+        default="managed",
+        description="Who sets the Auto Scaling group's desired capacity: ECS managed scaling "
+        "(`managed`), or the reconciler from the pools' desired tasks by bin packing "
+        "(`reconciler`: reacts within one cycle; ECS managed scaling is then turned off, and the "
+        "group must carry the tag ecs-reconciler:managed-by=ecs-reconciler).",
+    )
     managed_scaling: ManagedScaling = Field(default_factory=lambda: ManagedScaling())
     managed_termination_protection: Enabled = "DISABLED"
     tags: dict[
@@ -435,6 +442,20 @@ class CapacityProviderSpec(SpecModel):
     @classmethod
     def _no_reserved_tags(cls, values: dict[str, str]) -> dict[str, str]:
         return _check_tags(values)
+
+    @model_validator(mode="after")
+    def _one_scaler(self) -> CapacityProviderSpec:
+        if (
+            self.scaling == "reconciler"
+            and "managed_scaling" in self.model_fields_set
+            and self.managed_scaling.status == "ENABLED"
+        ):
+            raise FieldProblem(
+                ("managedScaling", "status"),
+                "must be DISABLED (or managedScaling left out) with scaling: reconciler: the "
+                "reconciler sets the group's desired capacity, and two scalers would fight",
+            )
+        return self
 
 
 class RunnerPool(SpecModel):
