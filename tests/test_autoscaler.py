@@ -30,7 +30,8 @@ from tests.conftest import CAPACITY_PROVIDER, POOL
 
 GROUP = "ci-linux"
 CAPACITY = (4096, 7482)  # what moto registers every instance with: 3 pool tasks fit
-RECONCILER_PROVIDER = CAPACITY_PROVIDER + "  scaling: reconciler\n"
+RECONCILER_PROVIDER = CAPACITY_PROVIDER + "  scaling: reconciler\n  minInstanceLifetime: 0\n"
+NOW = 1_800_000_000.0
 SANDBOX_POOL = POOL.replace("subnet-0123456789abcdef0", "ci-private-a").replace(
     "sg-0123456789abcdef0", "ci-egress"
 )
@@ -54,9 +55,20 @@ def desired_state(spec_dir) -> DesiredState:
     return render_desired(load_specs([specs]), datetime.datetime.now(datetime.UTC), "us-east-1")
 
 
-def instance(n: int, running: int, remaining: tuple[int, int], protected: bool = False):
+def instance(
+    n: int, running: int, remaining: tuple[int, int], protected: bool = False, age: float = 3600
+) -> ObservedInstance:
     return ObservedInstance(
-        f"i-{n}", "InService", protected, f"arn:ci/{n}", "ACTIVE", running, 0, CAPACITY, remaining
+        f"i-{n}",
+        "InService",
+        protected,
+        f"arn:ci/{n}",
+        "ACTIVE",
+        running,
+        0,
+        CAPACITY,
+        remaining,
+        registered_at=NOW - age,
     )
 
 
@@ -68,7 +80,10 @@ def scaling_group(*instances: ObservedInstance, tags: dict | None = None) -> Obs
 
 def test_a_group_without_the_ownership_tag_is_never_scaled(spec_dir) -> None:
     capacity = plan_capacity(
-        desired_state(spec_dir), scaling_group(instance(1, 0, CAPACITY), tags={}), {"pool-a": 9}
+        desired_state(spec_dir),
+        scaling_group(instance(1, 0, CAPACITY), tags={}),
+        {"pool-a": 9},
+        NOW,
     )
     assert capacity.actions == []
     note = capacity.notes[0]
@@ -84,15 +99,27 @@ def test_scale_in_keeps_the_min_busy_protected_and_needed_instances(spec_dir) ->
         instance(5, 0, CAPACITY),
     )
     desired = desired_state(spec_dir)
-    (scale_in,) = plan_capacity(desired, observed, {"pool-a": 0}).actions
+    (scale_in,) = plan_capacity(desired, observed, {"pool-a": 0}, NOW).actions
     assert [i["instanceId"] for i in scale_in.after["instances"]] == ["i-3", "i-4", "i-5"]
     # 6 tasks to start: 2 fit next to the running one, 3 on the protected instance (it stays
     # anyway), the last one needs i-3
-    (scale_in,) = plan_capacity(desired, observed, {"pool-a": 6}).actions
+    (scale_in,) = plan_capacity(desired, observed, {"pool-a": 6}, NOW).actions
     assert [i["instanceId"] for i in scale_in.after["instances"]] == ["i-4", "i-5"]
     # nothing is removed on a partial picture
-    partial = plan_capacity(desired, observed, {}, scale_in_allowed=False)
+    partial = plan_capacity(desired, observed, {}, NOW, scale_in_allowed=False)
     assert partial.actions == [] and partial.notes == []
+
+
+def test_an_empty_instance_younger_than_its_minimum_lifetime_stays(spec_dir) -> None:
+    specs = spec_dir(
+        {"cp.yaml": RECONCILER_PROVIDER.replace("Lifetime: 0", "Lifetime: 600"), "pool.yaml": POOL}
+    )
+    desired = render_desired(load_specs([specs]), datetime.datetime.now(datetime.UTC), "x")
+    observed = scaling_group(
+        instance(1, 1, (3072, 5434)), instance(2, 0, CAPACITY, age=599), instance(3, 0, CAPACITY)
+    )
+    (scale_in,) = plan_capacity(desired, observed, {}, NOW).actions
+    assert [i["instanceId"] for i in scale_in.after["instances"]] == ["i-3"]
 
 
 def test_managed_scaling_enabled_with_reconciler_scaling_is_a_contradiction(

@@ -369,6 +369,9 @@ def _joined(instance: ObservedInstance, registered: dict[str, Any] | None) -> Ob
         pending_tasks=int(registered.get("pendingTasksCount", 0)),
         registered=_resources(registered.get("registeredResources", [])),
         remaining=_resources(registered.get("remainingResources", [])),
+        registered_at=registered["registeredAt"].timestamp()
+        if registered.get("registeredAt")
+        else None,
     )
 
 

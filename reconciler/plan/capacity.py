@@ -10,7 +10,8 @@ capacity is raised by that many, within its max, in the same cycle (ECS managed 
 waits for CloudWatch datapoints and alarm periods, minutes).
 
 Scale-in only ever removes registered instances that run nothing, are not protected from
-scale-in, and are not needed for this cycle's tasks, down to the group's min: they are set
+scale-in, are not needed for this cycle's tasks, and have been registered for the provider's
+`minInstanceLifetime` (a burst soon after finds them warm), down to the group's min: they are set
 DRAINING (no task can land on them any more), re-checked, and terminated with a capacity
 decrement, exactly those. Groups not tagged `ecs-reconciler:managed-by=ecs-reconciler` are
 never touched. Pure: no I/O.
@@ -88,12 +89,14 @@ def plan_capacity(
     desired: DesiredState,
     observed: ObservedState,
     starts: Mapping[str, int],
+    now: float,
     scale_in_allowed: bool = True,
 ) -> CapacityPlan:
     """Scale-out and scale-in actions for every reconciler-scaled capacity provider.
 
     `starts` is the runner tasks each pool starts this cycle; `scale_in_allowed` is False when
-    the cycle could not observe everything (nothing is removed on a partial picture).
+    the cycle could not observe everything (nothing is removed on a partial picture); `now`
+    is epoch seconds.
     """
     result = CapacityPlan([], [], set())
     actions, notes = result.actions, result.notes
@@ -121,7 +124,7 @@ def plan_capacity(
             if pool.capacity_provider == provider.name
             for _ in range(starts.get(pool.name, 0))
         ]
-        if _plan_group(provider, group, tasks, scale_in_allowed, actions, notes):
+        if _plan_group(provider, group, tasks, now if scale_in_allowed else None, actions, notes):
             result.waiting.add(provider.name)
     return result
 
@@ -130,11 +133,13 @@ def _plan_group(
     provider: DesiredCapacityProvider,
     group: ObservedAutoScalingGroup,
     tasks: list[Resources],
-    scale_in_allowed: bool,
+    now: float | None,
     actions: list[Action],
     notes: list[Note],
 ) -> bool:
-    """Adds the group's actions; True when this cycle's tasks wait for instances."""
+    """Adds the group's actions; True when this cycle's tasks wait for instances.
+
+    `now` is None when nothing may be removed this cycle."""
     live = [i for i in group.instances if i.lifecycle_state in LIVE_STATES]
     registered = [i for i in live if i.container_instance_arn and i.status == "ACTIVE"]
     booting = [i for i in live if not i.container_instance_arn]
@@ -187,13 +192,15 @@ def _plan_group(
         return True
     first_booting = len(busy) + len(empty)
     waiting = any(index >= first_booting for index in packing.used)
-    if not scale_in_allowed:
+    if now is None:
         return waiting
     first_empty = len(busy)
     idle = [
         instance
         for index, instance in enumerate(empty, start=first_empty)
-        if index not in packing.used and not instance.protected
+        if index not in packing.used
+        and not instance.protected
+        and now - (instance.registered_at or 0.0) >= provider.min_instance_lifetime
     ]
     removable = idle[: max(0, len(live) - group.minimum)]
     if removable:

@@ -254,4 +254,5 @@ def render_capacity_provider(provider: CapacityProvider) -> DesiredCapacityProvi
         settings=settings,
         tags={**spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE},
         scaling=spec.scaling,
+        min_instance_lifetime=spec.min_instance_lifetime,
     )

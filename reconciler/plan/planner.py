@@ -75,26 +75,33 @@ def plan(
         _plan_task_definition(pool, observed, builder)
         _plan_runner_tasks(pool, observed, runner_states, builder)
     _plan_removed_pools(desired, observed, runner_states, builder)
+    moment = now or datetime.datetime.now(datetime.UTC)
     if not blind.capacity_providers:
-        _plan_instances(desired, observed, builder)
+        _plan_instances(desired, observed, builder, moment.timestamp())
     actions = sorted(builder.actions, key=lambda a: (a.phase, a.resource_type, a.name, a.action))
     return Plan(
         actions=tuple(actions),
         notes=tuple(builder.notes),
         pools=tuple(sorted(builder.pools, key=lambda p: p.name)),
         spec_errors=spec_errors,
-        generated_at=(now or datetime.datetime.now(datetime.UTC)).isoformat(timespec="seconds"),
+        generated_at=moment.isoformat(timespec="seconds"),
     )
 
 
-def _plan_instances(desired: DesiredState, observed: ObservedState, builder: _Builder) -> None:
+def _plan_instances(
+    desired: DesiredState, observed: ObservedState, builder: _Builder, now: float
+) -> None:
     """Reconciler-scaled Auto Scaling groups: room for the runner tasks this plan starts."""
     starts: Counter[str] = Counter()
     for action in builder.actions:
         if action.resource_type == "runner_tasks" and action.action in ("run", "replace"):
             starts[action.pool or ""] += action.count
     capacity = plan_capacity(
-        desired, observed, starts, scale_in_allowed=desired.complete and not builder.deletions_held
+        desired,
+        observed,
+        starts,
+        now,
+        scale_in_allowed=desired.complete and not builder.deletions_held,
     )
     builder.actions = [
         dataclasses.replace(action, after={**action.after, "capacityPending": True})

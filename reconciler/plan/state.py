@@ -64,6 +64,7 @@ class DesiredCapacityProvider:
     settings: dict[str, Any]  # normalized managedScaling / managedTerminationProtection
     tags: dict[str, str]
     scaling: str = "managed"  # managed (ECS) | reconciler (bin packing, see plan.capacity)
+    min_instance_lifetime: int = 600  # seconds registered before an empty one may go
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ class ObservedInstance:
     pending_tasks: int = 0
     registered: tuple[int, int] = (0, 0)  # CPU units, memory MiB
     remaining: tuple[int, int] = (0, 0)
+    registered_at: float | None = None  # epoch seconds
 
     @property
     def empty(self) -> bool:

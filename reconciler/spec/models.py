@@ -431,6 +431,13 @@ class CapacityProviderSpec(SpecModel):
         "(`reconciler`: reacts within one cycle; ECS managed scaling is then turned off, and the "
         "group must carry the tag ecs-reconciler:managed-by=ecs-reconciler).",
     )
+    min_instance_lifetime: int = Field(
+        default=600,
+        ge=0,
+        le=86_400,
+        description="scaling: reconciler: seconds an instance stays registered before it may "
+        "be removed when empty, so a burst that follows soon finds it warm (boots take minutes).",
+    )
     managed_scaling: ManagedScaling = Field(default_factory=lambda: ManagedScaling())
     managed_termination_protection: Enabled = "DISABLED"
     tags: dict[
