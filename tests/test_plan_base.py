@@ -110,7 +110,7 @@ FAILING_CHANGES = [
         lambda repo: edit(
             repo, "specs/capacity-providers.yaml", "targetCapacity: 100", "targetCapacity: 90"
         ),
-        "capacity_provider.linux-x64: /spec/managedScaling/targetCapacity changed (100 -> 90)",
+        "capacity_provider.linux-arm64: /spec/managedScaling/targetCapacity changed (100 -> 90)",
         id="capacity change",
     ),
 ]

@@ -10,11 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.plan.desired import render_desired
 from reconciler.plan.planner import plan
 from reconciler.simulate import policies
 from reconciler.simulate.parameters import SimulationParameters
-from reconciler.simulate.policies import POLICY_NAMES, UnknownPolicy, make_policy, observed_world
+from reconciler.simulate.policies import (
+    POLICY_NAMES,
+    UnknownPolicy,
+    make_policy,
+    observed_world,
+    planner_desired,
+)
 from reconciler.simulate.report import percentile, run_policy
 from reconciler.simulate.trace import TraceJob, generate_trace, read_trace, write_trace
 from reconciler.simulate.world import SimPool, World
@@ -121,7 +126,7 @@ def test_ours_calls_the_real_planner_with_pending_demand(jobs, spec_set, monkeyp
 
 
 def test_the_simulated_account_differs_from_the_specs_only_in_runner_tasks(spec_set):
-    desired = render_desired(spec_set, __import__("datetime").datetime(2026, 3, 2), "x")
+    desired = planner_desired(spec_set, __import__("datetime").datetime(2026, 3, 2))
     result = plan(desired, observed_world(desired), {})
     assert result.actions
     assert {action.resource_type for action in result.actions} == {"runner_tasks"}

@@ -175,7 +175,7 @@ class PlannerPolicy(Policy):
         self.world = world
         self.book = DemandBook(MemoryDemandStore(), clock=world.datetime)
         self.demand_specs = [pool.demand for pool in world.pools.values()]
-        self.start = render_desired(self.spec_set, world.datetime(), REGION)
+        self.start = planner_desired(self.spec_set, world.datetime())
         self.observed = observed_world(self.start)
         self.instances.attach(world)
         world.every(self.parameters.resync_s, self._resync)
@@ -243,7 +243,7 @@ class PlannerPolicy(Policy):
             tuple(idle_target_now(p.spec.scaling, now)[0] for p in self.spec_set.pools),
         )
         if key not in self._desired:
-            self._desired[key] = render_desired(self.spec_set, now, REGION, pending)
+            self._desired[key] = planner_desired(self.spec_set, now, pending)
         return self._desired[key]
 
     def _apply(self, actions: tuple[Action, ...], by_arn: dict[str, Runner]) -> None:
@@ -280,6 +280,20 @@ class PlannerPolicy(Policy):
 
     def runner_stopped(self, runner: Runner) -> None:
         self._tasks.pop(runner.id, None)
+
+
+def planner_desired(
+    spec_set: SpecSet, now: datetime.datetime, pending: dict[str, int] | None = None
+) -> DesiredState:
+    """`render_desired`, with every capacity provider `managed`: in the simulator instances
+    belong to the world (`BinPackScaler` packs with the reconciler's own `pack`), so the
+    planner decides runner tasks only."""
+    desired = render_desired(spec_set, now, REGION, pending)
+    providers = {
+        name: dataclasses.replace(provider, scaling="managed")
+        for name, provider in desired.capacity_providers.items()
+    }
+    return dataclasses.replace(desired, capacity_providers=providers)
 
 
 def observed_world(desired: DesiredState) -> ObservedState:

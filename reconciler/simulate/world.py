@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..github.demand import JobRecord, PoolDemandSpec
+from ..plan.capacity import pack
 from ..spec.models import RunnerPool, Scaling
 from .parameters import InstanceType, SimulationParameters
 from .trace import TraceJob
@@ -485,16 +486,8 @@ class World:
 def new_instances_needed(
     pools: Iterable[SimPool], room: Iterable[tuple[int, int]], fresh: InstanceType
 ) -> int:
-    """Instances to launch so tasks of `pools` (one entry per task) fit: first-fit decreasing
-    into the `room` (free CPU, memory) already there, then into fresh instances."""
-    bins = [list(free) for free in room]
-    opened = 0
-    for pool in sorted(pools, key=lambda p: (p.cpu, p.memory), reverse=True):
-        target = next((b for b in bins if b[0] >= pool.cpu and b[1] >= pool.memory), None)
-        if target is None:
-            target = [fresh.cpu, fresh.memory]
-            bins.append(target)
-            opened += 1
-        target[0] -= pool.cpu
-        target[1] -= pool.memory
-    return opened
+    """Instances to launch so tasks of `pools` (one entry per task) fit: the reconciler's own
+    bin packing (`reconciler.plan.capacity.pack`) into the `room` (free CPU, memory) already
+    there, then into fresh instances."""
+    tasks = [(pool.cpu, pool.memory) for pool in pools]
+    return pack(tasks, list(room), (fresh.cpu, fresh.memory)).new_instances
