@@ -32,6 +32,7 @@ from .common import (
     exit_code,
     render,
     runner_state_source,
+    runner_version_watch,
     spec_paths,
     write_output,
 )
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
 def _live_plan(args: argparse.Namespace) -> Plan:
     clients = AwsClients(region=args.region, profile=args.profile, read_only=True)
     source = runner_state_source(args, clients)
-    plan = plan_cycle(spec_paths(args), Observer(clients), source, args.now).plan
+    versions = runner_version_watch(args, source)
+    plan = plan_cycle(spec_paths(args), Observer(clients), source, args.now, versions=versions).plan
     return dataclasses.replace(plan, notes=(*plan.notes, *verify_new_images(plan, clients)))
 
 
