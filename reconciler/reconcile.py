@@ -80,17 +80,21 @@ def plan_cycle(
     )
     checks: list[VersionCheck] = []
     if versions is not None:
-        checks = _check_versions(spec_set, versions, moment, notes)
-        notes.extend(stale_version_notes(checks))
+        checks, version_notes = check_spec_versions(spec_set, versions, moment)
+        notes.extend(version_notes)
     if notes:
         plan = dataclasses.replace(plan, notes=plan.notes + tuple(notes))
     return Cycle(spec_set, desired, observed, runner_states, plan, demand_pools, tuple(checks))
 
 
-def _check_versions(
-    spec_set: SpecSet, versions: RunnerVersionWatch, now: datetime.datetime, notes: list[Note]
-) -> list[VersionCheck]:
-    """The pools' runner versions against the releases known (configured ones if GitHub fails)."""
+def check_spec_versions(
+    spec_set: SpecSet, versions: RunnerVersionWatch, now: datetime.datetime
+) -> tuple[list[VersionCheck], list[Note]]:
+    """The pools' runner versions against the releases known, and the plan notes they make.
+
+    If GitHub cannot be read, the configured releases alone are used and a note says so.
+    """
+    notes: list[Note] = []
     try:
         published = versions.published()
     except GitHubError as error:
@@ -98,4 +102,5 @@ def _check_versions(
         notes.append(Note("warning", f"runner releases not read ({error})"))
         published = list(versions.configured)
     spec_versions = {pool.metadata.name: pool.spec.runner.version for pool in spec_set.pools}
-    return check_runner_versions(spec_versions, published, now, versions.max_age)
+    checks = check_runner_versions(spec_versions, published, now, versions.max_age)
+    return checks, [*notes, *stale_version_notes(checks)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ from reconciler.plan.versions import (
 )
 from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+
+from .conftest import REPO, commit, git
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -218,3 +221,25 @@ def test_controller_sets_runner_version_stale_and_revalidates_releases(
     assert 'ecs_reconciler_github_api_calls_total{endpoint="GET /repos/{owner}/{repo}/rel' in (
         exposition
     )
+
+
+def test_plan_base_checks_configured_versions_without_credentials(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    git(tmp_path, "init", "-q", "-b", "main")
+    commit(tmp_path, "base")
+    date = days_ago(15, datetime.datetime.now(UTC)).date().isoformat()
+    command = ["plan", "--base", "main", "--runner-latest", f"2.329.0@{date}"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", *command],
+        cwd=tmp_path,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GITHUB_"))},
+            "PYTHONPATH": str(REPO),  # this checkout, whichever one the venv was installed from
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr  # no changes; warnings only
+    assert f"! pool {POOL}: runner 2.328.0 is behind 2.329.0" in shown.stdout
+    assert "No changes." in shown.stdout
