@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.cli.status import render as render_status
 from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.github import GitHubClient, TokenAuth
 from reconciler.github.registry import GitHubRunnerStates
@@ -216,6 +217,9 @@ def test_controller_sets_runner_version_stale_and_revalidates_releases(
         assert condition["status"] is True, name
         assert condition["reason"] == "Superseded"
         assert "runner 2.328.0 is behind 2.329.0" in condition["message"]
+    assert "  RunnerVersionStale: runner 2.328.0 is behind 2.329.0" in render_status(
+        controller.status.to_json()
+    )
     exposition = controller.metrics.render()[0].decode()
     assert f'ecs_reconciler_runner_version_stale{{pool="{POOL}"}} 1.0' in exposition
     assert 'ecs_reconciler_github_api_calls_total{endpoint="GET /repos/{owner}/{repo}/rel' in (
