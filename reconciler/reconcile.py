@@ -16,11 +16,14 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws.observe import Observer
+from .github.client import GitHubError
 from .github.demand import DemandBook, PoolDemandSpec
+from .github.releases import RunnerVersionWatch
 from .plan.actions import Note, Plan
 from .plan.desired import render_desired
 from .plan.planner import plan as make_plan
 from .plan.state import DesiredState, ObservedState, RunnerState
+from .plan.versions import VersionCheck, check_runner_versions, stale_version_notes
 from .runners import RunnerStateSource
 from .spec.loader import SpecSet, load_specs
 
@@ -37,6 +40,7 @@ class Cycle:
     runner_states: dict[str, RunnerState]
     plan: Plan
     demand_pools: tuple[PoolDemandSpec, ...] = ()
+    version_checks: tuple[VersionCheck, ...] = ()  # empty when no version watch was given
 
 
 def plan_cycle(
@@ -45,11 +49,13 @@ def plan_cycle(
     runner_source: RunnerStateSource,
     now: datetime.datetime | None = None,
     demand: DemandBook | None = None,
+    versions: RunnerVersionWatch | None = None,
 ) -> Cycle:
     """Run one read-only cycle and return its plan (nothing is changed).
 
     With a demand book, its queued jobs (refreshed from its store) raise each pool's target;
-    if the store cannot be read, the last demand known is used and the plan says so.
+    if the store cannot be read, the last demand known is used and the plan says so. With a
+    version watch, pools whose runner version is stale get a warning note.
     """
     moment = now or datetime.datetime.now(datetime.UTC)
     spec_set = load_specs(spec_paths)
@@ -72,6 +78,29 @@ def plan_cycle(
         spec_errors=tuple(str(d) for d in spec_set.errors),
         now=moment,
     )
+    checks: list[VersionCheck] = []
+    if versions is not None:
+        checks, version_notes = check_spec_versions(spec_set, versions, moment)
+        notes.extend(version_notes)
     if notes:
         plan = dataclasses.replace(plan, notes=plan.notes + tuple(notes))
-    return Cycle(spec_set, desired, observed, runner_states, plan, demand_pools)
+    return Cycle(spec_set, desired, observed, runner_states, plan, demand_pools, tuple(checks))
+
+
+def check_spec_versions(
+    spec_set: SpecSet, versions: RunnerVersionWatch, now: datetime.datetime
+) -> tuple[list[VersionCheck], list[Note]]:
+    """The pools' runner versions against the releases known, and the plan notes they make.
+
+    If GitHub cannot be read, the configured releases alone are used and a note says so.
+    """
+    notes: list[Note] = []
+    try:
+        published = versions.published()
+    except GitHubError as error:
+        log.warning("runner releases unreadable: %s", error)
+        notes.append(Note("warning", f"runner releases not read ({error})"))
+        published = list(versions.configured)
+    spec_versions = {pool.metadata.name: pool.spec.runner.version for pool in spec_set.pools}
+    checks = check_runner_versions(spec_versions, published, now, versions.max_age)
+    return checks, [*notes, *stale_version_notes(checks)]

@@ -17,6 +17,7 @@ from reconciler.controller.metrics import ControllerMetrics
 from reconciler.controller.server import ControllerServer
 from reconciler.controller.status import StatusBoard
 from reconciler.plan.actions import Action, Note, Phase, Plan, PoolSummary
+from reconciler.plan.versions import VersionCheck
 
 UTC = datetime.UTC
 MONDAY_0100 = datetime.datetime(2026, 11, 30, 1, 0, 0, tzinfo=UTC)  # a Monday, 01:00 UTC
@@ -66,6 +67,12 @@ def populated_metrics() -> ControllerMetrics:
         plan, 0.25, ApplyResult(failed=[(failed, "boom"), (association, "denied")])
     )
     metrics.record_failed_cycle(3.0)
+    metrics.record_runner_versions(
+        [
+            VersionCheck("linux", "2.328.0", "Superseded", "behind 2.329.0"),
+            VersionCheck("arm", "2.329.0", "Current", "newest"),
+        ]
+    )
     metrics.record_aws_calls({"ecs:DescribeTasks": 3, "ec2:DescribeSubnets": 1})
     metrics.record_github_calls({"GET /orgs/{org}/actions/runners": 2})
     started = MONDAY_0100 + datetime.timedelta(seconds=12)
@@ -87,6 +94,8 @@ def test_runner_gauges_per_pool() -> None:
     assert value(metrics, "ecs_reconciler_runners", pool="arm", state="unknown") == 1
     assert value(metrics, "ecs_reconciler_runners_running", pool="arm") == 2
     assert value(metrics, "ecs_reconciler_runners_outdated", pool="arm") == 1
+    assert value(metrics, "ecs_reconciler_runner_version_stale", pool="linux") == 1
+    assert value(metrics, "ecs_reconciler_runner_version_stale", pool="arm") == 0
     # running is the sum of the states
     for pool in ("linux", "arm"):
         states = [
@@ -135,6 +144,7 @@ def test_pools_removed_from_the_plan_leave_the_gauges() -> None:
         "ecs_reconciler_runners_running",
         "ecs_reconciler_runners_outdated",
         "ecs_reconciler_runners",
+        "ecs_reconciler_runner_version_stale",
         "ecs_reconciler_queued_jobs",
     )
     for name, labels in found:
@@ -256,6 +266,8 @@ def test_every_metric_the_issue_names_is_exported() -> None:
         "ecs_reconciler_runners_desired": ("gauge", {"pool"}),
         "ecs_reconciler_runners_running": ("gauge", {"pool"}),
         "ecs_reconciler_runners": ("gauge", {"pool", "state"}),
+        # pools whose runner version GitHub will soon stop giving jobs to
+        "ecs_reconciler_runner_version_stale": ("gauge", {"pool"}),
         # queued jobs and the queue-wait histogram per pool, organization and repository
         "ecs_reconciler_queued_jobs": ("gauge", {"pool", "organization", "repository"}),
         "ecs_reconciler_job_queue_wait_seconds": (

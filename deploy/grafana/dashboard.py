@@ -19,7 +19,7 @@ Views (what the operators asked for):
 - job executions and durations per pool;
 - runner hours per organization and repository, for cost allocation;
 - the controller: reconcile duration p90, errors, last cycle, spec errors; AWS and GitHub
-  API calls by operation.
+  API calls by operation; pools on a stale runner version.
 """
 
 from __future__ import annotations
@@ -589,6 +589,24 @@ def spec_errors(y: int) -> stat.Panel:
     )
 
 
+def runner_version_stale(y: int) -> stat.Panel:
+    return (
+        single_value(
+            "Stale runner version by pool",
+            "1 (orange): a runner release newer than the pool's spec.runner.version is older "
+            "than the controller's --runner-version-max-age (RunnerVersionStale). GitHub "
+            "stops giving jobs to a runner version 30 days after a newer one is published.",
+            place(0, y, 24, 4),
+        )
+        .with_target(
+            instant(f"max by (pool) (ecs_reconciler_runner_version_stale{{{POOL}}})", "{{pool}}")
+        )
+        .unit("short")
+        .decimals(0)
+        .thresholds(thresholds((None, "green"), (1, "orange")))
+    )
+
+
 def aws_calls(y: int) -> timeseries.Panel:
     return (
         timeseries.Panel()
@@ -705,7 +723,7 @@ SECTIONS: tuple[tuple[str, int, Callable[[int], list[Any]]], ...] = (
     ),
     (
         "Controller",
-        17,
+        21,
         lambda y: [
             reconcile_duration(y),
             reconcile_errors(y),
@@ -713,6 +731,7 @@ SECTIONS: tuple[tuple[str, int, Callable[[int], list[Any]]], ...] = (
             spec_errors(y + 4),
             aws_calls(y + 8),
             github_calls(y + 8),
+            runner_version_stale(y + 17),
         ],
     ),
 )

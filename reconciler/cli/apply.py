@@ -28,6 +28,7 @@ from .common import (
     add_aws_options,
     runner_provisioner,
     runner_state_source,
+    runner_version_watch,
     spec_paths,
 )
 
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     source = runner_state_source(args, clients)
-    cycle = plan_cycle(spec_paths(args), Observer(clients), source, args.now)
+    versions = runner_version_watch(args, source)
+    cycle = plan_cycle(spec_paths(args), Observer(clients), source, args.now, versions=versions)
     image_notes = verify_new_images(cycle.plan, clients)
     plan = dataclasses.replace(cycle.plan, notes=(*cycle.plan.notes, *image_notes))
     cycle = dataclasses.replace(cycle, plan=plan)

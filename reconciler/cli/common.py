@@ -14,6 +14,7 @@ from ..aws.clients import AwsClients
 from ..plan.actions import Plan
 from ..plan.render_markdown import render_markdown
 from ..plan.render_text import render_text
+from ..plan.versions import DEFAULT_MAX_AGE, PublishedVersion
 from ..runners import (
     NamingProvisioner,
     RunnerProvisioner,
@@ -23,13 +24,14 @@ from ..runners import (
 
 if TYPE_CHECKING:
     from ..github.janitor import RunnerJanitor
+    from ..github.releases import RunnerVersionWatch
 
 RUNNER_STATE_ENV = "ECS_RECONCILER_RUNNER_STATES"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
-    """--specs, --region, --profile, --runner-states, --now."""
+    """--specs, --region, --profile, --runner-states, --boot-timeout, --now, runner versions."""
     parser.add_argument(
         "--specs", action="append", metavar="PATH", help="spec file or directory (default specs/)"
     )
@@ -57,6 +59,25 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
         type=_timestamp,
         help="plan as if it were this time (ISO 8601, for idle schedules); default: now",
     )
+    parser.add_argument(
+        "--runner-latest",
+        action="append",
+        type=_published_version,
+        default=[],
+        metavar="VERSION@DATE",
+        help="a runner release and its publish date, e.g. 2.330.0@2026-01-05 (repeatable). "
+        "Pool runner versions are compared with these and, with --runner-states github, with "
+        "the releases of actions/runner on GitHub; with neither, versions are not checked",
+    )
+    parser.add_argument(
+        "--runner-version-max-age",
+        type=_days,
+        default=DEFAULT_MAX_AGE,
+        metavar="DAYS",
+        help="warn (RunnerVersionStale) when a release newer than a pool's runner version was "
+        f"published more than DAYS ago (default {DEFAULT_MAX_AGE.days}; GitHub stops giving "
+        "jobs to it 30 days after)",
+    )
 
 
 def _timestamp(text: str) -> datetime.datetime:
@@ -65,6 +86,19 @@ def _timestamp(text: str) -> datetime.datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _published_version(text: str) -> PublishedVersion:
+    try:
+        return PublishedVersion.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _days(text: str) -> datetime.timedelta:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a whole number of days, not {text!r}")
+    return datetime.timedelta(days=int(text))
 
 
 def spec_paths(args: argparse.Namespace) -> list[str]:
@@ -86,6 +120,19 @@ def runner_state_source(args: argparse.Namespace, clients: AwsClients) -> Runner
             GitHubClient(auth=auth_from_environment()), boot_timeout=args.boot_timeout
         )
     return UnknownRunnerStates()
+
+
+def runner_version_watch(
+    args: argparse.Namespace, source: RunnerStateSource
+) -> RunnerVersionWatch | None:
+    """Releases to check runner versions against: --runner-latest, and GitHub's when used."""
+    from ..github.registry import GitHubRunnerStates
+    from ..github.releases import RunnerVersionWatch
+
+    client = source.client if isinstance(source, GitHubRunnerStates) else None
+    if client is None and not args.runner_latest:
+        return None
+    return RunnerVersionWatch(args.runner_latest, client, args.runner_version_max_age)
 
 
 def runner_provisioner(source: RunnerStateSource, clients: AwsClients) -> RunnerProvisioner:

@@ -2,8 +2,8 @@
 
 Live (default): the AWS clients are built read-only, so any mutating operation is refused
 before it is sent. `--base REF`: compare the specs at a git revision with the working tree,
-without AWS credentials at all. `--policy NAME|FILE`: check the plan against a policy (the
-automerge gate). The images of every revision the plan would register are verified: a
+without AWS credentials at all (runner versions are then checked against `--runner-latest`
+only). `--policy NAME|FILE`: check the plan against a policy (the automerge gate). The images of every revision the plan would register are verified: a
 missing ECR image is an error note. Exit codes: 0 no changes, 2 changes present, 1 error,
 3 policy failed.
 """
@@ -19,10 +19,11 @@ from typing import Any
 
 from ..aws.clients import AwsClients, AwsConfigurationError
 from ..aws.observe import Observer
+from ..github.releases import RunnerVersionWatch
 from ..plan.actions import Plan
 from ..plan.policy import PlanPolicy, PolicyError, Violation, evaluate, load_policy
 from ..plan.specdiff import diff_spec_sets
-from ..reconcile import plan_cycle
+from ..reconcile import check_spec_versions, plan_cycle
 from ..spec.gitrev import GitRevisionError, load_specs_at
 from ..spec.loader import load_specs
 from ..verify import verify_new_images
@@ -32,6 +33,7 @@ from .common import (
     exit_code,
     render,
     runner_state_source,
+    runner_version_watch,
     spec_paths,
     write_output,
 )
@@ -83,15 +85,23 @@ def run(args: argparse.Namespace) -> int:
 def _live_plan(args: argparse.Namespace) -> Plan:
     clients = AwsClients(region=args.region, profile=args.profile, read_only=True)
     source = runner_state_source(args, clients)
-    plan = plan_cycle(spec_paths(args), Observer(clients), source, args.now).plan
+    versions = runner_version_watch(args, source)
+    plan = plan_cycle(spec_paths(args), Observer(clients), source, args.now, versions=versions).plan
     return dataclasses.replace(plan, notes=(*plan.notes, *verify_new_images(plan, clients)))
 
 
 def _base_plan(args: argparse.Namespace) -> Plan:
+    """The spec diff, with the runner version check of the new specs (--runner-latest only)."""
     paths = spec_paths(args)
     base = load_specs_at(args.base, paths, Path.cwd())
     head = load_specs(paths)
-    return diff_spec_sets(base, head, args.now or datetime.datetime.now(datetime.UTC))
+    now = args.now or datetime.datetime.now(datetime.UTC)
+    plan = diff_spec_sets(base, head, now)
+    if not args.runner_latest:
+        return plan
+    versions = RunnerVersionWatch(args.runner_latest, max_age=args.runner_version_max_age)
+    _, notes = check_spec_versions(head, versions, now)
+    return dataclasses.replace(plan, notes=(*plan.notes, *notes))
 
 
 def _verdict(policy: PlanPolicy | None, violations: list[Violation]) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ from .common import (
     runner_janitor,
     runner_provisioner,
     runner_state_source,
+    runner_version_watch,
     spec_paths,
 )
 
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             demand=demand,
             github=source.client if isinstance(source, GitHubRunnerStates) else None,
             janitor=runner_janitor(source, clients),
+            versions=runner_version_watch(args, source),
         )
         loop = threading.Thread(target=controller.run, name="controller")
         server = ControllerServer(

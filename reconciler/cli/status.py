@@ -1,7 +1,8 @@
 """`ecs-reconciler status`: show a running controller's pools and conditions.
 
 Reads `/status` from the controller's listener. Exit 0 when every pool is Ready, 2 when
-some are progressing, 1 when the controller cannot be reached or a pool is Degraded.
+some are progressing, 1 when the controller cannot be reached or a pool is Degraded. A stale
+runner version (RunnerVersionStale) is printed under its pool and does not change the code.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def render(status: dict[str, Any]) -> str:
             f"{name:<32} {pool['desired']:>7} {pool['running']:>7} {pool['busy']:>5} "
             f"{pool['idle']:>5}  {state[:120]}"
         )
+        stale = conditions.get("RunnerVersionStale")
+        if stale and stale["status"]:
+            lines.append(f"  RunnerVersionStale: {stale['message']}")
     for error in controller["specErrors"]:
         lines.append(f"spec error: {error}")
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from ..aws.observe import Observer
 from ..github.client import GitHubClient
 from ..github.demand import DemandBook, PoolDemandSpec, pool_for
 from ..github.janitor import RunnerJanitor
+from ..github.releases import RunnerVersionWatch
 from ..github.webhook import JobEvent
 from ..plan.guard import GuardPolicy, refused_actions
 from ..reconcile import Cycle, plan_cycle
@@ -143,6 +144,7 @@ class Controller:
         demand: DemandBook | None = None,
         github: GitHubClient | None = None,
         janitor: RunnerJanitor | None = None,
+        versions: RunnerVersionWatch | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -161,6 +163,7 @@ class Controller:
         self.demand = demand
         self.github = github
         self.janitor = janitor
+        self.versions = versions
         self._demand_pools: tuple[PoolDemandSpec, ...] = ()
 
     def stop(self) -> None:
@@ -207,7 +210,11 @@ class Controller:
         log.info("reconcile (%s)", reason)
         started = time.monotonic()
         cycle = plan_cycle(
-            self.settings.spec_paths, self.observer, self.runner_states, demand=self.demand
+            self.settings.spec_paths,
+            self.observer,
+            self.runner_states,
+            demand=self.demand,
+            versions=self.versions,
         )
         self.cycles += 1
         self._demand_pools = cycle.demand_pools
@@ -236,8 +243,10 @@ class Controller:
             self.backoff.waiting(),
             attempted=attempted,
             source_errors=source_errors,
+            version_checks=cycle.version_checks,
         )
         self.metrics.record_cycle(cycle.plan, time.monotonic() - started, result)
+        self.metrics.record_runner_versions(cycle.version_checks)
         self.metrics.record_aws_calls(self.clients.calls)
         if self.github is not None:
             self.metrics.record_github_calls(self.github.calls)

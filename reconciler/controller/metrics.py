@@ -16,6 +16,7 @@ Series (label values in parentheses):
     ecs_reconciler_runners_running{pool}                 gauge  (= sum of the states below)
     ecs_reconciler_runners{pool,state}                   gauge  (busy | idle | unknown | failed)
     ecs_reconciler_runners_outdated{pool}                gauge  (on an old task definition)
+    ecs_reconciler_runner_version_stale{pool}            gauge  (1: RunnerVersionStale)
     ecs_reconciler_queued_jobs{pool,organization,repository}             gauge
     ecs_reconciler_job_queue_wait_seconds{pool,organization,repository}  histogram
     ecs_reconciler_jobs_started_total{pool,organization,weekday,hour}    counter (UTC)
@@ -46,7 +47,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -59,6 +60,7 @@ from prometheus_client import (
 
 from ..aws.executor import ApplyResult
 from ..plan.actions import Plan
+from ..plan.versions import VersionCheck
 
 PREFIX = "ecs_reconciler_"
 QUEUE_WAIT_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800)
@@ -106,6 +108,13 @@ class ControllerMetrics:
         self.runners_outdated = Gauge(
             PREFIX + "runners_outdated",
             "Running runner tasks on an older task-definition revision (rollout pending).",
+            ["pool"],
+            registry=r,
+        )
+        self.runner_version_stale = Gauge(
+            PREFIX + "runner_version_stale",
+            "1 when a release newer than the pool's runner version is older than the "
+            "configured max age (GitHub stops giving jobs 30 days after it), else 0.",
             ["pool"],
             registry=r,
         )
@@ -221,8 +230,18 @@ class ControllerMetrics:
         self.reconcile_errors.labels(NO_POOL, "cycle_failed").inc()
         self.reconcile_duration.observe(max(0.0, duration_seconds))
 
+    def record_runner_versions(self, checks: Iterable[VersionCheck]) -> None:
+        """The cycle's runner version checks (series leave with their pool, see above)."""
+        for check in checks:
+            self.runner_version_stale.labels(check.pool).set(int(check.stale))
+
     def _remove_pool(self, pool: str) -> None:
-        for gauge in (self.runners_desired, self.runners_running, self.runners_outdated):
+        for gauge in (
+            self.runners_desired,
+            self.runners_running,
+            self.runners_outdated,
+            self.runner_version_stale,
+        ):
             _remove(gauge, pool)
         for state in RUNNER_STATES:
             _remove(self.runners, pool, state)

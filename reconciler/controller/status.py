@@ -1,4 +1,5 @@
-"""Status of the controller and of each pool: conditions Ready / Progressing / Degraded.
+"""Status of the controller and of each pool: conditions Ready / Progressing / Degraded,
+and RunnerVersionStale when the cycle checked runner versions (`plan.versions`).
 
 Built from what one cycle saw (its plan) and what its apply did, in the manner of Flux and
 Kubernetes conditions: each has a status, a reason, a message and the spec revision it
@@ -16,6 +17,7 @@ from typing import Any
 
 from ..aws.executor import ApplyResult
 from ..plan.actions import Plan
+from ..plan.versions import VersionCheck
 from ..spec.loader import SpecSet
 
 
@@ -80,12 +82,14 @@ class StatusBoard:
         backing_off: dict[str, float] | None = None,
         attempted: str | None = None,
         source_errors: list[str] | None = None,
+        version_checks: tuple[VersionCheck, ...] = (),
     ) -> None:
         """Fold one cycle (its plan and, when applied, its result) into the status.
 
         `revision` is what the cycle worked from; `attempted` (default: the same) is the
         newest revision the source tried, which differs when it was refused for errors.
         """
+        checks = {check.pool: check for check in version_checks}
         now = _now()
         failed = {a.pool: message for a, message in (result.failed if result else []) if a.pool}
         errors = [*plan.spec_errors, *(source_errors or [])]
@@ -148,6 +152,16 @@ class StatusBoard:
                     revision,
                     now,
                 )
+                if check := checks.get(summary.name):
+                    self._set(
+                        pool,
+                        "RunnerVersionStale",
+                        check.stale,
+                        check.reason,
+                        check.message,
+                        revision,
+                        now,
+                    )
             for name in set(self.pools) - {s.name for s in plan.pools}:
                 del self.pools[name]
 

@@ -10,6 +10,7 @@ It retries 5xx answers and network errors with exponential backoff and jitter, h
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import random
@@ -123,6 +124,27 @@ class Runner:
             busy=bool(data["busy"]),
             labels=[str(label["name"]) for label in data.get("labels", [])],
             runner_group_id=data.get("runner_group_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Release:
+    """A repository release as GitHub reports it (drafts have no ``published_at``)."""
+
+    tag_name: str
+    published_at: datetime.datetime | None
+    draft: bool
+    prerelease: bool
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Release:
+        """Parse one element of the releases list."""
+        published = data.get("published_at")
+        return cls(
+            tag_name=str(data["tag_name"]),
+            published_at=datetime.datetime.fromisoformat(published) if published else None,
+            draft=bool(data.get("draft", False)),
+            prerelease=bool(data.get("prerelease", False)),
         )
 
 
@@ -245,6 +267,19 @@ class GitHubClient:
             raise RunnerBusy(422, "DELETE", _template(endpoint), _message(response))
         self._check(response, endpoint)
         return True
+
+    # -- releases ------------------------------------------------------------------------------
+
+    def list_releases(self, repository: str) -> list[Release]:
+        """The newest 100 releases of `repository` (``owner/repo``), newest first.
+
+        One conditional request: an unchanged list costs a 304. Older pages are not read.
+        """
+        owner, _, repo = repository.partition("/")
+        path = f"/repos/{quote(owner, safe='')}/{quote(repo, safe='')}/releases"
+        url = f"{self.api_url}{path}?per_page=100"
+        body, _ = self._get("GET /repos/{owner}/{repo}/releases", url)
+        return [Release.from_api(item) for item in body]
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ response shapes, on 127.0.0.1 at a port the OS picks, from a daemon thread::
     DELETE {scope}/actions/runners/{runner_id}          204; 404 unknown; 422 busy
     GET    {scope}/actions/runner-groups                paginated, ETag / 304 (not repos)
     POST   /app/installations/{id}/access_tokens        JWT (RS256) -> installation token
+    GET    /repos/{owner}/{repo}/releases               newest first, paginated, ETag / 304
 
 ``{scope}`` is ``/enterprises/{e}``, ``/orgs/{o}`` or ``/repos/{owner}/{repo}``; every scope
 exists and has a "Default" runner group with id 1. An optional ``prefix`` (``/api/v3``) makes
@@ -47,6 +48,7 @@ _RUNNERS = re.compile(_SCOPE + r"/actions/runners")
 _JIT = re.compile(_SCOPE + r"/actions/runners/generate-jitconfig")
 _RUNNER = re.compile(_SCOPE + r"/actions/runners/(?P<id>\d+)")
 _GROUPS = re.compile(r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+)/actions/runner-groups")
+_RELEASES = re.compile(r"/repos/(?P<repository>[^/]+/[^/]+)/releases")
 _ACCESS_TOKENS = re.compile(r"/app/installations/(?P<id>\d+)/access_tokens")
 
 _DOCS = "https://docs.github.com/rest"
@@ -94,6 +96,7 @@ class FakeGitHub:
         self._app: _App | None = None
         self._runners: dict[str, dict[int, dict[str, Any]]] = {}
         self._groups: dict[str, list[dict[str, Any]]] = {}
+        self._releases: dict[str, list[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._group_ids = itertools.count(2)
         self._faults: deque[_Response] = deque()
@@ -199,6 +202,32 @@ class FakeGitHub:
                 if runner["name"] == name:
                     del runners[runner_id]
 
+    def add_release(
+        self,
+        repository: str,
+        tag_name: str,
+        published_at: datetime,
+        *,
+        prerelease: bool = False,
+        draft: bool = False,
+    ) -> None:
+        """Publish a release of `repository` (``owner/repo``); drafts get no publish time."""
+        published = published_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._lock:
+            releases = self._releases.setdefault(repository, [])
+            releases.append(
+                {
+                    "id": next(self._ids),
+                    "tag_name": tag_name,
+                    "name": tag_name,
+                    "draft": draft,
+                    "prerelease": prerelease,
+                    "created_at": published,
+                    "published_at": None if draft else published,
+                }
+            )
+            releases.sort(key=lambda release: release["created_at"], reverse=True)
+
     def runners(self, scope_path: str) -> list[dict[str, Any]]:
         """Copies of the runners registered in a scope, in GitHub's JSON shape."""
         with self._lock:
@@ -263,6 +292,9 @@ class FakeGitHub:
             if method == "GET" and (match := _GROUPS.fullmatch(path)):
                 groups = self._groups_of(match["scope"])
                 return self._page(base + path, query, "runner_groups", groups, headers)
+            if method == "GET" and (match := _RELEASES.fullmatch(path)):
+                releases = self._releases.get(match["repository"], [])
+                return self._page(base + path, query, None, releases, headers)
             if method == "POST" and (match := _JIT.fullmatch(path)):
                 return self._jit(match["scope"], body)
             if method == "DELETE" and (match := _RUNNER.fullmatch(path)):
@@ -315,13 +347,17 @@ class FakeGitHub:
         )
 
     def _page(
-        self, url: str, query: dict[str, str], key: str, items: list[Any], headers: Any
+        self, url: str, query: dict[str, str], key: str | None, items: list[Any], headers: Any
     ) -> _Response:
-        """One page of `items` with GitHub's Link header, ETag and 304 on If-None-Match."""
+        """One page of `items` with GitHub's Link header, ETag and 304 on If-None-Match.
+
+        The page is ``{"total_count": n, key: [...]}``, or a bare list when `key` is None.
+        """
         per_page = max(1, min(100, int(query.get("per_page", 30))))
         page = max(1, int(query.get("page", 1)))
         last = max(1, -(-len(items) // per_page))
-        body = {"total_count": len(items), key: items[(page - 1) * per_page : page * per_page]}
+        shown = items[(page - 1) * per_page : page * per_page]
+        body: Any = {"total_count": len(items), key: shown} if key else shown
         links = []
         for rel, number in (("prev", page - 1), ("next", page + 1), ("first", 1), ("last", last)):
             if (rel in ("prev", "first") and page > 1) or (rel in ("next", "last") and page < last):
