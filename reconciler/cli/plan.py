@@ -3,8 +3,9 @@
 Live (default): the AWS clients are built read-only, so any mutating operation is refused
 before it is sent. `--base REF`: compare the specs at a git revision with the working tree,
 without AWS credentials at all (runner versions are then checked against `--runner-latest`
-only). `--policy NAME|FILE`: check the plan against a policy (the automerge gate). The images of every revision the plan would register are verified: a
-missing ECR image is an error note. Exit codes: 0 no changes, 2 changes present, 1 error,
+only). `--policy NAME|FILE`: check the plan against a policy (the automerge gate). The
+images of every revision the plan would register are verified: a missing ECR image is an
+error note. Exit codes: 0 no changes, 2 changes present, 1 error,
 3 policy failed.
 """
 
