@@ -131,8 +131,12 @@ def test_drift_runner_stopped_by_hand(sandbox: Sandbox, specs: Path) -> None:
     victim = pool_tasks(converged, PLATFORM)[0]
     sandbox.clients().ecs.stop_task(cluster=CLUSTER, task=victim, reason="by hand")
     drifted = cycle(sandbox, specs)
-    assert kinds(drifted) == [("run", f"runner_tasks.{PLATFORM}")]
-    assert drifted.plan.actions[0].count == 1
+    # moto places tasks on any instance of the cluster, whatever their capacity provider, so
+    # the autoscaler may see its own group fuller than AWS would: only runner tasks are checked
+    runs = [a for a in drifted.plan.actions if a.resource_type == "runner_tasks"]
+    assert [(a.action, a.address, a.count) for a in runs] == [
+        ("run", f"runner_tasks.{PLATFORM}", 1)
+    ]
     converge(sandbox, specs)
 
 

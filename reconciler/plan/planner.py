@@ -353,7 +353,7 @@ def _plan_task_definition(pool: DesiredPool, observed: ObservedState, builder: _
             "(no managed-by tag); it is never used nor deregistered by us",
             pool.name,
         )
-    in_use = {task.task_definition_arn for task in observed.tasks}
+    in_use = observed.task_definitions_in_use
     current = [r for r in owned if r.content_hash == pool.spec_hash == r.tagged_hash]
     if not current:
         after = {**pool.task_definition, "tags": pool.task_definition_tags}
@@ -435,7 +435,7 @@ def _plan_runner_tasks(
     runner_states: Mapping[str, RunnerState],
     builder: _Builder,
 ) -> None:
-    tasks = [t for t in observed.tasks if t.pool == pool.name]
+    tasks = list(observed.tasks_by_pool.get(pool.name, []))
     misplaced = [t for t in tasks if t.cluster != pool.cluster]
     tasks = [t for t in tasks if t.cluster == pool.cluster]
     states = {t.arn: _state(t, runner_states) for t in tasks + misplaced}
@@ -607,7 +607,7 @@ def _plan_removed_pools(
     removed = ({t.pool for t in observed.tasks} | set(families)) - set(desired.pools)
     for name in sorted(n for n in removed if n):
         revisions = [r for r in families.get(name, []) if r.owned]
-        tasks = [t for t in observed.tasks if t.pool == name]
+        tasks = list(observed.tasks_by_pool.get(name, []))
         if not desired.complete or builder.deletions_held:
             because = (
                 "some specs failed to load" if not desired.complete else builder.deletions_held

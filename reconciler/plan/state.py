@@ -6,6 +6,7 @@ Plain, immutable data with no I/O. Both sides use the same shapes, already norma
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -246,3 +247,16 @@ class ObservedState:
     subnets: dict[str, str] = field(default_factory=dict)  # ID or Name tag -> ID
     security_groups: dict[str, str] = field(default_factory=dict)  # ID or Name tag -> ID
     problems: dict[str, str] = field(default_factory=dict)  # scope (cluster/pool) -> message
+
+    @functools.cached_property
+    def tasks_by_pool(self) -> dict[str, list[ObservedTask]]:
+        """Runner tasks grouped by pool (read once the observation is complete)."""
+        grouped: dict[str, list[ObservedTask]] = {}
+        for task in self.tasks:
+            grouped.setdefault(task.pool, []).append(task)
+        return grouped
+
+    @functools.cached_property
+    def task_definitions_in_use(self) -> frozenset[str]:
+        """Task-definition ARNs some running task uses."""
+        return frozenset(task.task_definition_arn for task in self.tasks)
