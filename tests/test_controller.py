@@ -20,7 +20,7 @@ from reconciler.reconcile import plan_cycle
 from reconciler.sandbox.runners import TaskTagRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 
-from .conftest import wait_for
+from .conftest import edit, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"
@@ -53,12 +53,6 @@ def start_controller(
     thread.start()
     wait_for(lambda: controller.cycles >= 1 and controller.status.ready, 30)
     return controller, thread
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
 
 
 def test_spec_edit_reconciles_within_two_seconds(sandbox: Sandbox, specs: Path) -> None:

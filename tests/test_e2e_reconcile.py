@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,8 @@ from reconciler.plan.state import RunnerState
 from reconciler.reconcile import Cycle, plan_cycle
 from reconciler.sandbox.runners import TaskTagRunnerStates
 from reconciler.sandbox.scenario import Sandbox
+
+from .conftest import edit, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"
@@ -61,21 +62,9 @@ def pool_tasks(current: Cycle, pool: str) -> list[str]:
 
 
 def cli(sandbox: Sandbox, specs: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI pointed at the sandbox."""
     env = {**os.environ, **sandbox.environment()}
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.main", *args, "--specs", str(specs)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new))
+    return run_cli(*args, "--specs", str(specs), env=env, timeout=120)
 
 
 def test_empty_cluster_plan_apply_plan_with_the_cli(sandbox: Sandbox, specs: Path) -> None:

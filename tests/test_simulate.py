@@ -4,8 +4,6 @@ behind ours, report shape, and bad input. A one-day trace keeps it fast."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,18 +23,10 @@ from reconciler.simulate.trace import TraceJob, generate_trace, read_trace, writ
 from reconciler.simulate.world import SimPool, World
 from reconciler.spec.loader import SpecSet, load_specs
 
+from .conftest import run_cli as cli
+
 REPO = Path(__file__).resolve().parent.parent
 PARAMETERS = SimulationParameters()
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.main", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")

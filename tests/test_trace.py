@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -21,18 +19,10 @@ from reconciler.simulate.trace import (
     write_trace,
 )
 
+from .conftest import run_cli as cli
+
 REPO = Path(__file__).resolve().parent.parent
 FRIDAY = datetime.datetime(2026, 3, 6, tzinfo=TRACE_TIMEZONE)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.main", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +23,8 @@ from reconciler.sandbox.agent import CRASH
 from reconciler.sandbox.infrastructure import push_image
 from reconciler.sandbox.scenario import Sandbox
 from reconciler.verify.images import ImageReference, ImageVerifier
+
+from .conftest import edit, run_cli
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 PUSHED = f"{ECR}/actions-runner:2.328.0@sha256:{'1' * 64}"
@@ -41,14 +42,7 @@ def cli(sandbox: Sandbox, specs: Path, *args: str) -> subprocess.CompletedProces
         **sandbox.environment(),
         "HTTPS_PROXY": f"http://127.0.0.1:{closed_port()}",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.main", *args, "--specs", str(specs)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(*args, "--specs", str(specs), env=env, timeout=120)
 
 
 def closed_port() -> int:
@@ -56,12 +50,6 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new))
 
 
 # ------------------------------------------------------------------ ecs-reconciler verify

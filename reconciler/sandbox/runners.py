@@ -1,6 +1,7 @@
 """The sandbox's runner states: simulated runners write their state as a task tag.
 
-A stand-in for GitHub's runner API until the GitHub integration lands. The simulated runner
+Used by `make demo` and the tests that need runner states without GitHub (with a simulated
+GitHub, `sandbox.world.GitHubWorld` runs the runners instead). The simulated runner
 of a task is `idle` or `busy` as the task's `sandbox:runner` tag says; a task without the
 tag has not registered yet (unknown). Tests flip the tag over moto's HTTP API
 (`TagResource`) to make a runner busy, exactly as a job starting would.
@@ -44,29 +45,31 @@ def _state(tags: dict[str, str]) -> RunnerState:
     return RunnerState(value) if value in ("idle", "busy") else RunnerState.UNKNOWN
 
 
+def running_runner_tasks(ecs: Any, cluster: str) -> list[dict[str, Any]]:
+    """Our runner tasks still meant to run in `cluster`, described with their tags."""
+    pages = ecs.get_paginator("list_tasks").paginate(
+        cluster=cluster, startedBy=STARTED_BY, desiredStatus="RUNNING"
+    )
+    arns = [arn for page in pages for arn in page["taskArns"]]
+    tasks: list[dict[str, Any]] = []
+    for start in range(0, len(arns), 100):
+        response = ecs.describe_tasks(
+            cluster=cluster, tasks=arns[start : start + 100], include=["TAGS"]
+        )
+        tasks += [t for t in response["tasks"] if t.get("desiredStatus") == "RUNNING"]
+    return tasks
+
+
 class SimulatedRunners:
     """The runners inside sandbox tasks: they register (idle), take jobs (busy), and exit."""
 
     def __init__(self, clients: AwsClients) -> None:
         self.clients = clients
 
-    def _running_tasks(self, cluster: str) -> list[dict[str, Any]]:
-        ecs = self.clients.ecs
-        arns = ecs.list_tasks(cluster=cluster, startedBy=STARTED_BY, desiredStatus="RUNNING")[
-            "taskArns"
-        ]
-        tasks: list[dict[str, Any]] = []
-        for start in range(0, len(arns), 100):
-            response = ecs.describe_tasks(
-                cluster=cluster, tasks=arns[start : start + 100], include=["TAGS"]
-            )
-            tasks += [t for t in response["tasks"] if t.get("desiredStatus") == "RUNNING"]
-        return tasks
-
     def register_new(self, cluster: str) -> int:
         """Every running task of ours whose runner has not registered yet becomes idle."""
         registered = 0
-        for task in self._running_tasks(cluster):
+        for task in running_runner_tasks(self.clients.ecs, cluster):
             if RUNNER_TAG not in tag_dict(task.get("tags")):
                 self.set_state(task["taskArn"], RunnerState.IDLE)
                 registered += 1

@@ -40,9 +40,10 @@ from ..aws.clients import AwsClients
 from ..aws.observe import tag_dict
 from ..github.jit import PARAMETER_ENVIRONMENT
 from ..github.registry import scope_of_tag
-from ..plan.state import SCOPE_TAG, STARTED_BY
+from ..plan.state import SCOPE_TAG
 from ..spec.loader import SpecSet
 from .github_server import FakeGitHub
+from .runners import running_runner_tasks
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,9 @@ class GitHubWorld:
     def _observe_tasks(self) -> None:
         running: dict[str, dict[str, Any]] = {}
         for cluster in self.clusters:
-            for task in self._running_tasks(cluster):
-                running[task["taskArn"]] = task
+            for task in running_runner_tasks(self.clients.ecs, cluster):
+                if task.get("lastStatus") == "RUNNING":
+                    running[task["taskArn"]] = task
         for arn, runner in list(self._runners.items()):
             if arn not in running:  # the task stopped under its runner
                 del self._runners[arn]
@@ -169,20 +171,6 @@ class GitHubWorld:
         for arn, task in running.items():
             if arn not in self._runners and arn not in self._done:
                 self._boot(task)
-
-    def _running_tasks(self, cluster: str) -> list[dict[str, Any]]:
-        ecs = self.clients.ecs
-        pages = ecs.get_paginator("list_tasks").paginate(
-            cluster=cluster, startedBy=STARTED_BY, desiredStatus="RUNNING"
-        )
-        arns = [arn for page in pages for arn in page["taskArns"]]
-        tasks: list[dict[str, Any]] = []
-        for start in range(0, len(arns), 100):
-            described = ecs.describe_tasks(
-                cluster=cluster, tasks=arns[start : start + 100], include=["TAGS"]
-            )
-            tasks += [t for t in described["tasks"] if t.get("lastStatus") == "RUNNING"]
-        return tasks
 
     def _boot(self, task: dict[str, Any]) -> None:
         """The runner image's entrypoint: fetch the JIT config, delete it, come online."""
