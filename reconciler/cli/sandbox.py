@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from ..aws.clients import AwsClients
 from ..aws.observe import Observer
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
@@ -214,9 +215,10 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
                 view = render_status(controller.status.to_json())
                 pools = view.split("\n\n", 1)[-1]  # redraw when pools change, not every cycle
                 jobs = _jobs_line(world)
-                if queued or pools != shown:
-                    print(f"\n{time.strftime('%H:%M:%S')}  {jobs}\n{view}", flush=True)
-                    shown = pools
+                instances = _instances_line(clients)
+                if queued or pools + instances != shown:
+                    print(f"\n{time.strftime('%H:%M:%S')}  {jobs}\n{instances}\n{view}", flush=True)
+                    shown = pools + instances
                 time.sleep(1.0)
         except KeyboardInterrupt:
             pass
@@ -227,6 +229,17 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             github.close()
             print(f"\nstopped. {_jobs_line(world)}")
     return EXIT_OK if not world.interrupted else EXIT_ERROR
+
+
+def _instances_line(clients: AwsClients) -> str:
+    """In-service instances per Auto Scaling group (the autoscaler at work)."""
+    groups = clients.autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    counts = (
+        f"{group['AutoScalingGroupName']} "
+        f"{sum(i['LifecycleState'] == 'InService' for i in group['Instances'])}"
+        for group in sorted(groups, key=lambda g: g["AutoScalingGroupName"])
+    )
+    return "instances: " + ", ".join(counts)
 
 
 def _jobs_line(world: GitHubWorld) -> str:
