@@ -709,26 +709,38 @@ def test_tag_only_spec_change_is_planned(tmp_path: Path, change: str) -> None:
 # ---------------------------------------------------------------------------- rollout
 
 ROLLOUT_CASES = [
-    # (outdated runner codes, new runner codes, maxSurge, outdated indexes replaced)
-    pytest.param("iiii", "", 2, [0, 1], id="oldest idle first, maxSurge at a time"),
-    pytest.param("biii", "", 2, [1, 2], id="busy outdated skipped"),
-    pytest.param("uiii", "", 2, [1, 2], id="unknown outdated skipped"),
-    pytest.param("iii", "u", 2, [0], id="a starting new runner takes a surge place"),
-    pytest.param("ii", "uu", 2, [], id="surge used up by starting runners"),
-    pytest.param("ii", "ii", 2, [0, 1], id="idle new runners free the surge"),
-    pytest.param("bbbb", "", 2, [], id="all busy: nothing replaced"),
-    pytest.param("iiii", "", "25%", [0], id="25% of 4 is 1"),
-    pytest.param("iiiiiii", "", "50%", [0, 1, 2, 3], id="50% of 7 rounds up to 4"),
+    # (outdated runner codes, new runner codes, maxSurge, canary, outdated indexes replaced)
+    pytest.param("iiii", "", 2, 0, [0, 1], id="oldest idle first, maxSurge at a time"),
+    pytest.param("biii", "", 2, 0, [1, 2], id="busy outdated skipped"),
+    pytest.param("uiii", "", 2, 0, [1, 2], id="unknown outdated skipped"),
+    pytest.param("iii", "u", 2, 0, [0], id="a starting new runner takes a surge place"),
+    pytest.param("ii", "uu", 2, 0, [], id="surge used up by starting runners"),
+    pytest.param("ii", "ii", 2, 0, [0, 1], id="idle new runners free the surge"),
+    pytest.param("bbbb", "", 2, 0, [], id="all busy: nothing replaced"),
+    pytest.param("iiii", "", "25%", 0, [0], id="25% of 4 is 1"),
+    pytest.param("iiiiiii", "", "50%", 0, [0, 1, 2, 3], id="50% of 7 rounds up to 4"),
+    pytest.param("iiii", "", 2, 1, [0], id="canary first: one runner on the new revision"),
+    pytest.param("iiii", "", 3, 2, [0, 1], id="canary 2"),
+    pytest.param("iii", "u", 2, 1, [], id="canary not online yet: nothing more replaced"),
+    pytest.param("iii", "i", 2, 1, [0, 1], id="canary online: maxSurge at a time"),
+    pytest.param("iii", "b", 2, 1, [0, 1], id="canary busy (took a job): maxSurge at a time"),
 ]
 
 
-@pytest.mark.parametrize(("outdated_codes", "new_codes", "surge", "replaced"), ROLLOUT_CASES)
-def test_image_bump_rolls_idle_runners_by_max_surge(
-    tmp_path: Path, outdated_codes: str, new_codes: str, surge: int | str, replaced: list[int]
+@pytest.mark.parametrize(
+    ("outdated_codes", "new_codes", "surge", "canary", "replaced"), ROLLOUT_CASES
+)
+def test_image_bump_rolls_canary_first_then_by_max_surge(
+    tmp_path: Path,
+    outdated_codes: str,
+    new_codes: str,
+    surge: int | str,
+    canary: int,
+    replaced: list[int],
 ) -> None:
     codes = outdated_codes + new_codes
     size = len(codes) - codes.count("b")  # busy runners come on top of the idle target
-    rollout = f"  rollout: {{maxSurge: {surge}}}\n"
+    rollout = f"  rollout: {{maxSurge: {surge}, canary: {canary}}}\n"
     old = desired_of(tmp_path, pool_spec(idle=size), provider_spec())
     new = desired_of(
         tmp_path, pool_spec(idle=size, version="2.329.0", extra=rollout), provider_spec()
@@ -1116,3 +1128,29 @@ def test_pending_jobs_scale_the_pool_out(tmp_path: Path) -> None:
     result = plan(desired, observed, states_of(observed), now=NOW)
     run = only(result, "run", "runner_tasks.pool-a")
     assert run.count == 4 and "pending 4" in run.reason
+
+
+def test_scale_out_stays_on_the_previous_revision_until_the_canary_is_online(
+    tmp_path: Path,
+) -> None:
+    old = desired_of(tmp_path, pool_spec(idle=4), provider_spec())
+    new = desired_of(tmp_path, pool_spec(idle=4, version="2.329.0"), provider_spec())
+    family = new.pools["pool-a"].family
+    old_revision, new_revision = revision_of(old, "pool-a", 1), revision_of(new, "pool-a", 2)
+    outdated, states = runners(old, "pool-a", "ii", old_revision)
+    observed = dataclasses.replace(
+        converged(new), task_definitions={family: [old_revision, new_revision]}, tasks=outdated
+    )
+    result = plan(new, observed, states, now=NOW)
+
+    canary = only(result, "replace", "runner_tasks.pool-a")
+    assert canary.count == 1 and canary.spec_hash == new.pools["pool-a"].spec_hash
+    scale_out = only(result, "run", "runner_tasks.pool-a")
+    old_hash = old.pools["pool-a"].spec_hash
+    assert scale_out.count == 2 and scale_out.spec_hash == old_hash
+    assert scale_out.after["tags"][SPEC_HASH_TAG] == old_hash
+    assert "previous revision until the canary is up" in scale_out.reason
+    assert (
+        "rollout ecs-reconciler-pool-a:1 -> ecs-reconciler-pool-a:2: canary first"
+        in messages(result, "info")
+    )

@@ -102,6 +102,7 @@ def render_pool(
         labels=tuple(spec.labels),
         runner_group=spec.runner_group,
         max_surge=spec.rollout.surge_for(max(count, 1)),
+        canary=spec.rollout.canary,
         subnets=tuple(spec.network.subnets),
         security_groups=tuple(spec.network.security_groups),
         deletion_policy=spec.deletion_policy,

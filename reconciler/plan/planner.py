@@ -23,6 +23,7 @@ from .actions import Action, Note, Phase, Plan, PoolSummary
 from .capacity import plan_capacity
 from .state import (
     DELETION_POLICY_TAG,
+    SPEC_HASH_TAG,
     DesiredCapacityProvider,
     DesiredPool,
     DesiredState,
@@ -473,6 +474,9 @@ def _plan_runner_tasks(
     if blocked:
         builder.note("error", "no runner is started: a resource it needs is missing", pool.name)
 
+    rollout = _rollout(pool, observed, current, outdated, states)
+    if rollout.message:
+        builder.note("info", rollout.message, pool.name)
     excess = len(tasks) - target
     if excess > 0:
         candidates = idle_outdated + idle_current
@@ -488,11 +492,13 @@ def _plan_runner_tasks(
             )
         idle_outdated = [t for t in idle_outdated if t not in chosen]
     elif excess < 0 and not blocked:
-        _run(builder, pool, -excess, f"scale out: {len(tasks)} running, {why}", network)
+        reason = f"scale out: {len(tasks)} running, {why}"
+        if rollout.old_hash:
+            reason += "; on the previous revision until the canary is up"
+        _run(builder, pool, -excess, reason, network, rollout.old_hash)
 
     if idle_outdated and not blocked:
-        budget = max(0, pool.max_surge - len(starting))
-        batch = idle_outdated[:budget]
+        batch = idle_outdated[: rollout.budget(pool, current, starting)]
         if batch and network is not None:
             builder.actions.append(
                 Action(
@@ -501,7 +507,11 @@ def _plan_runner_tasks(
                     pool.name,
                     Phase.RUNNER_TASKS,
                     f"rollout: {len(batch)} of {len(outdated)} outdated idle runner(s) "
-                    f"replaced (maxSurge {pool.max_surge})",
+                    + (
+                        f"replaced by canary runner(s) (canary {pool.canary})"
+                        if rollout.old_hash
+                        else f"replaced (maxSurge {pool.max_surge})"
+                    ),
                     cluster=pool.cluster,
                     pool=pool.name,
                     count=len(batch),
@@ -556,13 +566,16 @@ def _resolve_network(
     }
 
 
-def _launch(pool: DesiredPool, network: dict[str, list[str]] | None) -> dict[str, object]:
+def _launch(
+    pool: DesiredPool, network: dict[str, list[str]] | None, spec_hash: str = ""
+) -> dict[str, object]:
     """What a started task will look like: shown in the plan, used as-is by apply."""
+    spec_hash = spec_hash or pool.spec_hash
     return {
-        "taskDefinition": f"{pool.family} (spec hash {pool.spec_hash})",
+        "taskDefinition": f"{pool.family} (spec hash {spec_hash})",
         "capacityProvider": pool.capacity_provider,
         "network": network,
-        "tags": pool.task_tags,
+        "tags": {**pool.task_tags, SPEC_HASH_TAG: spec_hash},
         "runner": {"labels": list(pool.labels), "group": pool.runner_group},
     }
 
@@ -573,7 +586,10 @@ def _run(
     count: int,
     reason: str,
     network: dict[str, list[str]] | None,
+    spec_hash: str = "",
 ) -> None:
+    """Start `count` runners on the current revision, or on the revision of `spec_hash`."""
+    spec_hash = spec_hash or pool.spec_hash
     builder.actions.append(
         Action(
             "run",
@@ -584,9 +600,60 @@ def _run(
             cluster=pool.cluster,
             pool=pool.name,
             count=count,
-            spec_hash=pool.spec_hash,
-            after=_launch(pool, network),
+            spec_hash=spec_hash,
+            after=_launch(pool, network, spec_hash),
         )
+    )
+
+
+@dataclass(frozen=True)
+class _Rollout:
+    """Where a pool's rollout stands: nothing to roll, canary pending, or canary up."""
+
+    old_hash: str = ""  # set while the canary is not up: scale-out stays on this revision
+    message: str = ""
+
+    def budget(
+        self, pool: DesiredPool, current: list[ObservedTask], starting: list[ObservedTask]
+    ) -> int:
+        """Outdated idle runners that may be replaced now."""
+        if self.old_hash:  # canary first: at most `canary` runners on the new revision
+            return max(0, pool.canary - len(current))
+        return max(0, pool.max_surge - len(starting))
+
+
+def _rollout(
+    pool: DesiredPool,
+    observed: ObservedState,
+    current: list[ObservedTask],
+    outdated: list[ObservedTask],
+    states: Mapping[str, RunnerState],
+) -> _Rollout:
+    """Canary first: a new revision gets `pool.canary` runners, and the rest of the pool is
+    replaced only once that many runners of it have come online (idle or busy)."""
+    if not outdated:
+        return _Rollout()
+    revisions = {r.tagged_hash: r.revision for r in observed.task_definitions.get(pool.family, [])}
+    old_hash = Counter(t.spec_hash for t in outdated).most_common(1)[0][0]
+    old = f"{pool.family}:{revisions[old_hash]}" if old_hash in revisions else old_hash
+    new = (
+        f"{pool.family}:{revisions[pool.spec_hash]}"
+        if pool.spec_hash in revisions
+        else ("a new revision")
+    )
+    online = sum(1 for t in current if states[t.arn] in (RunnerState.IDLE, RunnerState.BUSY))
+    if pool.canary and online < pool.canary:
+        waiting = (
+            f"waiting for {pool.canary - online} canary runner(s) to come online"
+            if len(current) >= pool.canary
+            else f"canary first: {pool.canary} runner(s) on the new revision"
+        )
+        return _Rollout(
+            old_hash, f"rollout {old} -> {new}: {waiting}; {len(outdated)} outdated runner(s)"
+        )
+    return _Rollout(
+        message=f"rollout {old} -> {new}: canary up ({online} online); {len(outdated)} "
+        f"outdated runner(s) replaced {pool.max_surge} at a time as they turn idle"
     )
 
 

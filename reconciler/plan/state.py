@@ -88,6 +88,7 @@ class DesiredPool:
     minimum: int = 0
     maximum: int = 0  # 0: not rendered from a spec with bounds; desired_count is the target
     idle_target: int = 0
+    canary: int = 0  # new-revision runners that must come online before the rollout goes on
     pending: int = 0  # queued jobs this pool serves, capped per repository
     labels: tuple[str, ...] = ()
     runner_group: str = "Default"

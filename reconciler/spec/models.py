@@ -291,6 +291,13 @@ class Rollout(SpecModel):
         description="Runners replaced at a time: a count like 3 or a percentage like '25%'"
         " of the pool (rounded up).",
     )
+    canary: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="A new revision first gets this many runners; the rest of the pool is "
+        "replaced (at maxSurge) only once they have come online. 0: no canary.",
+    )
 
     @field_validator("max_surge")
     @classmethod
