@@ -70,7 +70,7 @@ def plan_cycle(
         pending = demand.pending(demand_pools)
     desired = render_desired(spec_set, moment, observer.clients.region, pending)
     observed = observer.observe(desired)
-    runner_states = runner_source.states(observed.tasks)
+    runner_states = runner_source.states([*observed.tasks, *observed.stopped_tasks])
     plan = make_plan(
         desired,
         observed,

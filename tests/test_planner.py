@@ -19,11 +19,13 @@ from reconciler.plan.actions import Action, Plan
 from reconciler.plan.desired import desired_runner_count, render_desired
 from reconciler.plan.normalize import content_hash, normalize_task_definition
 from reconciler.plan.planner import plan
+from reconciler.plan.rollout import failure_of
 from reconciler.plan.state import (
     DELETION_POLICY_TAG,
     MANAGED_BY_TAG,
     MANAGED_BY_VALUE,
     POOL_TAG,
+    ROLLOUT_FAILURES_TAG,
     SPEC_HASH_TAG,
     DesiredState,
     ObservedCapacityProvider,
@@ -1150,7 +1152,94 @@ def test_scale_out_stays_on_the_previous_revision_until_the_canary_is_online(
     assert scale_out.count == 2 and scale_out.spec_hash == old_hash
     assert scale_out.after["tags"][SPEC_HASH_TAG] == old_hash
     assert "previous revision until the canary is up" in scale_out.reason
-    assert (
-        "rollout ecs-reconciler-pool-a:1 -> ecs-reconciler-pool-a:2: canary first"
-        in messages(result, "info")
+    assert "rollout ecs-reconciler-pool-a:1 -> ecs-reconciler-pool-a:2: canary first" in messages(
+        result, "info"
     )
+
+
+# ---------------------------------------------------------------------------- halted rollouts
+
+
+def _rolling_with(
+    tmp_path: Path, max_failures: int, recorded: str = "", stopped: tuple[str, ...] = ()
+) -> tuple[DesiredState, DesiredState, ObservedState, dict[str, RunnerState]]:
+    """3 idle runners on revision 1, a canary of revision 2 waiting, failures as given."""
+    rollout = f"  rollout: {{maxSurge: 2, canary: 1, maxFailures: {max_failures}}}\n"
+    old = desired_of(tmp_path, pool_spec(idle=4), provider_spec())
+    new = desired_of(tmp_path, pool_spec(idle=4, version="2.329.0", extra=rollout), provider_spec())
+    family = new.pools["pool-a"].family
+    tags = dict(new.pools["pool-a"].task_definition_tags)
+    if recorded:
+        tags[ROLLOUT_FAILURES_TAG] = recorded
+    old_revision, new_revision = revision_of(old, "pool-a", 1), revision_of(new, "pool-a", 2, tags)
+    outdated, states = runners(old, "pool-a", "iii", old_revision)
+    crashed = [
+        dataclasses.replace(
+            task_of("pool-a", new.pools["pool-a"].spec_hash, 50 + n, new_revision.arn, "ci"),
+            last_status="STOPPED",
+            stopped_reason=reason,
+        )
+        for n, reason in enumerate(stopped)
+    ]
+    observed = dataclasses.replace(
+        converged(new),
+        task_definitions={family: [old_revision, new_revision]},
+        tasks=outdated,
+        stopped_tasks=crashed,
+    )
+    return old, new, observed, states
+
+
+@pytest.mark.parametrize(
+    ("reason", "exit_code", "state", "failure"),
+    [
+        ("CannotPullContainerError: not found", None, RunnerState.UNKNOWN, True),
+        ("ResourceInitializationError: secrets", None, RunnerState.UNKNOWN, True),
+        ("ecs-reconciler: runner never came online (boot timeout)", 0, RunnerState.UNKNOWN, True),
+        ("Essential container in task exited", 1, RunnerState.UNKNOWN, True),
+        ("Essential container in task exited", 0, RunnerState.FAILED, True),  # never did a job
+        ("Essential container in task exited", 0, RunnerState.UNKNOWN, False),  # job done
+        ("ecs-reconciler: scale in: 4 running", None, RunnerState.UNKNOWN, False),
+    ],
+)
+def test_which_stopped_runners_count_as_failures(
+    reason: str, exit_code: int | None, state: RunnerState, failure: bool
+) -> None:
+    task = dataclasses.replace(
+        task_of("pool-a", "hash", 1, "arn", "ci"),
+        last_status="STOPPED",
+        stopped_reason=reason,
+        exit_code=exit_code,
+    )
+    assert (failure_of(task, state) is not None) is failure
+
+
+def test_failures_are_recorded_on_the_revision_and_halt_at_max_failures(tmp_path: Path) -> None:
+    old, new, observed, states = _rolling_with(
+        tmp_path, max_failures=2, stopped=("CannotPullContainerError: not found",)
+    )
+    first = plan(new, observed, states, now=NOW)
+    record = only(first, "update", "task_definition.pool-a[2]")
+    assert record.reason.startswith("rollout failures recorded")
+    assert len(record.after["tags"][ROLLOUT_FAILURES_TAG].split(",")) == 1
+    assert "1 failure(s) so far" in messages(first, "info")
+
+    # the failure recorded earlier + a new one: halted, whatever ECS still shows
+    _, _, observed, states = _rolling_with(
+        tmp_path,
+        max_failures=2,
+        recorded="0badc0de",
+        stopped=("Essential container in task exited",),
+    )
+    crashed = observed.stopped_tasks[0]
+    halted = plan(new, observed, {**states, crashed.arn: RunnerState.FAILED}, now=NOW)
+    assert "HALTED" in messages(halted, "warning") and "maxFailures 2" in messages(halted)
+    assert not [a for a in halted.actions if a.action == "replace"]
+    scale_out = only(halted, "run", "runner_tasks.pool-a")
+    assert scale_out.spec_hash == old.pools["pool-a"].spec_hash
+    assert "rollout halted" in scale_out.reason
+    assert halted.pools[0].rollout_halted.startswith("rollout ecs-reconciler-pool-a:1 -> ")
+
+    # restart: nothing in ECS any more, the tag alone keeps the halt
+    _, _, observed, states = _rolling_with(tmp_path, max_failures=2, recorded="0badc0de,1badc0de")
+    assert "HALTED" in messages(plan(new, observed, states, now=NOW), "warning")

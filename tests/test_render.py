@@ -61,7 +61,7 @@ def _rollout_and_replacement(tmp_path: Path) -> Plan:
     observed = converged(old)
     new = desired_of(
         tmp_path,
-        pool_spec(idle=2, version="2.329.0", extra="  rollout: {maxSurge: 2}\n"),
+        pool_spec(idle=2, version="2.329.0", extra="  rollout: {maxSurge: 2, canary: 0}\n"),
         provider_spec(),
         provider_spec("spare", "ci-linux-v2"),
     )

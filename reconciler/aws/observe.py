@@ -75,6 +75,7 @@ class Observer:
         for cluster in desired.clusters:
             if cluster in state.clusters:
                 self._tasks(cluster, state)
+        self._stopped_tasks_of_rollouts(desired, state)
         self._task_definitions_of_ours(desired, state)
         return state
 
@@ -175,6 +176,12 @@ class Observer:
             if revisions:
                 state.task_definitions[family] = sorted(revisions, key=lambda r: r.revision)
 
+    def forget(self, arns: Iterable[str]) -> None:
+        """Read these revisions again next time: their tags were changed in place (a revision's
+        content never changes, so revisions are otherwise read once per observer)."""
+        for arn in arns:
+            self._task_definitions.pop(arn, None)
+
     def _task_definition(self, arn: str) -> ObservedTaskDefinition:
         cached = self._task_definitions.get(arn)
         if cached is not None:
@@ -192,6 +199,35 @@ class Observer:
         )
         self._task_definitions[arn] = observed
         return observed
+
+    def _stopped_tasks_of_rollouts(self, desired: DesiredState, state: ObservedState) -> None:
+        """Stopped tasks of the new revision of every pool in mid-rollout (runners of an older
+        revision still running): the evidence that halts a failing rollout."""
+        rolling = {
+            task.pool: desired.pools[task.pool]
+            for task in state.tasks
+            if task.pool in desired.pools and task.spec_hash != desired.pools[task.pool].spec_hash
+        }
+        for cluster in sorted({pool.cluster for pool in rolling.values()}):
+            try:
+                arns = [
+                    arn
+                    for page in self.clients.ecs.get_paginator("list_tasks").paginate(
+                        cluster=cluster, startedBy=STARTED_BY, desiredStatus="STOPPED"
+                    )
+                    for arn in page.get("taskArns", [])
+                ]
+                for chunk in batches(arns, 100):
+                    response = self.clients.ecs.describe_tasks(
+                        cluster=cluster, tasks=list(chunk), include=["TAGS"]
+                    )
+                    for task in response.get("tasks", []):
+                        stopped = _observed_task(cluster, task, stopped=True)
+                        pool = rolling.get(stopped.pool) if stopped else None
+                        if stopped and pool and stopped.spec_hash == pool.spec_hash:
+                            state.stopped_tasks.append(stopped)
+            except AWS_ERRORS as error:
+                state.problems[cluster] = f"cluster {cluster}: cannot list stopped tasks: {error}"
 
     # -------------------------------------------------------------- EC2 / Auto Scaling
 
@@ -319,13 +355,20 @@ def _all_pages(describe: Any, key: str, **kwargs: Any) -> list[dict[str, Any]]:
             return items
 
 
-def _observed_task(cluster: str, task: dict[str, Any]) -> ObservedTask | None:
+def _observed_task(
+    cluster: str, task: dict[str, Any], stopped: bool = False
+) -> ObservedTask | None:
+    """Our runner task, if it is one and in the wanted state (running, or `stopped`)."""
     tags = tag_dict(task.get("tags"))
     if not is_owned(tags) or POOL_TAG not in tags:
         return None
-    if task.get("desiredStatus", "RUNNING") != "RUNNING" or task.get("lastStatus") == "STOPPED":
+    is_stopped = task.get("desiredStatus") == "STOPPED" or task.get("lastStatus") == "STOPPED"
+    if is_stopped != stopped:
         return None
     started = task.get("startedAt") or task.get("createdAt")
+    runner: dict[str, Any] = next(
+        (c for c in task.get("containers", []) if c.get("name") == "runner"), {}
+    )
     return ObservedTask(
         arn=task["taskArn"],
         cluster=cluster,
@@ -336,6 +379,8 @@ def _observed_task(cluster: str, task: dict[str, Any]) -> ObservedTask | None:
         started_at=started.timestamp() if started is not None else None,
         tags=tags,
         capacity_provider=task.get("capacityProviderName", ""),
+        stopped_reason=task.get("stoppedReason", "") if stopped else "",
+        exit_code=runner.get("exitCode") if stopped else None,
     )
 
 

@@ -285,6 +285,13 @@ class Controller:
         result = executor.apply(
             cycle.plan, refused, should_stop=lambda: self.stopping or not self.is_leader()
         )
+        self.observer.forget(
+            action.after["taskDefinitionArn"]
+            for action, _ in result.done + result.failed
+            if action.resource_type == "task_definition"
+            and isinstance(action.after, dict)
+            and "taskDefinitionArn" in action.after
+        )
         failed = {action.pool for action, _ in result.failed if action.pool}
         for pool in sorted(failed):
             delay = self.backoff.failed(pool)

@@ -119,6 +119,8 @@ class StatusBoard:
                     degraded_reason, degraded_message = "ApplyFailed", failed[summary.name]
                 elif errors:
                     degraded_reason, degraded_message = "Blocked", "; ".join(errors)
+                elif summary.rollout_halted:
+                    degraded_reason, degraded_message = "RolloutHalted", summary.rollout_halted
                 elif plan.spec_errors:
                     degraded_reason, degraded_message = "SpecInvalid", plan.spec_errors[0]
                 if backing_off and summary.name in backing_off:

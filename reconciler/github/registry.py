@@ -10,6 +10,9 @@ drained. One listing per scope per cycle (conditional, so an unchanged list cost
   stopped by the planner), except:
 - a task older than `boot_timeout` whose runner is not online (never came up, or already
   removed) and not flagged busy -> failed: the planner stops and replaces it.
+- a *stopped* task whose registration still exists -> failed: GitHub removes an ephemeral
+  runner once it has run its job, and we deregister before we stop, so the runner exited
+  without doing its job (a crash): evidence for halting a rollout.
 - A runner younger than `grace` seconds is unknown, whatever GitHub says: a runner that
   has just come online may be about to receive its job (other controllers lost jobs by
   reaping runners seconds after they registered).
@@ -90,6 +93,8 @@ class GitHubRunnerStates:
 
     def _state(self, task: ObservedTask) -> RunnerState:
         runner = self._runner(task)
+        if task.last_status == "STOPPED":  # ephemeral runners that ran their job are gone
+            return RunnerState.FAILED if runner is not None else RunnerState.UNKNOWN
         if runner is not None and runner.status == "online":
             if self._young(task):
                 return RunnerState.UNKNOWN

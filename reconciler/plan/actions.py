@@ -120,6 +120,7 @@ class PoolSummary:
     outdated: int
     count_reason: str = ""
     failed: int = 0  # runners that never came online (being stopped and replaced)
+    rollout_halted: str = ""  # why the pool's rollout is halted, when it is
 
     def to_json(self) -> dict[str, Any]:
         """The summary in the plan's JSON format."""
@@ -133,6 +134,7 @@ class PoolSummary:
             "unknown": self.unknown,
             "outdated": self.outdated,
             "failed": self.failed,
+            "rollout_halted": self.rollout_halted,
             "count_reason": self.count_reason,
         }
 

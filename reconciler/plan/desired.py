@@ -103,6 +103,7 @@ def render_pool(
         runner_group=spec.runner_group,
         max_surge=spec.rollout.surge_for(max(count, 1)),
         canary=spec.rollout.canary,
+        max_failures=spec.rollout.max_failures,
         subnets=tuple(spec.network.subnets),
         security_groups=tuple(spec.network.security_groups),
         deletion_policy=spec.deletion_policy,

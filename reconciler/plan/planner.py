@@ -21,8 +21,10 @@ import jsonpatch
 
 from .actions import Action, Note, Phase, Plan, PoolSummary
 from .capacity import plan_capacity
+from .rollout import failures_tag_value, rollout_of
 from .state import (
     DELETION_POLICY_TAG,
+    ROLLOUT_FAILURES_TAG,
     SPEC_HASH_TAG,
     DesiredCapacityProvider,
     DesiredPool,
@@ -73,7 +75,7 @@ def plan(
     for pool in sorted(desired.pools.values(), key=lambda p: p.name):
         if pool.cluster in blind.clusters or blind.all_revisions or pool.family in blind.families:
             continue
-        _plan_task_definition(pool, observed, builder)
+        _plan_task_definition(pool, observed, runner_states, builder)
         _plan_runner_tasks(pool, observed, runner_states, builder)
     _plan_removed_pools(desired, observed, runner_states, builder)
     moment = now or datetime.datetime.now(datetime.UTC)
@@ -344,7 +346,12 @@ def _removable_providers(
 # ------------------------------------------------------------------ task definitions
 
 
-def _plan_task_definition(pool: DesiredPool, observed: ObservedState, builder: _Builder) -> None:
+def _plan_task_definition(
+    pool: DesiredPool,
+    observed: ObservedState,
+    runner_states: Mapping[str, RunnerState],
+    builder: _Builder,
+) -> None:
     revisions = observed.task_definitions.get(pool.family, [])
     owned = [r for r in revisions if r.owned]
     for foreign in (r for r in revisions if not r.owned):
@@ -377,19 +384,25 @@ def _plan_task_definition(pool: DesiredPool, observed: ObservedState, builder: _
             )
         )
     keep = max(current, key=lambda r: r.revision, default=None)
-    if keep is not None and keep.tags != pool.task_definition_tags:
+    failures = failures_tag_value(pool, observed, runner_states) if keep else ""
+    wanted = {**pool.task_definition_tags, **({ROLLOUT_FAILURES_TAG: failures} if failures else {})}
+    if keep is not None and keep.tags != wanted:
+        recording = keep.tags.get(ROLLOUT_FAILURES_TAG, "") != failures
         builder.actions.append(
             Action(
                 "update",
                 "task_definition",
                 f"{pool.name}[{keep.revision}]",
                 Phase.TASK_DEFINITIONS,
-                "tags differ from the spec (tags or deletionPolicy changed): retagged in place",
+                "rollout failures recorded on the revision: retagged in place"
+                if recording
+                else "tags differ from the spec (tags or deletionPolicy changed): "
+                "retagged in place",
                 cluster=pool.cluster,
                 pool=pool.name,
                 before={"taskDefinitionArn": keep.arn, "tags": keep.tags},
-                after={"taskDefinitionArn": keep.arn, "tags": pool.task_definition_tags},
-                patch=patch_of({"tags": keep.tags}, {"tags": pool.task_definition_tags}),
+                after={"taskDefinitionArn": keep.arn, "tags": wanted},
+                patch=patch_of({"tags": keep.tags}, {"tags": wanted}),
             )
         )
     for revision in sorted(owned, key=lambda r: r.revision):
@@ -450,6 +463,7 @@ def _plan_runner_tasks(
     starting = [t for t in current if states[t.arn] is RunnerState.UNKNOWN]
     busy = sum(1 for t in tasks if states[t.arn] is RunnerState.BUSY)
     target, why = pool.target(busy)
+    rollout = rollout_of(pool, observed, current, outdated, runner_states)
     builder.pools.append(
         PoolSummary(
             name=pool.name,
@@ -462,6 +476,7 @@ def _plan_runner_tasks(
             outdated=len(outdated),
             count_reason=why,
             failed=len(failed),
+            rollout_halted=rollout.message if rollout.halted else "",
         )
     )
     stop = [t for t in misplaced if states[t.arn] in STOPPABLE]
@@ -474,9 +489,8 @@ def _plan_runner_tasks(
     if blocked:
         builder.note("error", "no runner is started: a resource it needs is missing", pool.name)
 
-    rollout = _rollout(pool, observed, current, outdated, states)
     if rollout.message:
-        builder.note("info", rollout.message, pool.name)
+        builder.note(rollout.severity, rollout.message, pool.name)
     excess = len(tasks) - target
     if excess > 0:
         candidates = idle_outdated + idle_current
@@ -493,7 +507,9 @@ def _plan_runner_tasks(
         idle_outdated = [t for t in idle_outdated if t not in chosen]
     elif excess < 0 and not blocked:
         reason = f"scale out: {len(tasks)} running, {why}"
-        if rollout.old_hash:
+        if rollout.halted:
+            reason += "; on the previous revision (rollout halted)"
+        elif rollout.old_hash:
             reason += "; on the previous revision until the canary is up"
         _run(builder, pool, -excess, reason, network, rollout.old_hash)
 
@@ -603,57 +619,6 @@ def _run(
             spec_hash=spec_hash,
             after=_launch(pool, network, spec_hash),
         )
-    )
-
-
-@dataclass(frozen=True)
-class _Rollout:
-    """Where a pool's rollout stands: nothing to roll, canary pending, or canary up."""
-
-    old_hash: str = ""  # set while the canary is not up: scale-out stays on this revision
-    message: str = ""
-
-    def budget(
-        self, pool: DesiredPool, current: list[ObservedTask], starting: list[ObservedTask]
-    ) -> int:
-        """Outdated idle runners that may be replaced now."""
-        if self.old_hash:  # canary first: at most `canary` runners on the new revision
-            return max(0, pool.canary - len(current))
-        return max(0, pool.max_surge - len(starting))
-
-
-def _rollout(
-    pool: DesiredPool,
-    observed: ObservedState,
-    current: list[ObservedTask],
-    outdated: list[ObservedTask],
-    states: Mapping[str, RunnerState],
-) -> _Rollout:
-    """Canary first: a new revision gets `pool.canary` runners, and the rest of the pool is
-    replaced only once that many runners of it have come online (idle or busy)."""
-    if not outdated:
-        return _Rollout()
-    revisions = {r.tagged_hash: r.revision for r in observed.task_definitions.get(pool.family, [])}
-    old_hash = Counter(t.spec_hash for t in outdated).most_common(1)[0][0]
-    old = f"{pool.family}:{revisions[old_hash]}" if old_hash in revisions else old_hash
-    new = (
-        f"{pool.family}:{revisions[pool.spec_hash]}"
-        if pool.spec_hash in revisions
-        else ("a new revision")
-    )
-    online = sum(1 for t in current if states[t.arn] in (RunnerState.IDLE, RunnerState.BUSY))
-    if pool.canary and online < pool.canary:
-        waiting = (
-            f"waiting for {pool.canary - online} canary runner(s) to come online"
-            if len(current) >= pool.canary
-            else f"canary first: {pool.canary} runner(s) on the new revision"
-        )
-        return _Rollout(
-            old_hash, f"rollout {old} -> {new}: {waiting}; {len(outdated)} outdated runner(s)"
-        )
-    return _Rollout(
-        message=f"rollout {old} -> {new}: canary up ({online} online); {len(outdated)} "
-        f"outdated runner(s) replaced {pool.max_surge} at a time as they turn idle"
     )
 
 

@@ -18,6 +18,8 @@ SPEC_HASH_TAG = "ecs-reconciler:spec-hash"
 DELETION_POLICY_TAG = "ecs-reconciler:deletion-policy"
 SCOPE_TAG = "ecs-reconciler:scope"  # on runner tasks: where the runner registers, kind:name
 RUNNER_NAME_TAG = "ecs-reconciler:runner-name"  # on runner tasks: its GitHub runner name
+# on a task-definition revision: short ids of its runner tasks that failed (see plan.rollout)
+ROLLOUT_FAILURES_TAG = "ecs-reconciler:rollout-failures"
 STARTED_BY = "ecs-reconciler"
 FAMILY_PREFIX = "ecs-reconciler-"
 
@@ -89,6 +91,7 @@ class DesiredPool:
     maximum: int = 0  # 0: not rendered from a spec with bounds; desired_count is the target
     idle_target: int = 0
     canary: int = 0  # new-revision runners that must come online before the rollout goes on
+    max_failures: int = 0  # new-revision runner failures that halt the rollout (0: never)
     pending: int = 0  # queued jobs this pool serves, capped per repository
     labels: tuple[str, ...] = ()
     runner_group: str = "Default"
@@ -177,7 +180,7 @@ class ObservedTaskDefinition:
 
 @dataclass(frozen=True)
 class ObservedTask:
-    """A runner task of ours that ECS still wants running."""
+    """A runner task of ours that ECS still wants running (or, in `stopped_tasks`, stopped)."""
 
     arn: str
     cluster: str
@@ -188,6 +191,8 @@ class ObservedTask:
     started_at: float | None
     tags: dict[str, str]
     capacity_provider: str = ""
+    stopped_reason: str = ""  # stopped tasks only
+    exit_code: int | None = None  # stopped tasks only: the runner container's
 
     @property
     def task_id(self) -> str:
@@ -242,6 +247,8 @@ class ObservedState:
     capacity_providers: dict[str, ObservedCapacityProvider] = field(default_factory=dict)
     task_definitions: dict[str, list[ObservedTaskDefinition]] = field(default_factory=dict)
     tasks: list[ObservedTask] = field(default_factory=list)
+    # stopped runner tasks of the current revision of pools in mid-rollout (failure evidence)
+    stopped_tasks: list[ObservedTask] = field(default_factory=list)
     auto_scaling_groups: dict[str, str] = field(default_factory=dict)  # name or ARN -> ARN
     # groups of providers with `scaling: reconciler`, by name, with their instances
     scaling_groups: dict[str, ObservedAutoScalingGroup] = field(default_factory=dict)

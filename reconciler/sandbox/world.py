@@ -20,6 +20,7 @@ leaked into ECS or the logs. `BurstTraffic` queues bursts of jobs for the demo.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import hmac
@@ -168,6 +169,8 @@ class GitHubWorld:
                 if runner.job is not None and runner.job.completed_at is None:
                     log.error("job %s lost: task %s stopped mid-job", runner.job.job_id, arn)
                     self.interrupted.append(runner.job)
+                with contextlib.suppress(KeyError):  # deregistered first when we stopped it
+                    self.github.set_runner_status(runner.scope_path, runner.name, "offline", False)
         for arn, task in running.items():
             if arn not in self._runners and arn not in self._done:
                 self._boot(task)

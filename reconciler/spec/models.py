@@ -298,6 +298,14 @@ class Rollout(SpecModel):
         description="A new revision first gets this many runners; the rest of the pool is "
         "replaced (at maxSurge) only once they have come online. 0: no canary.",
     )
+    max_failures: int = Field(
+        default=3,
+        ge=1,
+        le=28,
+        description="Runners of a new revision that may fail (pull error, crash before doing "
+        "a job, boot timeout) before its rollout halts: the previous revision keeps serving "
+        "and the pool is Degraded (RolloutHalted) until the spec changes again.",
+    )
 
     @field_validator("max_surge")
     @classmethod
