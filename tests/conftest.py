@@ -114,6 +114,19 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+def platform_pool_alone(tmp_path: Path, *edits: tuple[str, str]) -> Path:
+    """A specs directory with the example capacity providers and the platform pool alone,
+    with small tasks (512 CPU, 1024 MiB) and `edits` (old, new) applied to the pool."""
+    target = tmp_path / "specs"
+    target.mkdir()
+    shutil.copy(REPO / "specs" / "capacity-providers.yaml", target)
+    pool = target / "org-platform-dind.yaml"
+    shutil.copy(REPO / "specs" / "org-platform-dind.yaml", pool)
+    for old, new in (("cpu: 2048", "cpu: 512"), ("memory: 4096", "memory: 1024"), *edits):
+        edit(pool, old, new)
+    return target
+
+
 def run_cli(
     *args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,8 @@ from reconciler.plan.guard import GuardPolicy
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
 from reconciler.sandbox.world import GitHubWorld
 
+from .conftest import platform_pool_alone
+
 POOL = "platform-linux-dind"
 LABELS = ("self-hosted", "linux", "x64", "dind")
 SECRET = b"webhook-secret"
@@ -35,21 +37,8 @@ IDLE = 2
 
 @pytest.fixture
 def specs(tmp_path: Path) -> Path:
-    """The platform pool alone, small tasks (so 40 fit the sandbox's two instances), cap 5."""
-    repo = Path(__file__).resolve().parent.parent / "specs"
-    target = tmp_path / "specs"
-    target.mkdir()
-    (target / "capacity-providers.yaml").write_text((repo / "capacity-providers.yaml").read_text())
-    text = (repo / "org-platform-dind.yaml").read_text()
-    for old, new in (
-        ("cpu: 2048", "cpu: 512"),
-        ("memory: 4096", "memory: 1024"),
-        ("maxPerRepository: 10", f"maxPerRepository: {CAP}"),
-    ):
-        assert old in text
-        text = text.replace(old, new)
-    (target / "org-platform-dind.yaml").write_text(text)
-    return target
+    """The platform pool alone, small tasks (so 40 fit the sandbox's instances), cap 5."""
+    return platform_pool_alone(tmp_path, ("maxPerRepository: 10", f"maxPerRepository: {CAP}"))
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def test_rollout_replacements_count_as_stops(tmp_path: Path) -> None:
     observed = converged(old)
     new = desired_of(
         tmp_path,
-        pool_spec(idle=4, version="2.329.0", extra="  rollout: {maxSurge: 4}\n"),
+        pool_spec(idle=4, version="2.329.0", extra="  rollout: {maxSurge: 4, canary: 0}\n"),
         provider_spec(),
     )
     result = plan(new, observed, states_of(observed), now=NOW)

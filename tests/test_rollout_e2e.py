@@ -22,7 +22,7 @@ from reconciler.reconcile import Cycle
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
 from reconciler.sandbox.world import GitHubWorld
 
-from .conftest import edit
+from .conftest import edit, platform_pool_alone
 
 POOL = "platform-linux-dind"
 GOOD = "actions-runner:2.328.0@sha256:3f1a"
@@ -33,17 +33,11 @@ FIXED = "actions-runner:2.329.1@sha256:5f1a"
 @pytest.fixture
 def specs(tmp_path: Path) -> Path:
     """The platform pool alone: 3 idle runners, small tasks, canary 1, maxFailures 2."""
-    repo = Path(__file__).resolve().parent.parent / "specs"
-    target = tmp_path / "specs"
-    target.mkdir()
-    (target / "capacity-providers.yaml").write_text((repo / "capacity-providers.yaml").read_text())
-    pool = target / "org-platform-dind.yaml"
-    pool.write_text((repo / "org-platform-dind.yaml").read_text())
-    edit(pool, "cpu: 2048", "cpu: 512")
-    edit(pool, "memory: 4096", "memory: 1024")
-    edit(pool, "    idle: 2\n", "    idle: 3\n")
-    edit(pool, "    maxSurge: 25%\n", "    maxSurge: 1\n    canary: 1\n    maxFailures: 2\n")
-    return target
+    return platform_pool_alone(
+        tmp_path,
+        ("    idle: 2\n", "    idle: 3\n"),
+        ("    maxSurge: 25%\n", "    maxSurge: 1\n    canary: 1\n    maxFailures: 2\n"),
+    )
 
 
 @pytest.fixture

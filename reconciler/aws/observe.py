@@ -127,23 +127,31 @@ class Observer:
 
     def _tasks(self, cluster: str, state: ObservedState) -> None:
         try:
-            arns = [
-                arn
-                for page in self.clients.ecs.get_paginator("list_tasks").paginate(
-                    cluster=cluster, startedBy=STARTED_BY, desiredStatus="RUNNING"
-                )
-                for arn in page.get("taskArns", [])
-            ]
-            for chunk in batches(arns, 100):
-                response = self.clients.ecs.describe_tasks(
-                    cluster=cluster, tasks=list(chunk), include=["TAGS"]
-                )
-                for task in response.get("tasks", []):
-                    observed = _observed_task(cluster, task)
-                    if observed is not None:
-                        state.tasks.append(observed)
+            state.tasks.extend(self._runner_tasks(cluster, stopped=False))
         except AWS_ERRORS as error:
             state.problems[cluster] = f"cluster {cluster}: cannot list runner tasks: {error}"
+
+    def _runner_tasks(self, cluster: str, stopped: bool) -> list[ObservedTask]:
+        """Our runner tasks in `cluster`, running or stopped: listed, described in 100s."""
+        arns = [
+            arn
+            for page in self.clients.ecs.get_paginator("list_tasks").paginate(
+                cluster=cluster,
+                startedBy=STARTED_BY,
+                desiredStatus="STOPPED" if stopped else "RUNNING",
+            )
+            for arn in page.get("taskArns", [])
+        ]
+        tasks = []
+        for chunk in batches(arns, 100):
+            response = self.clients.ecs.describe_tasks(
+                cluster=cluster, tasks=list(chunk), include=["TAGS"]
+            )
+            for task in response.get("tasks", []):
+                observed = _observed_task(cluster, task, stopped)
+                if observed is not None:
+                    tasks.append(observed)
+        return tasks
 
     def _task_definitions_of_ours(self, desired: DesiredState, state: ObservedState) -> None:
         ecs = self.clients.ecs
@@ -210,24 +218,15 @@ class Observer:
         }
         for cluster in sorted({pool.cluster for pool in rolling.values()}):
             try:
-                arns = [
-                    arn
-                    for page in self.clients.ecs.get_paginator("list_tasks").paginate(
-                        cluster=cluster, startedBy=STARTED_BY, desiredStatus="STOPPED"
-                    )
-                    for arn in page.get("taskArns", [])
-                ]
-                for chunk in batches(arns, 100):
-                    response = self.clients.ecs.describe_tasks(
-                        cluster=cluster, tasks=list(chunk), include=["TAGS"]
-                    )
-                    for task in response.get("tasks", []):
-                        stopped = _observed_task(cluster, task, stopped=True)
-                        pool = rolling.get(stopped.pool) if stopped else None
-                        if stopped and pool and stopped.spec_hash == pool.spec_hash:
-                            state.stopped_tasks.append(stopped)
+                stopped = self._runner_tasks(cluster, stopped=True)
             except AWS_ERRORS as error:
                 state.problems[cluster] = f"cluster {cluster}: cannot list stopped tasks: {error}"
+                continue
+            state.stopped_tasks.extend(
+                task
+                for task in stopped
+                if task.pool in rolling and task.spec_hash == rolling[task.pool].spec_hash
+            )
 
     # -------------------------------------------------------------- EC2 / Auto Scaling
 
