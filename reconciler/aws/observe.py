@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -58,11 +59,27 @@ def tag_dict(
 
 
 class Observer:
-    """Reads what exists in AWS for a desired state; keeps immutable data between cycles."""
+    """Reads what exists in AWS for a desired state; keeps immutable data between cycles.
 
-    def __init__(self, clients: AwsClients) -> None:
+    A revision's content never changes, so each is described once per observer. With
+    `revision_refresh` > 0 (the long-running controller), a family's list of revisions is
+    also reused for that many seconds: listing every family every cycle is one call per pool,
+    the largest part of a cycle's calls at hundreds of pools. Whoever changes revisions calls
+    `forget` / `forget_families` (the controller does after each apply), and a revision
+    registered by hand is then seen within `revision_refresh` seconds instead of one cycle.
+    """
+
+    def __init__(
+        self,
+        clients: AwsClients,
+        revision_refresh: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.clients = clients
+        self.revision_refresh = revision_refresh
+        self.clock = clock
         self._task_definitions: dict[str, ObservedTaskDefinition] = {}
+        self._listings: dict[str, tuple[float, list[str]]] = {}  # family -> (when, ARNs)
 
     def observe(self, desired: DesiredState) -> ObservedState:
         """Everything the planner needs to compare with `desired`."""
@@ -169,26 +186,45 @@ class Observer:
         families.update(pool.family for pool in desired.pools.values())
         for family in sorted(families):
             try:
-                arns = [
-                    arn
-                    for page in ecs.get_paginator("list_task_definitions").paginate(
-                        familyPrefix=family, status="ACTIVE"
-                    )
-                    for arn in page.get("taskDefinitionArns", [])
-                    if _family_of_arn(arn) == family
-                ]
-                revisions = [self._task_definition(arn) for arn in arns]
+                revisions = [self._task_definition(arn) for arn in self._revision_arns(family)]
             except AWS_ERRORS as error:
                 state.problems[f"family {family}"] = f"cannot read {family}: {error}"
                 continue
             if revisions:
                 state.task_definitions[family] = sorted(revisions, key=lambda r: r.revision)
 
+    def _revision_arns(self, family: str) -> list[str]:
+        """The family's ACTIVE revisions, listed again once `revision_refresh` has passed."""
+        now = self.clock()
+        listed = self._listings.get(family)
+        if listed is not None and now - listed[0] < self.revision_refresh:
+            return listed[1]
+        arns = [
+            arn
+            for page in self.clients.ecs.get_paginator("list_task_definitions").paginate(
+                familyPrefix=family, status="ACTIVE"
+            )
+            for arn in page.get("taskDefinitionArns", [])
+            if _family_of_arn(arn) == family
+        ]
+        self._listings[family] = (now, arns)
+        return arns
+
     def forget(self, arns: Iterable[str]) -> None:
-        """Read these revisions again next time: their tags were changed in place (a revision's
-        content never changes, so revisions are otherwise read once per observer)."""
+        """Read these revisions (and their families' lists) again next time: they were
+        retagged or deregistered."""
         for arn in arns:
             self._task_definitions.pop(arn, None)
+            self._listings.pop(_family_of_arn(arn), None)
+
+    def forget_families(self, families: Iterable[str] | None = None) -> None:
+        """List these families' revisions again next time (all when None): a revision was
+        registered, or another replica may have changed them."""
+        if families is None:
+            self._listings.clear()
+            return
+        for family in families:
+            self._listings.pop(family, None)
 
     def _task_definition(self, arn: str) -> ObservedTaskDefinition:
         cached = self._task_definitions.get(arn)

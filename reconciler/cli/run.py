@@ -67,6 +67,14 @@ def register(verbs: Any) -> None:
         metavar="SECONDS",
         help="reconcile at least this often",
     )
+    parser.add_argument(
+        "--revision-refresh",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="list each pool's task-definition revisions at most this often (default 300; "
+        "our own changes are seen at once, revisions registered by hand within this time)",
+    )
     parser.add_argument("--git-url", help="take the specs from this git repository instead")
     parser.add_argument("--branch", default="main", help="branch of --git-url to follow")
     parser.add_argument(
@@ -120,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             resync_interval=args.resync,
             guard=GuardPolicy(max_stop_share=args.max_stop_share, allow_delete=args.allow_delete),
             git_poll_interval=args.git_poll,
+            revision_refresh=args.revision_refresh,
         )
         elector = _elector(args, clients) if args.leader_election else None
         source = runner_state_source(args, clients)
@@ -159,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         threading.Thread(
             target=elector.run,
             args=(lease_stop,),
-            kwargs={"on_started_leading": lambda: controller.triggers.fire("became leader")},
+            kwargs={"on_started_leading": controller.became_leader},
             name="lease",
             daemon=True,
         ).start()

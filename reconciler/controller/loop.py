@@ -28,6 +28,7 @@ from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
 from ..github.webhook import JobEvent
 from ..plan.guard import GuardPolicy, refused_actions
+from ..plan.state import family_of
 from ..reconcile import Cycle, plan_cycle
 from ..runners import RunnerProvisioner, RunnerStateSource
 from ..spec.loader import SPEC_SUFFIXES
@@ -49,6 +50,7 @@ class ControllerSettings:
     backoff_base: float = 5.0
     backoff_max: float = 300.0
     git_poll_interval: float = 30.0
+    revision_refresh: float = 300.0  # list each family's revisions at most this often
 
 
 class Triggers:
@@ -150,7 +152,7 @@ class Controller:
         self.clients = clients
         self.runner_states = runner_states
         self.provisioner = provisioner
-        self.observer = Observer(clients)
+        self.observer = Observer(clients, revision_refresh=settings.revision_refresh)
         self.status = status or StatusBoard()
         self.is_leader = is_leader
         self.clock = clock
@@ -252,6 +254,12 @@ class Controller:
             self.metrics.record_github_calls(self.github.calls)
         return cycle, result
 
+    def became_leader(self) -> None:
+        """Leadership acquired: forget cached revision lists (the previous leader may have
+        changed them), and reconcile now."""
+        self.observer.forget_families()
+        self.triggers.fire("became leader")
+
     def on_job_event(self, event: JobEvent) -> None:
         """A webhook's job event was accepted: count it, and reconcile soon."""
         pool = pool_for(event, self._demand_pools)
@@ -285,13 +293,16 @@ class Controller:
         result = executor.apply(
             cycle.plan, refused, should_stop=lambda: self.stopping or not self.is_leader()
         )
+        touched = [
+            a for a, _ in result.done + result.failed if a.resource_type == "task_definition"
+        ]
         self.observer.forget(
-            action.after["taskDefinitionArn"]
-            for action, _ in result.done + result.failed
-            if action.resource_type == "task_definition"
-            and isinstance(action.after, dict)
-            and "taskDefinitionArn" in action.after
+            document["taskDefinitionArn"]
+            for action in touched
+            for document in (action.before, action.after)
+            if isinstance(document, dict) and "taskDefinitionArn" in document
         )
+        self.observer.forget_families(family_of(a.pool) for a in touched if a.pool)
         failed = {action.pool for action, _ in result.failed if action.pool}
         for pool in sorted(failed):
             delay = self.backoff.failed(pool)
