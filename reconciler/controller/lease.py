@@ -18,6 +18,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..aws.dynamodb import ensure_table
+
 log = logging.getLogger(__name__)
 
 
@@ -56,27 +58,7 @@ class LeaderElector:
 
     def ensure_table(self, timeout: float = 30.0) -> None:
         """Create the lease table (on-demand, key `name`) if it does not exist; idempotent."""
-        try:
-            self.dynamodb.describe_table(TableName=self.config.table)
-            return
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
-        try:
-            self.dynamodb.create_table(
-                TableName=self.config.table,
-                KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ResourceInUseException":
-                raise
-        waiter = self.dynamodb.get_waiter("table_exists")
-        waiter.wait(
-            TableName=self.config.table,
-            WaiterConfig={"Delay": 1, "MaxAttempts": max(1, int(timeout))},
-        )
+        ensure_table(self.dynamodb, self.config.table, "name", timeout)
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt; True when we hold the lease afterwards."""

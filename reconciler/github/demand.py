@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from ..aws.dynamodb import ensure_table
 from ..spec.models import RunnerPool
 from .webhook import JobEvent
 
@@ -160,24 +161,7 @@ class DynamoDemandStore:
 
     def ensure_table(self, timeout: float = 30.0) -> None:
         """Create the table (on-demand, key `pk`, TTL on `ttl`) if missing; idempotent."""
-        try:
-            self.dynamodb.describe_table(TableName=self.table)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
-            try:
-                self.dynamodb.create_table(
-                    TableName=self.table,
-                    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                    BillingMode="PAY_PER_REQUEST",
-                )
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "ResourceInUseException":
-                    raise
-        self.dynamodb.get_waiter("table_exists").wait(
-            TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": max(1, int(timeout))}
-        )
+        ensure_table(self.dynamodb, self.table, "pk", timeout)
         ttl = self.dynamodb.describe_time_to_live(TableName=self.table)
         if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
             self.dynamodb.update_time_to_live(
