@@ -122,7 +122,7 @@ def test_derivation_finds_the_calls_the_code_makes() -> None:
         "ec2:DescribeSubnets": "reconciler/aws/observe.py",  # attribute, called later
         "dynamodb:UpdateItem": "reconciler/controller/lease.py",
         "dynamodb:DeleteItem": "reconciler/controller/lease.py",
-        "dynamodb:DescribeTable": "reconciler/controller/lease.py",  # also the waiter
+        "dynamodb:DescribeTable": "reconciler/aws/dynamodb.py",  # also the waiter
     }
     for action, module in expected.items():
         assert any(place.startswith(module) for place in calls.get(action, ())), action
