@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.aws.clients import AwsClients
-from reconciler.aws.executor import Executor
+from reconciler.aws.executor import Executor, placement, revision_arns
 from reconciler.aws.observe import Observer
 from reconciler.plan.planner import plan as make_plan
 from reconciler.plan.state import STARTED_BY
@@ -117,12 +117,7 @@ def start_runners(clients: AwsClients, cycle: Cycle) -> int:
     10,000 tasks in moto. These tasks carry the same tags, task definition, capacity provider
     and network as the executor's, so the next plan sees a converged pool.
     """
-    revisions = {
-        revision.tagged_hash: revision.arn
-        for revisions in cycle.observed.task_definitions.values()
-        for revision in revisions
-        if revision.owned and revision.tagged_hash == revision.content_hash
-    }
+    revisions = revision_arns(cycle.observed)
     started = 0
     for action in cycle.plan.actions:
         launch = action.after
@@ -133,15 +128,7 @@ def start_runners(clients: AwsClients, cycle: Cycle) -> int:
                 cluster=action.cluster,
                 taskDefinition=revisions[action.spec_hash],
                 count=count,
-                capacityProviderStrategy=[
-                    {"capacityProvider": launch["capacityProvider"], "weight": 1}
-                ],
-                networkConfiguration={
-                    "awsvpcConfiguration": {
-                        "subnets": launch["network"]["subnets"],
-                        "securityGroups": launch["network"]["securityGroups"],
-                    }
-                },
+                **placement(launch),
                 startedBy=STARTED_BY,
                 tags=[{"key": k, "value": v} for k, v in sorted(tags.items())],
             )

@@ -61,6 +61,30 @@ def _aws_tags(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"key": k, "value": v} for k, v in sorted(tags.items())]
 
 
+def revision_arns(observed: ObservedState) -> dict[str, str]:
+    """ARN of our revision for each spec hash (the latest when several match)."""
+    return {
+        revision.tagged_hash: revision.arn
+        for revisions in observed.task_definitions.values()
+        for revision in sorted(revisions, key=lambda r: r.revision)
+        if revision.owned and revision.tagged_hash == revision.content_hash
+    }
+
+
+def placement(launch: dict[str, Any]) -> dict[str, Any]:
+    """RunTask's capacity provider and awsvpc network for a planned launch."""
+    network = launch["network"]
+    return {
+        "capacityProviderStrategy": [{"capacityProvider": launch["capacityProvider"], "weight": 1}],
+        "networkConfiguration": {
+            "awsvpcConfiguration": {
+                "subnets": network["subnets"],
+                "securityGroups": network["securityGroups"],
+            }
+        },
+    }
+
+
 class Executor:
     """Applies plans with a set of AWS clients and a runner-state source."""
 
@@ -78,12 +102,7 @@ class Executor:
         self.provisioner = provisioner or NamingProvisioner()
         self.progress = progress
         self.apply_id = uuid.uuid4().hex[:12]
-        self._revisions: dict[str, str] = {
-            revision.tagged_hash: revision.arn
-            for revisions in observed.task_definitions.values()
-            for revision in sorted(revisions, key=lambda r: r.revision)
-            if revision.owned and revision.tagged_hash == revision.content_hash
-        }
+        self._revisions = revision_arns(observed)
         self._tasks = {task.arn: task for task in observed.tasks}
 
     def apply(
@@ -322,15 +341,7 @@ class Executor:
                     cluster=action.cluster,
                     taskDefinition=arn,
                     count=1,
-                    capacityProviderStrategy=[
-                        {"capacityProvider": launch["capacityProvider"], "weight": 1}
-                    ],
-                    networkConfiguration={
-                        "awsvpcConfiguration": {
-                            "subnets": launch["network"]["subnets"],
-                            "securityGroups": launch["network"]["securityGroups"],
-                        }
-                    },
+                    **placement(launch),
                     overrides=_environment_override(provision.environment),
                     startedBy=STARTED_BY,
                     tags=_aws_tags({**launch["tags"], **provision.tags}),
