@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.aws.executor import Executor
+from reconciler.aws.executor import ApplyResult, Executor
 from reconciler.aws.observe import Observer
 from reconciler.github import GitHubClient, TokenAuth
 from reconciler.github.jit import PARAMETER_ENVIRONMENT, JitProvisioner
@@ -29,20 +29,25 @@ def github() -> Iterator[FakeGitHub]:
         yield server
 
 
+def apply_with_jit_runners(sandbox: Sandbox, specs: Path, github: FakeGitHub) -> ApplyResult:
+    """One plan + apply of `specs` with GitHub runner states and JIT registrations."""
+    clients = sandbox.clients()
+    with GitHubClient(github.url, TokenAuth(TOKEN)) as client:
+        states = GitHubRunnerStates(client)
+        cycle = plan_cycle([specs], Observer(clients), states)
+        provisioner = JitProvisioner(client, clients.client("ssm"))
+        executor = Executor(clients, cycle.observed, states, provisioner=provisioner)
+        return executor.apply(cycle.plan, refused_actions(cycle.plan, GuardPolicy()))
+
+
 def test_each_task_gets_its_own_registration_and_never_sees_the_secret_in_ecs(
     sandbox: Sandbox, specs: Path, github: FakeGitHub
 ) -> None:
     clients = sandbox.clients()
     ssm = clients.client("ssm")
     github.add_runner_group("/enterprises/acme", "large-runners")
-    with GitHubClient(github.url, TokenAuth(TOKEN)) as client:
-        states = GitHubRunnerStates(client)
-        cycle = plan_cycle([specs], Observer(clients), states)
-        executor = Executor(
-            clients, cycle.observed, states, provisioner=JitProvisioner(client, ssm)
-        )
-        result = executor.apply(cycle.plan, refused_actions(cycle.plan, GuardPolicy()))
-        assert result.ok, result.failed
+    result = apply_with_jit_runners(sandbox, specs, github)
+    assert result.ok, result.failed
 
     arns = clients.ecs.list_tasks(cluster=CLUSTER)["taskArns"]
     described = clients.ecs.describe_tasks(cluster=CLUSTER, tasks=arns, include=["TAGS"])
@@ -76,15 +81,7 @@ def test_each_task_gets_its_own_registration_and_never_sees_the_secret_in_ecs(
 def test_an_unknown_runner_group_fails_that_pool_only_and_leaves_nothing_behind(
     sandbox: Sandbox, specs: Path, github: FakeGitHub
 ) -> None:
-    clients = sandbox.clients()
-    ssm = clients.client("ssm")
-    with GitHubClient(github.url, TokenAuth(TOKEN)) as client:
-        states = GitHubRunnerStates(client)
-        cycle = plan_cycle([specs], Observer(clients), states)
-        executor = Executor(
-            clients, cycle.observed, states, provisioner=JitProvisioner(client, ssm)
-        )
-        result = executor.apply(cycle.plan, refused_actions(cycle.plan, GuardPolicy()))
+    result = apply_with_jit_runners(sandbox, specs, github)
     [(failed, message)] = result.failed
     assert failed.pool == "enterprise-linux-large"
     assert "no runner group 'large-runners'" in message
