@@ -47,17 +47,17 @@ def plan_cycle(
     spec_paths: Sequence[str | Path],
     observer: Observer,
     runner_source: RunnerStateSource,
-    now: datetime.datetime | None = None,
+    now: datetime.datetime,
     demand: DemandBook | None = None,
     versions: RunnerVersionWatch | None = None,
 ) -> Cycle:
-    """Run one read-only cycle and return its plan (nothing is changed).
+    """Run one read-only cycle at `now` (schedules, ages) and return its plan (nothing is
+    changed).
 
     With a demand book, its queued jobs (refreshed from its store) raise each pool's target;
     if the store cannot be read, the last demand known is used and the plan says so. With a
     version watch, pools whose runner version is stale get a warning note.
     """
-    moment = now or datetime.datetime.now(datetime.UTC)
     spec_set = load_specs(spec_paths)
     demand_pools = tuple(PoolDemandSpec.of(pool) for pool in spec_set.pools)
     pending, notes = None, []
@@ -68,7 +68,7 @@ def plan_cycle(
             log.warning("demand store unreadable, using the last demand known: %s", error)
             notes.append(Note("warning", f"queued jobs not refreshed (demand store: {error})"))
         pending = demand.pending(demand_pools)
-    desired = render_desired(spec_set, moment, observer.clients.region, pending)
+    desired = render_desired(spec_set, now, observer.clients.region, pending)
     observed = observer.observe(desired)
     runner_states = runner_source.states([*observed.tasks, *observed.stopped_tasks])
     plan = make_plan(
@@ -76,11 +76,11 @@ def plan_cycle(
         observed,
         runner_states,
         spec_errors=tuple(str(d) for d in spec_set.errors),
-        now=moment,
+        now=now,
     )
     checks: list[VersionCheck] = []
     if versions is not None:
-        checks, version_notes = check_spec_versions(spec_set, versions, moment)
+        checks, version_notes = check_spec_versions(spec_set, versions, now)
         notes.extend(version_notes)
     if notes:
         plan = dataclasses.replace(plan, notes=plan.notes + tuple(notes))

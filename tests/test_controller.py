@@ -14,6 +14,7 @@ from pathlib import Path
 
 from reconciler.aws.executor import Executor
 from reconciler.aws.observe import Observer
+from reconciler.clock import utc_now
 from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.plan.guard import GuardPolicy
 from reconciler.reconcile import plan_cycle
@@ -116,7 +117,7 @@ def test_stop_during_apply_leaves_a_state_the_next_run_converges(
     sandbox: Sandbox, specs: Path
 ) -> None:
     clients = sandbox.clients()
-    first = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    first = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     executed: list[str] = []
     executor = Executor(
         clients, first.observed, TaskTagRunnerStates(clients), progress=executed.append
@@ -124,10 +125,10 @@ def test_stop_during_apply_leaves_a_state_the_next_run_converges(
     result = executor.apply(first.plan, should_stop=lambda: len(executed) >= 4)
     assert len(result.done) == 4 and result.skipped, "stopped after the action in flight"
     assert all(message == "skipped: shutting down" for _, message in result.skipped)
-    again = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    again = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     assert Executor(clients, again.observed, TaskTagRunnerStates(clients)).apply(again.plan).ok
     sandbox.tick()
-    final = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    final = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     assert not final.plan.has_changes
 
 

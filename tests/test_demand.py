@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import itertools
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -187,12 +186,6 @@ def test_forget_older_than_drops_old_jobs_and_deliveries() -> None:
 
 
 # -- DynamoDemandStore against moto's HTTP server ----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer(mode="process") as server:
-        yield server
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from reconciler.aws.clients import MutationRefused
 from reconciler.aws.executor import ApplyResult, Executor
 from reconciler.aws.observe import Observer
+from reconciler.clock import utc_now
 from reconciler.plan.guard import GuardPolicy, refused_actions
 from reconciler.plan.state import RunnerState
 from reconciler.reconcile import Cycle, plan_cycle
@@ -33,12 +34,12 @@ ALLOW_ALL = GuardPolicy(max_stop_share=1.0, allow_delete=True)
 
 def cycle(sandbox: Sandbox, specs: Path, read_only: bool = True) -> Cycle:
     clients = sandbox.clients(read_only=read_only)
-    return plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    return plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
 
 
 def apply(sandbox: Sandbox, specs: Path, policy: GuardPolicy = ALLOW_ALL) -> ApplyResult:
     clients = sandbox.clients()
-    current = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    current = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     executor = Executor(clients, current.observed, TaskTagRunnerStates(clients))
     result = executor.apply(current.plan, refused_actions(current.plan, policy))
     sandbox.tick()
@@ -87,7 +88,7 @@ def test_empty_cluster_plan_apply_plan_with_the_cli(sandbox: Sandbox, specs: Pat
 
 def test_plan_is_read_only(sandbox: Sandbox, specs: Path) -> None:
     clients = sandbox.clients(read_only=True)
-    current = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    current = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     assert current.plan.has_changes
     assert clients.calls, "the plan observed nothing"
     assert all(op.split(":")[1].startswith(("Describe", "List", "Get")) for op in clients.calls)

@@ -10,6 +10,7 @@ import pytest
 
 from reconciler.aws.executor import ApplyResult, Executor
 from reconciler.aws.observe import Observer
+from reconciler.clock import utc_now
 from reconciler.github import GitHubClient, TokenAuth
 from reconciler.github.jit import PARAMETER_ENVIRONMENT, JitProvisioner
 from reconciler.github.registry import GitHubRunnerStates
@@ -34,7 +35,7 @@ def apply_with_jit_runners(sandbox: Sandbox, specs: Path, github: FakeGitHub) ->
     clients = sandbox.clients()
     with GitHubClient(github.url, TokenAuth(TOKEN)) as client:
         states = GitHubRunnerStates(client)
-        cycle = plan_cycle([specs], Observer(clients), states)
+        cycle = plan_cycle([specs], Observer(clients), states, utc_now())
         provisioner = JitProvisioner(client, clients.client("ssm"))
         executor = Executor(clients, cycle.observed, states, provisioner=provisioner)
         return executor.apply(cycle.plan, refused_actions(cycle.plan, GuardPolicy()))

@@ -20,6 +20,7 @@ from reconciler.github.registry import GitHubRunnerStates
 from reconciler.plan.guard import GuardPolicy
 from reconciler.reconcile import Cycle
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from reconciler.sandbox.server import MotoServer
 from reconciler.sandbox.world import GitHubWorld
 
 from .conftest import edit, platform_pool_alone
@@ -41,8 +42,8 @@ def specs(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sandbox(specs: Path) -> Iterator[Sandbox]:
-    with Sandbox([specs], mode="process", github=True) as running:
+def sandbox(specs: Path, moto_server: MotoServer) -> Iterator[Sandbox]:
+    with Sandbox([specs], server=moto_server, github=True) as running:
         yield running
 
 

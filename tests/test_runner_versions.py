@@ -28,6 +28,7 @@ from reconciler.plan.versions import (
 )
 from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from reconciler.sandbox.server import MotoServer
 
 from .conftest import REPO, commit, git
 
@@ -154,8 +155,8 @@ def test_releases_skip_drafts_and_prereleases_and_cost_a_304_when_unchanged(
 
 
 @pytest.fixture
-def sandbox(specs: Path) -> Iterator[Sandbox]:
-    with Sandbox([specs], mode="process", github=True) as running:
+def sandbox(specs: Path, moto_server: MotoServer) -> Iterator[Sandbox]:
+    with Sandbox([specs], server=moto_server, github=True) as running:
         yield running
 
 

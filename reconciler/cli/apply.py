@@ -26,6 +26,7 @@ from .common import (
     EXIT_ERROR,
     EXIT_OK,
     add_aws_options,
+    planning_time,
     runner_provisioner,
     runner_state_source,
     runner_version_watch,
@@ -83,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     source = runner_state_source(args, clients)
     versions = runner_version_watch(args, source)
-    cycle = plan_cycle(spec_paths(args), Observer(clients), source, args.now, versions=versions)
+    cycle = plan_cycle(
+        spec_paths(args), Observer(clients), source, planning_time(args), versions=versions
+    )
     image_notes = verify_new_images(cycle.plan, clients)
     plan = dataclasses.replace(cycle.plan, notes=(*cycle.plan.notes, *image_notes))
     cycle = dataclasses.replace(cycle, plan=plan)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..aws.clients import AwsClients
+from ..clock import utc_now
 from ..plan.actions import Plan
 from ..plan.render_markdown import render_markdown
 from ..plan.render_text import render_text
@@ -93,6 +94,12 @@ def _published_version(text: str) -> PublishedVersion:
         return PublishedVersion.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def planning_time(args: argparse.Namespace) -> datetime.datetime:
+    """The time a one-shot plan or apply decides at: --now, or the system clock."""
+    now: datetime.datetime = args.now or utc_now()
+    return now
 
 
 def _days(text: str) -> datetime.timedelta:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..aws.clients import AwsClients
 from ..aws.observe import Observer
+from ..clock import utc_now
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
 from ..github import GitHubClient, TokenAuth
@@ -92,12 +93,18 @@ def _step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
+#: Apply rounds `sandbox run` allows before it calls the sandbox not converged: the first
+#: starts what fits and grows reconciler-scaled groups, the next places the rest on the
+#: instances that came up (a real account needs the same, minutes apart instead of seconds).
+DEMO_ROUNDS = 4
+
+
 def demo(paths: list[str]) -> int:
-    """validate -> plan -> apply -> plan against a fresh sandbox."""
+    """validate -> plan -> apply (until the plan is empty, bounded) -> plan, on a fresh sandbox."""
     _step("validate")
     with Sandbox(paths) as sandbox:
         clients = sandbox.clients()
-        cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients))
+        cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients), utc_now())
         sys.stdout.write(render_diagnostics(cycle.spec_set.diagnostics))
         print(summary(cycle.spec_set))
         for pool in cycle.spec_set.pools:
@@ -107,19 +114,25 @@ def demo(paths: list[str]) -> int:
         print(f"sandbox AWS endpoint: {sandbox.endpoint_url} (region {sandbox.region})")
         _step("plan")
         print(render_text(cycle.plan), end="")
-        _step("apply")
-        applied = apply_cycle(cycle, clients, TaskTagRunnerStates(clients), GuardPolicy())
-        sandbox.tick()  # the new runners boot and register with (simulated) GitHub
+        applied = EXIT_OK
+        for round_number in range(1, DEMO_ROUNDS + 1):
+            _step("apply" if round_number == 1 else f"apply again (round {round_number})")
+            applied = apply_cycle(cycle, clients, TaskTagRunnerStates(clients), GuardPolicy())
+            sandbox.tick()  # new instances register with ECS, new runners come online
+            cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients), utc_now())
+            if applied != EXIT_OK or not cycle.plan.has_changes:
+                break
+            print(render_text(cycle.plan), end="")
         _step("plan again")
         read_only = sandbox.clients(read_only=True)
-        second = plan_cycle(paths, Observer(read_only), TaskTagRunnerStates(read_only))
+        second = plan_cycle(paths, Observer(read_only), TaskTagRunnerStates(read_only), utc_now())
         print(render_text(second.plan), end="")
         calls = read_only.total_calls()
         print(f"\n(the last plan made {calls} AWS API calls)")
         if applied != EXIT_OK or second.plan.has_changes:
             print("sandbox: NOT converged", file=sys.stderr)
             return EXIT_ERROR
-        print("sandbox: converged, the second plan is empty.")
+        print("sandbox: converged, the last plan is empty.")
         return EXIT_OK
 
 
@@ -217,7 +230,10 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
                 jobs = _jobs_line(world)
                 instances = _instances_line(clients)
                 if queued or pools + instances != shown:
-                    print(f"\n{time.strftime('%H:%M:%S')}  {jobs}\n{instances}\n{view}", flush=True)
+                    print(
+                        f"\n{utc_now().astimezone():%H:%M:%S}  {jobs}\n{instances}\n{view}",
+                        flush=True,
+                    )
                     shown = pools + instances
                 time.sleep(1.0)
         except KeyboardInterrupt:

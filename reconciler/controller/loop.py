@@ -22,6 +22,7 @@ import watchfiles
 from ..aws.clients import AwsClients
 from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
+from ..clock import UtcClock, utc_now
 from ..github.client import GitHubClient
 from ..github.demand import DemandBook, PoolDemandSpec, pool_for
 from ..github.janitor import RunnerJanitor
@@ -147,13 +148,14 @@ class Controller:
         github: GitHubClient | None = None,
         janitor: RunnerJanitor | None = None,
         versions: RunnerVersionWatch | None = None,
+        wall_clock: UtcClock = utc_now,
     ) -> None:
         self.settings = settings
         self.clients = clients
         self.runner_states = runner_states
         self.provisioner = provisioner
         self.observer = Observer(clients, revision_refresh=settings.revision_refresh)
-        self.status = status or StatusBoard()
+        self.status = status or StatusBoard(wall_clock)
         self.is_leader = is_leader
         self.clock = clock
         self.triggers = Triggers()
@@ -166,6 +168,7 @@ class Controller:
         self.github = github
         self.janitor = janitor
         self.versions = versions
+        self.wall_clock = wall_clock  # the time each cycle plans at (schedules, ages)
         self._demand_pools: tuple[PoolDemandSpec, ...] = ()
 
     def stop(self) -> None:
@@ -215,6 +218,7 @@ class Controller:
             self.settings.spec_paths,
             self.observer,
             self.runner_states,
+            self.wall_clock(),
             demand=self.demand,
             versions=self.versions,
         )

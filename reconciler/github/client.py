@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..clock import WallClock, wall_time
 from .auth import Auth, auth_from_environment
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class GitHubClient:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         timeout: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        clock: WallClock = wall_time,
     ) -> None:
         self.api_url = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
         self.auth = auth if auth is not None else auth_from_environment()

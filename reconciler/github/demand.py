@@ -26,23 +26,20 @@ from __future__ import annotations
 import datetime
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from ..aws.dynamodb import ensure_table
+from ..clock import UtcClock, utc_now
 from ..spec.models import RunnerPool
 from .webhook import JobEvent
 
 #: how far each action moves a job; waiting and queued share a rank (either may follow the other)
 RANK = {"waiting": 0, "queued": 0, "in_progress": 1, "completed": 2}
 ITEM_TTL = datetime.timedelta(hours=48)
-
-
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclass(frozen=True)
@@ -252,7 +249,7 @@ class DemandBook:
     def __init__(
         self,
         store: DemandStore,
-        clock: Callable[[], datetime.datetime] = _utcnow,
+        clock: UtcClock = utc_now,
     ) -> None:
         self.store = store
         self.clock = clock

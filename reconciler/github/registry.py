@@ -23,9 +23,9 @@ drained. One listing per scope per cycle (conditional, so an unchanged list cost
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from ..clock import WallClock, wall_time
 from ..plan.state import RUNNER_NAME_TAG, SCOPE_TAG, ObservedTask, RunnerState
 from .client import GitHubClient, Runner, RunnerBusy, Scope
 
@@ -51,7 +51,7 @@ class GitHubRunnerStates:
         self,
         client: GitHubClient,
         grace: float = DEFAULT_GRACE_SECONDS,
-        clock: Callable[[], float] = time.time,
+        clock: WallClock = wall_time,
         boot_timeout: float = DEFAULT_BOOT_TIMEOUT_SECONDS,
     ) -> None:
         self.client = client

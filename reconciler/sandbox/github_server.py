@@ -26,9 +26,8 @@ import logging
 import re
 import secrets
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -40,6 +39,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from ..clock import WallClock, wall_time
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class FakeGitHub:
         *,
         prefix: str = "",
         token_lifetime: float = 3600.0,
-        clock: Callable[[], float] = time.time,
+        clock: WallClock = wall_time,
     ) -> None:
         self.prefix = prefix.rstrip("/")
         self.token_lifetime = token_lifetime

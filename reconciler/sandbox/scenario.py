@@ -112,9 +112,13 @@ class Sandbox:
         spec_paths: Sequence[str | Path] = ("specs",),
         mode: ServerMode = "thread",
         github: bool = False,
+        server: MotoServer | None = None,
     ) -> None:
+        """`server`: a running moto server to use (reset first, left running on exit), for
+        callers that share one between sandboxes; by default the sandbox starts its own."""
         self.spec_paths = list(spec_paths)
-        self.server = MotoServer(mode=mode)
+        self.server = server or MotoServer(mode=mode)
+        self._owns_server = server is None
         self.github = FakeGitHub(tokens=[SANDBOX_GITHUB_TOKEN]) if github else None
         self.region = DEFAULT_REGION
         self.clusters: list[str] = []
@@ -131,7 +135,8 @@ class Sandbox:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.server.stop()
+        if self._owns_server:
+            self.server.stop()
         if self.github is not None:
             self.github.close()
 
@@ -142,7 +147,10 @@ class Sandbox:
 
     def start(self) -> None:
         """Start moto, seed the account for the specs, register container instances."""
-        self.server.start()
+        if self._owns_server:
+            self.server.start()
+        else:
+            self.server.reset()
         self.server.keep_tasks_running()
         if self.github is not None:
             self.github.start()

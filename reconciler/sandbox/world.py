@@ -28,10 +28,9 @@ import itertools
 import json
 import logging
 import random
-import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +38,7 @@ import httpx
 
 from ..aws.clients import AwsClients
 from ..aws.observe import tag_dict
+from ..clock import WallClock, wall_time
 from ..github.jit import PARAMETER_ENVIRONMENT
 from ..github.registry import scope_of_tag
 from ..plan.state import SCOPE_TAG
@@ -103,7 +103,7 @@ class GitHubWorld:
     clusters: Sequence[str]
     webhook_url: str | None
     secret: bytes
-    clock: Callable[[], float] = time.time
+    clock: WallClock = wall_time
     jobs: dict[int, SimulatedJob] = field(default_factory=dict)
     interrupted: list[SimulatedJob] = field(default_factory=list)
     jit_configs: list[str] = field(default_factory=list)
