@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws.dynamodb import ensure_table
+from ..clock import WallClock, wall_time
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class LeaderElector:
         dynamodb: Any,
         identity: str,
         config: LeaseConfig | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: WallClock = wall_time,
     ) -> None:
         self.dynamodb = dynamodb
         self.identity = identity

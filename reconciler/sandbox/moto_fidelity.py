@@ -17,6 +17,7 @@ reconciler.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 from typing import Any
@@ -35,12 +36,14 @@ def apply() -> None:
 
     run_task = EC2ContainerServiceBackend.run_task
     can_be_placed = EC2ContainerServiceBackend._can_be_placed
+    signature = inspect.signature(run_task)  # moto's handler passes arguments by position
 
     def run_task_on_provider_instances(
         self: Any, cluster_str: str, *args: Any, **kwargs: Any
     ) -> Any:
-        strategy = kwargs.get("capacity_provider_strategy")
-        if not strategy and not kwargs.get("launch_type"):
+        given = signature.bind(self, cluster_str, *args, **kwargs).arguments
+        strategy = given.get("capacity_provider_strategy")
+        if not strategy and not given.get("launch_type"):
             strategy = self._get_cluster(cluster_str).default_capacity_provider_strategy
         provider = strategy[0]["capacityProvider"] if strategy else None
         _candidates.instances = (

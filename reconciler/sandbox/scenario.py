@@ -14,6 +14,7 @@ runner groups the specs name): the runner API the controller calls, and, through
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,7 @@ from typing import Self
 from ..aws.clients import AwsClients
 from ..plan.state import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from ..spec.loader import SpecSet, load_specs
+from ..spec.models import CapacityProvider
 from ..verify.images import ImageReference
 from .agent import SimulatedEcsAgent
 from .github_server import FakeGitHub
@@ -36,6 +38,9 @@ from .server import (
 )
 
 INSTANCES_PER_GROUP = 2
+MAX_INSTANCES_PER_GROUP = 10
+#: moto registers every container instance with 4096 CPU units and 7482 MiB, whatever its type.
+MOTO_INSTANCE_RESOURCES = (4096, 7482)
 SANDBOX_GITHUB_TOKEN = "sandbox-token"  # only the local simulated GitHub accepts it
 INSTANCE_TYPES = {"x86_64": "m6i.2xlarge", "arm64": "m7g.2xlarge"}
 
@@ -77,8 +82,8 @@ def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
                 instance_type=INSTANCE_TYPES[architectures.get(provider.metadata.name, "x86_64")],
                 architecture=architectures.get(provider.metadata.name, "x86_64"),
                 min_size=0,
-                max_size=10,
-                desired_capacity=INSTANCES_PER_GROUP,
+                max_size=MAX_INSTANCES_PER_GROUP,
+                desired_capacity=_instances_for_peak_idle(provider, spec_set),
                 # the infrastructure team hands the group to the reconciler by tagging it
                 tags={MANAGED_BY_TAG: MANAGED_BY_VALUE}
                 if provider.spec.scaling == "reconciler"
@@ -98,6 +103,26 @@ def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
         ),
         secrets=sorted({s.value_from for p in spec_set.pools for s in p.spec.secrets}),
     )
+
+
+def _instances_for_peak_idle(provider: CapacityProvider, spec_set: SpecSet) -> int:
+    """Instances a group starts with: INSTANCES_PER_GROUP, or, for a group nobody scales in
+    the sandbox (ECS managed scaling does not run on moto), enough for the largest idle
+    target any schedule of its pools can ask, so the sandbox converges at any hour. Groups
+    the reconciler scales grow by themselves."""
+    if provider.spec.scaling == "reconciler":
+        return INSTANCES_PER_GROUP
+    cpu, memory = MOTO_INSTANCE_RESOURCES
+    needed = 0.0
+    for pool in spec_set.pools:
+        if pool.spec.capacity_provider != provider.metadata.name:
+            continue
+        scaling = pool.spec.scaling
+        peak = max([scaling.idle, *(schedule.idle for schedule in scaling.schedules)])
+        runners = min(scaling.max, max(scaling.min, peak))
+        per_instance = min(cpu // pool.spec.resources.cpu, memory // pool.spec.resources.memory)
+        needed += runners / max(per_instance, 1)
+    return min(MAX_INSTANCES_PER_GROUP, max(INSTANCES_PER_GROUP, math.ceil(needed)))
 
 
 def _is_id(reference: str) -> bool:
