@@ -47,7 +47,11 @@ def start_controller(
 ) -> tuple[Controller, threading.Thread]:
     clients = sandbox.clients()
     settings = ControllerSettings(
-        spec_paths=[specs], resync_interval=resync, debounce_ms=300, guard=GuardPolicy(1.0)
+        spec_paths=[specs],
+        resync_interval=resync,
+        debounce_ms=300,
+        guard=GuardPolicy(1.0),
+        capacity_requeue=0.5,
     )
     controller = Controller(settings, clients, TaskTagRunnerStates(clients))
     thread = threading.Thread(target=controller.run, daemon=True)
@@ -64,8 +68,16 @@ def test_spec_edit_reconciles_within_two_seconds(sandbox: Sandbox, specs: Path) 
         edit(specs / "org-platform-dind.yaml", "    idle: 2\n", "    idle: 3\n")
         elapsed = wait_for(lambda: controller.cycles > cycles, 10)
         assert elapsed <= 2.0, f"reconciled {elapsed:.2f}s after the write"
-        assert len(running_tasks(sandbox, PLATFORM)) == 3
         assert "specs changed" in controller.status.to_json()["controller"]["lastCycleReason"]
+        # the third runner needs an instance the cycle adds: started once it registered
+        wait_for(lambda: len(running_tasks(sandbox, PLATFORM)) == 3, 15)
+        wait_for(
+            lambda: (
+                controller.status.to_json()["controller"]["lastCycleReason"]
+                == "waiting for instances"
+            ),
+            5,
+        )
     finally:
         controller.stop()
         thread.join(10)
@@ -89,7 +101,7 @@ def test_half_written_spec_is_not_applied(sandbox: Sandbox, specs: Path) -> None
         cycles = controller.cycles
         pool_file.write_text(full)  # the rest of the write lands
         wait_for(lambda: controller.cycles > cycles, 10)
-        wait_for(lambda: len(running_tasks(sandbox, PLATFORM)) == 3, 10)
+        wait_for(lambda: len(running_tasks(sandbox, PLATFORM)) == 3, 15)
     finally:
         controller.stop()
         thread.join(10)

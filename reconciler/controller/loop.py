@@ -52,6 +52,8 @@ class ControllerSettings:
     backoff_max: float = 300.0
     git_poll_interval: float = 30.0
     revision_refresh: float = 300.0  # list each family's revisions at most this often
+    # runners left waiting for instances the cycle added are started this soon after
+    capacity_requeue: float = 15.0
 
 
 class Triggers:
@@ -170,6 +172,7 @@ class Controller:
         self.versions = versions
         self.wall_clock = wall_clock  # the time each cycle plans at (schedules, ages)
         self._demand_pools: tuple[PoolDemandSpec, ...] = ()
+        self._waiting_for_capacity = False
 
     def stop(self) -> None:
         """Finish the action in flight, then return from `run`."""
@@ -201,13 +204,16 @@ class Controller:
                 except Exception:  # one bad cycle must not end the controller: retry later
                     log.exception("reconcile failed; retrying at the next trigger or resync")
                     self.metrics.record_failed_cycle(time.monotonic() - started)
-                reasons = self.triggers.wait(self._next_wake()) or ["resync"]
+                timer = "waiting for instances" if self._waiting_for_capacity else "resync"
+                reasons = self.triggers.wait(self._next_wake()) or [timer]
         finally:
             watcher.stop_event.set()
 
     def _next_wake(self) -> float:
         pending = self.backoff.waiting()
         soonest_retry = min(pending.values(), default=self.settings.resync_interval)
+        if self._waiting_for_capacity:  # requeue: the instances being added come up soon
+            soonest_retry = min(soonest_retry, self.settings.capacity_requeue)
         return min(self.settings.resync_interval, soonest_retry)
 
     def reconcile(self, reason: str) -> tuple[Cycle, ApplyResult | None]:
@@ -238,6 +244,7 @@ class Controller:
             log.warning("specs have %d error(s); nothing applied", len(cycle.plan.spec_errors))
         elif leader and cycle.plan.has_changes and not self.stopping:
             result = self._apply(cycle)
+        self._waiting_for_capacity = result is not None and _waits_for_capacity(cycle)
         if leader and self.janitor is not None and _saw_everything(cycle) and not self.stopping:
             self.janitor.collect(cycle.observed.tasks, cycle.desired.pools)
         self.status.record_cycle(
@@ -314,6 +321,15 @@ class Controller:
         for pool in {a.pool for a, _ in result.done if a.pool} - failed:
             self.backoff.succeeded(pool)
         return result
+
+
+def _waits_for_capacity(cycle: Cycle) -> bool:
+    """Whether some of the cycle's runners wait for instances it is adding."""
+    return any(
+        isinstance(action.after, dict) and action.after.get("capacityPending")
+        for action in cycle.plan.actions
+        if action.resource_type == "runner_tasks"
+    )
 
 
 def _saw_everything(cycle: Cycle) -> bool:

@@ -14,7 +14,9 @@ runner groups the specs name): the runner API the controller calls, and, through
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +39,11 @@ from .server import (
     ServerMode,
 )
 
+logger = logging.getLogger(__name__)
+
 INSTANCES_PER_GROUP = 2
+#: How often the simulated ECS agent registers new instances and runs new tasks by itself.
+AGENT_INTERVAL = 1.0
 MAX_INSTANCES_PER_GROUP = 10
 #: moto registers every container instance with 4096 CPU units and 7482 MiB, whatever its type.
 MOTO_INSTANCE_RESOURCES = (4096, 7482)
@@ -148,6 +154,9 @@ class Sandbox:
         self.region = DEFAULT_REGION
         self.clusters: list[str] = []
         self._agent: SimulatedEcsAgent | None = None
+        self._agent_lock = threading.Lock()
+        self._agent_stop = threading.Event()
+        self._agent_thread: threading.Thread | None = None
         self._runners: SimulatedRunners | None = None
 
     def __enter__(self) -> Self:
@@ -160,6 +169,9 @@ class Sandbox:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._agent_stop.set()
+        if self._agent_thread is not None:
+            self._agent_thread.join(timeout=30)
         if self._owns_server:
             self.server.stop()
         if self.github is not None:
@@ -180,15 +192,20 @@ class Sandbox:
         if self.github is not None:
             self.github.start()
         self.seed(load_specs(self.spec_paths))
+        self._agent_thread = threading.Thread(
+            target=self._run_agent, name="sandbox-agent", daemon=True
+        )
+        self._agent_thread.start()
 
     def seed(self, spec_set: SpecSet) -> None:
         """Create (idempotently) the infrastructure the specs need."""
         plan = infrastructure_for(spec_set)
         seed_account(self.endpoint_url, self.region, plan)
         self.clusters = sorted(set(self.clusters) | set(plan.clusters))
-        self._agent = SimulatedEcsAgent(self.endpoint_url, self.region)
-        self._runners = SimulatedRunners(self.clients())
-        self._agent.sync()
+        with self._agent_lock:
+            self._agent = SimulatedEcsAgent(self.endpoint_url, self.region)
+            self._runners = SimulatedRunners(self.clients())
+            self._agent.sync()
         if self.github is not None:
             _add_runner_groups(self.github, spec_set)
 
@@ -216,11 +233,23 @@ class Sandbox:
     def tick(self) -> None:
         """Let simulated time pass: new instances register; without a simulated GitHub, new
         runners come online (idle) as task tags (with one, `GitHubWorld` runs them)."""
-        if self._agent is not None:
-            self._agent.sync()
+        self._sync_agent()
         if self.github is None:
             for cluster in self.clusters:
                 self.runners.register_new(cluster)
+
+    def _sync_agent(self) -> None:
+        with self._agent_lock:
+            if self._agent is not None:
+                self._agent.sync()
+
+    def _run_agent(self) -> None:
+        """Instances register with ECS by themselves, as the ECS agent on them does."""
+        while not self._agent_stop.wait(AGENT_INTERVAL):
+            try:
+                self._sync_agent()
+            except Exception as error:  # a sync racing a reset or a stop: try again later
+                logger.debug("sandbox agent sync failed: %s", error)
 
     def environment(self) -> dict[str, str]:
         """The environment that points the CLI (or the AWS CLI) at this sandbox."""
