@@ -183,3 +183,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> float:
             return time.monotonic() - start
         time.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+#: Fixtures that start or use a server: the tests that take them are end-to-end.
+SERVER_FIXTURES = frozenset({"moto", "moto_server", "sandbox"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a server fixture `e2e` (modules that start servers or
+    processes otherwise say so with `pytestmark`); `make test-unit` runs the rest."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

@@ -27,6 +27,8 @@ from reconciler.sandbox.scenario import Sandbox
 from reconciler.spec.loader import load_specs
 from tests.conftest import CAPACITY_PROVIDER, POOL
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 GROUP = "ci-linux"
 CAPACITY = (4096, 7482)  # what moto registers every instance with: 3 pool tasks fit
 RECONCILER_PROVIDER = CAPACITY_PROVIDER + "  scaling: reconciler\n  minInstanceLifetime: 0\n"

@@ -12,6 +12,8 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from reconciler.aws.executor import Executor
 from reconciler.aws.observe import Observer
 from reconciler.clock import utc_now
@@ -22,6 +24,8 @@ from reconciler.sandbox.runners import TaskTagRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 
 from .conftest import edit, wait_for
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"

@@ -29,6 +29,8 @@ from reconciler.sandbox.world import GitHubWorld
 
 from .conftest import platform_pool_alone
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 POOL = "platform-linux-dind"
 LABELS = ("self-hosted", "linux", "x64", "dind")
 SECRET = b"webhook-secret"

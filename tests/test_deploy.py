@@ -21,6 +21,8 @@ from botocore.validate import validate_parameters
 
 from reconciler.github.jit import PARAMETER_ENVIRONMENT
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 POLICY = REPO / "deploy" / "iam" / "controller-policy.json"

@@ -26,6 +26,8 @@ from reconciler.sandbox.scenario import Sandbox
 
 from .conftest import edit, run_cli
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"
 PLATFORM = "platform-linux-dind"

@@ -23,6 +23,8 @@ from reconciler.github import (
 )
 from reconciler.sandbox.github_server import FakeGitHub
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 ORG = Scope("organization", "acme")
 TOKEN = "test-token"
 

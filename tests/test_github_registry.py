@@ -11,6 +11,8 @@ from reconciler.github.registry import GitHubRunnerStates, scope_of_tag
 from reconciler.plan.state import RUNNER_NAME_TAG, SCOPE_TAG, ObservedTask, RunnerState
 from reconciler.sandbox.github_server import FakeGitHub
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 TOKEN = "test-token"
 ORG = "/orgs/acme"
 NOW = 1_700_000_000.0

@@ -20,6 +20,8 @@ from reconciler.reconcile import plan_cycle
 from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.sandbox.scenario import Sandbox
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 TOKEN = "test-token"
 CLUSTER = "ci-runners"
 

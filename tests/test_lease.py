@@ -14,6 +14,8 @@ import pytest
 from reconciler.controller.lease import LeaderElector, LeaseConfig
 from reconciler.sandbox.server import MotoServer
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 REGION = "us-east-1"
 
 

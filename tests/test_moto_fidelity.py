@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from reconciler.sandbox.scenario import Sandbox
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 
 def provider_for(sandbox: Sandbox, group: str) -> str:

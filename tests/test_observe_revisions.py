@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reconciler.aws.executor import Executor
 from reconciler.aws.observe import Observer
 from reconciler.clock import utc_now
@@ -14,6 +16,8 @@ from reconciler.reconcile import plan_cycle
 from reconciler.runners import UnknownRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 from reconciler.spec.loader import load_specs
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 FAMILY = "ecs-reconciler-platform-linux-dind"
 

@@ -25,6 +25,8 @@ from reconciler.sandbox.world import GitHubWorld
 
 from .conftest import edit, platform_pool_alone
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 POOL = "platform-linux-dind"
 GOOD = "actions-runner:2.328.0@sha256:3f1a"
 CRASHING = "actions-runner:2.329.0@sha256:4f1a"

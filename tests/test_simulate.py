@@ -26,6 +26,8 @@ from reconciler.spec.loader import SpecSet, load_specs
 
 from .conftest import run_cli as cli
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 REPO = Path(__file__).resolve().parent.parent
 PARAMETERS = SimulationParameters()
 

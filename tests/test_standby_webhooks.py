@@ -9,11 +9,15 @@ import hmac
 import json
 from pathlib import Path
 
+import pytest
+
 from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.github.demand import DemandBook, DynamoDemandStore
 from reconciler.github.webhook import WebhookReceiver
 from reconciler.runners import UnknownRunnerStates
 from reconciler.sandbox.scenario import Sandbox
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 SECRET = b"shared-secret"
 POOL = "platform-linux-dind"

@@ -21,6 +21,8 @@ from reconciler.simulate.trace import (
 
 from .conftest import run_cli as cli
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 REPO = Path(__file__).resolve().parent.parent
 FRIDAY = datetime.datetime(2026, 3, 6, tzinfo=TRACE_TIMEZONE)
 
