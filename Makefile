@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml requirements/dev.txt
 venv: $(STAMP) ## create .venv from the lock file (requirements/dev.txt), with the package in it
 
 lock: $(STAMP) ## re-resolve requirements/*.txt (hashes included) from pyproject.toml's ranges
-	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links --no-emit-index-url --extra dev --output-file requirements/dev.txt pyproject.toml
-	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links --no-emit-index-url --output-file requirements/runtime.txt pyproject.toml
+	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --extra dev --output-file requirements/dev.txt pyproject.toml
+	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --output-file requirements/runtime.txt pyproject.toml
 
 run: $(STAMP) ## the controller on the embedded sandbox, with a live view of pools and runners (Ctrl-C stops)
 	$(BIN)/ecs-reconciler sandbox live
