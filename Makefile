@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run demo test lint format schema renovate-check workflows-check clean
+.PHONY: help venv run demo test lint format schema renovate-check workflows-check deploy-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,11 @@ renovate-check: ## prove that the real Renovate finds every version and image in
 
 workflows-check: ## actionlint on every GitHub workflow (the shared offline tool)
 	../shared/tools/actionlint .github/workflows/*.yml
+
+deploy-check: $(STAMP) ## cfn-lint on every CloudFormation template, then the tests over the stack (and its deployment into moto)
+	$(BIN)/cfn-lint deploy/cloudformation/*.yaml
+	$(BIN)/python tools/iam_policy.py --check-template
+	$(BIN)/pytest -q tests/test_cloudformation.py
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_template:
         template = Path(args.check_template)
         if template_policy(template.read_text(), template) != policy:
-            print(f"{template}: the controller policy is out of date with reconciler/", file=sys.stderr)
+            print(f"{template}: the controller policy is out of date", file=sys.stderr)
             print(f"fix: python tools/iam_policy.py --write-template {template}", file=sys.stderr)
             return 1
         print(f"{template}: controller policy in sync with reconciler/")

@@ -70,7 +70,7 @@ HAND_SEEDED = (
 
 
 def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
-    """What a Terraform module would have created for these specs."""
+    """Everything the specs need from the platform (the stack creates most of it)."""
     subnets = sorted(
         {ref for p in spec_set.pools for ref in p.spec.network.subnets if not _is_id(ref)}
     )
