@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -307,10 +308,18 @@ class Sandbox:
     def start(self) -> None:
         """Start moto, seed the account for the specs, register container instances."""
         self.server.start()
+        # moto loads its CloudFormation models (every service's) on the first call: let it do
+        # that while the stack's inputs are seeded
+        warm_up = threading.Thread(target=self._warm_up_cloudformation, daemon=True)
+        warm_up.start()
         self.server.keep_tasks_running()
         if self.github is not None:
             self.github.start()
         self.seed(load_specs(self.spec_paths))
+        warm_up.join()
+
+    def _warm_up_cloudformation(self) -> None:
+        sandbox_client("cloudformation", self.endpoint_url, self.region).list_stacks()
 
     def seed(self, spec_set: SpecSet) -> None:
         """Create the infrastructure the specs need: inputs, the stack, the rest by hand."""
