@@ -315,3 +315,12 @@ def test_task_definition_command_uses_only_real_run_flags() -> None:
     for flag in flags:
         assert f"{flag} " in help_text or f"{flag}\n" in help_text, flag
     _run_parser().parse_args(command[1:])  # exits (SystemExit) on an unknown flag
+
+
+def test_read_only_policy_is_never_written_into_the_template(tmp_path: Path, capsys: Any) -> None:
+    copy = tmp_path / "stack.yaml"
+    copy.write_text(TEMPLATE.read_text())
+    with pytest.raises(SystemExit):
+        iam_policy().main(["--read-only", "--write-template", str(copy)])
+    assert "not --read-only" in capsys.readouterr().err
+    assert copy.read_text() == TEMPLATE.read_text()
