@@ -8,7 +8,7 @@ TEST_WORKERS ?= 3
 # test-timeshift: a time inside the example specs' weekday 09:00-19:00 Asia/Tokyo window
 AT ?= 2026-11-30T10:30:00+09:00
 
-.PHONY: help venv lock run demo test test-unit test-timeshift lint format schema renovate-check workflows-check clean
+.PHONY: help venv lock run demo test test-unit test-timeshift lint format schema renovate-check workflows-check deploy-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -58,6 +58,11 @@ renovate-check: ## prove that the real Renovate finds every version and image in
 
 workflows-check: ## actionlint on every GitHub workflow (the shared offline tool)
 	../shared/tools/actionlint .github/workflows/*.yml
+
+deploy-check: $(STAMP) ## cfn-lint on every CloudFormation template, then the tests over the stack (and its deployment into moto)
+	$(BIN)/cfn-lint deploy/cloudformation/*.yaml
+	$(BIN)/python tools/iam_policy.py --check-template
+	$(BIN)/pytest -q tests/test_cloudformation.py
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

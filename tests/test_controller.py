@@ -72,7 +72,10 @@ def test_spec_edit_reconciles_within_two_seconds(sandbox: Sandbox, specs: Path) 
         edit(specs / "org-platform-dind.yaml", "    idle: 2\n", "    idle: 3\n")
         elapsed = wait_for(lambda: controller.cycles > cycles, 10)
         assert elapsed <= 2.0, f"reconciled {elapsed:.2f}s after the write"
-        assert "specs changed" in controller.status.to_json()["controller"]["lastCycleReason"]
+        wait_for(
+            lambda: "specs changed" in controller.status.to_json()["controller"]["lastCycleReason"],
+            10,
+        )
         # the third runner needs an instance the cycle adds: started once it registered
         wait_for(lambda: len(running_tasks(sandbox, PLATFORM)) == 3, 15)
         wait_for(

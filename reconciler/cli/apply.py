@@ -102,10 +102,16 @@ def run(args: argparse.Namespace) -> int:
     policy = GuardPolicy(max_stop_share=args.max_stop_share, allow_delete=args.allow_delete)
     if not _confirmed(args):
         return EXIT_ERROR
-    return apply_cycle(cycle, clients, source, policy)
+    return apply_cycle(cycle, clients, source, policy, args.jit_kms_key)
 
 
-def apply_cycle(cycle: Cycle, clients: AwsClients, source: Any, policy: GuardPolicy) -> int:
+def apply_cycle(
+    cycle: Cycle,
+    clients: AwsClients,
+    source: Any,
+    policy: GuardPolicy,
+    jit_kms_key: str | None = None,
+) -> int:
     """Execute the cycle's plan under the guard, print progress and a summary."""
     refused = refused_actions(cycle.plan, policy)
     executor = Executor(
@@ -113,7 +119,7 @@ def apply_cycle(cycle: Cycle, clients: AwsClients, source: Any, policy: GuardPol
         cycle.observed,
         source,
         progress=lambda line: print(f"  {line}"),
-        provisioner=runner_provisioner(source, clients),
+        provisioner=runner_provisioner(source, clients, jit_kms_key),
     )
     print("\nApplying:")
     result = executor.apply(cycle.plan, refused)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..github.releases import RunnerVersionWatch
 
 RUNNER_STATE_ENV = "ECS_RECONCILER_RUNNER_STATES"
+JIT_KMS_KEY_ENV = "ECS_RECONCILER_JIT_KMS_KEY"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 
@@ -54,6 +55,14 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="github runner states: a task whose runner is not online this long after it "
         "started is failed, stopped and replaced (default 600)",
+    )
+    parser.add_argument(
+        "--jit-kms-key",
+        default=os.environ.get(JIT_KMS_KEY_ENV) or None,
+        metavar="KEY",
+        help="github runner states: the KMS key (id, ARN or alias/NAME) that encrypts the JIT "
+        "configuration parameters (default: the account's aws/ssm key, which every principal "
+        f"in the account may decrypt); env {JIT_KMS_KEY_ENV}",
     )
     parser.add_argument(
         "--now",
@@ -142,13 +151,16 @@ def runner_version_watch(
     return RunnerVersionWatch(args.runner_latest, client, args.runner_version_max_age)
 
 
-def runner_provisioner(source: RunnerStateSource, clients: AwsClients) -> RunnerProvisioner:
-    """JIT registrations through SSM with GitHub as the source; otherwise names only."""
+def runner_provisioner(
+    source: RunnerStateSource, clients: AwsClients, kms_key: str | None = None
+) -> RunnerProvisioner:
+    """JIT registrations through SSM with GitHub as the source (encrypted with `kms_key`,
+    --jit-kms-key); otherwise names only."""
     from ..github.jit import JitProvisioner
     from ..github.registry import GitHubRunnerStates
 
     if isinstance(source, GitHubRunnerStates):
-        return JitProvisioner(source.client, clients.client("ssm"))
+        return JitProvisioner(source.client, clients.client("ssm"), kms_key=kms_key)
     return NamingProvisioner()
 
 

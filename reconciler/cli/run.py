@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             settings,
             clients,
             source,
-            provisioner=runner_provisioner(source, clients),
+            provisioner=runner_provisioner(source, clients, args.jit_kms_key),
             is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
             git=git,
             demand=demand,

@@ -32,7 +32,7 @@ from ..plan.guard import GuardPolicy
 from ..plan.render_text import render_text
 from ..reconcile import plan_cycle
 from ..sandbox.runners import TaskTagRunnerStates
-from ..sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from ..sandbox.scenario import JIT_KEY_ALIAS, SANDBOX_GITHUB_TOKEN, Sandbox
 from ..sandbox.world import BurstTraffic, GitHubWorld
 from ..spec.diagnostics import render_text as render_diagnostics
 from ..spec.loader import load_specs
@@ -187,7 +187,7 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             ControllerSettings(spec_paths=paths, resync_interval=5.0),
             clients,
             states,
-            provisioner=JitProvisioner(github, ssm),
+            provisioner=JitProvisioner(github, ssm, kms_key=JIT_KEY_ALIAS),
             demand=book,
             github=github,
             janitor=RunnerJanitor(states, ssm, grace=30.0),
