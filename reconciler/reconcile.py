@@ -16,8 +16,8 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws.observe import Observer
+from .demand import DemandBook, PoolDemandSpec
 from .github.client import GitHubError
-from .github.demand import DemandBook, PoolDemandSpec
 from .github.releases import RunnerVersionWatch
 from .plan.actions import Note, Plan
 from .plan.desired import render_desired

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconciler.github.demand import (
+from reconciler.demand import (
     DemandBook,
     DynamoDemandStore,
+    JobEvent,
     MemoryDemandStore,
     PoolDemandSpec,
 )
-from reconciler.github.webhook import JobEvent
 from reconciler.sandbox.server import MotoServer
 
 REGION = "us-east-1"

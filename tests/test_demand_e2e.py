@@ -17,11 +17,10 @@ import pytest
 
 from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.controller.server import ControllerServer
+from reconciler.demand import DemandBook, DynamoDemandStore, WebhookReceiver
 from reconciler.github import GitHubClient, TokenAuth
-from reconciler.github.demand import DemandBook, DynamoDemandStore
 from reconciler.github.jit import JitProvisioner
 from reconciler.github.registry import GitHubRunnerStates
-from reconciler.github.webhook import WebhookReceiver
 from reconciler.plan.guard import GuardPolicy
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
 from reconciler.sandbox.world import GitHubWorld

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 from reconciler.controller.loop import Controller, ControllerSettings
-from reconciler.github.demand import DemandBook, DynamoDemandStore
-from reconciler.github.webhook import WebhookReceiver
+from reconciler.demand import DemandBook, DynamoDemandStore, WebhookReceiver
 from reconciler.runners import UnknownRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 

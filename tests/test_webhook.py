@@ -10,8 +10,13 @@ from typing import Any
 
 import pytest
 
-from reconciler.github.demand import DemandBook, MemoryDemandStore
-from reconciler.github.webhook import JobEvent, WebhookReceiver, parse_workflow_job
+from reconciler.demand import (
+    DemandBook,
+    JobEvent,
+    MemoryDemandStore,
+    WebhookReceiver,
+    parse_workflow_job,
+)
 
 SECRET = b"s3cret"
 

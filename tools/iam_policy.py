@@ -42,7 +42,7 @@ CLIENT_PLUMBING = {"meta", "exceptions", "can_paginate", "close"}
 MANAGED_BY = {"aws:ResourceTag/ecs-reconciler:managed-by": "ecs-reconciler"}
 REQUEST_MANAGED_BY = {"aws:RequestTag/ecs-reconciler:managed-by": "ecs-reconciler"}
 LEASE_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-leases"
-DEMAND_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-demand"  # reconciler/github/demand.py
+DEMAND_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-demand"  # reconciler/demand/store.py
 OUR_TASK_DEFINITIONS = "arn:aws:ecs:*:*:task-definition/ecs-reconciler-*:*"
 JIT_PARAMETERS = "arn:aws:ssm:*:*:parameter/ecs-reconciler/jit/*"  # reconciler/github/jit.py
 

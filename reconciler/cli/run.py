@@ -24,9 +24,8 @@ from ..controller.gitsource import GitSource
 from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
-from ..github.demand import DemandBook, DynamoDemandStore
+from ..demand import DemandBook, DynamoDemandStore, WebhookReceiver
 from ..github.registry import GitHubRunnerStates
-from ..github.webhook import WebhookReceiver
 from ..plan.guard import GuardPolicy
 from ..spec.gitrev import GitRevisionError
 from .apply import add_guard_options

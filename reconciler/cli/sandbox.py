@@ -21,12 +21,11 @@ from ..aws.clients import AwsClients
 from ..aws.observe import Observer
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
+from ..demand import DemandBook, DynamoDemandStore, WebhookReceiver
 from ..github import GitHubClient, TokenAuth
-from ..github.demand import DemandBook, DynamoDemandStore
 from ..github.janitor import RunnerJanitor
 from ..github.jit import JitProvisioner
 from ..github.registry import GitHubRunnerStates
-from ..github.webhook import WebhookReceiver
 from ..plan.guard import GuardPolicy
 from ..plan.render_text import render_text
 from ..reconcile import plan_cycle

@@ -22,11 +22,10 @@ import watchfiles
 from ..aws.clients import AwsClients
 from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
+from ..demand import DemandBook, JobEvent, PoolDemandSpec, pool_for
 from ..github.client import GitHubClient
-from ..github.demand import DemandBook, PoolDemandSpec, pool_for
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
-from ..github.webhook import JobEvent
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
 from ..reconcile import Cycle, plan_cycle

@@ -2,7 +2,7 @@
 
 Framework-free: the controller's HTTP handler passes the headers and the raw body to
 `WebhookReceiver.handle` and writes back the status it returns. Accepted job events go to the
-demand book (`reconciler.github.demand`), then to the optional `on_accept` callback.
+demand book (`reconciler.demand`), then to the optional `on_accept` callback.
 
 - `X-Hub-Signature-256` must be `sha256=<HMAC-SHA256 of the raw body with the secret>`,
   compared in constant time; a missing or wrong signature is 401 and counted.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .demand import DemandBook
+    from .book import DemandBook
 
 MAX_BODY = 1_048_576  # GitHub caps webhook payloads at 25 MB; workflow_job ones are a few KB
 ACTIONS = ("queued", "waiting", "in_progress", "completed")

@@ -1,0 +1,25 @@
+"""Demand: which jobs wait for a runner, per pool.
+
+Sources feed job events in (`webhook`: GitHub's `workflow_job` deliveries); the book
+(`book`) counts pending jobs per pool; the store keeps job states and delivery ids durable and
+shared between replicas. Imports only from `spec/` and `aws/` below it, never from the
+controller above.
+"""
+
+from .book import DemandBook, PoolDemandSpec, pool_for
+from .store import DemandStore, DynamoDemandStore, JobRecord, MemoryDemandStore
+from .webhook import JobEvent, WebhookReceiver, WebhookResult, parse_workflow_job
+
+__all__ = [
+    "DemandBook",
+    "DemandStore",
+    "DynamoDemandStore",
+    "JobEvent",
+    "JobRecord",
+    "MemoryDemandStore",
+    "PoolDemandSpec",
+    "WebhookReceiver",
+    "WebhookResult",
+    "parse_workflow_job",
+    "pool_for",
+]
