@@ -146,3 +146,49 @@ def test_thirty_jobs_three_repositories_capped_served_and_back_to_idle(
     visible = repr(described) + caplog.text
     for config in world.jit_configs:
         assert config not in visible, "a JIT config appeared in DescribeTasks or a log line"
+
+
+def test_a_form_delivery_starts_a_runner(sandbox: Sandbox, specs: Path) -> None:
+    """A hook with content type `form` (GitHub's default through the API) starts runners too."""
+    assert sandbox.github is not None
+    clients = sandbox.clients()
+    store = DynamoDemandStore(clients.client("dynamodb"))
+    store.ensure_table()
+    book = DemandBook(store)
+    with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
+        controller = Controller(
+            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
+            clients,
+            GitHubRunnerStates(github, grace=1.0, boot_timeout=120),
+            provisioner=JitProvisioner(github, clients.client("ssm")),
+            demand=book,
+            github=github,
+        )
+        receiver = WebhookReceiver(SECRET, book, on_accept=controller.on_job_event)
+        server = ControllerServer("127.0.0.1", 0, controller.status, lambda: True, None, receiver)
+        server.start()
+        try:
+            world = GitHubWorld(
+                sandbox.github,
+                clients,
+                ["ci-runners"],
+                f"http://{server.address}/webhook",
+                SECRET,
+                content_type="form",
+            )
+            jobs = world.queue_jobs("platform/api", LABELS, IDLE + 2, duration=1.0)
+            world.tick()
+            assert receiver.counts["accepted"] == IDLE + 2
+            assert all(book.job(job.job_id).state == "queued" for job in jobs)  # type: ignore[union-attr]
+            controller.reconcile("jobs queued")
+            started = clients.ecs.list_tasks(cluster="ci-runners", desiredStatus="RUNNING")
+            assert len(started["taskArns"]) == IDLE + len(jobs)  # the idle pool + one per job
+            deadline = time.monotonic() + 90
+            while not all(job.completed_at for job in jobs):
+                assert time.monotonic() < deadline, f"{len(world.queued)} job(s) still queued"
+                controller.reconcile("test")
+                world.tick()
+                time.sleep(0.3)
+        finally:
+            server.close()
+    assert len({job.runner for job in jobs}) == IDLE + 2

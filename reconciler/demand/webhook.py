@@ -11,6 +11,10 @@ demand book (`reconciler.demand`), then to the optional `on_accept` callback.
 - A delivery id (`X-GitHub-Delivery`) the demand book recorded before is acknowledged (200)
   and ignored: GitHub redelivers, and an attacker may replay a signed body. The book's store
   keeps the ids, so a replay to another replica is caught too.
+- Both content types a hook can be configured with are read: `application/json` (the body is
+  the payload) and `application/x-www-form-urlencoded` (the body is `payload=<urlencoded
+  JSON>`, the default when a hook is created through the API). The signature covers the raw
+  body as sent in either case. Any other content type is 415.
 - `ping` is 200, other events 202 (ignored), malformed payloads 400.
 """
 
@@ -24,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
     from .book import DemandBook
@@ -96,7 +101,13 @@ class WebhookReceiver:
         if not delivery:
             return self._answer("malformed", 400, "X-GitHub-Delivery missing")
         try:
-            job = parse_workflow_job(delivery, json.loads(body))
+            payload = decode_payload(header.get("content-type", ""), body)
+        except UnsupportedContentType as error:
+            return self._answer("unsupported_media_type", 415, str(error))
+        except ValueError as error:
+            return self._answer("malformed", 400, str(error))
+        try:
+            job = parse_workflow_job(delivery, payload)
         except KeyError as error:
             return self._answer("malformed", 400, f"workflow_job payload lacks field {error}")
         except (ValueError, TypeError) as error:
@@ -110,6 +121,41 @@ class WebhookReceiver:
     def _answer(self, outcome: str, status: int, message: str) -> WebhookResult:
         self.counts[outcome] += 1
         return WebhookResult(status, message)
+
+
+class UnsupportedContentType(ValueError):
+    """The delivery's Content-Type is neither of the two a GitHub hook can send."""
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def decode_payload(content_type: str, body: bytes) -> Any:
+    """The JSON payload of a delivery sent as `application/json` or as a form (`payload=`).
+
+    A missing Content-Type is read as JSON. Raises UnsupportedContentType for other types and
+    ValueError when the body does not hold a payload.
+    """
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type in ("", "application/json"):
+        text = body
+    elif media_type == FORM:
+        try:
+            fields = parse_qs(body.decode("ascii"), strict_parsing=True, max_num_fields=10)
+        except (UnicodeDecodeError, ValueError) as error:
+            raise ValueError(f"form body does not parse: {error}") from error
+        values = fields.get("payload", [])
+        if len(values) != 1:
+            raise ValueError("form body must carry exactly one `payload` field")
+        text = values[0].encode()
+    else:
+        raise UnsupportedContentType(
+            f"Content-Type {media_type!r} not supported: use application/json or {FORM}"
+        )
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"payload is not JSON: {error}") from error
 
 
 def parse_workflow_job(delivery: str, payload: Any) -> JobEvent:

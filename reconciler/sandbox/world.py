@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -104,6 +105,7 @@ class GitHubWorld:
     webhook_url: str | None
     secret: bytes
     clock: Callable[[], float] = time.time
+    content_type: str = "json"  # the hook's content type: json | form (payload=<urlencoded>)
     jobs: dict[int, SimulatedJob] = field(default_factory=dict)
     interrupted: list[SimulatedJob] = field(default_factory=list)
     jit_configs: list[str] = field(default_factory=list)
@@ -111,6 +113,9 @@ class GitHubWorld:
     _done: set[str] = field(default_factory=set)
     _outbox: deque[tuple[str, bytes]] = field(default_factory=deque)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
+
+    def __post_init__(self) -> None:
+        _encode(b"{}", self.content_type)  # refuse an unknown hook content type at once
 
     # ------------------------------------------------------------------ inputs
 
@@ -273,10 +278,11 @@ class GitHubWorld:
     def _deliver(self) -> None:
         """Send queued deliveries in order; stop at the first failure and retry next tick."""
         while self._outbox and self.webhook_url is not None:
-            delivery, body = self._outbox[0]
+            delivery, payload = self._outbox[0]
+            body, content_type = _encode(payload, self.content_type)
             signature = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
             headers = {
-                "Content-Type": "application/json",
+                "Content-Type": content_type,
                 "X-GitHub-Event": "workflow_job",
                 "X-GitHub-Delivery": delivery,
                 "X-Hub-Signature-256": signature,
@@ -339,6 +345,15 @@ def _environment(task: dict[str, Any]) -> dict[str, str]:
         for override in overrides
         for variable in override.get("environment", [])
     }
+
+
+def _encode(payload: bytes, content_type: str) -> tuple[bytes, str]:
+    """A delivery's body and Content-Type for a hook configured with `content_type`."""
+    if content_type == "json":
+        return payload, "application/json"
+    if content_type == "form":
+        return urlencode({"payload": payload}).encode(), "application/x-www-form-urlencoded"
+    raise ValueError(f"hook content type {content_type!r}: json or form")
 
 
 def _iso(epoch: float) -> str:
