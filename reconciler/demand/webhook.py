@@ -166,7 +166,16 @@ def parse_workflow_job(delivery: str, payload: Any) -> JobEvent:
     action = str(payload["action"])
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    created = _timestamp(job["created_at"])
+    # older payloads lack `created_at` (GitHub's own in_progress example): the job was
+    # created no later than it started
+    created_text = job.get("created_at") or job.get("started_at")
+    if not created_text:
+        raise KeyError("workflow_job.created_at")
+    created = _timestamp(created_text)
+    # GitHub sends `started_at` = `created_at` while a job waits for a runner: it started only
+    # once in progress, or when it completed on a runner (not when cancelled while queued)
+    ran = action == "in_progress" or (action == "completed" and job.get("runner_name"))
+    started = _timestamp(job["started_at"]) if ran and job.get("started_at") else None
     moment = {
         "in_progress": job.get("started_at"),
         "completed": job.get("completed_at"),
@@ -186,7 +195,7 @@ def parse_workflow_job(delivery: str, payload: Any) -> JobEvent:
         runner_name=job.get("runner_name"),
         at=_timestamp(moment) if moment else created,
         created_at=created,
-        started_at=_timestamp(job["started_at"]) if job.get("started_at") else None,
+        started_at=started,
     )
 
 

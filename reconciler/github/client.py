@@ -112,6 +112,7 @@ class Runner:
     busy: bool
     labels: list[str]
     runner_group_id: int | None = None
+    version: str | None = None  # what the runner reported when it connected (None before)
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Runner:
@@ -124,6 +125,7 @@ class Runner:
             busy=bool(data["busy"]),
             labels=[str(label["name"]) for label in data.get("labels", [])],
             runner_group_id=data.get("runner_group_id"),
+            version=str(data["version"]) if data.get("version") else None,
         )
 
 

@@ -14,6 +14,10 @@ response shapes, on 127.0.0.1 at a port the OS picks, from a daemon thread::
 exists and has a "Default" runner group with id 1. An optional ``prefix`` (``/api/v3``) makes
 it look like GitHub Enterprise Server. Requests need a configured token or an unexpired
 installation token (401 otherwise). Faults can be queued for the next requests.
+
+Response bodies carry every field GitHub's published description marks required (objects
+built in `payloads`); every request and answer is kept in `exchanges`, which
+tests/test_github_conformance.py validates against the pinned descriptions.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from . import payloads
+
 logger = logging.getLogger(__name__)
 
 _SCOPE = r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+|/repos/[^/]+/[^/]+)"
@@ -59,6 +65,18 @@ class _Response:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request to the simulated GitHub and its answer (path without the prefix)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: bytes
+    status: int
+    response: Any
 
 
 @dataclass
@@ -101,6 +119,7 @@ class FakeGitHub:
         self._group_ids = itertools.count(2)
         self._faults: deque[_Response] = deque()
         self._log: list[tuple[str, str]] = []
+        self._exchanges: list[Exchange] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -160,7 +179,9 @@ class FakeGitHub:
         """Create a runner group in an enterprise or organization; returns its id."""
         with self._lock:
             group_id = next(self._group_ids)
-            self._groups_of(scope_path).append({"id": group_id, "name": name, "visibility": "all"})
+            self._groups_of(scope_path).append(
+                {"id": group_id, "name": name, "visibility": "all", "default": False}
+            )
             return group_id
 
     def ensure_runner_group(self, scope_path: str, name: str) -> int:
@@ -180,17 +201,32 @@ class FakeGitHub:
         status: str = "online",
         busy: bool = False,
         runner_group_id: int = 1,
+        version: str | None = None,
     ) -> int:
         """Register a runner directly (as ``config.sh`` would); returns its id."""
         with self._lock:
-            return self._register(scope_path, name, list(labels), status, busy, runner_group_id)
+            labels = list(labels)
+            runner_id = self._register(scope_path, name, labels, status, busy, runner_group_id)
+            self._runners[scope_path][runner_id]["version"] = version
+            return runner_id
 
-    def set_runner_status(self, scope_path: str, name: str, status: str, busy: bool) -> None:
-        """Set a runner's ``status`` ("online"/"offline") and ``busy`` flag, by name."""
+    def runner_group_name(self, scope_path: str, group_id: int) -> str:
+        """The name of a runner group (repositories have only "Default", id 1)."""
+        with self._lock:
+            groups = self._groups_of(scope_path) if not scope_path.startswith("/repos/") else []
+            return next((g["name"] for g in groups if g["id"] == group_id), "Default")
+
+    def set_runner_status(
+        self, scope_path: str, name: str, status: str, busy: bool, version: str | None = None
+    ) -> None:
+        """Set a runner's ``status`` ("online"/"offline") and ``busy`` flag, by name; a runner
+        that connects reports its ``version`` (None keeps the one known)."""
         with self._lock:
             for runner in self._runners.get(scope_path, {}).values():
                 if runner["name"] == name:
                     runner["status"], runner["busy"] = status, busy
+                    if version is not None:
+                        runner["version"] = version
                     return
         raise KeyError(f"no runner {name!r} in {scope_path}")
 
@@ -219,7 +255,6 @@ class FakeGitHub:
                 {
                     "id": next(self._ids),
                     "tag_name": tag_name,
-                    "name": tag_name,
                     "draft": draft,
                     "prerelease": prerelease,
                     "created_at": published,
@@ -265,8 +300,30 @@ class FakeGitHub:
 
     # -- request handling (called from server threads) ----------------------------------------
 
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Every request received and the response given, in order (for conformance checks)."""
+        with self._lock:
+            return list(self._exchanges)
+
     def handle(self, method: str, target: str, headers: Any, body: bytes, host: str) -> _Response:
-        """Route one request; `target` is the raw request target (path and query)."""
+        """Route one request and record the exchange; `target` is the raw request target."""
+        response = self._route(method, target, headers, body, host)
+        path = unquote(urlsplit(target).path)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
+        exchange = Exchange(
+            method,
+            path.removeprefix(self.prefix) if self.prefix else path,
+            query,
+            body,
+            response.status,
+            json.loads(json.dumps(response.body)),
+        )
+        with self._lock:
+            self._exchanges.append(exchange)
+        return response
+
+    def _route(self, method: str, target: str, headers: Any, body: bytes, host: str) -> _Response:
         split = urlsplit(target)
         path = unquote(split.path)
         if self.prefix:
@@ -290,10 +347,25 @@ class FakeGitHub:
                 items = list(self._runners.get(match["scope"], {}).values())
                 return self._page(base + path, query, "runners", items, headers)
             if method == "GET" and (match := _GROUPS.fullmatch(path)):
-                groups = self._groups_of(match["scope"])
+                scope_url = base + match["scope"]
+                groups = [_group(scope_url, group) for group in self._groups_of(match["scope"])]
                 return self._page(base + path, query, "runner_groups", groups, headers)
             if method == "GET" and (match := _RELEASES.fullmatch(path)):
-                releases = self._releases.get(match["repository"], [])
+                web = f"http://{host}"
+                releases = [
+                    payloads.release(
+                        match["repository"],
+                        r["id"],
+                        r["tag_name"],
+                        r["created_at"],
+                        r["published_at"],
+                        draft=r["draft"],
+                        prerelease=r["prerelease"],
+                        api=base,
+                        web=web,
+                    )
+                    for r in self._releases.get(match["repository"], [])
+                ]
                 return self._page(base + path, query, None, releases, headers)
             if method == "POST" and (match := _JIT.fullmatch(path)):
                 return self._jit(match["scope"], body)
@@ -414,12 +486,34 @@ class FakeGitHub:
             "ephemeral": True,
             "runner_group_id": group,
             "labels": [{"id": 0, "name": label, "type": "custom"} for label in labels],
+            "version": None,  # reported by the runner when it connects
         }
         return runner_id
 
     def _groups_of(self, scope_path: str) -> list[dict[str, Any]]:
         default = {"id": 1, "name": "Default", "default": True, "visibility": "all"}
         return self._groups.setdefault(scope_path, [default])
+
+
+def _group(scope_url: str, group: dict[str, Any]) -> dict[str, Any]:
+    """A runner group as GitHub lists it (organization and enterprise shapes share these)."""
+    url = f"{scope_url}/actions/runner-groups/{group['id']}"
+    selected = "selected_organizations_url" if "/enterprises/" in scope_url else None
+    shown = {
+        **group,
+        "runners_url": f"{url}/runners",
+        "allows_public_repositories": False,
+        "restricted_to_workflows": False,
+        "selected_workflows": [],
+        "workflow_restrictions_read_only": False,
+    }
+    if selected is None:
+        shown["inherited"] = False
+        if group["visibility"] == "selected":
+            shown["selected_repositories_url"] = f"{url}/repositories"
+    elif group["visibility"] == "selected":
+        shown[selected] = f"{url}/organizations"
+    return shown
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import hashlib
 import hmac
 import itertools
@@ -44,6 +43,7 @@ from ..github.jit import PARAMETER_ENVIRONMENT
 from ..github.registry import scope_of_tag
 from ..plan.state import SCOPE_TAG
 from ..spec.loader import SpecSet
+from . import payloads
 from .github_server import FakeGitHub
 from .runners import running_runner_tasks
 
@@ -62,6 +62,8 @@ class SimulatedJob:
     started_at: float | None = None
     completed_at: float | None = None
     runner: str | None = None
+    runner_id: int | None = None
+    runner_group: tuple[int, str] | None = None
 
     @property
     def organization(self) -> str:
@@ -83,6 +85,8 @@ class _Runner:
     scope_path: str
     name: str
     labels: frozenset[str]
+    runner_id: int
+    group: tuple[int, str]
     job: SimulatedJob | None = None
 
     def serves(self, job: SimulatedJob) -> bool:
@@ -106,6 +110,7 @@ class GitHubWorld:
     secret: bytes
     clock: Callable[[], float] = time.time
     content_type: str = "json"  # the hook's content type: json | form (payload=<urlencoded>)
+    runner_version: str = "2.328.0"  # what runners report when they connect
     jobs: dict[int, SimulatedJob] = field(default_factory=dict)
     interrupted: list[SimulatedJob] = field(default_factory=list)
     jit_configs: list[str] = field(default_factory=list)
@@ -205,10 +210,20 @@ class GitHubWorld:
             self._stop(task["clusterArn"], task["taskArn"], "runner exited: registration gone")
             self._done.add(task["taskArn"])
             return
-        self.github.set_runner_status(scope.path, name, "online", busy=False)
-        labels = frozenset(label["name"].lower() for label in registered[name]["labels"])
+        self.github.set_runner_status(scope.path, name, "online", False, self.runner_version)
+        runner = registered[name]
+        labels = frozenset(label["name"].lower() for label in runner["labels"])
+        group_id = int(runner["runner_group_id"])
         self._runners[task["taskArn"]] = _Runner(
-            task["taskArn"], task["clusterArn"], scope.kind, scope.name, scope.path, name, labels
+            task["taskArn"],
+            task["clusterArn"],
+            scope.kind,
+            scope.name,
+            scope.path,
+            name,
+            labels,
+            int(runner["id"]),
+            (group_id, self.github.runner_group_name(scope.path, group_id)),
         )
 
     def _finish_jobs(self) -> None:
@@ -244,6 +259,7 @@ class GitHubWorld:
                 continue
             runner.job = job
             job.started_at, job.runner = self.clock(), runner.name
+            job.runner_id, job.runner_group = runner.runner_id, runner.group
             self.github.set_runner_status(runner.scope_path, runner.name, "online", busy=True)
             self._send("in_progress", job)
 
@@ -255,24 +271,22 @@ class GitHubWorld:
     def _send(self, action: str, job: SimulatedJob) -> None:
         if self.webhook_url is None:
             return
-        payload = {
-            "action": action,
-            "workflow_job": {
-                "id": job.job_id,
-                "run_id": job.job_id,
-                "status": action,
-                "conclusion": None
-                if action != "completed"
-                else ("success" if job.started_at else "cancelled"),
-                "labels": list(job.labels),
-                "created_at": _iso(job.created_at),
-                "started_at": _iso(job.started_at) if job.started_at else None,
-                "completed_at": _iso(job.completed_at) if job.completed_at else None,
-                "runner_name": job.runner,
-            },
-            "repository": {"full_name": job.repository, "owner": {"login": job.organization}},
-            "organization": {"login": job.organization},
-        }
+        conclusion = None
+        if action == "completed":
+            conclusion = "success" if job.started_at else "cancelled"
+        payload = payloads.workflow_job_payload(
+            action,
+            job_id=job.job_id,
+            repository_name=job.repository,
+            labels=list(job.labels),
+            created_at=job.created_at,
+            started_at=job.started_at,
+            completed_at=job.completed_at,
+            runner_name=job.runner,
+            runner_id=job.runner_id,
+            runner_group=job.runner_group,
+            conclusion=conclusion,
+        )
         self._outbox.append((str(uuid.uuid4()), json.dumps(payload).encode()))
 
     def _deliver(self) -> None:
@@ -354,8 +368,3 @@ def _encode(payload: bytes, content_type: str) -> tuple[bytes, str]:
     if content_type == "form":
         return urlencode({"payload": payload}).encode(), "application/x-www-form-urlencoded"
     raise ValueError(f"hook content type {content_type!r}: json or form")
-
-
-def _iso(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
