@@ -63,7 +63,7 @@ def plan_cycle(
     pending, notes = None, []
     if demand is not None:
         try:
-            demand.load()
+            demand.load(demand_pools)
         except (ClientError, BotoCoreError) as error:
             log.warning("demand store unreadable, using the last demand known: %s", error)
             notes.append(Note("warning", f"queued jobs not refreshed (demand store: {error})"))

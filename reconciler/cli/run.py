@@ -25,6 +25,7 @@ from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
 from ..demand import DemandBook, DynamoDemandStore, WebhookReceiver
+from ..demand.store import CLIENT_CONFIG
 from ..github.registry import GitHubRunnerStates
 from ..plan.guard import GuardPolicy
 from ..spec.gitrev import GitRevisionError
@@ -145,6 +146,13 @@ def run(args: argparse.Namespace) -> int:
             janitor=runner_janitor(source, clients),
             versions=runner_version_watch(args, source),
         )
+        receiver = (
+            WebhookReceiver.queued(
+                secret.encode(), demand, controller.demand_pools, controller.on_job_event
+            )
+            if demand is not None
+            else None
+        )
         loop = threading.Thread(target=controller.run, name="controller")
         server = ControllerServer(
             host or "127.0.0.1",
@@ -152,9 +160,7 @@ def run(args: argparse.Namespace) -> int:
             controller.status,
             loop.is_alive,
             controller.metrics.render,
-            webhooks=WebhookReceiver(secret.encode(), demand, on_accept=controller.on_job_event)
-            if demand is not None
-            else None,
+            webhooks=receiver,
         )
     except (AwsConfigurationError, GitRevisionError, OSError, ValueError, ClientError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -183,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         if elector is not None:
             elector.release()
         server.close()
+        if receiver is not None:
+            receiver.close()
     print("ecs-reconciler controller: stopped", flush=True)
     return EXIT_OK
 
@@ -191,13 +199,13 @@ def _demand_book(args: argparse.Namespace, clients: AwsClients) -> DemandBook:
     """Queued jobs from POST /webhook, kept in DynamoDB (--demand-table).
 
     Durable, so demand survives a restart, and shared, so the webhooks a standby replica
-    receives reach the leader, which reloads the book every cycle.
+    receives reach the leader, which reloads the book every cycle. Its client has short
+    timeouts and few retries: the writer threads retry on their own, and a cycle that cannot
+    read it uses the last demand known.
     """
-    store = DynamoDemandStore(clients.client("dynamodb"), args.demand_table)
+    store = DynamoDemandStore(clients.client("dynamodb", config=CLIENT_CONFIG), args.demand_table)
     store.ensure_table()
-    book = DemandBook(store)
-    book.load()
-    return book
+    return DemandBook(store)
 
 
 def _elector(args: argparse.Namespace, clients: AwsClients) -> LeaderElector:

@@ -187,7 +187,9 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             controller.status,
             loop.is_alive,
             controller.metrics.render,
-            WebhookReceiver(secret, book, on_accept=controller.on_job_event),
+            receiver := WebhookReceiver.queued(
+                secret, book, controller.demand_pools, controller.on_job_event
+            ),
         )
         server.start()
         world = GitHubWorld(
@@ -225,6 +227,7 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             controller.stop()
             loop.join(timeout=30)
             server.close()
+            receiver.close()
             github.close()
             print(f"\nstopped. {_jobs_line(world)}")
     return EXIT_OK if not world.interrupted else EXIT_ERROR

@@ -165,7 +165,11 @@ class Controller:
         self.github = github
         self.janitor = janitor
         self.versions = versions
-        self._demand_pools: tuple[PoolDemandSpec, ...] = ()
+        self._demand_pools: tuple[PoolDemandSpec, ...] | None = None  # known after a cycle
+
+    def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
+        """The pools of the last cycle's specs, for the demand book; None before the first."""
+        return self._demand_pools
 
     def stop(self) -> None:
         """Finish the action in flight, then return from `run`."""
@@ -261,7 +265,7 @@ class Controller:
 
     def on_job_event(self, event: JobEvent) -> None:
         """A webhook's job event was accepted: count it, and reconcile soon."""
-        pool = pool_for(event, self._demand_pools)
+        pool = pool_for(event, self._demand_pools or ())
         name = pool.name if pool else "none"
         if event.action == "in_progress" and event.started_at:
             self.metrics.record_job_started(

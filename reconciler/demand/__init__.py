@@ -7,12 +7,15 @@ controller above.
 """
 
 from .book import DemandBook, PoolDemandSpec, pool_for
+from .events import JobEvent
 from .store import DemandStore, DynamoDemandStore, JobRecord, MemoryDemandStore
-from .webhook import JobEvent, WebhookReceiver, WebhookResult, parse_workflow_job
+from .webhook import WebhookReceiver, WebhookResult, parse_workflow_job
+from .writer import DemandWriter
 
 __all__ = [
     "DemandBook",
     "DemandStore",
+    "DemandWriter",
     "DynamoDemandStore",
     "JobEvent",
     "JobRecord",

@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..spec.models import RunnerPool
+from .events import JobEvent
 from .store import DemandStore, JobRecord
-from .webhook import JobEvent
 
 
 def _utcnow() -> datetime.datetime:
@@ -86,8 +86,13 @@ class DemandBook:
         self._jobs: dict[int, JobRecord] = {}
         self._lock = threading.Lock()
 
-    def record(self, event: JobEvent) -> bool:
-        """Apply one event; False when its delivery was recorded before (a duplicate)."""
+    def record(self, event: JobEvent, pool: str | None = None) -> bool:
+        """Apply one event; False when its delivery was recorded before (a duplicate).
+
+        `pool` is the pool the job counts for now (`pool_for`): the store files a queued job
+        under it, and `load` reads the queued jobs by pool. Without one, the job counts in
+        this book only until its next `load`.
+        """
         now = self.clock()
         job = JobRecord(
             job_id=event.job_id,
@@ -97,6 +102,7 @@ class DemandBook:
             labels=event.labels,
             created_at=event.created_at,
             seen_at=now,
+            pool=pool,
         )
         # state first, delivery id second: if the store fails in between, GitHub's redelivery
         # is not mistaken for a duplicate (re-applying an event is harmless: states only advance)
@@ -105,9 +111,9 @@ class DemandBook:
             self._jobs[stored.job_id] = stored
         return self.store.add_delivery(event.delivery, now)
 
-    def load(self) -> None:
-        """Rebuild from the store: on start, and each cycle on the leader."""
-        jobs = self.store.load(self.clock())
+    def load(self, pools: Sequence[PoolDemandSpec]) -> None:
+        """Rebuild from the store's queued jobs of `pools`: each cycle on the leader."""
+        jobs = self.store.load(self.clock(), [pool.name for pool in pools])
         with self._lock:
             self._jobs = {job.job_id: job for job in jobs}
 

@@ -1,16 +1,21 @@
 """The `workflow_job` webhook receiver: signature check, size limit, dedupe, parsing.
 
 Framework-free: the controller's HTTP handler passes the headers and the raw body to
-`WebhookReceiver.handle` and writes back the status it returns. Accepted job events go to the
-demand book (`reconciler.demand`), then to the optional `on_accept` callback.
+`WebhookReceiver.handle` and writes back the status it returns. With a `DemandWriter` (the
+controller), an accepted job event is put on its bounded queue and acknowledged with no I/O
+(a full queue is 503, so GitHub's log shows the failure); the writer stores it in the demand
+book and calls its own `on_recorded`. Without one (tests, the simulator), the event is
+recorded in the book before answering, then passed to `on_accept`. With `pools`, a job no
+pool serves (labels, scope) is acknowledged and dropped, never stored.
 
 - `X-Hub-Signature-256` must be `sha256=<HMAC-SHA256 of the raw body with the secret>`,
   compared in constant time; a missing or wrong signature is 401 and counted.
 - Bodies above `max_body` bytes are 413 (the caller should check Content-Length before
   reading, with `max_body`).
 - A delivery id (`X-GitHub-Delivery`) the demand book recorded before is acknowledged (200)
-  and ignored: GitHub redelivers, and an attacker may replay a signed body. The book's store
-  keeps the ids, so a replay to another replica is caught too.
+  and ignored (by the writer, when there is one): GitHub redelivers, and an attacker may
+  replay a signed body. The book's store keeps the ids, so a replay to another replica is
+  caught too.
 - Both content types a hook can be configured with are read: `application/json` (the body is
   the payload) and `application/x-www-form-urlencoded` (the body is `payload=<urlencoded
   JSON>`, the default when a hook is created through the API). The signature covers the raw
@@ -25,34 +30,17 @@ import hashlib
 import hmac
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
-if TYPE_CHECKING:
-    from .book import DemandBook
+from .book import DemandBook, PoolDemandSpec, pool_for
+from .events import JobEvent
+from .writer import DemandWriter
 
 MAX_BODY = 1_048_576  # GitHub caps webhook payloads at 25 MB; workflow_job ones are a few KB
 ACTIONS = ("queued", "waiting", "in_progress", "completed")
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """One `workflow_job` event, reduced to what demand and metrics need."""
-
-    delivery: str
-    action: str  # queued | in_progress | completed | waiting
-    job_id: int
-    run_id: int
-    repository: str  # owner/name
-    organization: str
-    labels: tuple[str, ...]
-    conclusion: str | None
-    runner_name: str | None
-    at: datetime.datetime  # when this state began (queued: created_at)
-    created_at: datetime.datetime  # when the job was queued
-    started_at: datetime.datetime | None = None  # when a runner took it (in_progress, completed)
 
 
 @dataclass(frozen=True)
@@ -72,6 +60,9 @@ class WebhookReceiver:
         demand: DemandBook,
         max_body: int = MAX_BODY,
         on_accept: Callable[[JobEvent], None] | None = None,
+        *,
+        pools: Callable[[], Sequence[PoolDemandSpec] | None] | None = None,
+        writer: DemandWriter | None = None,
     ) -> None:
         if not secret:
             raise ValueError("a webhook secret is required: webhooks must be signed")
@@ -79,7 +70,28 @@ class WebhookReceiver:
         self.demand = demand
         self.max_body = max_body
         self.on_accept = on_accept
+        self.pools = pools
+        self.writer = writer
         self.counts: Counter[str] = Counter()
+
+    @classmethod
+    def queued(
+        cls,
+        secret: bytes,
+        demand: DemandBook,
+        pools: Callable[[], Sequence[PoolDemandSpec] | None],
+        on_recorded: Callable[[JobEvent], None] | None = None,
+        **writer_options: Any,
+    ) -> WebhookReceiver:
+        """The controller's receiver: acknowledged at once, stored by a started `DemandWriter`
+        (`close()` stops it)."""
+        writer = DemandWriter(demand, pools, on_recorded=on_recorded, **writer_options)
+        return cls(secret, demand, pools=pools, writer=writer.start())
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Store what the writer holds (up to `timeout`), then stop it."""
+        if self.writer is not None:
+            self.writer.close(timeout)
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
         """Check, dedupe and parse one delivery."""
@@ -112,7 +124,17 @@ class WebhookReceiver:
             return self._answer("malformed", 400, f"workflow_job payload lacks field {error}")
         except (ValueError, TypeError) as error:
             return self._answer("malformed", 400, f"not a workflow_job payload: {error}")
-        if not self.demand.record(job):
+        pools = self.pools() if self.pools is not None else None
+        pool = pool_for(job, pools) if pools is not None else None
+        if self.writer is None and self.pools is not None and pools is None:
+            return self._answer("not_ready", 503, "pools not known yet, redeliver")
+        if pools is not None and pool is None:
+            return self._answer("no_pool", 200, f"job {job.job_id}: no pool serves it, ignored")
+        if self.writer is not None:
+            if not self.writer.offer(job):
+                return self._answer("queue_full", 503, "too many deliveries queued, redeliver")
+            return self._answer("accepted", 200, f"job {job.job_id} {job.action}")
+        if not self.demand.record(job, pool.name if pool is not None else None):
             return self._answer("duplicate", 200, "duplicate delivery ignored")
         if self.on_accept is not None:
             self.on_accept(job)
