@@ -20,10 +20,12 @@ import hashlib
 import hmac
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -31,8 +33,11 @@ from jsonschema import Draft202012Validator
 
 from reconciler.demand import DemandBook, MemoryDemandStore, PoolDemandSpec, WebhookReceiver
 from reconciler.github import AppAuth, GitHubClient, RunnerBusy, Scope, TokenAuth
+from reconciler.github.auth import app_jwt
 from reconciler.sandbox import payloads
 from reconciler.sandbox.github_server import Exchange, FakeGitHub
+
+from .conftest import wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github"
 GHES = ("ghes-3.17", "ghes-3.18", "ghes-3.19")
@@ -225,6 +230,33 @@ def exercise_client(github: FakeGitHub) -> None:
     github.configure_app(1234, public, installation_id=42)
     with GitHubClient(github.url, AppAuth(1234, pem, 42), sleep=lambda _: None) as client:
         client.list_runners(SCOPES[1])  # POST access_tokens first
+    exercise_hook_deliveries(github, key)
+
+
+def exercise_hook_deliveries(github: FakeGitHub, key: rsa.RSAPrivateKey) -> None:
+    """The deliveries API of the App's, an organization's and a repository's hook: a refused
+    delivery (status code 0) and a successful one, listed, shown, redelivered."""
+    jwt = {"Authorization": f"Bearer {app_jwt('1234', key, time.time())}"}
+    token = {"Authorization": "Bearer test-token"}
+    payload = payloads.workflow_job_payload(
+        "queued",
+        job_id=5,
+        repository_name="acme/app",
+        labels=["self-hosted"],
+        created_at=1.7e9,
+        started_at=None,
+        completed_at=None,
+        runner_name=None,
+    )
+    for owner, headers in ((None, jwt), ("/orgs/acme", token), ("/repos/acme/app", token)):
+        hook = github.add_hook("http://127.0.0.1:9/closed", b"s", owner=owner, installation_id=42)
+        failed = github.send_webhook(hook, "workflow_job", payload)
+        with httpx.Client(base_url=github.url, headers=headers) as http:
+            http.get(f"{hook}/deliveries", params={"per_page": 1, "status": "failure"})
+            http.get(f"{hook}/deliveries/{failed['id']}")
+            http.post(f"{hook}/deliveries/{failed['id']}/attempts")
+            log = f"{hook}/deliveries"
+            wait_for(lambda log=log, http=http: len(http.get(log).json()) == 2)
 
 
 @pytest.fixture(scope="module")
@@ -257,8 +289,9 @@ def test_every_client_request_is_a_github_com_operation(dotcom_exchanges: list[E
         description = "ghec" if exchange.path.startswith("/enterprises/") else "api.github.com"
         problems += request_problems(description, exchange)
     assert problems == []
-    # the client's whole surface was exercised (one operation per scope and call)
-    assert len(operations(dotcom_exchanges, "ghec")) == 13
+    # the client's whole surface (13: one operation per scope and call) and the 9 operations
+    # of the hook deliveries API the simulated GitHub serves were exercised
+    assert len(operations(dotcom_exchanges, "ghec")) == 22
 
 
 @pytest.mark.parametrize("description", GHES)
@@ -267,7 +300,7 @@ def test_every_client_request_is_a_ghes_operation(
 ) -> None:
     problems = [p for exchange in ghes_exchanges for p in request_problems(description, exchange)]
     assert problems == []
-    assert len(operations(ghes_exchanges, description)) == 13
+    assert len(operations(ghes_exchanges, description)) == 22
 
 
 @pytest.mark.parametrize("description", DOTCOM + GHES)
@@ -280,7 +313,7 @@ def test_every_simulated_github_response_validates(
     problems = [p for exchange in exchanges for p in response_problems(description, exchange)]
     assert problems == []
     statuses = {exchange.status for exchange in exchanges}
-    assert {200, 201, 204, 304, 404, 422} <= statuses
+    assert {200, 201, 202, 204, 304, 404, 422} <= statuses
 
 
 def test_the_checker_catches_what_github_would_refuse() -> None:

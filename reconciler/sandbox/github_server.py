@@ -8,6 +8,7 @@ response shapes, on 127.0.0.1 at a port the OS picks, from a daemon thread::
     DELETE {scope}/actions/runners/{runner_id}          204; 404 unknown; 422 busy
     GET    {scope}/actions/runner-groups                paginated, ETag / 304 (not repos)
     POST   /app/installations/{id}/access_tokens        JWT (RS256) -> installation token
+    GET    {hook}/deliveries[/{id}], POST {hook}/deliveries/{id}/attempts   (see `hooks`)
     GET    /repos/{owner}/{repo}/releases               newest first, paginated, ETag / 304
 
 ``{scope}`` is ``/enterprises/{e}``, ``/orgs/{o}`` or ``/repos/{owner}/{repo}``; every scope
@@ -46,6 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from . import payloads
+from .hooks import DELIVERY_TIMEOUT, HookDeliveries
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ _RUNNER = re.compile(_SCOPE + r"/actions/runners/(?P<id>\d+)")
 _GROUPS = re.compile(r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+)/actions/runner-groups")
 _RELEASES = re.compile(r"/repos/(?P<repository>[^/]+/[^/]+)/releases")
 _ACCESS_TOKENS = re.compile(r"/app/installations/(?P<id>\d+)/access_tokens")
+_HOOK_DELIVERIES = re.compile(
+    r"(?P<hook>/app/hook|/orgs/[^/]+/hooks/\d+|/repos/[^/]+/[^/]+/hooks/\d+)/deliveries"
+    r"(?:/(?P<id>\d+)(?P<attempts>/attempts)?)?"
+)
 
 _DOCS = "https://docs.github.com/rest"
 
@@ -104,6 +110,7 @@ class FakeGitHub:
         prefix: str = "",
         token_lifetime: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        delivery_timeout: float = DELIVERY_TIMEOUT,
     ) -> None:
         self.prefix = prefix.rstrip("/")
         self.token_lifetime = token_lifetime
@@ -120,6 +127,7 @@ class FakeGitHub:
         self._faults: deque[_Response] = deque()
         self._log: list[tuple[str, str]] = []
         self._exchanges: list[Exchange] = []
+        self.hooks = HookDeliveries(clock=clock, timeout=delivery_timeout)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -146,6 +154,7 @@ class FakeGitHub:
 
     def close(self) -> None:
         """Stop serving and release the port."""
+        self.hooks.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -209,6 +218,25 @@ class FakeGitHub:
             runner_id = self._register(scope_path, name, labels, status, busy, runner_group_id)
             self._runners[scope_path][runner_id]["version"] = version
             return runner_id
+
+    def add_hook(
+        self,
+        url: str,
+        secret: bytes,
+        *,
+        owner: str | None = None,
+        content_type: str = "json",
+        installation_id: int | None = None,
+    ) -> str:
+        """Configure a webhook (the App's when `owner` is None, else `/orgs/x` or `/repos/o/r`);
+        returns its path, for `send_webhook` and the deliveries API."""
+        return self.hooks.add(
+            url, secret, owner=owner, content_type=content_type, installation_id=installation_id
+        )
+
+    def send_webhook(self, hook: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Deliver an event through a hook, once, as GitHub does (no retry on failure)."""
+        return self.hooks.send(hook, event, payload)
 
     def runner_group_name(self, scope_path: str, group_id: int) -> str:
         """The name of a runner group (repositories have only "Default", id 1)."""
@@ -340,9 +368,11 @@ class FakeGitHub:
                 if method != "POST":
                     return _error(404, "Not Found")
                 return self._access_token(int(match["id"]), authorization)
+            base = f"http://{host}{self.prefix}"
+            if match := _HOOK_DELIVERIES.fullmatch(path):
+                return self._hook_deliveries(method, match, query, authorization, base)
             if not self._authorized(authorization):
                 return _error(401, "Bad credentials")
-            base = f"http://{host}{self.prefix}"
             if method == "GET" and (match := _RUNNERS.fullmatch(path)):
                 items = list(self._runners.get(match["scope"], {}).values())
                 return self._page(base + path, query, "runners", items, headers)
@@ -372,6 +402,47 @@ class FakeGitHub:
             if method == "DELETE" and (match := _RUNNER.fullmatch(path)):
                 return self._delete(match["scope"], int(match["id"]))
         return _error(404, "Not Found")
+
+    def _hook_deliveries(
+        self,
+        method: str,
+        match: re.Match[str],
+        query: dict[str, str],
+        authorization: str,
+        base: str,
+    ) -> _Response:
+        """A hook's delivery log and redelivery; the App's hook takes only the App's JWT."""
+        hook = match["hook"]
+        if hook == "/app/hook":
+            scheme, _, jwt = authorization.partition(" ")
+            app = self._app
+            if app is None or scheme.lower() != "bearer" or not self._valid_jwt(app, jwt):
+                return _error(401, "A JSON web token could not be decoded")
+        elif not self._authorized(authorization):
+            return _error(401, "Bad credentials")
+        if self.hooks.hook(hook) is None:
+            return _error(404, "Not Found")
+        if match["id"] is None:
+            if method != "GET":
+                return _error(404, "Not Found")
+            try:
+                page, cursor = self.hooks.listed(hook, query)
+            except ValueError as error:
+                return _error(422, f"Validation Failed: {error}")
+            headers = {}
+            if cursor is not None:
+                per_page = max(1, min(100, int(query.get("per_page", 30))))
+                extra = f"&status={query['status']}" if "status" in query else ""
+                url = f"{base}{hook}/deliveries?per_page={per_page}&cursor={cursor}{extra}"
+                headers["Link"] = f'<{url}>; rel="next"'
+            return _Response(200, page, headers)
+        delivery_id = int(match["id"])
+        if match["attempts"]:
+            if method != "POST" or not self.hooks.redeliver(hook, delivery_id):
+                return _error(404, "Not Found")
+            return _Response(202, {})
+        delivery = self.hooks.delivery(hook, delivery_id) if method == "GET" else None
+        return _Response(200, delivery) if delivery is not None else _error(404, "Not Found")
 
     def _authorized(self, authorization: str) -> bool:
         scheme, _, token = authorization.partition(" ")

@@ -9,8 +9,10 @@
   oldest first, to idle online runners whose labels cover the job's and whose scope
   (enterprise, organization, repository) includes the repository; the runner is busy for the
   job's duration, then finishes: GitHub removes the ephemeral runner and its task exits;
-- **webhooks**: every state change is sent as a signed `workflow_job` delivery to the
-  controller's `/webhook`; deliveries that fail are retried next tick (GitHub's redelivery).
+- **webhooks**: every state change is sent once, as a signed `workflow_job` delivery, through
+  a hook of the simulated GitHub (the App's by default) to the controller's `/webhook`. As on
+  GitHub, a delivery that fails (no connection, an error status, over 10 s) is logged as
+  failed and not retried: only a redelivery asked through the deliveries API sends it again.
 
 It also keeps the evidence tests check: jobs whose runner's task was stopped mid-job
 (`interrupted`), and every JIT configuration a runner read (`jit_configs`), to prove none
@@ -21,21 +23,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import hmac
 import itertools
 import json
 import logging
 import random
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
-
-import httpx
 
 from ..aws.clients import AwsClients
 from ..aws.observe import tag_dict
@@ -110,17 +106,25 @@ class GitHubWorld:
     secret: bytes
     clock: Callable[[], float] = time.time
     content_type: str = "json"  # the hook's content type: json | form (payload=<urlencoded>)
+    hook_owner: str | None = None  # the hook's owner: None (the GitHub App), /orgs/x, /repos/o/r
     runner_version: str = "2.328.0"  # what runners report when they connect
     jobs: dict[int, SimulatedJob] = field(default_factory=dict)
     interrupted: list[SimulatedJob] = field(default_factory=list)
     jit_configs: list[str] = field(default_factory=list)
     _runners: dict[str, _Runner] = field(default_factory=dict)
     _done: set[str] = field(default_factory=set)
-    _outbox: deque[tuple[str, bytes]] = field(default_factory=deque)
+    _outbox: deque[dict[str, Any]] = field(default_factory=deque)
+    hook: str | None = None  # the API path of the hook deliveries go through
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
 
     def __post_init__(self) -> None:
-        _encode(b"{}", self.content_type)  # refuse an unknown hook content type at once
+        if self.webhook_url is not None:
+            self.hook = self.github.add_hook(
+                self.webhook_url,
+                self.secret,
+                owner=self.hook_owner,
+                content_type=self.content_type,
+            )
 
     # ------------------------------------------------------------------ inputs
 
@@ -287,28 +291,21 @@ class GitHubWorld:
             runner_group=job.runner_group,
             conclusion=conclusion,
         )
-        self._outbox.append((str(uuid.uuid4()), json.dumps(payload).encode()))
+        self._outbox.append(payload)
 
     def _deliver(self) -> None:
-        """Send queued deliveries in order; stop at the first failure and retry next tick."""
-        while self._outbox and self.webhook_url is not None:
-            delivery, payload = self._outbox[0]
-            body, content_type = _encode(payload, self.content_type)
-            signature = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-            headers = {
-                "Content-Type": content_type,
-                "X-GitHub-Event": "workflow_job",
-                "X-GitHub-Delivery": delivery,
-                "X-Hub-Signature-256": signature,
-            }
-            try:
-                response = httpx.post(self.webhook_url, content=body, headers=headers, timeout=5)
-            except httpx.HTTPError as error:
-                log.debug("webhook delivery failed (retried next tick): %s", error)
-                return
-            if response.status_code >= 500:
-                return
-            self._outbox.popleft()
+        """Send each pending delivery once, in order; a failure stays in GitHub's log."""
+        while self._outbox and self.hook is not None:
+            payload = self._outbox.popleft()
+            delivery = self.github.send_webhook(self.hook, "workflow_job", payload)
+            if not 200 <= delivery["status_code"] < 300:
+                log.warning(
+                    "delivery %s (job %s %s) failed: %s",
+                    delivery["id"],
+                    payload["workflow_job"]["id"],
+                    payload["action"],
+                    delivery["status"],
+                )
 
 
 class BurstTraffic:
@@ -359,12 +356,3 @@ def _environment(task: dict[str, Any]) -> dict[str, str]:
         for override in overrides
         for variable in override.get("environment", [])
     }
-
-
-def _encode(payload: bytes, content_type: str) -> tuple[bytes, str]:
-    """A delivery's body and Content-Type for a hook configured with `content_type`."""
-    if content_type == "json":
-        return payload, "application/json"
-    if content_type == "form":
-        return urlencode({"payload": payload}).encode(), "application/x-www-form-urlencoded"
-    raise ValueError(f"hook content type {content_type!r}: json or form")
