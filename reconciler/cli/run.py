@@ -24,7 +24,7 @@ from ..controller.gitsource import GitSource
 from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
-from ..demand import DemandBook, DynamoDemandStore, WebhookReceiver
+from ..demand import DemandBook, DynamoDemandStore, Redeliverer, WebhookReceiver
 from ..demand.store import CLIENT_CONFIG
 from ..github.registry import GitHubRunnerStates
 from ..plan.guard import GuardPolicy
@@ -105,6 +105,21 @@ def register(verbs: Any) -> None:
         help="DynamoDB table of queued jobs from webhooks (created if missing)",
     )
     parser.add_argument(
+        "--webhook-hook",
+        metavar="PATH",
+        help="the webhook GitHub sends workflow_job events through, as its API path: /app/hook "
+        "(a GitHub App's; needs App credentials), /orgs/ORG/hooks/ID or /repos/OWNER/REPO/"
+        "hooks/ID; the leader asks GitHub to redeliver its failed deliveries (needs "
+        "GITHUB_WEBHOOK_SECRET and --runner-states github)",
+    )
+    parser.add_argument(
+        "--redelivery-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="read the hook's delivery log this often (default 60: one request a minute)",
+    )
+    parser.add_argument(
         "--workdir",
         default=".ecs-reconciler",
         help="where --git-url is cloned (default .ecs-reconciler/)",
@@ -134,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         source = runner_state_source(args, clients)
         secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
         demand = _demand_book(args, clients) if secret else None
+        redeliverer = _redeliverer(args, demand, source)
         controller = Controller(
             settings,
             clients,
@@ -145,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
             github=source.client if isinstance(source, GitHubRunnerStates) else None,
             janitor=runner_janitor(source, clients),
             versions=runner_version_watch(args, source),
+            redeliverer=redeliverer,
         )
         receiver = (
             WebhookReceiver.queued(
@@ -193,6 +210,22 @@ def run(args: argparse.Namespace) -> int:
             receiver.close()
     print("ecs-reconciler controller: stopped", flush=True)
     return EXIT_OK
+
+
+def _redeliverer(
+    args: argparse.Namespace, demand: DemandBook | None, source: object
+) -> Redeliverer | None:
+    """With --webhook-hook: the loop that recovers failed deliveries (ValueError if it
+    cannot run: it needs the demand book and GitHub credentials)."""
+    if not args.webhook_hook:
+        return None
+    if demand is None:
+        raise ValueError(f"--webhook-hook needs {WEBHOOK_SECRET_ENV} (webhooks are not received)")
+    if not isinstance(source, GitHubRunnerStates):
+        raise ValueError("--webhook-hook needs --runner-states github (GitHub credentials)")
+    return Redeliverer(
+        source.client, args.webhook_hook, demand.store, interval=args.redelivery_interval
+    )
 
 
 def _demand_book(args: argparse.Namespace, clients: AwsClients) -> DemandBook:

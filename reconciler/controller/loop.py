@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import watchfiles
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws.clients import AwsClients
 from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
-from ..demand import DemandBook, JobEvent, PoolDemandSpec, pool_for
-from ..github.client import GitHubClient
+from ..demand import DemandBook, JobEvent, PoolDemandSpec, Redeliverer, pool_for
+from ..github.client import GitHubClient, GitHubError
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
 from ..plan.guard import GuardPolicy, refused_actions
@@ -146,6 +147,7 @@ class Controller:
         github: GitHubClient | None = None,
         janitor: RunnerJanitor | None = None,
         versions: RunnerVersionWatch | None = None,
+        redeliverer: Redeliverer | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -165,6 +167,7 @@ class Controller:
         self.github = github
         self.janitor = janitor
         self.versions = versions
+        self.redeliverer = redeliverer
         self._demand_pools: tuple[PoolDemandSpec, ...] | None = None  # known after a cycle
 
     def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
@@ -239,6 +242,8 @@ class Controller:
             result = self._apply(cycle)
         if leader and self.janitor is not None and _saw_everything(cycle) and not self.stopping:
             self.janitor.collect(cycle.observed.tasks, cycle.desired.pools)
+        if leader and self.redeliverer is not None and self.redeliverer.due():
+            self._redeliver(self.redeliverer)
         self.status.record_cycle(
             cycle.plan,
             revision,
@@ -257,10 +262,24 @@ class Controller:
             self.metrics.record_github_calls(self.github.calls)
         return cycle, result
 
+    def _redeliver(self, redeliverer: Redeliverer) -> None:
+        """Ask GitHub to redeliver failed webhook deliveries; a failure waits for the next."""
+        try:
+            done = redeliverer.run()
+        except (GitHubError, ClientError, BotoCoreError) as error:
+            log.warning("webhook deliveries not checked: %s", error)
+            return
+        if done.requested:
+            log.info(
+                "%d failed webhook deliveries redelivered (%d read)", done.requested, done.listed
+            )
+
     def became_leader(self) -> None:
         """Leadership acquired: forget cached revision lists (the previous leader may have
-        changed them), and reconcile now."""
+        changed them), read the whole redelivery window again, and reconcile now."""
         self.observer.forget_families()
+        if self.redeliverer is not None:
+            self.redeliverer.forget_progress()
         self.triggers.fire("became leader")
 
     def on_job_event(self, event: JobEvent) -> None:

@@ -2,12 +2,14 @@
 
 Sources feed job events in (`webhook`: GitHub's `workflow_job` deliveries); the book
 (`book`) counts pending jobs per pool; the store keeps job states and delivery ids durable and
-shared between replicas. Imports only from `spec/` and `aws/` below it, never from the
-controller above.
+shared between replicas; `redelivery` asks GitHub to redeliver the webhook deliveries that
+failed. Imports only from `spec/`, `aws/` and `github/` below it, never from the controller
+above.
 """
 
 from .book import DemandBook, PoolDemandSpec, pool_for
 from .events import JobEvent
+from .redelivery import Redeliverer, RedeliveryPass
 from .store import DemandStore, DynamoDemandStore, JobRecord, MemoryDemandStore
 from .webhook import WebhookReceiver, WebhookResult, parse_workflow_job
 from .writer import DemandWriter
@@ -21,6 +23,8 @@ __all__ = [
     "JobRecord",
     "MemoryDemandStore",
     "PoolDemandSpec",
+    "Redeliverer",
+    "RedeliveryPass",
     "WebhookReceiver",
     "WebhookResult",
     "parse_workflow_job",

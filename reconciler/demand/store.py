@@ -75,6 +75,14 @@ class DemandStore(Protocol):
         """Drop finished jobs, tombstones and delivery ids recorded before `cutoff`."""
         ...
 
+    def claim_redelivery(self, guid: str, now: datetime.datetime) -> bool:
+        """Record that the event `guid` is being redelivered; False if it was before."""
+        ...
+
+    def release_redelivery(self, guid: str) -> None:
+        """Forget a claim whose redelivery could not be requested."""
+        ...
+
 
 class MemoryDemandStore:
     """A process-local store (tests, single replica without durability)."""
@@ -82,6 +90,7 @@ class MemoryDemandStore:
     def __init__(self) -> None:
         self.deliveries: dict[str, datetime.datetime] = {}
         self.jobs: dict[int, JobRecord] = {}
+        self.redeliveries: dict[str, datetime.datetime] = {}
         self._lock = threading.Lock()
 
     def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
@@ -102,6 +111,17 @@ class MemoryDemandStore:
         wanted = set(pools)
         with self._lock:
             return [job for job in self.jobs.values() if job.queued_pool in wanted]
+
+    def claim_redelivery(self, guid: str, now: datetime.datetime) -> bool:
+        with self._lock:
+            if guid in self.redeliveries:
+                return False
+            self.redeliveries[guid] = now
+            return True
+
+    def release_redelivery(self, guid: str) -> None:
+        with self._lock:
+            self.redeliveries.pop(guid, None)
 
     def forget(self, cutoff: datetime.datetime) -> None:
         with self._lock:
@@ -245,6 +265,25 @@ class DynamoDemandStore:
                 self.calls["Query"] += 1
                 jobs.extend(_job_of(item) for item in page.get("Items", []))
         return jobs
+
+    def claim_redelivery(self, guid: str, now: datetime.datetime) -> bool:
+        """One conditional PutItem `redelivery#<guid>`: one replica, one request, ever."""
+        self.calls["PutItem"] += 1
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item={"pk": {"S": f"redelivery#{guid}"}, "ttl": {"N": _expiry(now)}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_redelivery(self, guid: str) -> None:
+        self.calls["DeleteItem"] += 1
+        self.dynamodb.delete_item(TableName=self.table, Key={"pk": {"S": f"redelivery#{guid}"}})
 
     def forget(self, cutoff: datetime.datetime) -> None:
         """Nothing to do: items expire through the table's TTL (and `load` skips expired)."""

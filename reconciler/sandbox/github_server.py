@@ -125,6 +125,7 @@ class FakeGitHub:
         self._ids = itertools.count(1)
         self._group_ids = itertools.count(2)
         self._faults: deque[_Response] = deque()
+        self._method_faults: dict[str, deque[_Response]] = {}
         self._log: list[tuple[str, str]] = []
         self._exchanges: list[Exchange] = []
         self.hooks = HookDeliveries(clock=clock, timeout=delivery_timeout)
@@ -304,10 +305,14 @@ class FakeGitHub:
 
     # -- fault injection ----------------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, status: int = 502) -> None:
-        """Answer the next `n` requests with `status`."""
+    def fail_next(self, n: int = 1, status: int = 502, method: str | None = None) -> None:
+        """Answer the next `n` requests (of `method` only, when given) with `status`."""
+        faults = [_error(status, HTTPStatus(status).phrase) for _ in range(n)]
         with self._lock:
-            self._faults.extend(_error(status, HTTPStatus(status).phrase) for _ in range(n))
+            if method is None:
+                self._faults.extend(faults)
+            else:
+                self._method_faults.setdefault(method, deque()).extend(faults)
 
     def rate_limit_next(self, reset_in_seconds: float) -> None:
         """Answer the next request as an exhausted primary rate limit (403)."""
@@ -364,6 +369,8 @@ class FakeGitHub:
             self._log.append((method, path))
             if self._faults:
                 return self._faults.popleft()
+            if self._method_faults.get(method):
+                return self._method_faults[method].popleft()
             if match := _ACCESS_TOKENS.fullmatch(path):
                 if method != "POST":
                     return _error(404, "Not Found")
