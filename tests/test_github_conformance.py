@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from jsonschema import Draft202012Validator
 
 from reconciler.demand import DemandBook, MemoryDemandStore, PoolDemandSpec, WebhookReceiver
 from reconciler.github import AppAuth, GitHubClient, RunnerBusy, Scope, TokenAuth
-from reconciler.github.auth import app_jwt
 from reconciler.sandbox import payloads
 from reconciler.sandbox.github_server import Exchange, FakeGitHub
 
@@ -220,6 +218,10 @@ def exercise_client(github: FakeGitHub) -> None:
                 client.delete_runner(scope, busy.id)  # 422
         client.list_releases("actions/runner")
         client.list_releases("actions/runner")  # 304
+        job = next(sandbox_payloads())[1]["workflow_job"]
+        github.set_job("acme/app", job)
+        assert client.job_status("acme/app", job["id"]) is not None
+        assert client.job_status("acme/app", 999) is None  # 404
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -230,14 +232,13 @@ def exercise_client(github: FakeGitHub) -> None:
     github.configure_app(1234, public, installation_id=42)
     with GitHubClient(github.url, AppAuth(1234, pem, 42), sleep=lambda _: None) as client:
         client.list_runners(SCOPES[1])  # POST access_tokens first
-    exercise_hook_deliveries(github, key)
+    exercise_hook_deliveries(github, key, pem)
 
 
-def exercise_hook_deliveries(github: FakeGitHub, key: rsa.RSAPrivateKey) -> None:
+def exercise_hook_deliveries(github: FakeGitHub, key: rsa.RSAPrivateKey, pem: bytes) -> None:
     """The deliveries API of the App's, an organization's and a repository's hook: a refused
-    delivery (status code 0) and a successful one, listed, shown, redelivered."""
-    jwt = {"Authorization": f"Bearer {app_jwt('1234', key, time.time())}"}
-    token = {"Authorization": "Bearer test-token"}
+    delivery (status code 0) listed and redelivered by the client, then listed with a status
+    filter and shown one by one (as an operator would)."""
     payload = payloads.workflow_job_payload(
         "queued",
         job_id=5,
@@ -248,15 +249,18 @@ def exercise_hook_deliveries(github: FakeGitHub, key: rsa.RSAPrivateKey) -> None
         completed_at=None,
         runner_name=None,
     )
-    for owner, headers in ((None, jwt), ("/orgs/acme", token), ("/repos/acme/app", token)):
+    for owner in (None, "/orgs/acme", "/repos/acme/app"):
         hook = github.add_hook("http://127.0.0.1:9/closed", b"s", owner=owner, installation_id=42)
         failed = github.send_webhook(hook, "workflow_job", payload)
-        with httpx.Client(base_url=github.url, headers=headers) as http:
+        auth = AppAuth(1234, pem, 42) if owner is None else TokenAuth("test-token")
+        with GitHubClient(github.url, auth, sleep=lambda _: None) as client:
+            assert [d.id for d in client.hook_deliveries(hook)] == [failed["id"]]
+            client.redeliver(hook, failed["id"])
+            wait_for(lambda c=client, h=hook: len(c.hook_deliveries(h)) == 2)
+        headers = auth.app_authorization() if isinstance(auth, AppAuth) else "Bearer test-token"
+        with httpx.Client(base_url=github.url, headers={"Authorization": headers}) as http:
             http.get(f"{hook}/deliveries", params={"per_page": 1, "status": "failure"})
             http.get(f"{hook}/deliveries/{failed['id']}")
-            http.post(f"{hook}/deliveries/{failed['id']}/attempts")
-            log = f"{hook}/deliveries"
-            wait_for(lambda log=log, http=http: len(http.get(log).json()) == 2)
 
 
 @pytest.fixture(scope="module")
@@ -289,9 +293,9 @@ def test_every_client_request_is_a_github_com_operation(dotcom_exchanges: list[E
         description = "ghec" if exchange.path.startswith("/enterprises/") else "api.github.com"
         problems += request_problems(description, exchange)
     assert problems == []
-    # the client's whole surface (13: one operation per scope and call) and the 9 operations
-    # of the hook deliveries API the simulated GitHub serves were exercised
-    assert len(operations(dotcom_exchanges, "ghec")) == 22
+    # the client's whole surface (20: one operation per scope and call, 6 of them the hook
+    # deliveries API) and the 3 other deliveries operations the simulated GitHub serves
+    assert len(operations(dotcom_exchanges, "ghec")) == 23
 
 
 @pytest.mark.parametrize("description", GHES)
@@ -300,7 +304,7 @@ def test_every_client_request_is_a_ghes_operation(
 ) -> None:
     problems = [p for exchange in ghes_exchanges for p in request_problems(description, exchange)]
     assert problems == []
-    assert len(operations(ghes_exchanges, description)) == 22
+    assert len(operations(ghes_exchanges, description)) == 23
 
 
 @pytest.mark.parametrize("description", DOTCOM + GHES)

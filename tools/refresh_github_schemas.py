@@ -45,6 +45,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("get", "/enterprises/{enterprise}/actions/runner-groups"),
     ("get", "/orgs/{org}/actions/runner-groups"),
     ("get", "/repos/{owner}/{repo}/releases"),
+    ("get", "/repos/{owner}/{repo}/actions/jobs/{job_id}"),
     ("post", "/app/installations/{installation_id}/access_tokens"),
     # webhook deliveries: listing and redelivery (GitHub App, organization, repository hooks)
     *(

@@ -24,7 +24,13 @@ from ..controller.gitsource import GitSource
 from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
-from ..demand import DemandBook, DynamoDemandStore, Redeliverer, WebhookReceiver
+from ..demand import (
+    DemandBook,
+    DynamoDemandStore,
+    QueuedJobAudit,
+    Redeliverer,
+    WebhookReceiver,
+)
 from ..demand.store import CLIENT_CONFIG
 from ..github.registry import GitHubRunnerStates
 from ..plan.guard import GuardPolicy
@@ -162,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
             janitor=runner_janitor(source, clients),
             versions=runner_version_watch(args, source),
             redeliverer=redeliverer,
+            audit=QueuedJobAudit(source.client, demand)
+            if demand is not None and isinstance(source, GitHubRunnerStates)
+            else None,
         )
         receiver = (
             WebhookReceiver.queued(

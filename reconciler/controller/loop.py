@@ -23,7 +23,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..aws.clients import AwsClients
 from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
-from ..demand import DemandBook, JobEvent, PoolDemandSpec, Redeliverer, pool_for
+from ..demand import (
+    DemandBook,
+    JobEvent,
+    PoolDemandSpec,
+    QueuedJobAudit,
+    Redeliverer,
+    pool_for,
+)
 from ..github.client import GitHubClient, GitHubError
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
@@ -148,6 +155,7 @@ class Controller:
         janitor: RunnerJanitor | None = None,
         versions: RunnerVersionWatch | None = None,
         redeliverer: Redeliverer | None = None,
+        audit: QueuedJobAudit | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -168,6 +176,7 @@ class Controller:
         self.janitor = janitor
         self.versions = versions
         self.redeliverer = redeliverer
+        self.audit = audit
         self._demand_pools: tuple[PoolDemandSpec, ...] | None = None  # known after a cycle
 
     def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
@@ -244,6 +253,8 @@ class Controller:
             self.janitor.collect(cycle.observed.tasks, cycle.desired.pools)
         if leader and self.redeliverer is not None and self.redeliverer.due():
             self._redeliver(self.redeliverer)
+        if leader and self.audit is not None and not self.stopping:
+            self._audit(self.audit)
         self.status.record_cycle(
             cycle.plan,
             revision,
@@ -273,6 +284,16 @@ class Controller:
             log.info(
                 "%d failed webhook deliveries redelivered (%d read)", done.requested, done.listed
             )
+
+    def _audit(self, audit: QueuedJobAudit) -> None:
+        """Ask GitHub about long-queued jobs; those it shows assigned or done stop counting."""
+        try:
+            done = audit.run()
+        except (GitHubError, ClientError, BotoCoreError) as error:
+            log.warning("queued jobs not checked with GitHub: %s", error)
+            return
+        if done.corrected:
+            self.triggers.fire(f"{done.corrected} queued job(s) are no longer queued on GitHub")
 
     def became_leader(self) -> None:
         """Leadership acquired: forget cached revision lists (the previous leader may have

@@ -1,12 +1,14 @@
 """Demand: which jobs wait for a runner, per pool.
 
-Sources feed job events in (`webhook`: GitHub's `workflow_job` deliveries); the book
-(`book`) counts pending jobs per pool; the store keeps job states and delivery ids durable and
-shared between replicas; `redelivery` asks GitHub to redeliver the webhook deliveries that
-failed. Imports only from `spec/`, `aws/` and `github/` below it, never from the controller
+Sources feed job events in (`webhook`: GitHub's `workflow_job` deliveries, through the
+`writer`'s queue); the book (`book`) counts pending jobs per pool; the store keeps job
+states and delivery ids durable and shared between replicas; `redelivery` asks GitHub to
+redeliver the webhook deliveries that failed, and `audit` asks GitHub about jobs queued too
+long. Imports only from `spec/`, `aws/` and `github/` below it, never from the controller
 above.
 """
 
+from .audit import AuditPass, QueuedJobAudit
 from .book import DemandBook, PoolDemandSpec, pool_for
 from .events import JobEvent
 from .redelivery import Redeliverer, RedeliveryPass
@@ -15,6 +17,7 @@ from .webhook import WebhookReceiver, WebhookResult, parse_workflow_job
 from .writer import DemandWriter
 
 __all__ = [
+    "AuditPass",
     "DemandBook",
     "DemandStore",
     "DemandWriter",
@@ -23,6 +26,7 @@ __all__ = [
     "JobRecord",
     "MemoryDemandStore",
     "PoolDemandSpec",
+    "QueuedJobAudit",
     "Redeliverer",
     "RedeliveryPass",
     "WebhookReceiver",

@@ -153,6 +153,10 @@ class DemandBook:
         with self._lock:
             self._jobs = {i: job for i, job in self._jobs.items() if job.seen_at >= cutoff}
 
+    def queued_jobs(self) -> list[JobRecord]:
+        """Every job queued in the book (any pool), oldest first."""
+        return self._queued()
+
     def _queued(self) -> list[JobRecord]:
         """Queued jobs, oldest first."""
         with self._lock:

@@ -152,6 +152,22 @@ class Release:
 
 
 @dataclass(frozen=True)
+class JobStatus:
+    """Where a workflow job stands (`GET /repos/{owner}/{repo}/actions/jobs/{job_id}`)."""
+
+    job_id: int
+    status: str  # queued | in_progress | completed | waiting | requested | pending
+    conclusion: str | None
+    runner_name: str | None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> JobStatus:
+        return cls(
+            int(data["id"]), str(data["status"]), data.get("conclusion"), data.get("runner_name")
+        )
+
+
+@dataclass(frozen=True)
 class HookDelivery:
     """One attempt in a webhook's delivery log (`status_code` 0: no HTTP answer at all)."""
 
@@ -331,6 +347,23 @@ class GitHubClient:
         url = f"{self.api_url}{path}?per_page=100"
         body, _ = self._get("GET /repos/{owner}/{repo}/releases", url)
         return [Release.from_api(item) for item in body]
+
+    # -- workflow jobs ---------------------------------------------------------------------------
+
+    def job_status(self, repository: str, job_id: int) -> JobStatus | None:
+        """A workflow job's status as GitHub shows it now; None when GitHub does not know it
+        (deleted, or a repository these credentials cannot read)."""
+        owner, _, repo = repository.partition("/")
+        endpoint = "GET /repos/{owner}/{repo}/actions/jobs/{job_id}"
+        url = (
+            f"{self.api_url}/repos/{quote(owner, safe='')}/{quote(repo, safe='')}"
+            f"/actions/jobs/{int(job_id)}"
+        )
+        response = self._send("GET", endpoint, url)
+        if response.status_code == 404:
+            return None
+        self._check(response, endpoint)
+        return JobStatus.from_api(response.json())
 
     # -- webhook deliveries --------------------------------------------------------------------
 

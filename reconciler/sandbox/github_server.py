@@ -10,6 +10,7 @@ response shapes, on 127.0.0.1 at a port the OS picks, from a daemon thread::
     POST   /app/installations/{id}/access_tokens        JWT (RS256) -> installation token
     GET    {hook}/deliveries[/{id}], POST {hook}/deliveries/{id}/attempts   (see `hooks`)
     GET    /repos/{owner}/{repo}/releases               newest first, paginated, ETag / 304
+    GET    /repos/{owner}/{repo}/actions/jobs/{job_id}  the jobs `set_job` recorded
 
 ``{scope}`` is ``/enterprises/{e}``, ``/orgs/{o}`` or ``/repos/{owner}/{repo}``; every scope
 exists and has a "Default" runner group with id 1. An optional ``prefix`` (``/api/v3``) makes
@@ -57,6 +58,7 @@ _JIT = re.compile(_SCOPE + r"/actions/runners/generate-jitconfig")
 _RUNNER = re.compile(_SCOPE + r"/actions/runners/(?P<id>\d+)")
 _GROUPS = re.compile(r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+)/actions/runner-groups")
 _RELEASES = re.compile(r"/repos/(?P<repository>[^/]+/[^/]+)/releases")
+_JOB = re.compile(r"/repos/(?P<repository>[^/]+/[^/]+)/actions/jobs/(?P<id>\d+)")
 _ACCESS_TOKENS = re.compile(r"/app/installations/(?P<id>\d+)/access_tokens")
 _HOOK_DELIVERIES = re.compile(
     r"(?P<hook>/app/hook|/orgs/[^/]+/hooks/\d+|/repos/[^/]+/[^/]+/hooks/\d+)/deliveries"
@@ -122,6 +124,7 @@ class FakeGitHub:
         self._runners: dict[str, dict[int, dict[str, Any]]] = {}
         self._groups: dict[str, list[dict[str, Any]]] = {}
         self._releases: dict[str, list[dict[str, Any]]] = {}
+        self._jobs: dict[tuple[str, int], dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._group_ids = itertools.count(2)
         self._faults: deque[_Response] = deque()
@@ -238,6 +241,12 @@ class FakeGitHub:
     def send_webhook(self, hook: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Deliver an event through a hook, once, as GitHub does (no retry on failure)."""
         return self.hooks.send(hook, event, payload)
+
+    def set_job(self, repository: str, job: dict[str, Any]) -> None:
+        """Record a workflow job's current state (the `workflow_job` object of its webhooks),
+        served by `GET /repos/{owner}/{repo}/actions/jobs/{job_id}`."""
+        with self._lock:
+            self._jobs[(repository, int(job["id"]))] = json.loads(json.dumps(job))
 
     def runner_group_name(self, scope_path: str, group_id: int) -> str:
         """The name of a runner group (repositories have only "Default", id 1)."""
@@ -404,6 +413,9 @@ class FakeGitHub:
                     for r in self._releases.get(match["repository"], [])
                 ]
                 return self._page(base + path, query, None, releases, headers)
+            if method == "GET" and (match := _JOB.fullmatch(path)):
+                job = self._jobs.get((match["repository"], int(match["id"])))
+                return _Response(200, job) if job is not None else _error(404, "Not Found")
             if method == "POST" and (match := _JIT.fullmatch(path)):
                 return self._jit(match["scope"], body)
             if method == "DELETE" and (match := _RUNNER.fullmatch(path)):

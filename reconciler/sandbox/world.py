@@ -273,8 +273,6 @@ class GitHubWorld:
     # ------------------------------------------------------------------ webhooks
 
     def _send(self, action: str, job: SimulatedJob) -> None:
-        if self.webhook_url is None:
-            return
         conclusion = None
         if action == "completed":
             conclusion = "success" if job.started_at else "cancelled"
@@ -291,10 +289,13 @@ class GitHubWorld:
             runner_group=job.runner_group,
             conclusion=conclusion,
         )
+        self.github.set_job(job.repository, payload["workflow_job"])
         self._outbox.append(payload)
 
     def _deliver(self) -> None:
         """Send each pending delivery once, in order; a failure stays in GitHub's log."""
+        if self.hook is None:
+            self._outbox.clear()  # no hook configured: GitHub sends nothing
         while self._outbox and self.hook is not None:
             payload = self._outbox.popleft()
             delivery = self.github.send_webhook(self.hook, "workflow_job", payload)
