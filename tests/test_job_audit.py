@@ -99,7 +99,9 @@ def test_a_pass_asks_about_a_bounded_number_of_jobs(
     for job_id in range(30):
         book.record(queued(job_id), "linux")
     audit = QueuedJobAudit(client, book, per_pass=20, clock=lambda: now)
+    assert audit.due()
     assert audit.run().checked == 20
+    assert not audit.due()  # one pass a minute
     assert audit.run().checked == 10  # the rest, next pass
     with pytest.raises(ValueError, match="per_pass"):
         QueuedJobAudit(client, book, per_pass=0)

@@ -253,7 +253,7 @@ class Controller:
             self.janitor.collect(cycle.observed.tasks, cycle.desired.pools)
         if leader and self.redeliverer is not None and self.redeliverer.due():
             self._redeliver(self.redeliverer)
-        if leader and self.audit is not None and not self.stopping:
+        if leader and self.audit is not None and self.audit.due() and not self.stopping:
             self._audit(self.audit)
         self.status.record_cycle(
             cycle.plan,

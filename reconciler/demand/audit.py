@@ -5,8 +5,9 @@ A lost `in_progress` or `completed` delivery (never redelivered, or older than t
 redelivery window) would otherwise keep a job pending, and a runner started for it, until
 the book forgets it (48 h). The leader asks GitHub (`GET /repos/{owner}/{repo}/actions/jobs/
 {job_id}`) about jobs queued in the book for more than `older_than`, oldest first, at most
-`per_pass` a pass, each at most once per `recheck`: so the cost is zero while webhooks
-arrive, and bounded when they do not.
+`per_pass` a pass, a pass at most every `interval` seconds, each job at most once per
+`recheck`: so the cost is zero while webhooks arrive, and at most `per_pass` x 3600 /
+`interval` requests an hour (600 with the defaults) when they do not.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .events import JobEvent
 log = logging.getLogger(__name__)
 
 DEFAULT_OLDER_THAN = datetime.timedelta(minutes=5)
-DEFAULT_PER_PASS = 20
+DEFAULT_PER_PASS = 10
+DEFAULT_INTERVAL = 60.0
 DEFAULT_RECHECK = 300.0
 #: GitHub's job states that mean a runner has it or it is over
 ASSIGNED_OR_DONE = ("in_progress", "completed")
@@ -54,21 +56,29 @@ class QueuedJobAudit:
         older_than: datetime.timedelta = DEFAULT_OLDER_THAN,
         per_pass: int = DEFAULT_PER_PASS,
         recheck: float = DEFAULT_RECHECK,
+        interval: float = DEFAULT_INTERVAL,
         clock: Callable[[], datetime.datetime] = _utcnow,
     ) -> None:
-        if per_pass < 1 or recheck <= 0:
-            raise ValueError("per_pass must be >= 1 and recheck positive")
+        if per_pass < 1 or recheck <= 0 or interval < 0:
+            raise ValueError("per_pass must be >= 1, recheck positive, interval not negative")
         self.github = github
         self.book = book
         self.older_than = older_than
         self.per_pass = per_pass
         self.recheck = recheck
+        self.interval = interval
         self.clock = clock
         self._checked_at: dict[int, float] = {}  # job id -> time.monotonic() of the last look
+        self._next_at = 0.0  # time.monotonic() of the next due pass
+
+    def due(self) -> bool:
+        """True when `interval` seconds have passed since the last pass (or none ran)."""
+        return time.monotonic() >= self._next_at
 
     def run(self) -> AuditPass:
         """One pass over the book's queued jobs; raises GitHubError if GitHub fails."""
         now, moment = self.clock(), time.monotonic()
+        self._next_at = moment + self.interval
         queued = self.book.queued_jobs()
         alive = {job.job_id for job in queued}
         self._checked_at = {i: at for i, at in self._checked_at.items() if i in alive}
