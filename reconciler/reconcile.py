@@ -9,21 +9,27 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws.observe import Observer
+from .demand import DemandBook, PoolDemandSpec
 from .github.client import GitHubError
-from .github.demand import DemandBook, PoolDemandSpec
+from .github.registry import GitHubRunnerStates
 from .github.releases import RunnerVersionWatch
 from .plan.actions import Note, Plan
 from .plan.desired import render_desired
 from .plan.planner import plan as make_plan
 from .plan.state import DesiredState, ObservedState, RunnerState
-from .plan.versions import VersionCheck, check_runner_versions, stale_version_notes
+from .plan.versions import (
+    VersionCheck,
+    check_runner_versions,
+    running_versions,
+    stale_version_notes,
+)
 from .runners import RunnerStateSource
 from .spec.loader import SpecSet, load_specs
 
@@ -63,7 +69,7 @@ def plan_cycle(
     pending, notes = None, []
     if demand is not None:
         try:
-            demand.load()
+            demand.load(demand_pools)
         except (ClientError, BotoCoreError) as error:
             log.warning("demand store unreadable, using the last demand known: %s", error)
             notes.append(Note("warning", f"queued jobs not refreshed (demand store: {error})"))
@@ -80,7 +86,12 @@ def plan_cycle(
     )
     checks: list[VersionCheck] = []
     if versions is not None:
-        checks, version_notes = check_spec_versions(spec_set, versions, now)
+        reported = (
+            runner_source.versions(observed.tasks)
+            if isinstance(runner_source, GitHubRunnerStates)
+            else {}
+        )
+        checks, version_notes = check_spec_versions(spec_set, versions, now, reported)
         notes.extend(version_notes)
     if notes:
         plan = dataclasses.replace(plan, notes=plan.notes + tuple(notes))
@@ -88,11 +99,16 @@ def plan_cycle(
 
 
 def check_spec_versions(
-    spec_set: SpecSet, versions: RunnerVersionWatch, now: datetime.datetime
+    spec_set: SpecSet,
+    versions: RunnerVersionWatch,
+    now: datetime.datetime,
+    reported: Mapping[str, Iterable[str]] | None = None,
 ) -> tuple[list[VersionCheck], list[Note]]:
     """The pools' runner versions against the releases known, and the plan notes they make.
 
-    If GitHub cannot be read, the configured releases alone are used and a note says so.
+    A pool whose runners report an older version to GitHub (`reported`, by pool) is checked
+    at that version. If GitHub cannot be read, the configured releases alone are used and a
+    note says so.
     """
     notes: list[Note] = []
     try:
@@ -102,5 +118,6 @@ def check_spec_versions(
         notes.append(Note("warning", f"runner releases not read ({error})"))
         published = list(versions.configured)
     spec_versions = {pool.metadata.name: pool.spec.runner.version for pool in spec_set.pools}
-    checks = check_runner_versions(spec_versions, published, now, versions.max_age)
-    return checks, [*notes, *stale_version_notes(checks)]
+    running, running_notes = running_versions(spec_versions, reported or {})
+    checks = check_runner_versions(running, published, now, versions.max_age)
+    return checks, [*notes, *running_notes, *stale_version_notes(checks)]

@@ -145,8 +145,9 @@ def test_implied_permissions_are_added_and_scoped() -> None:
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
     }
     tables = statements["LeaseAndDemandTables"]
-    assert sorted(arn.rsplit("/", 1)[-1] for arn in tables["Resource"]) == [
+    assert sorted(arn.split(":table/", 1)[-1] for arn in tables["Resource"]) == [
         "ecs-reconciler-demand",
+        "ecs-reconciler-demand/index/*",  # the queued-by-pool index, read with Query
         "ecs-reconciler-leases",
     ]
     assert all(a.startswith("dynamodb:") for a in tables["Action"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.github.webhook import parse_workflow_job
+from reconciler.demand import parse_workflow_job
 from reconciler.simulate.trace import (
     NOISY_REPOSITORY,
     TRACE_TIMEZONE,

@@ -49,7 +49,8 @@ CLIENT_PLUMBING = {"meta", "exceptions", "can_paginate", "close"}
 MANAGED_BY = {"aws:ResourceTag/ecs-reconciler:managed-by": "ecs-reconciler"}
 REQUEST_MANAGED_BY = {"aws:RequestTag/ecs-reconciler:managed-by": "ecs-reconciler"}
 LEASE_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-leases"
-DEMAND_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-demand"  # reconciler/github/demand.py
+DEMAND_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-demand"  # reconciler/demand/store.py
+DEMAND_INDEXES = DEMAND_TABLE + "/index/*"  # the queued-by-pool index, read with Query
 OUR_TASK_DEFINITIONS = "arn:aws:ecs:*:*:task-definition/ecs-reconciler-*:*"
 JIT_PARAMETERS = "arn:aws:ssm:*:*:parameter/ecs-reconciler/jit/*"  # reconciler/github/jit.py
 # The key JIT configurations are encrypted with (run --jit-kms-key; the template creates it)
@@ -109,7 +110,7 @@ SCOPED: list[tuple[str, set[str], str | list[str], dict[str, Any] | None]] = [
         "*",
         {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
     ),
-    ("LeaseAndDemandTables", {"dynamodb:*"}, [LEASE_TABLE, DEMAND_TABLE], None),
+    ("LeaseAndDemandTables", {"dynamodb:*"}, [LEASE_TABLE, DEMAND_TABLE, DEMAND_INDEXES], None),
     ("JitRunnerParameters", {"ssm:*"}, JIT_PARAMETERS, None),
     (
         "JitParameterKeyThroughSsmOnly",

@@ -22,12 +22,17 @@ from ..aws.observe import Observer
 from ..clock import utc_now
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
+from ..demand import (
+    DemandBook,
+    DynamoDemandStore,
+    QueuedJobAudit,
+    Redeliverer,
+    WebhookReceiver,
+)
 from ..github import GitHubClient, TokenAuth
-from ..github.demand import DemandBook, DynamoDemandStore
 from ..github.janitor import RunnerJanitor
 from ..github.jit import JitProvisioner
 from ..github.registry import GitHubRunnerStates
-from ..github.webhook import WebhookReceiver
 from ..plan.guard import GuardPolicy
 from ..plan.render_text import render_text
 from ..reconcile import plan_cycle
@@ -136,6 +141,11 @@ def demo(paths: list[str]) -> int:
         return EXIT_OK
 
 
+#: the simulated GitHub sends the sandbox's jobs through an organization hook (readable with
+#: the sandbox's token; the App's hook would need App credentials)
+SANDBOX_HOOK_OWNER = "/orgs/platform"
+
+
 def serve(paths: list[str], webhook_url: str, burst_period: float) -> int:
     """Keep a seeded sandbox and its simulated GitHub running until Ctrl-C."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: moto's process is ended
@@ -143,13 +153,22 @@ def serve(paths: list[str], webhook_url: str, burst_period: float) -> int:
         assert sandbox.github is not None
         secret = secrets.token_hex(16)
         world = GitHubWorld(
-            sandbox.github, sandbox.clients(), sandbox.clusters, webhook_url, secret.encode()
+            sandbox.github,
+            sandbox.clients(),
+            sandbox.clusters,
+            webhook_url,
+            secret.encode(),
+            hook_owner=SANDBOX_HOOK_OWNER,
         )
         traffic = BurstTraffic(world, load_specs(paths), period=burst_period)
         print("# sandbox AWS and GitHub are serving; point the CLI at them with:")
         for name, value in (sandbox.environment() | {WEBHOOK_SECRET_ENV: secret}).items():
             print(f"export {name}={value}")
         print(f"# simulated jobs are sent to {webhook_url} (`ecs-reconciler run` listens there)")
+        print(
+            f"# through the hook {world.hook}: `run --runner-states github --webhook-hook "
+            f"{world.hook}` redelivers what failed while it was down (GitHub does not retry)"
+        )
         print("# Ctrl-C stops it.", flush=True)
         try:
             while True:
@@ -191,6 +210,7 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             demand=book,
             github=github,
             janitor=RunnerJanitor(states, ssm, grace=30.0),
+            audit=QueuedJobAudit(github, book),
         )
         secret = secrets.token_hex(16).encode()
         host, _, port = listen.rpartition(":")
@@ -201,7 +221,9 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             controller.status,
             loop.is_alive,
             controller.metrics.render,
-            WebhookReceiver(secret, book, on_accept=controller.on_job_event),
+            receiver := WebhookReceiver.queued(
+                secret, book, controller.demand_pools, controller.on_job_event
+            ),
         )
         server.start()
         world = GitHubWorld(
@@ -210,7 +232,10 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             sandbox.clusters,
             f"http://{server.address}/webhook",
             secret,
+            hook_owner=SANDBOX_HOOK_OWNER,
         )
+        assert world.hook is not None
+        controller.redeliverer = Redeliverer(github, world.hook, store)
         traffic = BurstTraffic(world, load_specs(paths), period=burst_period)
         loop.start()
         print(f"controller on the sandbox; status at http://{server.address}/status")
@@ -242,6 +267,7 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             controller.stop()
             loop.join(timeout=30)
             server.close()
+            receiver.close()
             github.close()
             print(f"\nstopped. {_jobs_line(world)}")
     return EXIT_OK if not world.interrupted else EXIT_ERROR

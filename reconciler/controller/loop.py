@@ -18,16 +18,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import watchfiles
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws.clients import AwsClients
 from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
 from ..clock import UtcClock, utc_now
-from ..github.client import GitHubClient
-from ..github.demand import DemandBook, PoolDemandSpec, pool_for
+from ..demand import (
+    DemandBook,
+    JobEvent,
+    PoolDemandSpec,
+    QueuedJobAudit,
+    Redeliverer,
+    pool_for,
+)
+from ..github.client import GitHubClient, GitHubError
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
-from ..github.webhook import JobEvent
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
 from ..reconcile import Cycle, plan_cycle
@@ -151,6 +158,8 @@ class Controller:
         janitor: RunnerJanitor | None = None,
         versions: RunnerVersionWatch | None = None,
         wall_clock: UtcClock = utc_now,
+        redeliverer: Redeliverer | None = None,
+        audit: QueuedJobAudit | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -171,8 +180,14 @@ class Controller:
         self.janitor = janitor
         self.versions = versions
         self.wall_clock = wall_clock  # the time each cycle plans at (schedules, ages)
-        self._demand_pools: tuple[PoolDemandSpec, ...] = ()
         self._waiting_for_capacity = False
+        self.redeliverer = redeliverer
+        self.audit = audit
+        self._demand_pools: tuple[PoolDemandSpec, ...] | None = None  # known after a cycle
+
+    def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
+        """The pools of the last cycle's specs, for the demand book; None before the first."""
+        return self._demand_pools
 
     def stop(self) -> None:
         """Finish the action in flight, then return from `run`."""
@@ -247,6 +262,10 @@ class Controller:
         self._waiting_for_capacity = result is not None and _waits_for_capacity(cycle)
         if leader and self.janitor is not None and _saw_everything(cycle) and not self.stopping:
             self.janitor.collect(cycle.observed.tasks, cycle.desired.pools)
+        if leader and self.redeliverer is not None and self.redeliverer.due():
+            self._redeliver(self.redeliverer)
+        if leader and self.audit is not None and self.audit.due() and not self.stopping:
+            self._audit(self.audit)
         self.status.record_cycle(
             cycle.plan,
             revision,
@@ -265,15 +284,39 @@ class Controller:
             self.metrics.record_github_calls(self.github.calls)
         return cycle, result
 
+    def _redeliver(self, redeliverer: Redeliverer) -> None:
+        """Ask GitHub to redeliver failed webhook deliveries; a failure waits for the next."""
+        try:
+            done = redeliverer.run()
+        except (GitHubError, ClientError, BotoCoreError) as error:
+            log.warning("webhook deliveries not checked: %s", error)
+            return
+        if done.requested:
+            log.info(
+                "%d failed webhook deliveries redelivered (%d read)", done.requested, done.listed
+            )
+
+    def _audit(self, audit: QueuedJobAudit) -> None:
+        """Ask GitHub about long-queued jobs; those it shows assigned or done stop counting."""
+        try:
+            done = audit.run()
+        except (GitHubError, ClientError, BotoCoreError) as error:
+            log.warning("queued jobs not checked with GitHub: %s", error)
+            return
+        if done.corrected:
+            self.triggers.fire(f"{done.corrected} queued job(s) are no longer queued on GitHub")
+
     def became_leader(self) -> None:
         """Leadership acquired: forget cached revision lists (the previous leader may have
-        changed them), and reconcile now."""
+        changed them), read the whole redelivery window again, and reconcile now."""
         self.observer.forget_families()
+        if self.redeliverer is not None:
+            self.redeliverer.forget_progress()
         self.triggers.fire("became leader")
 
     def on_job_event(self, event: JobEvent) -> None:
         """A webhook's job event was accepted: count it, and reconcile soon."""
-        pool = pool_for(event, self._demand_pools)
+        pool = pool_for(event, self._demand_pools or ())
         name = pool.name if pool else "none"
         if event.action == "in_progress" and event.started_at:
             self.metrics.record_job_started(

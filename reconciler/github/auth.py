@@ -96,6 +96,10 @@ class AppAuth:
     def __repr__(self) -> str:
         return f"AppAuth(app_id={self.app_id}, installation_id={self.installation_id})"
 
+    def app_authorization(self) -> str:
+        """``Bearer <JWT>``: as the App itself (its webhook's deliveries need this)."""
+        return f"Bearer {app_jwt(self.app_id, self._key, self._clock())}"
+
     def authorization(self, app_post: AppPost) -> str:
         """``Bearer <installation token>``, fetching a new token when near expiry."""
         with self._lock:

@@ -79,6 +79,16 @@ class GitHubRunnerStates:
         """The runners of each scope as listed by the last `states` call, by name."""
         return self._runners
 
+    def versions(self, tasks: Sequence[ObservedTask]) -> dict[str, set[str]]:
+        """The runner versions each pool's runners reported to GitHub (as listed by the last
+        `states` call); runners that never connected report none."""
+        reported: dict[str, set[str]] = {}
+        for task in tasks:
+            runner = self._runner(task)
+            if runner is not None and runner.version:
+                reported.setdefault(task.pool, set()).add(runner.version)
+        return reported
+
     def confirm_stoppable(self, task: ObservedTask) -> bool:
         """Deregister the task's runner; True only when GitHub removed it (so it may stop)."""
         scope, runner, state = _scope(task), self._runner(task), self._state(task)
