@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from reconciler.controller.lease import LeaseConfig
-from reconciler.github.demand import DynamoDemandStore
+from reconciler.demand.store import QUEUE_INDEX, DynamoDemandStore
 from reconciler.github.jit import PARAMETER_PREFIX
 from reconciler.plan.state import FAMILY_PREFIX, MANAGED_BY_TAG, MANAGED_BY_VALUE
 from reconciler.sandbox import scenario
@@ -210,6 +210,10 @@ def test_tables_have_point_in_time_recovery_and_encryption(stack: Deployment) ->
     demand = tables[DynamoDemandStore(None).table]
     assert demand["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert demand["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    # the sparse index the store reads queued jobs by pool from (one Query per pool)
+    [index] = demand["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == QUEUE_INDEX
+    assert index["KeySchema"] == [{"AttributeName": "queuedPool", "KeyType": "HASH"}]
 
 
 def dynamodb_tables(stack: Deployment) -> list[dict[str, Any]]:
