@@ -33,13 +33,13 @@ demo: $(STAMP) ## one pass on the embedded sandbox: validate -> plan -> apply ->
 	$(BIN)/ecs-reconciler sandbox run
 
 test: $(STAMP) ## the whole suite (unit + end-to-end), $(TEST_WORKERS) workers
-	$(BIN)/pytest -q -n $(TEST_WORKERS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-unit: $(STAMP) ## the tests that need no server or process, in seconds
 	$(BIN)/pytest -q -m "not e2e"
 
 test-timeshift: $(STAMP) ## the whole suite with every Python process's clock at AT (default: inside a schedule window)
-	$(BIN)/python tools/timeshift.py $(AT) -- $(BIN)/pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python tools/timeshift.py $(AT) -- $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on the package
 	$(BIN)/ruff check reconciler tests tools bench deploy

@@ -26,7 +26,8 @@ from reconciler.spec.loader import SpecSet, load_specs
 
 from .conftest import run_cli as cli
 
-pytestmark = pytest.mark.e2e  # starts servers or processes
+# e2e: the CLI in processes; one xdist worker computes the module's day of simulation once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("simulate")]
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMETERS = SimulationParameters()
