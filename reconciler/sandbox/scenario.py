@@ -156,17 +156,17 @@ def _instances_for_peak_idle(provider: CapacityProvider, spec_set: SpecSet) -> i
     return min(MAX_GROUP_SIZE, max(INSTANCES_PER_GROUP, math.ceil(needed)))
 
 
-def _size_for_peak_idle(
-    endpoint_url: str, region: str, plan: InfrastructurePlan, stack: StackPlan
+def _size_groups(
+    endpoint_url: str, region: str, plan: InfrastructurePlan, stack: StackPlan, minimum: int
 ) -> None:
     """The stack starts every group at InitialDesiredCapacity; groups nobody scales in the
-    sandbox get the size `infrastructure_for` chose (room for their peak idle target)."""
+    sandbox get the size `infrastructure_for` chose (room for their peak idle target), and
+    every group at least `minimum` instances."""
     autoscaling = sandbox_client("autoscaling", endpoint_url, region)
     for group in plan.auto_scaling_groups:
-        if group.name in stack.group_names and group.desired_capacity > INSTANCES_PER_GROUP:
-            autoscaling.set_desired_capacity(
-                AutoScalingGroupName=group.name, DesiredCapacity=group.desired_capacity
-            )
+        size = min(group.max_size, max(group.desired_capacity, minimum))
+        if group.name in stack.group_names and size > INSTANCES_PER_GROUP:
+            autoscaling.set_desired_capacity(AutoScalingGroupName=group.name, DesiredCapacity=size)
 
 
 def _is_id(reference: str) -> bool:
@@ -316,9 +316,12 @@ class Sandbox:
         mode: ServerMode = "thread",
         github: bool = False,
         server: MotoServer | None = None,
+        instances_per_group: int = INSTANCES_PER_GROUP,
     ) -> None:
         """`server`: a running moto server to use (reset first, left running on exit), for
-        callers that share one between sandboxes; by default the sandbox starts its own."""
+        callers that share one between sandboxes; by default the sandbox starts its own.
+        `instances_per_group`: instances each Auto Scaling group starts with (at least)."""
+        self.instances_per_group = instances_per_group
         self.spec_paths = list(spec_paths)
         self.server = server or MotoServer(mode=mode)
         self._owns_server = server is None
@@ -394,7 +397,7 @@ class Sandbox:
                 ensure_controller_secret(self.endpoint_url, self.region),
             ),
         )
-        _size_for_peak_idle(self.endpoint_url, self.region, plan, stack)
+        _size_groups(self.endpoint_url, self.region, plan, stack, self.instances_per_group)
         seed_account(self.endpoint_url, self.region, rest)
         self.clusters = sorted(set(self.clusters) | set(plan.clusters) | {stack.cluster})
         with self._agent_lock:
