@@ -105,11 +105,16 @@ DEMO_ROUNDS = 4
 
 
 def demo(paths: list[str]) -> int:
-    """validate -> plan -> apply (until the plan is empty, bounded) -> plan, on a fresh sandbox."""
+    """validate -> plan -> apply (until the plan is empty, bounded) -> plan, on a fresh sandbox.
+
+    Every plan of the pass is made at the time the pass started, so a schedule window that
+    opens or closes during it does not change what the pass converges to.
+    """
+    now = utc_now()
     _step("validate")
     with Sandbox(paths) as sandbox:
         clients = sandbox.clients()
-        cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients), utc_now())
+        cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients), now)
         sys.stdout.write(render_diagnostics(cycle.spec_set.diagnostics))
         print(summary(cycle.spec_set))
         for pool in cycle.spec_set.pools:
@@ -124,13 +129,13 @@ def demo(paths: list[str]) -> int:
             _step("apply" if round_number == 1 else f"apply again (round {round_number})")
             applied = apply_cycle(cycle, clients, TaskTagRunnerStates(clients), GuardPolicy())
             sandbox.tick()  # new instances register with ECS, new runners come online
-            cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients), utc_now())
+            cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients), now)
             if applied != EXIT_OK or not cycle.plan.has_changes:
                 break
             print(render_text(cycle.plan), end="")
         _step("plan again")
         read_only = sandbox.clients(read_only=True)
-        second = plan_cycle(paths, Observer(read_only), TaskTagRunnerStates(read_only), utc_now())
+        second = plan_cycle(paths, Observer(read_only), TaskTagRunnerStates(read_only), now)
         print(render_text(second.plan), end="")
         calls = read_only.total_calls()
         print(f"\n(the last plan made {calls} AWS API calls)")
