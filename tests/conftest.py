@@ -103,7 +103,8 @@ def specs(tmp_path: Path) -> Path:
 def moto_server() -> Iterator[MotoServer]:
     """One moto server (its own process) per test process, i.e. per xdist worker; every
     test that uses it resets it first (`moto`, `sandbox`), so tests never see each other."""
-    with MotoServer(mode="process") as server:
+    # several workers start theirs at once on a loaded machine: allow a minute
+    with MotoServer(mode="process", startup_timeout=60) as server:
         yield server
 
 

@@ -99,7 +99,7 @@ class MotoServer:
         *,
         mode: ServerMode = "thread",
         port: int = 0,
-        startup_timeout: float = 10.0,
+        startup_timeout: float = 30.0,  # a loaded 2-core machine takes several seconds
         quiet: bool = True,
     ) -> None:
         if mode not in ("thread", "process"):
