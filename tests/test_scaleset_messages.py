@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from reconciler.github.client import Scope
 from reconciler.github.scaleset.client import (
     ScaleSet,
     config_url,
     scale_set_body,
     token_expiry,
 )
-from reconciler.github.client import Scope
 from reconciler.github.scaleset.errors import (
     ActionsServiceError,
     RunnerExists,
