@@ -32,9 +32,11 @@ from ..demand import (
     Redeliverer,
     pool_for,
 )
+from ..demand.scaleset import ScaleSetListeners
 from ..github.client import GitHubClient, GitHubError
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
+from ..github.scaleset.pools import scale_set_pools
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
 from ..reconcile import Cycle, plan_cycle
@@ -160,6 +162,7 @@ class Controller:
         wall_clock: UtcClock = utc_now,
         redeliverer: Redeliverer | None = None,
         audit: QueuedJobAudit | None = None,
+        scale_set_listeners: ScaleSetListeners | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -184,6 +187,7 @@ class Controller:
         self.redeliverer = redeliverer
         self.audit = audit
         self._demand_pools: tuple[PoolDemandSpec, ...] | None = None  # known after a cycle
+        self.scale_set_listeners = scale_set_listeners
 
     def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
         """The pools of the last cycle's specs, for the demand book; None before the first."""
@@ -193,6 +197,8 @@ class Controller:
         """Finish the action in flight, then return from `run`."""
         self._stop.set()
         self.triggers.fire("stop")
+        if self.scale_set_listeners is not None:
+            self.scale_set_listeners.stop()
 
     @property
     def stopping(self) -> bool:
@@ -242,7 +248,14 @@ class Controller:
             self.wall_clock(),
             demand=self.demand,
             versions=self.versions,
+            scale_set_demand=(
+                self.scale_set_listeners.demand if self.scale_set_listeners is not None else None
+            ),
         )
+        if self.scale_set_listeners is not None and cycle.spec_set.ok and not self.stopping:
+            # every replica keeps its listeners in step with the specs; each listens only
+            # while it leads (a spec that fails to load leaves the listeners as they were)
+            self.scale_set_listeners.sync(scale_set_pools(cycle.spec_set.pools))
         self.cycles += 1
         self._demand_pools = cycle.demand_pools
         if self.demand is not None:

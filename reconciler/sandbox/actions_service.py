@@ -48,6 +48,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -182,6 +183,11 @@ class ActionsService:
         self.conflicts = 0
         self._log: list[tuple[str, str, int]] = []
         self._closed = False
+        #: Called (outside this service's lock) when a JIT runner is registered or removed,
+        #: so that FakeGitHub's REST view lists scale-set runners as GitHub does.
+        self.on_runner_registered: Callable[[str, str, list[str], int], None] | None = None
+        self.on_runner_removed: Callable[[str, str], None] | None = None
+        self._effects: list[Callable[[], None]] = []
         self._servers: list[ThreadingHTTPServer] = []
         self._threads: list[threading.Thread] = []
 
@@ -332,15 +338,31 @@ class ActionsService:
                 raise ValueError(f"job {request_id} is {job.state}, not running")
             job.state = "completed"
             self._emit(job, "JobCompleted", result=result)
-            self._runners.pop(job.runner_id, None)
-            return job.runner_name
+            self._forget_runner(job.runner_id)
+            name = job.runner_name
+        self._run_effects()
+        return name
 
-    def runner_gone(self, name: str) -> None:
-        """A runner exits before taking a job: its registration goes."""
+    def runner_gone(self, name: str, notify: bool = True) -> None:
+        """A runner exits before taking a job (or was deleted through the REST API, then
+        `notify` is False): its registration goes."""
         with self._cond:
             runner = self._runner_named(name)
             if runner is not None and not runner.request_id:
-                del self._runners[runner.id]
+                if notify:
+                    self._forget_runner(runner.id)
+                else:
+                    del self._runners[runner.id]
+        if notify:  # never from inside FakeGitHub's lock: effects take that lock
+            self._run_effects()
+
+    def _forget_runner(self, runner_id: int) -> None:
+        """Drop a registration (lock held); the REST view is told after the lock."""
+        runner = self._runners.pop(runner_id, None)
+        scale_set = self._sets.get(runner.scale_set_id) if runner else None
+        if runner is not None and scale_set is not None and self.on_runner_removed:
+            callback, scope, name = self.on_runner_removed, scale_set.scope, runner.name
+            self._effects.append(lambda: callback(scope, name))
 
     def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
         """The jobs (in a state): request id, scale set, state, runner name."""
@@ -400,7 +422,14 @@ class ActionsService:
                 answer = self._service(method, split.path, query, headers, body)
         with self._cond:
             self._log.append((method, split.path, answer.status))
+        self._run_effects()
         return answer
+
+    def _run_effects(self) -> None:
+        with self._cond:
+            effects, self._effects = self._effects, []
+        for effect in effects:
+            effect()
 
     def _service(
         self, method: str, path: str, query: dict[str, str], headers: Any, body: Any
@@ -460,7 +489,7 @@ class ActionsService:
                 if runner.request_id:
                     message = f"runner {runner.name} is running a job"
                     return _exception(400, "JobStillRunningException", message, _TASK_WEBAPI)
-                del self._runners[runner.id]
+                self._forget_runner(runner.id)
                 return _Answer(204)
         return _Answer(404, {"message": f"no route {method} {path}"})
 
@@ -721,6 +750,10 @@ class ActionsService:
             return _exception(409, "AgentExistsException", message, _TASK_WEBAPI)
         runner = _Runner(next(self._ids), name, scale_set_id)
         self._runners[runner.id] = runner
+        if self.on_runner_registered is not None:
+            callback, group = self.on_runner_registered, scale_set.runner_group_id
+            labels = [label["name"] for label in scale_set.labels]
+            self._effects.append(lambda: callback(scope, name, labels, group))
         secret = {"runner_id": runner.id, "name": name, "scale_set_id": scale_set_id,
                   "secret": secrets.token_hex(16)}  # fmt: skip
         return _Answer(

@@ -137,6 +137,8 @@ class FakeGitHub:
         self._registration_tokens: dict[str, tuple[str, float]] = {}  # token -> (scope, expiry)
         #: The Actions service behind runner scale sets (started and closed with this server).
         self.actions = ActionsService(clock=clock)
+        self.actions.on_runner_registered = self._scale_set_runner_registered
+        self.actions.on_runner_removed = self.remove_runner
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -474,6 +476,14 @@ class FakeGitHub:
         delivery = self.hooks.delivery(hook, delivery_id) if method == "GET" else None
         return _Response(200, delivery) if delivery is not None else _error(404, "Not Found")
 
+    def _scale_set_runner_registered(
+        self, scope_path: str, name: str, labels: list[str], group_id: int
+    ) -> None:
+        """A scale set's JIT runner shows in the scope's REST runner list, offline until it
+        connects (scale-set runners are listed there on GitHub too)."""
+        with self._lock:
+            self._register(scope_path, name, labels, "offline", False, group_id)
+
     def _registration_token(self, scope_path: str) -> _Response:
         """A runner registration token for the scope: 201, valid one hour."""
         token = secrets.token_hex(15).upper()
@@ -606,6 +616,7 @@ class FakeGitHub:
         if runner["busy"]:
             return _error(422, f'Bad request - Runner "{runner["name"]}" is still running a job')
         del runners[runner_id]
+        self.actions.runner_gone(runner["name"], notify=False)
         return _Response(204)
 
     def _register(
