@@ -262,9 +262,13 @@ class ActionsService:
             self._groups[scope] = list(groups)
 
     def scale_sets(self, scope: str | None = None) -> list[dict[str, Any]]:
-        """The scale sets (of a scope), as the service shows them."""
+        """The scale sets (of a scope), as the service shows them, with their ``scope``."""
         with self._cond:
-            return [self._shown(s) for s in self._sets.values() if scope in (None, s.scope)]
+            return [
+                {**self._shown(s), "scope": s.scope}
+                for s in self._sets.values()
+                if scope in (None, s.scope)
+            ]
 
     def delete_scale_set(self, scale_set_id: int) -> None:
         """Delete a scale set as GitHub does after 7 idle days."""
@@ -305,9 +309,9 @@ class ActionsService:
         """A job asks for `labels`: the first scale set of `scope` whose labels include them
         all gets it (JobAvailable). Returns the runner request id, None if no scale set."""
         with self._cond:
-            wanted = set(labels)
+            wanted = {label.lower() for label in labels}
             for scale_set in sorted(self._sets.values(), key=lambda s: s.id):
-                names = {label["name"] for label in scale_set.labels}
+                names = {label["name"].lower() for label in scale_set.labels}
                 if scale_set.scope == scope and wanted <= names:
                     request_id = next(self._request_ids)
                     job = _Job(
