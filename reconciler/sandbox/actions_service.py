@@ -188,6 +188,7 @@ class ActionsService:
         self.on_runner_registered: Callable[[str, str, list[str], int], None] | None = None
         self.on_runner_removed: Callable[[str, str], None] | None = None
         self._effects: list[Callable[[], None]] = []
+        self._faults: list[int] = []
         self._servers: list[ThreadingHTTPServer] = []
         self._threads: list[threading.Thread] = []
 
@@ -274,6 +275,11 @@ class ActionsService:
         """Delete a scale set as GitHub does after 7 idle days."""
         with self._cond:
             self._drop(scale_set_id)
+
+    def fail_next(self, n: int = 1, status: int = 503) -> None:
+        """Answer the next `n` requests (service or broker) with `status`."""
+        with self._cond:
+            self._faults.extend([status] * n)
 
     def expire_queue_tokens(self) -> None:
         """Make every session's queue token expired now (the next queue call gets 401)."""
@@ -415,6 +421,12 @@ class ActionsService:
     def handle(self, role: str, method: str, target: str, headers: Any, raw: bytes) -> _Answer:
         split = urlsplit(target)
         query = {k: v[0] for k, v in parse_qs(split.query).items()}
+        with self._cond:
+            fault = self._faults.pop(0) if self._faults else None
+        if fault is not None:
+            with self._cond:
+                self._log.append((method, split.path, fault))
+            return _exception(fault, "ServiceUnavailableException", "injected fault")
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
