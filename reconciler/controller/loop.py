@@ -36,6 +36,7 @@ from ..demand.scaleset import ScaleSetListeners
 from ..github.client import GitHubClient, GitHubError
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
+from ..github.scaleset.messages import ScaleSetMessage
 from ..github.scaleset.pools import scale_set_pools
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
@@ -188,6 +189,8 @@ class Controller:
         self.audit = audit
         self._demand_pools: tuple[PoolDemandSpec, ...] | None = None  # known after a cycle
         self.scale_set_listeners = scale_set_listeners
+        if scale_set_listeners is not None and scale_set_listeners.on_message is None:
+            scale_set_listeners.on_message = self.on_scale_set_message
 
     def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
         """The pools of the last cycle's specs, for the demand book; None before the first."""
@@ -340,6 +343,12 @@ class Controller:
                 name, event.organization, event.repository, event.started_at, event.at
             )
         self.triggers.fire(f"webhook: job {event.job_id} {event.action}")
+
+    def on_scale_set_message(self, pool: str, message: ScaleSetMessage) -> None:
+        """A scale set's message was recorded: its metrics, and reconcile soon."""
+        self.metrics.record_scale_set_message(pool, message)
+        kinds = ", ".join(sorted({job.kind for job in message.jobs})) or "statistics"
+        self.triggers.fire(f"scale set {pool}: {kinds}")
 
     def _apply(self, cycle: Cycle) -> ApplyResult:
         refused = refused_actions(cycle.plan, self.settings.guard)
