@@ -29,10 +29,12 @@ from ..demand import (
     Redeliverer,
     WebhookReceiver,
 )
+from ..demand.scaleset import ScaleSetDemand, ScaleSetListeners
 from ..github import GitHubClient, TokenAuth
 from ..github.janitor import RunnerJanitor
 from ..github.jit import JitProvisioner
 from ..github.registry import GitHubRunnerStates
+from ..github.scaleset.pools import ScaleSetPools
 from ..plan.guard import GuardPolicy
 from ..plan.render_text import render_text
 from ..reconcile import plan_cycle
@@ -202,11 +204,15 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
         store = DynamoDemandStore(clients.client("dynamodb"))
         store.ensure_table()
         book = DemandBook(store)
+        scale_sets = ScaleSetPools(github)
         controller = Controller(
             ControllerSettings(spec_paths=paths, resync_interval=5.0),
             clients,
             states,
-            provisioner=JitProvisioner(github, ssm, kms_key=JIT_KEY_ALIAS),
+            provisioner=JitProvisioner(github, ssm, kms_key=JIT_KEY_ALIAS, scale_sets=scale_sets),
+            scale_set_listeners=ScaleSetListeners(
+                scale_sets, ScaleSetDemand(), "sandbox", lambda: True
+            ),
             demand=book,
             github=github,
             janitor=RunnerJanitor(states, ssm, grace=30.0),
