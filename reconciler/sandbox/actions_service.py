@@ -180,6 +180,7 @@ class ActionsService:
         self._message_ids = itertools.count(1)
         self._request_ids = itertools.count(1001)
         self.sessions_opened = 0
+        self.session_owners: list[str] = []  # who opened each session, in order
         self.conflicts = 0
         self._log: list[tuple[str, str, int]] = []
         self._closed = False
@@ -703,6 +704,7 @@ class ActionsService:
         )  # fmt: skip
         self._sessions[scale_set_id] = session
         self.sessions_opened += 1
+        self.session_owners.append(owner)
         return _Answer(200, self._session_body(scale_set_id, session))
 
     def _session_call(self, method: str, scale_set_id: int, session_id: str) -> _Answer:
