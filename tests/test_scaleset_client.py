@@ -241,3 +241,14 @@ def test_bad_requests_are_refused_by_the_service(github: FakeGitHub, clock: Fake
     assert response.status_code == 400
     response = client.send("GET", "GET /x", url + "&runnerGroupId=1", "Bearer wrong")
     assert response.status_code == 401
+
+
+def test_ghes_without_custom_labels_keeps_the_name_and_says_so(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FakeGitHub(tokens=[TOKEN], clock=clock, prefix="/api/v3") as github:
+        github.actions.custom_labels = False  # GHES < 3.18, or the feature flag off
+        client = client_for(github, clock)
+        created = client.ensure_scale_set("pool-a", "Default", ["self-hosted", "pool-a"])
+        assert created.label_names == ["pool-a"]
+        assert "jobs must use runs-on: pool-a" in caplog.text

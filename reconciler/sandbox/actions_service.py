@@ -167,6 +167,9 @@ class ActionsService:
         self.queue_token_lifetime = queue_token_lifetime
         self.poll_timeout = poll_timeout
         self.session_idle_timeout = session_idle_timeout
+        #: GHES before 3.18 (or without DistributedTask.AllowRunnerScaleSetCustomLabels)
+        #: keeps a scale set's name as its only label and drops the others silently.
+        self.custom_labels = True
         self._clock = clock
         self._cond = threading.Condition()
         self._admin_tokens: dict[str, tuple[str, float]] = {}  # token -> (scope, expiry)
@@ -616,6 +619,8 @@ class ActionsService:
         group = next((n for i, n in self._groups_of(scope) if i == group_id), None)
         if group is None:
             return _exception(404, "RunnerGroupNotFoundException", f"no runner group {group_id}")
+        if not self.custom_labels:
+            body = {**body, "labels": [{"type": "System", "name": body["name"]}]}
         return body, group
 
     def _create_set(self, scope: str, body: Any) -> _Answer:

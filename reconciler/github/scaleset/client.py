@@ -307,10 +307,20 @@ class ScaleSetClient:
         existing = self.get_scale_set(group_id, name)
         wanted = labels or [name]
         if existing is None:
-            return self.create_scale_set(name, group_id, wanted, disable_update)
-        if existing.label_names != wanted or existing.disable_update != disable_update:
-            return self.update_scale_set(existing.id, name, group_id, wanted, disable_update)
-        return existing
+            result = self.create_scale_set(name, group_id, wanted, disable_update)
+        elif existing.label_names != wanted or existing.disable_update != disable_update:
+            result = self.update_scale_set(existing.id, name, group_id, wanted, disable_update)
+        else:
+            result = existing
+        if result.label_names != wanted:
+            # GHES before 3.18, or without DistributedTask.AllowRunnerScaleSetCustomLabels,
+            # keeps the name as the only label and drops the others silently
+            logger.warning(
+                "scale set %s: GitHub kept the labels %s, not %s (custom labels need GitHub.com "
+                "or GHES 3.18+ with custom labels enabled): jobs must use runs-on: %s",
+                name, result.label_names, wanted, name,
+            )  # fmt: skip
+        return result
 
     # -- runners -------------------------------------------------------------------------------
 
