@@ -213,3 +213,16 @@ def test_errors_are_classified_on_status_and_exception(
 ) -> None:
     error = classify(status, "POST", endpoint, "m", type_name)
     assert type(error) is cls
+
+
+def test_scale_set_demand_is_assigned_minus_running_per_pool() -> None:
+    from reconciler.demand.scaleset import ScaleSetDemand
+
+    demand = ScaleSetDemand(clock=lambda: 100.0)
+    assert demand.pending(["a"]) == {}  # nothing recorded yet: no demand claimed
+    demand.record("a", 7, Statistics(total_assigned_jobs=5, total_running_jobs=2))
+    demand.record("b", 8, Statistics(total_assigned_jobs=1, total_running_jobs=3))
+    assert demand.pending(["a", "b", "c"]) == {"a": 3, "b": 0}
+    assert demand.latest("a") is not None and demand.latest("a").recorded_at == 100.0  # type: ignore[union-attr]
+    demand.forget("a")
+    assert demand.pending(["a"]) == {}
