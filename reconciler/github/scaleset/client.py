@@ -307,7 +307,13 @@ class ScaleSetClient:
         existing = self.get_scale_set(group_id, name)
         wanted = labels or [name]
         if existing is None:
-            result = self.create_scale_set(name, group_id, wanted, disable_update)
+            try:
+                result = self.create_scale_set(name, group_id, wanted, disable_update)
+            except ActionsServiceError as error:
+                created = self.get_scale_set(group_id, name) if error.status == 409 else None
+                if created is None:
+                    raise
+                result = created  # created meanwhile by another client: adopted
         elif existing.label_names != wanted or existing.disable_update != disable_update:
             result = self.update_scale_set(existing.id, name, group_id, wanted, disable_update)
         else:

@@ -73,6 +73,7 @@ class ScaleSetPools:
         self._pools: dict[str, ScaleSetPool] = {}
         self._clients: dict[Scope, ScaleSetClient] = {}
         self._scale_sets: dict[str, tuple[ScaleSetPool, ScaleSet]] = {}
+        self._ensuring: dict[str, threading.Lock] = {}
 
     def set_pools(self, pools: dict[str, ScaleSetPool]) -> None:
         """The scale-set pools of the current specs."""
@@ -100,16 +101,19 @@ class ScaleSetPools:
         """The pool's scale set: cached while the pool's spec is unchanged, else adopted,
         updated or created on GitHub."""
         with self._lock:
-            cached = self._scale_sets.get(pool.name)
-        if cached is not None and cached[0] == pool:
-            return cached[1]
-        scale_set = self.client(pool.scope).ensure_scale_set(
-            pool.name, pool.runner_group, list(pool.labels)
-        )
-        logger.info("pool %s: scale set %d (%s)", pool.name, scale_set.id, scale_set.name)
-        with self._lock:
-            self._scale_sets[pool.name] = (pool, scale_set)
-        return scale_set
+            ensuring = self._ensuring.setdefault(pool.name, threading.Lock())
+        with ensuring:  # the listener and the provisioner may ask at once: one ensure
+            with self._lock:
+                cached = self._scale_sets.get(pool.name)
+            if cached is not None and cached[0] == pool:
+                return cached[1]
+            scale_set = self.client(pool.scope).ensure_scale_set(
+                pool.name, pool.runner_group, list(pool.labels)
+            )
+            logger.info("pool %s: scale set %d (%s)", pool.name, scale_set.id, scale_set.name)
+            with self._lock:
+                self._scale_sets[pool.name] = (pool, scale_set)
+            return scale_set
 
     def forget(self, pool: str) -> None:
         """Forget a pool's scale set (GitHub deleted it): the next use creates it again."""
