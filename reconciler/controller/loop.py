@@ -32,9 +32,12 @@ from ..demand import (
     Redeliverer,
     pool_for,
 )
+from ..demand.scaleset import ScaleSetListeners
 from ..github.client import GitHubClient, GitHubError
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
+from ..github.scaleset.messages import ScaleSetMessage
+from ..github.scaleset.pools import scale_set_pools
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
 from ..reconcile import Cycle, plan_cycle
@@ -160,6 +163,7 @@ class Controller:
         wall_clock: UtcClock = utc_now,
         redeliverer: Redeliverer | None = None,
         audit: QueuedJobAudit | None = None,
+        scale_set_listeners: ScaleSetListeners | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -184,6 +188,9 @@ class Controller:
         self.redeliverer = redeliverer
         self.audit = audit
         self._demand_pools: tuple[PoolDemandSpec, ...] | None = None  # known after a cycle
+        self.scale_set_listeners = scale_set_listeners
+        if scale_set_listeners is not None and scale_set_listeners.on_message is None:
+            scale_set_listeners.on_message = self.on_scale_set_message
 
     def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
         """The pools of the last cycle's specs, for the demand book; None before the first."""
@@ -193,6 +200,8 @@ class Controller:
         """Finish the action in flight, then return from `run`."""
         self._stop.set()
         self.triggers.fire("stop")
+        if self.scale_set_listeners is not None:
+            self.scale_set_listeners.stop()
 
     @property
     def stopping(self) -> bool:
@@ -242,7 +251,14 @@ class Controller:
             self.wall_clock(),
             demand=self.demand,
             versions=self.versions,
+            scale_set_demand=(
+                self.scale_set_listeners.demand if self.scale_set_listeners is not None else None
+            ),
         )
+        if self.scale_set_listeners is not None and cycle.spec_set.ok and not self.stopping:
+            # every replica keeps its listeners in step with the specs; each listens only
+            # while it leads (a spec that fails to load leaves the listeners as they were)
+            self.scale_set_listeners.sync(scale_set_pools(cycle.spec_set.pools))
         self.cycles += 1
         self._demand_pools = cycle.demand_pools
         if self.demand is not None:
@@ -327,6 +343,12 @@ class Controller:
                 name, event.organization, event.repository, event.started_at, event.at
             )
         self.triggers.fire(f"webhook: job {event.job_id} {event.action}")
+
+    def on_scale_set_message(self, pool: str, message: ScaleSetMessage) -> None:
+        """A scale set's message was recorded: its metrics, and reconcile soon."""
+        self.metrics.record_scale_set_message(pool, message)
+        kinds = ", ".join(sorted({job.kind for job in message.jobs})) or "statistics"
+        self.triggers.fire(f"scale set {pool}: {kinds}")
 
     def _apply(self, cycle: Cycle) -> ApplyResult:
         refused = refused_actions(cycle.plan, self.settings.guard)
