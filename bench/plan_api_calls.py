@@ -30,7 +30,7 @@ def measure(count: int) -> dict[str, Any]:
         specs = Path(directory)
         write_specs(specs, [count])
         progress(f"[{count}] seeding the sandbox")
-        with Sandbox([specs], mode="process") as sandbox:
+        with Sandbox([specs], mode="process", agent_interval=None) as sandbox:
             instances = add_instances(sandbox, count)
             progress(f"[{count}] {instances} instances registered; starting {count} runners")
             converge(sandbox, specs)

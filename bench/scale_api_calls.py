@@ -40,7 +40,7 @@ def measure_pools(pools: int, task_counts: list[int]) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as directory:
         specs = Path(directory)
         write_specs(specs, spread(0, pools))
-        with Sandbox([specs], mode="process") as sandbox:
+        with Sandbox([specs], mode="process", agent_interval=None) as sandbox:
             instances = add_instances(sandbox, max(task_counts))
             progress(f"[{pools} pools] {instances} container instances registered")
             for tasks in sorted(task_counts):

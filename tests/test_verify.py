@@ -22,6 +22,7 @@ from reconciler.aws.clients import AwsClients
 from reconciler.sandbox.agent import CRASH
 from reconciler.sandbox.infrastructure import push_image
 from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.server import MotoServer
 from reconciler.verify.images import ImageReference, ImageVerifier
 
 from .conftest import edit, run_cli
@@ -177,7 +178,15 @@ def stopped_reason(sandbox: Sandbox, task_arn: str) -> str | None:
     return found.get("stoppedReason") if found["lastStatus"] == "STOPPED" else None
 
 
-def test_agent_fails_unpullable_images_and_crashes_marked_ones(sandbox: Sandbox) -> None:
+@pytest.fixture
+def stepped_sandbox(specs: Path, moto_server: MotoServer) -> Iterator[Sandbox]:
+    """A sandbox whose agent only acts on `tick()`, so a test can step through its syncs."""
+    with Sandbox([specs], server=moto_server, agent_interval=None) as running:
+        yield running
+
+
+def test_agent_fails_unpullable_images_and_crashes_marked_ones(stepped_sandbox: Sandbox) -> None:
+    sandbox = stepped_sandbox
     crashing = f"{ECR}/actions-runner:broken@sha256:{'3' * 64}"
     for image in (PUSHED, crashing):
         push_image(sandbox.endpoint_url, image)

@@ -317,11 +317,15 @@ class Sandbox:
         github: bool = False,
         server: MotoServer | None = None,
         instances_per_group: int = INSTANCES_PER_GROUP,
+        agent_interval: float | None = AGENT_INTERVAL,
     ) -> None:
         """`server`: a running moto server to use (reset first, left running on exit), for
         callers that share one between sandboxes; by default the sandbox starts its own.
-        `instances_per_group`: instances each Auto Scaling group starts with (at least)."""
+        `instances_per_group`: instances each Auto Scaling group starts with (at least).
+        `agent_interval`: how often the simulated ECS agent syncs by itself; None: only on
+        `tick()`, for callers that step the agent themselves."""
         self.instances_per_group = instances_per_group
+        self.agent_interval = agent_interval
         self.spec_paths = list(spec_paths)
         self.server = server or MotoServer(mode=mode)
         self._owns_server = server is None
@@ -373,10 +377,14 @@ class Sandbox:
             self.github.start()
         self.seed(load_specs(self.spec_paths))
         warm_up.join()
-        self._agent_thread = threading.Thread(
-            target=self._run_agent, name="sandbox-agent", daemon=True
-        )
-        self._agent_thread.start()
+        if self.agent_interval is not None:
+            self._agent_thread = threading.Thread(
+                target=self._run_agent,
+                args=(self.agent_interval,),
+                name="sandbox-agent",
+                daemon=True,
+            )
+            self._agent_thread.start()
 
     def _warm_up_cloudformation(self) -> None:
         sandbox_client("cloudformation", self.endpoint_url, self.region).list_stacks()
@@ -441,9 +449,9 @@ class Sandbox:
             if self._agent is not None:
                 self._agent.sync()
 
-    def _run_agent(self) -> None:
+    def _run_agent(self, interval: float) -> None:
         """Instances register with ECS by themselves, as the ECS agent on them does."""
-        while not self._agent_stop.wait(AGENT_INTERVAL):
+        while not self._agent_stop.wait(interval):
             try:
                 self._sync_agent()
             except Exception as error:  # a sync racing a reset or a stop: try again later
