@@ -21,6 +21,7 @@ from .github.demand import DemandBook, PoolDemandSpec
 from .github.releases import RunnerVersionWatch
 from .plan.actions import Note, Plan
 from .plan.desired import render_desired
+from .plan.expectations import Expectations
 from .plan.planner import plan as make_plan
 from .plan.state import DesiredState, ObservedState, RunnerState
 from .plan.versions import VersionCheck, check_runner_versions, stale_version_notes
@@ -50,8 +51,12 @@ def plan_cycle(
     now: datetime.datetime | None = None,
     demand: DemandBook | None = None,
     versions: RunnerVersionWatch | None = None,
+    expectations: Expectations | None = None,
 ) -> Cycle:
     """Run one read-only cycle and return its plan (nothing is changed).
+
+    With expectations (the controller's), the starts and stops earlier cycles issued are
+    settled against this observation and the rest is counted by the planner.
 
     With a demand book, its queued jobs (refreshed from its store) raise each pool's target;
     if the store cannot be read, the last demand known is used and the plan says so. With a
@@ -77,6 +82,7 @@ def plan_cycle(
         runner_states,
         spec_errors=tuple(str(d) for d in spec_set.errors),
         now=moment,
+        in_flight=expectations.observe(observed.tasks) if expectations is not None else None,
     )
     checks: list[VersionCheck] = []
     if versions is not None:

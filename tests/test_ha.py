@@ -16,7 +16,7 @@ from reconciler.sandbox.scenario import Sandbox
 
 from .conftest import wait_for
 
-LEASE, RENEW, RETRY = 3.0, 2.0, 0.5
+LEASE, RENEW, RETRY = 8.0, 6.0, 0.5  # RENEW >= a fenced call's 5 s + 2 RETRY
 DESIRED_TOTAL = 4  # the example specs: 2 + 1 + 1 runners
 
 

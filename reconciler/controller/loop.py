@@ -19,14 +19,17 @@ from pathlib import Path
 
 import watchfiles
 
+from .. import fencing
 from ..aws.clients import AwsClients
 from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
+from ..fencing import Fence, LeaseLost
 from ..github.client import GitHubClient
 from ..github.demand import DemandBook, PoolDemandSpec, pool_for
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
 from ..github.webhook import JobEvent
+from ..plan.expectations import Expectations
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
 from ..reconcile import Cycle, plan_cycle
@@ -147,7 +150,9 @@ class Controller:
         github: GitHubClient | None = None,
         janitor: RunnerJanitor | None = None,
         versions: RunnerVersionWatch | None = None,
+        fence: Fence | None = None,
     ) -> None:
+        """`fence`: the lease (with leader election), checked by every mutating call."""
         self.settings = settings
         self.clients = clients
         self.runner_states = runner_states
@@ -167,6 +172,8 @@ class Controller:
         self.janitor = janitor
         self.versions = versions
         self._demand_pools: tuple[PoolDemandSpec, ...] = ()
+        self.fence = fence
+        self.expectations = Expectations()
 
     def stop(self) -> None:
         """Finish the action in flight, then return from `run`."""
@@ -217,6 +224,7 @@ class Controller:
             self.runner_states,
             demand=self.demand,
             versions=self.versions,
+            expectations=self.expectations,
         )
         self.cycles += 1
         self._demand_pools = cycle.demand_pools
@@ -235,7 +243,11 @@ class Controller:
         elif leader and cycle.plan.has_changes and not self.stopping:
             result = self._apply(cycle)
         if leader and self.janitor is not None and _saw_everything(cycle) and not self.stopping:
-            self.janitor.collect(cycle.observed.tasks, cycle.desired.pools)
+            try:
+                with fencing.fenced(self.fence):
+                    self.janitor.collect(cycle.observed.tasks, cycle.desired.pools)
+            except LeaseLost as error:
+                log.warning("garbage collection stopped: %s", error)
         self.status.record_cycle(
             cycle.plan,
             revision,
@@ -288,6 +300,8 @@ class Controller:
             self.runner_states,
             progress=log.info,
             provisioner=self.provisioner,
+            fence=self.fence,
+            expectations=self.expectations,
         )
         # stop after the action in flight on SIGTERM, or when the lease is lost mid-apply
         result = executor.apply(
