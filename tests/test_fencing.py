@@ -182,7 +182,7 @@ def test_every_mutating_attempt_is_fenced_and_reads_are_not(
         clients.ecs.create_cluster(clusterName="fenced-ok")
         client.create_jit_config(Scope("organization", "acme"), "r-1", 1, ["self-hosted"])
         clock.now += 2.0  # 4 s left: not enough for an attempt's worst case
-        with pytest.raises(LeaseLost, match="ecs:CreateCluster refused: lease 4.0s left"):
+        with pytest.raises(LeaseLost, match=r"ecs:CreateCluster refused: lease 4\.0s left"):
             clients.ecs.create_cluster(clusterName="fenced-late")
         with pytest.raises(LeaseLost, match="generate-jitconfig refused"):
             client.create_jit_config(Scope("organization", "acme"), "r-2", 1, ["self-hosted"])
