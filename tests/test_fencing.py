@@ -187,7 +187,7 @@ def test_every_mutating_attempt_is_fenced_and_reads_are_not(
         with pytest.raises(LeaseLost, match="generate-jitconfig refused"):
             client.create_jit_config(Scope("organization", "acme"), "r-2", 1, ["self-hosted"])
         clients.ecs.list_clusters()  # reads pass
-        assert [r["name"] for r in client.list_runners(Scope("organization", "acme"))] == ["r-1"]
+        assert [r.name for r in client.list_runners(Scope("organization", "acme"))] == ["r-1"]
     clusters = clients.ecs.list_clusters()["clusterArns"]
     assert any(arn.endswith("/fenced-ok") for arn in clusters)
     assert not any(arn.endswith("/fenced-late") for arn in clusters)
