@@ -76,13 +76,17 @@ def plan_cycle(
     desired = render_desired(spec_set, moment, observer.clients.region, pending)
     observed = observer.observe(desired)
     runner_states = runner_source.states([*observed.tasks, *observed.stopped_tasks])
+    in_flight = None
+    if expectations is not None:
+        stopped = observer.stopped_among(expectations.unlisted(observed.tasks))
+        in_flight = expectations.observe(observed.tasks, stopped)
     plan = make_plan(
         desired,
         observed,
         runner_states,
         spec_errors=tuple(str(d) for d in spec_set.errors),
         now=moment,
-        in_flight=expectations.observe(observed.tasks) if expectations is not None else None,
+        in_flight=in_flight,
     )
     checks: list[VersionCheck] = []
     if versions is not None:

@@ -74,6 +74,15 @@ def test_stops_count_while_still_listed_and_everything_expires() -> None:
     assert expectations.observe([]) == InFlight(), "a stop settles once the task is gone"
 
 
+def test_a_start_whose_task_stopped_before_any_listing_settles_at_once() -> None:
+    expectations = Expectations(clock=Clock())
+    expectations.expect_start("p", "p-1", "arn:1", CLUSTER)
+    expectations.expect_start("p", "p-2", "arn:2", CLUSTER)
+    expectations.expect_start("p", "p-3")  # no ARN: nothing to describe
+    assert expectations.unlisted([task("arn:2")]) == {CLUSTER: ["arn:1"]}
+    assert expectations.observe([task("arn:2")], stopped={"arn:1"}) == InFlight({"p": 1})
+
+
 def test_client_tokens_are_deterministic_per_start_and_never_shared() -> None:
     expectations = Expectations()
     slots = [expectations.next_slot("p", 7) for _ in range(3)]

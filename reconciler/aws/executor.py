@@ -428,7 +428,8 @@ class Executor:
                     f"started {number} of {action.count} runner(s); ECS placed no more"
                     + (f" ({', '.join(reasons)})" if reasons else " (no capacity?)")
                 )
-            self.expectations.expect_start(pool, provision.name, response["tasks"][0]["taskArn"])
+            started = response["tasks"][0]["taskArn"]
+            self.expectations.expect_start(pool, provision.name, started, action.cluster)
         return f"started {action.count} runner(s)"
 
     def _unclear_start(
@@ -439,7 +440,7 @@ class Executor:
         Found: it started. Not found (ECS lists new tasks late): it may still appear, so it
         is counted as starting and its registration is kept, and the action fails."""
         task_arn = self._find_task(action.cluster, runner)
-        self.expectations.expect_start(pool, runner, task_arn)
+        self.expectations.expect_start(pool, runner, task_arn, action.cluster)
         if task_arn:
             log.warning("RunTask for runner %s failed (%s), but its task exists", runner, error)
             return

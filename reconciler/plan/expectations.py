@@ -50,6 +50,7 @@ class _Start:
     runner_name: str
     task_arn: str  # "" when RunTask's outcome is unknown (looked up by runner name)
     issued_at: float
+    cluster: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,11 @@ class Expectations:
         self._stops: dict[str, _Stop] = {}
         self._slots: Counter[tuple[str, int]] = Counter()
 
-    def expect_start(self, pool: str, runner_name: str, task_arn: str = "") -> None:
+    def expect_start(
+        self, pool: str, runner_name: str, task_arn: str = "", cluster: str = ""
+    ) -> None:
         """A RunTask was issued for `runner_name` (its task ARN when ECS answered)."""
-        self._starts.append(_Start(pool, runner_name, task_arn, self.clock()))
+        self._starts.append(_Start(pool, runner_name, task_arn, self.clock(), cluster))
 
     def expect_stop(self, pool: str, task_arn: str) -> None:
         """A StopTask was issued for `task_arn`."""
@@ -86,10 +89,20 @@ class Expectations:
         self._slots[(pool, epoch)] += 1
         return slot
 
-    def observe(self, tasks: Iterable[ObservedTask]) -> InFlight:
-        """Settle what the listing of running `tasks` shows; the rest is still in flight."""
+    def unlisted(self, tasks: Iterable[ObservedTask]) -> dict[str, list[str]]:
+        """Started task ARNs the listing of running `tasks` lacks, by cluster (to describe)."""
+        listed = {task.arn for task in tasks}
+        unlisted: dict[str, list[str]] = {}
+        for start in self._starts:
+            if start.task_arn and start.cluster and start.task_arn not in listed:
+                unlisted.setdefault(start.cluster, []).append(start.task_arn)
+        return unlisted
+
+    def observe(self, tasks: Iterable[ObservedTask], stopped: Iterable[str] = ()) -> InFlight:
+        """Settle what the listing of running `tasks` shows, and the starts whose task is
+        known to have `stopped` already; the rest is still in flight."""
         listed = list(tasks)
-        arns = {task.arn for task in listed}
+        arns = {task.arn for task in listed} | set(stopped)
         names = {task.tags.get(RUNNER_NAME_TAG, "") for task in listed} - {""}
         now = self.clock()
         starts: list[_Start] = []
