@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 
 
 class CallCounter(Mapping[str, int]):
@@ -41,6 +41,19 @@ class CallCounter(Mapping[str, int]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.snapshot())
+
+    # one copy per read, not a lock round per key (which convoys behind busy writers)
+    def items(self) -> ItemsView[str, int]:
+        """The counts at one moment."""
+        return self.snapshot().items()
+
+    def values(self) -> ValuesView[int]:
+        """The counts at one moment."""
+        return self.snapshot().values()
+
+    def keys(self) -> KeysView[str]:
+        """The keys at one moment."""
+        return self.snapshot().keys()
 
     def __len__(self) -> int:
         with self._lock:

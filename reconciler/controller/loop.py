@@ -36,7 +36,7 @@ from ..reconcile import Cycle, plan_cycle
 from ..runners import RunnerProvisioner, RunnerStateSource
 from ..spec.loader import SPEC_SUFFIXES
 from .gitsource import GitSource
-from .metrics import ControllerMetrics
+from .metrics import NO_POOL_JOBS, ControllerMetrics
 from .status import StatusBoard, spec_revision
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ class Controller:
     def on_job_event(self, event: JobEvent) -> None:
         """A webhook's job event was accepted: count it, and reconcile soon."""
         pool = pool_for(event, self._demand_pools)
-        name = pool.name if pool else "none"
+        name = pool.name if pool else NO_POOL_JOBS
         if event.action == "in_progress" and event.started_at:
             self.metrics.record_job_started(
                 name, event.organization, event.repository, event.created_at, event.started_at
