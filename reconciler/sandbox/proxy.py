@@ -12,6 +12,7 @@ eventual consistency, RunTask's client-token idempotency, and RunTask failures a
 - `fail_next_run_tasks(n)`: the next n RunTask requests (distinct tokens) are performed, but
   every attempt of each is answered with HTTP 500 ServerException, as a timeout or server
   error after the work was done looks to a client.
+- `latency`: seconds to wait before forwarding a request, by ECS operation (`RunTask`...).
 
 Everything else passes through unchanged. It listens on 127.0.0.1 only.
 """
@@ -45,6 +46,7 @@ class EcsListingLag:
         self.clock = clock
         self._lock = threading.Lock()
         self._started: dict[str, float] = {}  # task ARN -> when RunTask answered with it
+        self.latency: dict[str, float] = {}  # ECS operation -> seconds before forwarding
         self.hidden_answers = 0  # ListTasks answers that left a task out
         self._tokens: dict[tuple[str, str], bytes] = {}  # (cluster, clientToken) -> answer
         self._failing: set[tuple[str, str]] = set()  # tokens answered with 500
@@ -97,6 +99,9 @@ class EcsListingLag:
     def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
         """Send one request upstream; adjust RunTask / ListTasks answers."""
         target = headers.get("X-Amz-Target", headers.get("x-amz-target", ""))
+        delay = self.latency.get(target.removeprefix(ECS_TARGET), 0.0) if target else 0.0
+        if delay:
+            time.sleep(delay)
         if target == ECS_TARGET + "RunTask":
             return self._run_task(method, path, headers, body)
         answer = self._send(method, path, headers, body)
