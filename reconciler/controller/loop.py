@@ -317,6 +317,8 @@ class Controller:
             if isinstance(document, dict) and "taskDefinitionArn" in document
         )
         self.observer.forget_families(family_of(a.pool) for a in touched if a.pool)
+        if result.lease_lost:  # not the pools' fault: the next leader takes them up
+            return result
         failed = {action.pool for action, _ in result.failed if action.pool}
         for pool in sorted(failed):
             delay = self.backoff.failed(pool)
