@@ -36,8 +36,18 @@ class CallCounter(Mapping[str, int]):
             return sum(self._counts.values())
 
     def __getitem__(self, key: str) -> int:
+        """The count of `key`, 0 when never counted (as `collections.Counter`)."""
         with self._lock:
-            return self._counts[key]
+            return self._counts.get(key, 0)
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._counts
+
+    def get(self, key: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        """The count of `key`, `default` when never counted (as `dict.get`)."""
+        with self._lock:
+            return self._counts.get(key, default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.snapshot())

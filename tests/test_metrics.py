@@ -412,3 +412,15 @@ def test_call_counters_can_be_read_while_other_threads_add_new_operations() -> N
     )
     assert exported == calls.total() == 60_000
     assert rounds > 1, "the reader ran while the writers were adding"
+
+
+def test_call_counters_read_like_a_counter() -> None:
+    calls = CallCounter()
+    calls.add("ecs:RunTask")
+    calls.add("ecs:RunTask", 2)
+    assert calls["ecs:RunTask"] == 3 and calls["ecs:StopTask"] == 0
+    assert "ecs:RunTask" in calls and "ecs:StopTask" not in calls
+    assert calls.get("ecs:StopTask") is None and calls.get("ecs:StopTask", 0) == 0
+    assert dict(calls) == {"ecs:RunTask": 3} and calls.total() == 3 and bool(calls)
+    calls.clear()
+    assert not calls and len(calls) == 0
