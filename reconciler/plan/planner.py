@@ -526,7 +526,7 @@ def _plan_runner_tasks(
         _run(builder, pool, -excess, reason, network, rollout.old_hash)
 
     if idle_outdated and not blocked:
-        batch = idle_outdated[: rollout.budget(pool, current, starting)]
+        batch = idle_outdated[: rollout.budget(pool, current, starting, expected)]
         if batch and network is not None:
             builder.actions.append(
                 Action(
