@@ -201,3 +201,41 @@ def test_lease_timing_must_leave_the_holder_time_to_stop(timing) -> None:
     duration, renew, retry = timing
     with pytest.raises(ValueError, match="retry period < renew deadline < lease duration"):
         LeaseConfig(lease_duration=duration, renew_deadline=renew, retry_period=retry)
+
+
+def previous_version_renews(dynamodb, name: str, identity: str, wall: float) -> None:
+    """What a replica of the previous version writes (no `version` attribute)."""
+    dynamodb.update_item(
+        TableName="ecs-reconciler-leases",
+        Key={"name": {"S": name}},
+        UpdateExpression=(
+            "SET holderIdentity = :me, expiresAt = :expires, renewTime = :now, "
+            "leaseTransitions = if_not_exists(leaseTransitions, :zero) + :one"
+        ),
+        ExpressionAttributeValues={
+            ":me": {"S": identity},
+            ":now": {"N": repr(wall)},
+            ":expires": {"N": repr(wall + 15.0)},
+            ":zero": {"N": "0"},
+            ":one": {"N": "0"},
+        },
+    )
+
+
+def test_a_rolling_upgrade_sees_a_holder_of_the_previous_version_renew(dynamodb) -> None:
+    clock = FakeClock()
+    [challenger] = electors(dynamodb, "upgrade", clock, "new")
+    wall = 1_700_000_000.0
+    previous_version_renews(dynamodb, "upgrade", "old", wall)
+    assert not challenger.try_acquire_or_renew()
+    for _ in range(10):  # the old holder renews every 2 s: its renewTime changes
+        clock.now += 2.0
+        wall += 2.0
+        previous_version_renews(dynamodb, "upgrade", "old", wall)
+        assert not challenger.try_acquire_or_renew()
+    clock.now += 15.0  # the old holder stopped: a full lease later, the new one takes over
+    assert challenger.try_acquire_or_renew() and challenger.epoch == 1
+    item = dynamodb.get_item(TableName="ecs-reconciler-leases", Key={"name": {"S": "upgrade"}})
+    item = item["Item"]
+    # the previous version's challengers compare expiresAt: it is still written
+    assert float(item["expiresAt"]["N"]) == float(item["renewTime"]["N"]) + 15.0

@@ -17,6 +17,10 @@ the number of times the lease changed hands: the **epoch**, which tags what a te
   (lease duration - renew deadline) seconds before anyone can take over, whatever the clocks
   say, provided they run at about the same rate.
 - A released lease (holder "") is taken at once; the epoch keeps counting.
+- Rolling upgrades: the record keeps the previous format's `renewTime` and `expiresAt`
+  (wall clock, for people and for replicas of the previous version, whose challengers still
+  compare `expiresAt`); a change of (holder, version, renewTime) counts as a change, so a
+  holder of the previous version, which writes no `version`, is still seen renewing.
 
 Defaults are controller-runtime's: lease 15 s, renew deadline 10 s, retry period 2 s.
 """
@@ -76,7 +80,7 @@ class LeaderElector:
         self.wall_clock = wall_clock
         self._renewed_at: float | None = None  # when our last successful write was sent
         self._epoch = 0
-        self._observed: tuple[str, str] | None = None  # (holder, version) last seen
+        self._observed: tuple[str, str, str] | None = None  # (holder, version, renewTime)
         self._observed_at = 0.0  # our clock when `_observed` was first seen
 
     @property
@@ -109,14 +113,24 @@ class LeaderElector:
             record = self._read()
             if record is None:
                 return self._write(sent, "attribute_not_exists(#n)", {}, new_term=True)
-            holder, version = record
+            holder, version, renewed = record
             if holder == self.identity:  # ours, not renewed in time: nobody else acted
                 return self._write(sent, "holderIdentity = :me", {}, new_term=not self._epoch)
             if record != self._observed:
                 self._observed, self._observed_at = record, sent
             if holder and sent - self._observed_at < self.config.lease_duration:
                 return False
-            taken = self._write(sent, "version = :seen", {":seen": {"S": version}}, new_term=True)
+            unchanged = [  # take it only if the record is still the one we watched
+                "holderIdentity = :holder",
+                "renewTime = :renewed" if renewed else "attribute_not_exists(renewTime)",
+                "version = :seen" if version else "attribute_not_exists(version)",
+            ]
+            values = {
+                ":holder": {"S": holder},
+                **({":renewed": {"N": renewed}} if renewed else {}),
+                **({":seen": {"S": version}} if version else {}),
+            }
+            taken = self._write(sent, " AND ".join(unchanged), values, new_term=True)
             if not taken:
                 self._observed = None  # someone else won: watch the new record afresh
             return taken
@@ -126,7 +140,8 @@ class LeaderElector:
             log.warning("lease %s: %s", self.config.name, error)
         return self.is_leader
 
-    def _read(self) -> tuple[str, str] | None:
+    def _read(self) -> tuple[str, str, str] | None:
+        """(holder, version, renewTime) of the record, or None when there is none."""
         item = self.dynamodb.get_item(
             TableName=self.config.table,
             Key={"name": {"S": self.config.name}},
@@ -134,18 +149,23 @@ class LeaderElector:
         ).get("Item")
         if item is None:
             return None
-        return item.get("holderIdentity", {}).get("S", ""), item.get("version", {}).get("S", "")
+        return (
+            item.get("holderIdentity", {}).get("S", ""),
+            item.get("version", {}).get("S", ""),
+            item.get("renewTime", {}).get("N", ""),
+        )
 
     def _write(self, sent: float, condition: str, values: dict[str, Any], new_term: bool) -> bool:
         """One conditional write of the record as ours; False when the condition failed."""
         version = uuid.uuid4().hex
+        wall = self.wall_clock()
         try:
             response = self.dynamodb.update_item(
                 TableName=self.config.table,
                 Key={"name": {"S": self.config.name}},
                 UpdateExpression=(
                     "SET holderIdentity = :me, version = :version, renewTime = :wall, "
-                    "leaseDurationSeconds = :duration, "
+                    "expiresAt = :expires, leaseDurationSeconds = :duration, "
                     "acquireTime = if_not_exists(acquireTime, :wall), "
                     "leaseTransitions = if_not_exists(leaseTransitions, :zero) + :change"
                 ),
@@ -154,7 +174,8 @@ class LeaderElector:
                 ExpressionAttributeValues={
                     ":me": {"S": self.identity},
                     ":version": {"S": version},
-                    ":wall": {"N": repr(self.wall_clock())},
+                    ":wall": {"N": repr(wall)},
+                    ":expires": {"N": repr(wall + self.config.lease_duration)},
                     ":duration": {"N": repr(self.config.lease_duration)},
                     ":zero": {"N": "0"},
                     ":change": {"N": "1" if new_term else "0"},
@@ -173,7 +194,7 @@ class LeaderElector:
         if epoch != self._epoch:
             log.info("%s holds lease %s, epoch %d", self.identity, self.config.name, epoch)
         self._epoch = epoch
-        self._observed = (self.identity, version)
+        self._observed = (self.identity, version, repr(wall))
         self._renewed_at = sent
         return True
 
