@@ -3,19 +3,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# test workers (pytest-xdist), each with its own moto server
+TEST_WORKERS ?= 3
+# test-timeshift: a time inside the example specs' weekday 09:00-19:00 Asia/Tokyo window
+AT ?= 2026-11-30T10:30:00+09:00
 
-.PHONY: help venv run demo test lint format schema renovate-check workflows-check clean
+.PHONY: help venv lock run demo test test-unit test-timeshift lint format schema renovate-check workflows-check deploy-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create .venv with the package and its dev tools
+venv: $(STAMP) ## create .venv from the lock file (requirements/dev.txt), with the package in it
+
+lock: $(STAMP) ## re-resolve requirements/*.txt (hashes included) from pyproject.toml's ranges
+	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --extra dev --output-file requirements/dev.txt pyproject.toml
+	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --output-file requirements/runtime.txt pyproject.toml
 
 run: $(STAMP) ## the controller on the embedded sandbox, with a live view of pools and runners (Ctrl-C stops)
 	$(BIN)/ecs-reconciler sandbox live
@@ -23,8 +32,14 @@ run: $(STAMP) ## the controller on the embedded sandbox, with a live view of poo
 demo: $(STAMP) ## one pass on the embedded sandbox: validate -> plan -> apply -> plan (exit 0 if converged)
 	$(BIN)/ecs-reconciler sandbox run
 
-test: $(STAMP) ## run the test suite
-	$(BIN)/pytest -q
+test: $(STAMP) ## the whole suite (unit + end-to-end), $(TEST_WORKERS) workers
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
+test-unit: $(STAMP) ## the tests that need no server or process, in seconds
+	$(BIN)/pytest -q -m "not e2e"
+
+test-timeshift: $(STAMP) ## the whole suite with every Python process's clock at AT (default: inside a schedule window)
+	$(BIN)/python tools/timeshift.py $(AT) -- $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on the package
 	$(BIN)/ruff check reconciler tests tools bench deploy
@@ -43,6 +58,11 @@ renovate-check: ## prove that the real Renovate finds every version and image in
 
 workflows-check: ## actionlint on every GitHub workflow (the shared offline tool)
 	../shared/tools/actionlint .github/workflows/*.yml
+
+deploy-check: $(STAMP) ## cfn-lint on every CloudFormation template, then the tests over the stack (and its deployment into moto)
+	$(BIN)/cfn-lint deploy/cloudformation/*.yaml
+	$(BIN)/python tools/iam_policy.py --check-template
+	$(BIN)/pytest -q tests/test_cloudformation.py
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

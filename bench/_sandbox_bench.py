@@ -18,6 +18,7 @@ from typing import Any
 from reconciler.aws.clients import AwsClients
 from reconciler.aws.executor import Executor, placement, revision_arns
 from reconciler.aws.observe import Observer
+from reconciler.clock import utc_now
 from reconciler.plan.planner import plan as make_plan
 from reconciler.plan.state import STARTED_BY
 from reconciler.reconcile import Cycle, plan_cycle
@@ -99,14 +100,14 @@ def converge(sandbox: Sandbox, specs: Path) -> int:
     """Apply the specs: everything but runner starts through the reconciler's executor, then
     the runners through `start_runners`. Returns the runners started."""
     clients = sandbox.clients()
-    cycle = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    cycle = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     others = tuple(a for a in cycle.plan.actions if a.action != "run")
     if others:
         plan = dataclasses.replace(cycle.plan, actions=others)
         result = Executor(clients, cycle.observed, TaskTagRunnerStates(clients)).apply(plan)
         if not result.ok:
             raise SystemExit(f"apply failed: {result.failed + result.skipped}")
-        cycle = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+        cycle = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     return start_runners(clients, cycle)
 
 
@@ -149,17 +150,17 @@ def measure_plan(sandbox: Sandbox, specs: Path, repeats: int = 20) -> dict[str, 
     the same observer (as the controller runs), by operation; median planner time."""
     reader = sandbox.clients(read_only=True)
     observer = Observer(reader)
-    cycle = plan_cycle([specs], observer, TaskTagRunnerStates(reader))
+    cycle = plan_cycle([specs], observer, TaskTagRunnerStates(reader), utc_now())
     if cycle.plan.has_changes:
         raise SystemExit("not converged: " + cycle.plan.summary_line())
     first = dict(sorted(reader.calls.items()))
     reader.calls.clear()
-    plan_cycle([specs], observer, TaskTagRunnerStates(reader))
+    plan_cycle([specs], observer, TaskTagRunnerStates(reader), utc_now())
     steady = dict(sorted(reader.calls.items()))
     timings = []
     for _ in range(repeats):
         start = time.perf_counter()
-        make_plan(cycle.desired, cycle.observed, cycle.runner_states)
+        make_plan(cycle.desired, cycle.observed, cycle.runner_states, now=utc_now())
         timings.append((time.perf_counter() - start) * 1000)
     tasks, families = len(cycle.observed.tasks), len(cycle.observed.task_definitions)
     return {

@@ -9,22 +9,28 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws.observe import Observer
+from .demand import DemandBook, PoolDemandSpec
 from .github.client import GitHubError
-from .github.demand import DemandBook, PoolDemandSpec
+from .github.registry import GitHubRunnerStates
 from .github.releases import RunnerVersionWatch
 from .plan.actions import Note, Plan
 from .plan.desired import render_desired
 from .plan.expectations import Expectations
 from .plan.planner import plan as make_plan
 from .plan.state import DesiredState, ObservedState, RunnerState
-from .plan.versions import VersionCheck, check_runner_versions, stale_version_notes
+from .plan.versions import (
+    VersionCheck,
+    check_runner_versions,
+    running_versions,
+    stale_version_notes,
+)
 from .runners import RunnerStateSource
 from .spec.loader import SpecSet, load_specs
 
@@ -48,12 +54,13 @@ def plan_cycle(
     spec_paths: Sequence[str | Path],
     observer: Observer,
     runner_source: RunnerStateSource,
-    now: datetime.datetime | None = None,
+    now: datetime.datetime,
     demand: DemandBook | None = None,
     versions: RunnerVersionWatch | None = None,
     expectations: Expectations | None = None,
 ) -> Cycle:
-    """Run one read-only cycle and return its plan (nothing is changed).
+    """Run one read-only cycle at `now` (schedules, ages) and return its plan (nothing is
+    changed).
 
     With expectations (the controller's), the starts and stops earlier cycles issued are
     settled against this observation and the rest is counted by the planner.
@@ -62,18 +69,17 @@ def plan_cycle(
     if the store cannot be read, the last demand known is used and the plan says so. With a
     version watch, pools whose runner version is stale get a warning note.
     """
-    moment = now or datetime.datetime.now(datetime.UTC)
     spec_set = load_specs(spec_paths)
     demand_pools = tuple(PoolDemandSpec.of(pool) for pool in spec_set.pools)
     pending, notes = None, []
     if demand is not None:
         try:
-            demand.load()
+            demand.load(demand_pools)
         except (ClientError, BotoCoreError) as error:
             log.warning("demand store unreadable, using the last demand known: %s", error)
             notes.append(Note("warning", f"queued jobs not refreshed (demand store: {error})"))
         pending = demand.pending(demand_pools)
-    desired = render_desired(spec_set, moment, observer.clients.region, pending)
+    desired = render_desired(spec_set, now, observer.clients.region, pending)
     observed = observer.observe(desired)
     runner_states = runner_source.states([*observed.tasks, *observed.stopped_tasks])
     in_flight = None
@@ -85,12 +91,17 @@ def plan_cycle(
         observed,
         runner_states,
         spec_errors=tuple(str(d) for d in spec_set.errors),
-        now=moment,
+        now=now,
         in_flight=in_flight,
     )
     checks: list[VersionCheck] = []
     if versions is not None:
-        checks, version_notes = check_spec_versions(spec_set, versions, moment)
+        reported = (
+            runner_source.versions(observed.tasks)
+            if isinstance(runner_source, GitHubRunnerStates)
+            else {}
+        )
+        checks, version_notes = check_spec_versions(spec_set, versions, now, reported)
         notes.extend(version_notes)
     if notes:
         plan = dataclasses.replace(plan, notes=plan.notes + tuple(notes))
@@ -98,11 +109,16 @@ def plan_cycle(
 
 
 def check_spec_versions(
-    spec_set: SpecSet, versions: RunnerVersionWatch, now: datetime.datetime
+    spec_set: SpecSet,
+    versions: RunnerVersionWatch,
+    now: datetime.datetime,
+    reported: Mapping[str, Iterable[str]] | None = None,
 ) -> tuple[list[VersionCheck], list[Note]]:
     """The pools' runner versions against the releases known, and the plan notes they make.
 
-    If GitHub cannot be read, the configured releases alone are used and a note says so.
+    A pool whose runners report an older version to GitHub (`reported`, by pool) is checked
+    at that version. If GitHub cannot be read, the configured releases alone are used and a
+    note says so.
     """
     notes: list[Note] = []
     try:
@@ -112,5 +128,6 @@ def check_spec_versions(
         notes.append(Note("warning", f"runner releases not read ({error})"))
         published = list(versions.configured)
     spec_versions = {pool.metadata.name: pool.spec.runner.version for pool in spec_set.pools}
-    checks = check_runner_versions(spec_versions, published, now, versions.max_age)
-    return checks, [*notes, *stale_version_notes(checks)]
+    running, running_notes = running_versions(spec_versions, reported or {})
+    checks = check_runner_versions(running, published, now, versions.max_age)
+    return checks, [*notes, *running_notes, *stale_version_notes(checks)]

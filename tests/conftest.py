@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.server import MotoServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,18 +74,51 @@ def spec_dir(tmp_path: Path):
     return write
 
 
+def without_schedules(text: str) -> str:
+    """A spec file's text with its idle `schedules:` blocks removed."""
+    kept: list[str] = []
+    block_indent: int | None = None
+    for line in text.splitlines(keepends=True):
+        indent = len(line) - len(line.lstrip())
+        if block_indent is not None and (not line.strip() or indent > block_indent):
+            continue
+        block_indent = indent if line.strip() == "schedules:" else None
+        if block_indent is None:
+            kept.append(line)
+    return "".join(kept)
+
+
 @pytest.fixture
 def specs(tmp_path: Path) -> Path:
-    """A writable copy of the example specs."""
+    """A writable copy of the example specs without their idle schedules, so that what they
+    ask is the same at any hour (schedules are tested at fixed clocks in test_schedules.py)."""
     target = tmp_path / "specs"
     shutil.copytree(REPO / "specs", target)
+    for path in target.glob("*.yaml"):
+        path.write_text(without_schedules(path.read_text()))
     return target
 
 
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto server (its own process) per test process, i.e. per xdist worker; every
+    test that uses it resets it first (`moto`, `sandbox`), so tests never see each other."""
+    # several workers start theirs at once on a loaded machine: allow a minute
+    with MotoServer(mode="process", startup_timeout=60) as server:
+        yield server
+
+
 @pytest.fixture
-def sandbox(specs: Path) -> Iterator[Sandbox]:
-    """A fresh sandbox account (moto in its own process) seeded for `specs`."""
-    with Sandbox([specs], mode="process") as running:
+def moto(moto_server: MotoServer) -> MotoServer:
+    """The worker's moto server, emptied for this test."""
+    moto_server.reset()
+    return moto_server
+
+
+@pytest.fixture
+def sandbox(specs: Path, moto_server: MotoServer) -> Iterator[Sandbox]:
+    """A fresh sandbox account (the worker's moto server, reset) seeded for `specs`."""
+    with Sandbox([specs], server=moto_server) as running:
         yield running
 
 
@@ -150,3 +184,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> float:
             return time.monotonic() - start
         time.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+#: Fixtures that start or use a server: the tests that take them are end-to-end.
+SERVER_FIXTURES = frozenset({"moto", "moto_server", "sandbox"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a server fixture `e2e` (modules that start servers or
+    processes otherwise say so with `pytestmark`); `make test-unit` runs the rest."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler.aws.executor import Executor
 from reconciler.aws.observe import Observer
+from reconciler.clock import utc_now
 from reconciler.plan.actions import Action
 from reconciler.plan.capacity import pack, plan_capacity
 from reconciler.plan.desired import render_desired
@@ -27,6 +26,8 @@ from reconciler.sandbox.runners import TaskTagRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 from reconciler.spec.loader import load_specs
 from tests.conftest import CAPACITY_PROVIDER, POOL
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 GROUP = "ci-linux"
 CAPACITY = (4096, 7482)  # what moto registers every instance with: 3 pool tasks fit
@@ -52,7 +53,7 @@ def test_pack_fills_existing_room_first_then_opens_as_few_instances_as_needed() 
 
 def desired_state(spec_dir) -> DesiredState:
     specs = spec_dir({"cp.yaml": RECONCILER_PROVIDER, "pool.yaml": POOL})
-    return render_desired(load_specs([specs]), datetime.datetime.now(datetime.UTC), "us-east-1")
+    return render_desired(load_specs([specs]), utc_now(), "us-east-1")
 
 
 def instance(
@@ -114,7 +115,7 @@ def test_an_empty_instance_younger_than_its_minimum_lifetime_stays(spec_dir) -> 
     specs = spec_dir(
         {"cp.yaml": RECONCILER_PROVIDER.replace("Lifetime: 0", "Lifetime: 600"), "pool.yaml": POOL}
     )
-    desired = render_desired(load_specs([specs]), datetime.datetime.now(datetime.UTC), "x")
+    desired = render_desired(load_specs([specs]), utc_now(), "x")
     observed = scaling_group(
         instance(1, 1, (3072, 5434)), instance(2, 0, CAPACITY, age=599), instance(3, 0, CAPACITY)
     )
@@ -146,16 +147,10 @@ def specs(spec_dir) -> Path:
     )
 
 
-@pytest.fixture
-def sandbox(specs: Path) -> Iterator[Sandbox]:
-    with Sandbox([specs], mode="process") as running:
-        yield running
-
-
 def cycle_and_apply(sandbox: Sandbox, specs: Path) -> tuple[Cycle, list[Action]]:
     clients = sandbox.clients()
     states = TaskTagRunnerStates(clients)
-    cycle = plan_cycle([specs], Observer(clients), states)
+    cycle = plan_cycle([specs], Observer(clients), states, utc_now())
     refused = refused_actions(cycle.plan, GuardPolicy(max_stop_share=1.0))
     result = Executor(clients, cycle.observed, states).apply(cycle.plan, refused)
     assert result.ok, result.failed  # tasks waiting for new instances are not a failure

@@ -11,12 +11,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from _sandbox_bench import add_instances, converge, measure_plan, spread, write_specs
 
 from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.server import MotoServer
 
 
-def test_ten_times_the_tasks_costs_one_describe_batch_more(tmp_path: Path) -> None:
+def test_ten_times_the_tasks_costs_one_describe_batch_more(
+    tmp_path: Path, moto_server: MotoServer
+) -> None:
     specs = tmp_path / "specs"
     write_specs(specs, spread(20, 2))
-    with Sandbox([specs], mode="process") as sandbox:
+    with Sandbox([specs], server=moto_server) as sandbox:
         add_instances(sandbox, 200)
         converge(sandbox, specs)
         small = measure_plan(sandbox, specs, repeats=1)

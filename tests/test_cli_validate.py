@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from .conftest import CAPACITY_PROVIDER, POOL
 from .conftest import run_cli as cli
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,11 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from reconciler.aws.executor import Executor
 from reconciler.aws.observe import Observer
+from reconciler.clock import utc_now
 from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.plan.guard import GuardPolicy
 from reconciler.reconcile import plan_cycle
@@ -21,6 +24,8 @@ from reconciler.sandbox.runners import TaskTagRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 
 from .conftest import edit, wait_for
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"
@@ -46,7 +51,11 @@ def start_controller(
 ) -> tuple[Controller, threading.Thread]:
     clients = sandbox.clients()
     settings = ControllerSettings(
-        spec_paths=[specs], resync_interval=resync, debounce_ms=300, guard=GuardPolicy(1.0)
+        spec_paths=[specs],
+        resync_interval=resync,
+        debounce_ms=300,
+        guard=GuardPolicy(1.0),
+        capacity_requeue=0.5,
     )
     controller = Controller(settings, clients, TaskTagRunnerStates(clients))
     thread = threading.Thread(target=controller.run, daemon=True)
@@ -63,8 +72,19 @@ def test_spec_edit_reconciles_within_two_seconds(sandbox: Sandbox, specs: Path) 
         edit(specs / "org-platform-dind.yaml", "    idle: 2\n", "    idle: 3\n")
         elapsed = wait_for(lambda: controller.cycles > cycles, 10)
         assert elapsed <= 2.0, f"reconciled {elapsed:.2f}s after the write"
-        assert len(running_tasks(sandbox, PLATFORM)) == 3
-        assert "specs changed" in controller.status.to_json()["controller"]["lastCycleReason"]
+        wait_for(
+            lambda: "specs changed" in controller.status.to_json()["controller"]["lastCycleReason"],
+            10,
+        )
+        # the third runner needs an instance the cycle adds: started once it registered
+        wait_for(lambda: len(running_tasks(sandbox, PLATFORM)) == 3, 15)
+        wait_for(
+            lambda: (
+                controller.status.to_json()["controller"]["lastCycleReason"]
+                == "waiting for instances"
+            ),
+            5,
+        )
     finally:
         controller.stop()
         thread.join(10)
@@ -88,7 +108,7 @@ def test_half_written_spec_is_not_applied(sandbox: Sandbox, specs: Path) -> None
         cycles = controller.cycles
         pool_file.write_text(full)  # the rest of the write lands
         wait_for(lambda: controller.cycles > cycles, 10)
-        wait_for(lambda: len(running_tasks(sandbox, PLATFORM)) == 3, 10)
+        wait_for(lambda: len(running_tasks(sandbox, PLATFORM)) == 3, 15)
     finally:
         controller.stop()
         thread.join(10)
@@ -116,7 +136,7 @@ def test_stop_during_apply_leaves_a_state_the_next_run_converges(
     sandbox: Sandbox, specs: Path
 ) -> None:
     clients = sandbox.clients()
-    first = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    first = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     executed: list[str] = []
     executor = Executor(
         clients, first.observed, TaskTagRunnerStates(clients), progress=executed.append
@@ -124,10 +144,10 @@ def test_stop_during_apply_leaves_a_state_the_next_run_converges(
     result = executor.apply(first.plan, should_stop=lambda: len(executed) >= 4)
     assert len(result.done) == 4 and result.skipped, "stopped after the action in flight"
     assert all(message == "skipped: shutting down" for _, message in result.skipped)
-    again = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    again = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     assert Executor(clients, again.observed, TaskTagRunnerStates(clients)).apply(again.plan).ok
     sandbox.tick()
-    final = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    final = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     assert not final.plan.has_changes
 
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 import datetime
 import itertools
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from reconciler.github.demand import (
+from reconciler.demand import (
     DemandBook,
     DynamoDemandStore,
+    JobEvent,
     MemoryDemandStore,
     PoolDemandSpec,
 )
-from reconciler.github.webhook import JobEvent
 from reconciler.sandbox.server import MotoServer
 
 REGION = "us-east-1"
@@ -189,12 +188,6 @@ def test_forget_older_than_drops_old_jobs_and_deliveries() -> None:
 # -- DynamoDemandStore against moto's HTTP server ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer(mode="process") as server:
-        yield server
-
-
 @pytest.fixture
 def table(moto: MotoServer) -> DynamoDemandStore:
     store = DynamoDemandStore(moto.client("dynamodb", REGION), f"demand-{uuid.uuid4().hex[:8]}")
@@ -215,9 +208,9 @@ def test_the_table_has_ttl_enabled(table: DynamoDemandStore) -> None:
 def test_two_replicas_share_events_and_dedupe(table: DynamoDemandStore) -> None:
     clock = Clock()
     leader, standby = replica(table, clock), replica(table, clock)
-    assert standby.record(event("queued", job_id=1, delivery="d1"))
+    assert standby.record(event("queued", job_id=1, delivery="d1"), "p")
     assert leader.pending([pool("p")]) == {"p": 0}
-    leader.load()
+    leader.load([pool("p")])
     assert leader.pending([pool("p")]) == {"p": 1}
     assert not leader.record(event("queued", job_id=1, delivery="d1")), "duplicate"
     item = table.dynamodb.get_item(TableName=table.table, Key={"pk": {"S": "delivery#d1"}})
@@ -227,13 +220,13 @@ def test_two_replicas_share_events_and_dedupe(table: DynamoDemandStore) -> None:
 def test_a_job_cannot_move_backwards_across_replicas(table: DynamoDemandStore) -> None:
     clock = Clock()
     a, b = replica(table, clock), replica(table, clock)
-    a.record(event("queued", job_id=5))
-    b.record(event("completed", job_id=5))
-    assert a.record(event("in_progress", job_id=5))  # a stale view: the store says completed
+    a.record(event("queued", job_id=5), "p")
+    b.record(event("completed", job_id=5), "p")
+    assert a.record(event("in_progress", job_id=5), "p")  # a stale view: the store: completed
     assert a.job(5).state == "completed"  # type: ignore[union-attr]
-    a.record(event("queued", job_id=5))
-    b.load()
-    assert b.job(5).state == "completed"  # type: ignore[union-attr]
+    a.record(event("queued", job_id=5), "p")
+    b.load([pool("p")])
+    assert b.job(5) is None  # a load reads queued jobs only
     assert b.pending([pool("p")]) == {"p": 0}
 
 
@@ -241,13 +234,13 @@ def test_a_restarted_book_rebuilds_pending(table: DynamoDemandStore) -> None:
     clock = Clock()
     book = replica(table, clock)
     for job_id in range(30):
-        book.record(event(job_id=job_id, repository=f"acme/repo-{job_id % 3}"))
-    book.record(event("in_progress", job_id=0))
+        book.record(event(job_id=job_id, repository=f"acme/repo-{job_id % 3}"), "p")
+    book.record(event("in_progress", job_id=0), "p")
     pools = [pool("p", cap=5), pool("gpu", ("self-hosted", "linux", "gpu"))]
     restarted = replica(table, clock)
-    restarted.load()
+    restarted.load(pools)
     assert restarted.pending(pools) == book.pending(pools) == {"p": 15, "gpu": 0}
     assert len(restarted.pending_jobs("p", [pool("p")])) == 29
     clock.now += datetime.timedelta(hours=49)  # past the items' TTL: load skips them
-    restarted.load()
+    restarted.load(pools)
     assert restarted.pending(pools) == {"p": 0, "gpu": 0}

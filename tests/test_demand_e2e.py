@@ -17,16 +17,18 @@ import pytest
 
 from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.controller.server import ControllerServer
+from reconciler.demand import DemandBook, DynamoDemandStore, Redeliverer, WebhookReceiver
 from reconciler.github import GitHubClient, TokenAuth
-from reconciler.github.demand import DemandBook, DynamoDemandStore
 from reconciler.github.jit import JitProvisioner
 from reconciler.github.registry import GitHubRunnerStates
-from reconciler.github.webhook import WebhookReceiver
 from reconciler.plan.guard import GuardPolicy
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from reconciler.sandbox.server import MotoServer
 from reconciler.sandbox.world import GitHubWorld
 
 from .conftest import platform_pool_alone
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 POOL = "platform-linux-dind"
 LABELS = ("self-hosted", "linux", "x64", "dind")
@@ -37,13 +39,14 @@ IDLE = 2
 
 @pytest.fixture
 def specs(tmp_path: Path) -> Path:
-    """The platform pool alone, small tasks (so 40 fit the sandbox's instances), cap 5."""
+    """The platform pool alone, small tasks, cap 5."""
     return platform_pool_alone(tmp_path, ("maxPerRepository: 10", f"maxPerRepository: {CAP}"))
 
 
 @pytest.fixture
-def sandbox(specs: Path) -> Iterator[Sandbox]:
-    with Sandbox([specs], mode="process", github=True) as running:
+def sandbox(specs: Path, moto_server: MotoServer) -> Iterator[Sandbox]:
+    # six instances of 7 small tasks: the burst's peak fits without waiting for instances
+    with Sandbox([specs], server=moto_server, github=True, instances_per_group=6) as running:
         yield running
 
 
@@ -66,7 +69,9 @@ def test_thirty_jobs_three_repositories_capped_served_and_back_to_idle(
             demand=book,
             github=github,
         )
-        receiver = WebhookReceiver(SECRET, book, on_accept=controller.on_job_event)
+        receiver = WebhookReceiver.queued(
+            SECRET, book, controller.demand_pools, controller.on_job_event
+        )
         server = ControllerServer(
             "127.0.0.1", 0, controller.status, lambda: True, controller.metrics.render, receiver
         )
@@ -128,11 +133,13 @@ def test_thirty_jobs_three_repositories_capped_served_and_back_to_idle(
             docs = world.queue_jobs("platform/docs", LABELS, 6, duration=1.5)
             world.tick()
             cancelled = [job for job in docs if job.started_at is None]
+            assert receiver.writer is not None and receiver.writer.drain(10)  # all recorded
             controller.reconcile("jobs queued")
             world.cancel(cancelled)
             settle()
         finally:
             server.close()
+            receiver.close()
 
     assert len(ran) == 30
     assert all(job.started_at and job.completed_at for job in ran), "a job never ran"
@@ -147,3 +154,132 @@ def test_thirty_jobs_three_repositories_capped_served_and_back_to_idle(
     visible = repr(described) + caplog.text
     for config in world.jit_configs:
         assert config not in visible, "a JIT config appeared in DescribeTasks or a log line"
+
+
+def test_a_form_delivery_starts_a_runner(sandbox: Sandbox, specs: Path) -> None:
+    """A hook with content type `form` (GitHub's default through the API) starts runners too."""
+    assert sandbox.github is not None
+    clients = sandbox.clients()
+    store = DynamoDemandStore(clients.client("dynamodb"))
+    store.ensure_table()
+    book = DemandBook(store)
+    with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
+        controller = Controller(
+            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
+            clients,
+            GitHubRunnerStates(github, grace=1.0, boot_timeout=120),
+            provisioner=JitProvisioner(github, clients.client("ssm")),
+            demand=book,
+            github=github,
+        )
+        receiver = WebhookReceiver.queued(
+            SECRET, book, controller.demand_pools, controller.on_job_event
+        )
+        server = ControllerServer("127.0.0.1", 0, controller.status, lambda: True, None, receiver)
+        server.start()
+        try:
+            world = GitHubWorld(
+                sandbox.github,
+                clients,
+                ["ci-runners"],
+                f"http://{server.address}/webhook",
+                SECRET,
+                content_type="form",
+            )
+            controller.reconcile("start")  # the pools are known, the idle runners start
+            jobs = world.queue_jobs("platform/api", LABELS, IDLE + 2, duration=1.0)
+            world.tick()
+            # 4 queued deliveries, and in_progress ones for jobs the idle runners took
+            assert receiver.counts["accepted"] >= len(jobs)
+            assert receiver.writer is not None and receiver.writer.drain(timeout=30)
+            assert receiver.writer.counts["recorded"] == receiver.counts["accepted"]
+            assert all(book.job(job.job_id) is not None for job in jobs)
+            cycle, _ = controller.reconcile("jobs queued")
+            pending = len(book.pending_jobs(POOL, cycle.demand_pools))
+            assert pending == len(world.queued) > 0  # the form deliveries are the demand
+            started = clients.ecs.list_tasks(cluster="ci-runners", desiredStatus="RUNNING")
+            assert len(started["taskArns"]) >= IDLE + pending  # a runner per pending job
+            deadline = time.monotonic() + 90
+            while not all(job.completed_at for job in jobs):
+                assert time.monotonic() < deadline, f"{len(world.queued)} job(s) still queued"
+                controller.reconcile("test")
+                world.tick()
+                time.sleep(0.3)
+        finally:
+            server.close()
+            receiver.close()
+    assert len({job.runner for job in jobs}) == IDLE + 2
+
+
+def test_a_controller_down_during_a_burst_loses_no_job(sandbox: Sandbox, specs: Path) -> None:
+    """30 jobs queued while the controller's listener is down: every delivery fails in
+    GitHub's log and GitHub does not retry; once back, the leader asks for redeliveries
+    (once per event) and every job is served."""
+    assert sandbox.github is not None
+    clients = sandbox.clients()
+    store = DynamoDemandStore(clients.client("dynamodb"))
+    store.ensure_table()
+    book = DemandBook(store)
+    asks = "POST /orgs/{org}/hooks/{hook_id}/deliveries/{delivery_id}/attempts"
+    with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
+        controller = Controller(
+            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
+            clients,
+            GitHubRunnerStates(github, grace=1.0, boot_timeout=120),
+            provisioner=JitProvisioner(github, clients.client("ssm")),
+            demand=book,
+            github=github,
+        )
+
+        def listen(port: int = 0) -> tuple[ControllerServer, WebhookReceiver]:
+            receiver = WebhookReceiver.queued(
+                SECRET, book, controller.demand_pools, controller.on_job_event
+            )
+            server = ControllerServer(
+                "127.0.0.1", port, controller.status, lambda: True, None, receiver
+            )
+            server.start()
+            return server, receiver
+
+        server, receiver = listen()
+        port = int(server.address.rsplit(":", 1)[1])
+        world = GitHubWorld(
+            sandbox.github,
+            clients,
+            ["ci-runners"],
+            f"http://{server.address}/webhook",
+            SECRET,
+            hook_owner="/orgs/platform",
+        )
+        assert world.hook is not None
+        controller.redeliverer = Redeliverer(github, world.hook, store, interval=1.0)
+        controller.reconcile("start")
+
+        server.close()  # the controller is down
+        receiver.close()
+        jobs = [
+            job
+            for repository in ("platform/api", "platform/web", "platform/cli")
+            for job in world.queue_jobs(repository, LABELS, 10, duration=1.0)
+        ]
+        world.tick()
+        log = sandbox.github.hooks.hook(world.hook).deliveries  # type: ignore[union-attr]
+        assert len(log) >= 30 and all(d["status_code"] == 0 for d in log)
+
+        server, receiver = listen(port)  # back, at the same address
+        try:
+            deadline = time.monotonic() + 150
+            while not all(job.completed_at for job in jobs):
+                assert time.monotonic() < deadline, f"{len(world.queued)} job(s) still queued"
+                controller.reconcile("test")
+                world.tick()
+                time.sleep(0.3)
+        finally:
+            server.close()
+            receiver.close()
+        redelivered = [d for d in log if d["redelivery"]]
+        failed_events = {d["guid"] for d in log if not d["redelivery"] and d["status_code"] == 0}
+        # GitHub redelivered only what the leader asked for, once per failed event
+        assert github.calls[asks] == len(redelivered) == len(failed_events) >= 30
+    assert len({job.runner for job in jobs}) == 30
+    assert world.interrupted == []

@@ -1,6 +1,7 @@
-"""Running the controller: the Dockerfile lints clean, the IAM policy matches the AWS calls the
-code makes, and the example ECS task definition and service are valid API input that uses
-only real `ecs-reconciler run` flags."""
+"""Running the controller: the Dockerfile lints clean, the IAM policy (the JSON file and its copy
+in the CloudFormation template) matches the AWS calls the code makes, and the template's
+controller task definition and service are valid ECS API input that uses only real
+`ecs-reconciler run` flags. tests/test_cloudformation.py proves the rest of the stack."""
 
 from __future__ import annotations
 
@@ -21,12 +22,15 @@ from botocore.validate import validate_parameters
 
 from reconciler.github.jit import PARAMETER_ENVIRONMENT
 
+from .cfn import Deployment, template
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 POLICY = REPO / "deploy" / "iam" / "controller-policy.json"
 READ_ONLY_POLICY = REPO / "deploy" / "iam" / "plan-readonly-policy.json"
-TASK_DEFINITION = REPO / "deploy" / "ecs" / "controller-task-definition.json"
-SERVICE = REPO / "deploy" / "ecs" / "controller-service.json"
+TEMPLATE = REPO / "deploy" / "cloudformation" / "ecs-reconciler.yaml"
 
 
 @cache
@@ -141,8 +145,9 @@ def test_implied_permissions_are_added_and_scoped() -> None:
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
     }
     tables = statements["LeaseAndDemandTables"]
-    assert sorted(arn.rsplit("/", 1)[-1] for arn in tables["Resource"]) == [
+    assert sorted(arn.split(":table/", 1)[-1] for arn in tables["Resource"]) == [
         "ecs-reconciler-demand",
+        "ecs-reconciler-demand/index/*",  # the queued-by-pool index, read with Query
         "ecs-reconciler-leases",
     ]
     assert all(a.startswith("dynamodb:") for a in tables["Action"])
@@ -183,7 +188,46 @@ def test_unknown_client_method_fails_the_derivation(tmp_path: Path) -> None:
         iam_policy().derive_calls(package)
 
 
-# ------------------------------------------------------------------ ECS examples
+# ------------------------------------------------------------------ the template's controller
+
+CONTROLLER = {
+    "VpcId": "vpc-0123456789abcdef0",
+    "PrivateSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "ControllerImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/ecs-reconciler:1",
+    "SpecRepositoryUrl": "https://github.com/acme/runner-specs.git",
+    "GitHubSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:gh-AbCdEf",
+    "WebhookCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b",
+    "WebhookSubnetIds": "subnet-0123456789abcdef2,subnet-0123456789abcdef3",
+}
+# CloudFormation property names whose ECS API member is not the name with a lower-case initial
+API_NAMES = {"EnableECSManagedTags": "enableECSManagedTags", "Cpu": "cpu"}
+
+
+def test_template_carries_the_derived_policy() -> None:
+    tool = iam_policy()
+    derived = tool.build_policy(tool.derive_actions())
+    assert tool.template_policy(TEMPLATE.read_text()) == derived, (
+        "the controller policy in the template is out of date: "
+        "python tools/iam_policy.py --write-template"
+    )
+    assert tool.main(["--check-template"]) == 0
+
+
+def test_check_template_reports_a_stale_policy(tmp_path: Path, capsys: Any) -> None:
+    tool = iam_policy()
+    stale = tmp_path / "stack.yaml"
+    stale.write_text(TEMPLATE.read_text().replace('"ecs:StopTask",\n', "", 1))
+    assert tool.main(["--check-template", str(stale)]) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert tool.main(["--write-template", str(stale)]) == 0
+    assert stale.read_text() == TEMPLATE.read_text()
+
+
+def test_template_without_markers_is_refused(tmp_path: Path) -> None:
+    broken = tmp_path / "stack.yaml"
+    broken.write_text("Resources: {}\n")
+    with pytest.raises(SystemExit, match="expected one '# BEGIN derived"):
+        iam_policy().main(["--check-template", str(broken)])
 
 
 @cache
@@ -194,31 +238,54 @@ def ecs_model() -> Any:
     return client.meta.service_model
 
 
+def api_input(properties: Any, keep_keys: bool = False) -> Any:
+    """CloudFormation properties as ECS API input: member names with a lower-case initial
+    (log driver options and other string maps keep their keys)."""
+    if isinstance(properties, list):
+        return [api_input(item) for item in properties]
+    if not isinstance(properties, dict):
+        return properties
+    return {
+        (key if keep_keys else API_NAMES.get(key, key[0].lower() + key[1:])): api_input(
+            value, keep_keys=key == "Options"
+        )
+        for key, value in properties.items()
+    }
+
+
+def controller_resources() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The controller's task definition and service, evaluated with webhooks."""
+    resources = Deployment(template(), CONTROLLER).resources()
+    definition = api_input(resources["ControllerTaskDefinition"]["Properties"])
+    service = api_input(resources["ControllerService"]["Properties"])
+    return definition, service
+
+
 def test_task_definition_is_valid_register_task_definition_input() -> None:
-    document = json.loads(TASK_DEFINITION.read_text())
+    definition, _ = controller_resources()
     shape = ecs_model().operation_model("RegisterTaskDefinition").input_shape
-    validate_parameters(document, shape)  # raises ParamValidationError
+    validate_parameters(definition, shape)  # raises ParamValidationError
 
 
 def test_service_is_valid_create_service_input() -> None:
-    document = json.loads(SERVICE.read_text())
+    _, service = controller_resources()
     shape = ecs_model().operation_model("CreateService").input_shape
-    validate_parameters(document, shape)
+    validate_parameters(service, shape)
 
 
 def test_task_definition_fits_the_controller() -> None:
-    definition = json.loads(TASK_DEFINITION.read_text())
-    service = json.loads(SERVICE.read_text())
+    definition, service = controller_resources()
     (container,) = definition["containerDefinitions"]
     assert container["stopTimeout"] == 60
     assert "/healthz" in " ".join(container["healthCheck"]["command"])
     assert {p["containerPort"] for p in container["portMappings"]} == {8080}
     assert container["logConfiguration"]["logDriver"] == "awslogs"
-    assert service["taskDefinition"] == definition["family"]
+    assert service["taskDefinition"] == "<ControllerTaskDefinition>"
     assert service["loadBalancers"][0]["containerName"] == container["name"]
     assert service["desiredCount"] >= 2 and "--leader-election" in container["command"]
     circuit = service["deploymentConfiguration"]["deploymentCircuitBreaker"]
     assert circuit == {"enable": True, "rollback": True}
+    assert {s["name"] for s in container["secrets"]} == {"GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET"}
     # the controller's own family must not look like a runner pool's (ecs-reconciler-*)
     from reconciler.plan.state import FAMILY_PREFIX
 
@@ -235,7 +302,8 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def test_task_definition_command_uses_only_real_run_flags() -> None:
-    (container,) = json.loads(TASK_DEFINITION.read_text())["containerDefinitions"]
+    definition, _ = controller_resources()
+    (container,) = definition["containerDefinitions"]
     command = container["command"]
     assert command[0] == "run"
     help_text = subprocess.run(
@@ -250,3 +318,12 @@ def test_task_definition_command_uses_only_real_run_flags() -> None:
     for flag in flags:
         assert f"{flag} " in help_text or f"{flag}\n" in help_text, flag
     _run_parser().parse_args(command[1:])  # exits (SystemExit) on an unknown flag
+
+
+def test_read_only_policy_is_never_written_into_the_template(tmp_path: Path, capsys: Any) -> None:
+    copy = tmp_path / "stack.yaml"
+    copy.write_text(TEMPLATE.read_text())
+    with pytest.raises(SystemExit):
+        iam_policy().main(["--read-only", "--write-template", str(copy)])
+    assert "not --read-only" in capsys.readouterr().err
+    assert copy.read_text() == TEMPLATE.read_text()

@@ -17,6 +17,7 @@ import pytest
 from reconciler.aws.clients import MutationRefused
 from reconciler.aws.executor import ApplyResult, Executor
 from reconciler.aws.observe import Observer
+from reconciler.clock import utc_now
 from reconciler.plan.guard import GuardPolicy, refused_actions
 from reconciler.plan.state import RunnerState
 from reconciler.reconcile import Cycle, plan_cycle
@@ -24,6 +25,8 @@ from reconciler.sandbox.runners import TaskTagRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 
 from .conftest import edit, run_cli
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"
@@ -33,24 +36,28 @@ ALLOW_ALL = GuardPolicy(max_stop_share=1.0, allow_delete=True)
 
 def cycle(sandbox: Sandbox, specs: Path, read_only: bool = True) -> Cycle:
     clients = sandbox.clients(read_only=read_only)
-    return plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    return plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
 
 
 def apply(sandbox: Sandbox, specs: Path, policy: GuardPolicy = ALLOW_ALL) -> ApplyResult:
     clients = sandbox.clients()
-    current = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    current = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     executor = Executor(clients, current.observed, TaskTagRunnerStates(clients))
     result = executor.apply(current.plan, refused_actions(current.plan, policy))
     sandbox.tick()
     return result
 
 
-def converge(sandbox: Sandbox, specs: Path) -> Cycle:
-    result = apply(sandbox, specs)
-    assert result.ok, result.failed + result.skipped
-    after = cycle(sandbox, specs)
-    assert not after.plan.has_changes, [a.to_json() for a in after.plan.actions]
-    return after
+def converge(sandbox: Sandbox, specs: Path, rounds: int = 3) -> Cycle:
+    """Apply until the plan is empty: a scale-out beyond the registered instances takes a
+    second round, once the instances the first one added have registered."""
+    for _ in range(rounds):
+        result = apply(sandbox, specs)
+        assert result.ok, result.failed + result.skipped
+        after = cycle(sandbox, specs)
+        if not after.plan.has_changes:
+            return after
+    raise AssertionError([a.to_json() for a in after.plan.actions])
 
 
 def kinds(current: Cycle) -> list[tuple[str, str]]:
@@ -87,7 +94,7 @@ def test_empty_cluster_plan_apply_plan_with_the_cli(sandbox: Sandbox, specs: Pat
 
 def test_plan_is_read_only(sandbox: Sandbox, specs: Path) -> None:
     clients = sandbox.clients(read_only=True)
-    current = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients))
+    current = plan_cycle([specs], Observer(clients), TaskTagRunnerStates(clients), utc_now())
     assert current.plan.has_changes
     assert clients.calls, "the plan observed nothing"
     assert all(op.split(":")[1].startswith(("Describe", "List", "Get")) for op in clients.calls)
@@ -157,6 +164,9 @@ def test_image_bump_rolls_idle_runners_gradually_and_spares_busy_ones(
     pool_file = specs / "org-platform-dind.yaml"
     edit(pool_file, "    idle: 2\n", "    idle: 4\n")
     edit(pool_file, "maxSurge: 25%", "maxSurge: 1")
+    # small tasks: the registered instances hold the pool and its surge (this is about rollout)
+    edit(pool_file, "cpu: 2048", "cpu: 512")
+    edit(pool_file, "memory: 4096", "memory: 1024")
     converged = converge(sandbox, specs)
     old_tasks = pool_tasks(converged, PLATFORM)
     assert len(old_tasks) == 4

@@ -16,6 +16,7 @@ import pytest
 
 from reconciler.aws.executor import Executor
 from reconciler.aws.observe import Observer
+from reconciler.clock import utc_now
 from reconciler.controller.lease import LeaderElector, LeaseConfig
 from reconciler.fencing import LeaseLost, fenced
 from reconciler.github import GitHubClient, TokenAuth
@@ -105,7 +106,7 @@ def test_a_deposed_leader_mutates_nothing_once_a_standby_took_over(
 
     with GitHubClient(github.url, TokenAuth(TOKEN)) as client:
         states = GitHubRunnerStates(client)
-        cycle = plan_cycle([specs], Observer(clients), states)
+        cycle = plan_cycle([specs], Observer(clients), states, utc_now())
         assert cycle.plan.counts()["runners_start"] == 4
         provisioner = PausedAtFirstStart(JitProvisioner(client, clients.client("ssm")), pause)
         executor = Executor(
@@ -150,7 +151,7 @@ def test_tasks_and_capacity_changes_carry_the_lease_epoch(sandbox: Sandbox, spec
 
     edit(specs / "org-platform-dind.yaml", "    idle: 2\n", "    idle: 12\n")  # needs instances
     states = TaskTagRunnerStates(clients)
-    cycle = plan_cycle([specs], Observer(clients), states)
+    cycle = plan_cycle([specs], Observer(clients), states, utc_now())
     result = Executor(clients, cycle.observed, states, fence=leader).apply(cycle.plan)
     assert not result.failed
     tasks = running_tasks(sandbox)

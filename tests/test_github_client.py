@@ -23,6 +23,8 @@ from reconciler.github import (
 )
 from reconciler.sandbox.github_server import FakeGitHub
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 ORG = Scope("organization", "acme")
 TOKEN = "test-token"
 
@@ -72,8 +74,10 @@ def test_list_runners_follows_pagination_across_three_pages(
     github: FakeGitHub, client: GitHubClient
 ) -> None:
     for i in range(250):
-        github.add_runner("/orgs/acme", f"runner-{i:03d}", busy=i % 2 == 0)
+        version = "2.329.0" if i else None  # a runner that never connected reports none
+        github.add_runner("/orgs/acme", f"runner-{i:03d}", busy=i % 2 == 0, version=version)
     runners = client.list_runners(ORG)
+    assert (runners[0].version, runners[1].version) == (None, "2.329.0")
     assert [r.name for r in runners] == [f"runner-{i:03d}" for i in range(250)]
     assert runners[0].busy and not runners[1].busy
     assert runners[0].labels == ["self-hosted", "linux"]

@@ -11,6 +11,8 @@ from reconciler.github.registry import GitHubRunnerStates, scope_of_tag
 from reconciler.plan.state import RUNNER_NAME_TAG, SCOPE_TAG, ObservedTask, RunnerState
 from reconciler.sandbox.github_server import FakeGitHub
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 TOKEN = "test-token"
 ORG = "/orgs/acme"
 NOW = 1_700_000_000.0
@@ -159,3 +161,15 @@ def test_confirm_stoppable_never_reaps_a_young_runner(
 )
 def test_scope_tag(tag: str, expected: Scope | None) -> None:
     assert scope_of_tag(tag) == expected
+
+
+def test_versions_are_what_each_pool_s_runners_report(
+    github: FakeGitHub, client: GitHubClient
+) -> None:
+    github.add_runner(ORG, "old", version="2.327.1")
+    github.add_runner(ORG, "current", version="2.328.0")
+    github.add_runner(ORG, "booting", status="offline")  # never connected: no version
+    tasks = [task("old"), task("current"), task("booting"), task("gone")]
+    source = GitHubRunnerStates(client, clock=lambda: NOW)
+    source.states(tasks)
+    assert source.versions(tasks) == {"pool-a": {"2.327.1", "2.328.0"}}

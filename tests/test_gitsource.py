@@ -16,6 +16,8 @@ from reconciler.sandbox.scenario import Sandbox
 
 from .conftest import commit, git, wait_for
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 REPO = Path(__file__).resolve().parent.parent
 POOL_FILE = "specs/org-platform-dind.yaml"
 

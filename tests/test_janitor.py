@@ -14,6 +14,8 @@ from reconciler.plan.state import RUNNER_NAME_TAG, SCOPE_TAG, ObservedTask
 from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.sandbox.scenario import Sandbox
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 TOKEN = "test-token"
 ORG = "/orgs/platform"
 POOL = "platform-linux-dind"

@@ -10,6 +10,7 @@ import pytest
 
 from reconciler.aws.executor import ApplyResult, Executor
 from reconciler.aws.observe import Observer
+from reconciler.clock import utc_now
 from reconciler.github import GitHubClient, TokenAuth
 from reconciler.github.jit import PARAMETER_ENVIRONMENT, JitProvisioner
 from reconciler.github.registry import GitHubRunnerStates
@@ -17,7 +18,9 @@ from reconciler.plan.guard import GuardPolicy, refused_actions
 from reconciler.plan.state import RUNNER_ID_TAG, RUNNER_NAME_TAG
 from reconciler.reconcile import plan_cycle
 from reconciler.sandbox.github_server import FakeGitHub
-from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.scenario import JIT_KEY_ALIAS, Sandbox
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 TOKEN = "test-token"
 CLUSTER = "ci-runners"
@@ -34,8 +37,9 @@ def apply_with_jit_runners(sandbox: Sandbox, specs: Path, github: FakeGitHub) ->
     clients = sandbox.clients()
     with GitHubClient(github.url, TokenAuth(TOKEN)) as client:
         states = GitHubRunnerStates(client)
-        cycle = plan_cycle([specs], Observer(clients), states)
-        provisioner = JitProvisioner(client, clients.client("ssm"))
+        cycle = plan_cycle([specs], Observer(clients), states, utc_now())
+        # the key the sandbox's CloudFormation stack created, as the controller service uses it
+        provisioner = JitProvisioner(client, clients.client("ssm"), kms_key=JIT_KEY_ALIAS)
         executor = Executor(clients, cycle.observed, states, provisioner=provisioner)
         return executor.apply(cycle.plan, refused_actions(cycle.plan, GuardPolicy()))
 
@@ -73,6 +77,10 @@ def test_each_task_gets_its_own_registration_and_never_sees_the_secret_in_ecs(
     )["Parameters"]
     assert {p["Name"].rsplit("/", 1)[-1] for p in parameters} == names
     assert all(p["Type"] == "SecureString" for p in parameters)
+    described_parameters = ssm.describe_parameters(
+        ParameterFilters=[{"Key": "Path", "Option": "Recursive", "Values": ["/ecs-reconciler/jit"]}]
+    )["Parameters"]
+    assert {p["KeyId"] for p in described_parameters} == {JIT_KEY_ALIAS}
 
     visible = json.dumps(described, default=str)
     for parameter in parameters:

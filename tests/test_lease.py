@@ -8,12 +8,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from reconciler.controller.lease import LeaderElector, LeaseConfig
 from reconciler.sandbox.server import MotoServer
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 REGION = "us-east-1"
 
@@ -24,12 +25,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer(mode="process") as server:
-        yield server
 
 
 @pytest.fixture

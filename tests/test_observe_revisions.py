@@ -3,17 +3,21 @@ seconds (one call per pool per cycle otherwise); our own changes are seen at onc
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
+
+import pytest
 
 from reconciler.aws.executor import Executor
 from reconciler.aws.observe import Observer
+from reconciler.clock import utc_now
 from reconciler.plan.desired import render_desired
 from reconciler.plan.guard import GuardPolicy, refused_actions
 from reconciler.reconcile import plan_cycle
 from reconciler.runners import UnknownRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 from reconciler.spec.loader import load_specs
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 FAMILY = "ecs-reconciler-platform-linux-dind"
 
@@ -30,10 +34,10 @@ def test_revision_lists_are_reused_until_the_refresh_or_a_forget(
     sandbox: Sandbox, specs: Path
 ) -> None:
     clients = sandbox.clients()
-    cycle = plan_cycle([specs], Observer(clients), UnknownRunnerStates())
+    cycle = plan_cycle([specs], Observer(clients), UnknownRunnerStates(), utc_now())
     executor = Executor(clients, cycle.observed, UnknownRunnerStates())
     assert executor.apply(cycle.plan, refused_actions(cycle.plan, GuardPolicy())).ok
-    desired = render_desired(load_specs([specs]), datetime.datetime.now(datetime.UTC), "us-east-1")
+    desired = render_desired(load_specs([specs]), utc_now(), "us-east-1")
 
     clock = Clock()
     observer = Observer(sandbox.clients(), revision_refresh=300, clock=clock)

@@ -14,6 +14,8 @@ import pytest
 
 from .conftest import commit, git
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 REPO = Path(__file__).resolve().parent.parent
 POOL_FILE = "specs/org-platform-dind.yaml"
 OLD_IMAGE = "actions-runner:2.328.0@sha256:3f1a8c9e"

@@ -16,7 +16,7 @@ import jsonpatch
 import pytest
 
 from reconciler.plan.actions import Action, Plan
-from reconciler.plan.desired import desired_runner_count, render_desired
+from reconciler.plan.desired import desired_runner_count, idle_target_now, render_desired
 from reconciler.plan.expectations import InFlight
 from reconciler.plan.normalize import content_hash, normalize_task_definition
 from reconciler.plan.planner import plan
@@ -38,6 +38,7 @@ from reconciler.plan.state import (
     family_of,
 )
 from reconciler.spec.loader import load_specs
+from reconciler.spec.models import Scaling
 
 from .conftest import CAPACITY_PROVIDER, POOL
 
@@ -921,6 +922,42 @@ def test_idle_schedule(
     result = plan(desired, converged(desired, "i"), {}, now=now)
     if count > 1:
         assert only(result, "run", "runner_tasks.pool-a").count == count - 1
+
+
+def _new_york(window: tuple[str, str], days: list[str]) -> Scaling:
+    schedule = {"days": days, "from": window[0], "to": window[1], "idle": 5}
+    return Scaling.model_validate(
+        {"max": 10, "idle": 1, "schedules": [schedule | {"timezone": "America/New_York"}]}
+    )
+
+
+DST_CASES = [
+    # spring forward, Sunday 2026-03-08: 02:00 EST -> 03:00 EDT (07:00 UTC); 02:xx never happens
+    pytest.param(("01:00", "03:00"), "03-08T06:59", 5, id="spring: 01:59 EST inside 01:00-03:00"),
+    pytest.param(("01:00", "03:00"), "03-08T07:00", 1, id="spring: 03:00 EDT ends 01:00-03:00"),
+    pytest.param(("02:30", "04:00"), "03-08T06:59", 1, id="spring: 01:59 EST before 02:30"),
+    pytest.param(("02:30", "04:00"), "03-08T07:00", 5, id="spring: skipped 02:30 opens at 03:00"),
+    # fall back, Sunday 2026-11-01: 02:00 EDT -> 01:00 EST (06:00 UTC); 01:xx happens twice
+    pytest.param(("01:00", "02:00"), "11-01T05:30", 5, id="fall: first 01:30 (EDT)"),
+    pytest.param(("01:00", "02:00"), "11-01T06:30", 5, id="fall: second 01:30 (EST)"),
+    pytest.param(("01:00", "02:00"), "11-01T07:00", 1, id="fall: 02:00 EST ends it"),
+]
+
+
+@pytest.mark.parametrize(("window", "utc", "idle"), DST_CASES)
+def test_schedules_follow_local_wall_time_across_daylight_saving(
+    window: tuple[str, str], utc: str, idle: int
+) -> None:
+    now = datetime.datetime.fromisoformat(f"2026-{utc}:00+00:00")
+    assert idle_target_now(_new_york(window, ["sun"]), now)[0] == idle
+
+
+def test_a_weekday_window_keeps_its_local_hours_when_the_clocks_change() -> None:
+    """09:00-17:00 New York is 14:00-22:00 UTC in winter and 13:00-21:00 UTC in summer."""
+    scaling = _new_york(("09:00", "17:00"), ["mon", "tue", "wed", "thu", "fri"])
+    friday_before, monday_after = "2026-03-06T13:30:00+00:00", "2026-03-09T13:30:00+00:00"
+    assert idle_target_now(scaling, datetime.datetime.fromisoformat(friday_before))[0] == 1
+    assert idle_target_now(scaling, datetime.datetime.fromisoformat(monday_after))[0] == 5
 
 
 def test_idle_target_is_clamped_to_max(tmp_path: Path) -> None:

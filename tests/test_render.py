@@ -138,7 +138,9 @@ def test_text_of_an_empty_plan_says_no_changes(tmp_path: Path) -> None:
 
 def test_text_shows_spec_errors_and_notes(tmp_path: Path) -> None:
     desired = desired_of(tmp_path, pool_spec(subnet="ci-private"), provider_spec(), "kind: [\n")
-    result = plan(desired, converged(desired, ""), {}, spec_errors=("specs/x.yaml:1:7: bad",))
+    result = plan(
+        desired, converged(desired, ""), {}, spec_errors=("specs/x.yaml:1:7: bad",), now=NOW
+    )
     text = render_text(result)
     assert "Spec errors (nothing is deleted on account of these files):" in text
     assert "  specs/x.yaml:1:7: bad" in text

@@ -20,9 +20,12 @@ from reconciler.github.registry import GitHubRunnerStates
 from reconciler.plan.guard import GuardPolicy
 from reconciler.reconcile import Cycle
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from reconciler.sandbox.server import MotoServer
 from reconciler.sandbox.world import GitHubWorld
 
 from .conftest import edit, platform_pool_alone
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 POOL = "platform-linux-dind"
 GOOD = "actions-runner:2.328.0@sha256:3f1a"
@@ -41,8 +44,8 @@ def specs(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sandbox(specs: Path) -> Iterator[Sandbox]:
-    with Sandbox([specs], mode="process", github=True) as running:
+def sandbox(specs: Path, moto_server: MotoServer) -> Iterator[Sandbox]:
+    with Sandbox([specs], server=moto_server, github=True) as running:
         yield running
 
 

@@ -24,10 +24,12 @@ from reconciler.plan.versions import (
     PublishedVersion,
     check_runner_versions,
     parse_version,
+    running_versions,
     stale_version_notes,
 )
 from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from reconciler.sandbox.server import MotoServer
 
 from .conftest import REPO, commit, git
 
@@ -108,6 +110,26 @@ def test_max_age_is_configurable_and_each_pool_is_checked() -> None:
     assert stale_version_notes(checks) == (Note("warning", checks[0].message, "a"),)
 
 
+@pytest.mark.parametrize(
+    ("reported", "checked", "warned"),
+    [
+        ({}, "2.328.0", False),  # nothing reported (runner states not from GitHub)
+        ({"p": ["2.328.0", "2.329.0"]}, "2.328.0", False),  # as the spec, or newer (updated)
+        ({"p": ["2.328.0", "2.326.0", "2.327.1"]}, "2.326.0", True),  # the oldest counts
+        ({"p": ["", "dev"]}, "2.328.0", False),  # what is not a version is ignored
+        ({"other": ["2.1.0"]}, "2.328.0", False),
+    ],
+)
+def test_runners_reporting_an_older_version_are_checked_at_it(
+    reported: dict[str, list[str]], checked: str, warned: bool
+) -> None:
+    versions, notes = running_versions({"p": "2.328.0"}, reported)
+    assert versions == {"p": checked}
+    assert bool(notes) == warned
+    if warned:
+        assert notes[0].pool == "p" and "report version 2.326.0" in notes[0].message
+
+
 def test_configured_versions_parse() -> None:
     assert PublishedVersion.parse("2.330.0@2026-01-05") == PublishedVersion(
         "2.330.0", datetime.datetime(2026, 1, 5, tzinfo=UTC)
@@ -154,8 +176,8 @@ def test_releases_skip_drafts_and_prereleases_and_cost_a_304_when_unchanged(
 
 
 @pytest.fixture
-def sandbox(specs: Path) -> Iterator[Sandbox]:
-    with Sandbox([specs], mode="process", github=True) as running:
+def sandbox(specs: Path, moto_server: MotoServer) -> Iterator[Sandbox]:
+    with Sandbox([specs], server=moto_server, github=True) as running:
         yield running
 
 

@@ -18,6 +18,8 @@ from reconciler.sandbox.infrastructure import (
 )
 from reconciler.sandbox.server import MotoServer, MotoServerError
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 REGION = "eu-west-1"
 CLUSTER = "ci-runners"
 PLAN = InfrastructurePlan(

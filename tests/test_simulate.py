@@ -3,6 +3,7 @@ behind ours, report shape, and bad input. A one-day trace keeps it fast."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from reconciler.simulate.world import SimPool, World
 from reconciler.spec.loader import SpecSet, load_specs
 
 from .conftest import run_cli as cli
+
+# e2e: the CLI in processes; one xdist worker computes the module's day of simulation once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("simulate")]
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMETERS = SimulationParameters()
@@ -116,8 +120,9 @@ def test_ours_calls_the_real_planner_with_pending_demand(jobs, spec_set, monkeyp
 
 
 def test_the_simulated_account_differs_from_the_specs_only_in_runner_tasks(spec_set):
-    desired = planner_desired(spec_set, __import__("datetime").datetime(2026, 3, 2))
-    result = plan(desired, observed_world(desired), {})
+    monday = datetime.datetime(2026, 3, 2, tzinfo=datetime.UTC)
+    desired = planner_desired(spec_set, monday)
+    result = plan(desired, observed_world(desired), {}, now=monday)
     assert result.actions
     assert {action.resource_type for action in result.actions} == {"runner_tasks"}
     assert not [note for note in result.notes if note.severity == "error"]

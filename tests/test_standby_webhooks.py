@@ -9,11 +9,14 @@ import hmac
 import json
 from pathlib import Path
 
+import pytest
+
 from reconciler.controller.loop import Controller, ControllerSettings
-from reconciler.github.demand import DemandBook, DynamoDemandStore
-from reconciler.github.webhook import WebhookReceiver
+from reconciler.demand import DemandBook, DynamoDemandStore, WebhookReceiver
 from reconciler.runners import UnknownRunnerStates
 from reconciler.sandbox.scenario import Sandbox
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 SECRET = b"shared-secret"
 POOL = "platform-linux-dind"
@@ -66,7 +69,10 @@ def test_a_standby_s_webhooks_reach_the_leader_and_survive_a_restart(
 
     leader, standby = replica(True), replica(False)
     assert "pending 0" in pending_in_plan(leader)
-    receiver = WebhookReceiver(SECRET, standby.demand or DemandBook(store))
+    pending_in_plan(standby)  # the standby's first cycle: it knows its pools
+    receiver = WebhookReceiver(
+        SECRET, standby.demand or DemandBook(store), pools=standby.demand_pools
+    )
     for job_id in (1, 2, 3):
         assert receiver.handle(*delivery(job_id, "queued")).status == 200
     assert receiver.handle(*delivery(1, "queued")).message == "duplicate delivery ignored"

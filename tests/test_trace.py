@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.github.webhook import parse_workflow_job
+from reconciler.demand import parse_workflow_job
 from reconciler.simulate.trace import (
     NOISY_REPOSITORY,
     TRACE_TIMEZONE,
@@ -20,6 +20,8 @@ from reconciler.simulate.trace import (
 )
 
 from .conftest import run_cli as cli
+
+pytestmark = pytest.mark.e2e  # starts servers or processes
 
 REPO = Path(__file__).resolve().parent.parent
 FRIDAY = datetime.datetime(2026, 3, 6, tzinfo=TRACE_TIMEZONE)

@@ -26,6 +26,8 @@ from reconciler.verify.images import ImageReference, ImageVerifier
 
 from .conftest import edit, run_cli
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 PUSHED = f"{ECR}/actions-runner:2.328.0@sha256:{'1' * 64}"
 MISSING_DIGEST = f"{ECR}/actions-runner:2.328.0@sha256:{'2' * 64}"

@@ -7,11 +7,17 @@ import hashlib
 import hmac
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
-from reconciler.github.demand import DemandBook, MemoryDemandStore
-from reconciler.github.webhook import JobEvent, WebhookReceiver, parse_workflow_job
+from reconciler.demand import (
+    DemandBook,
+    JobEvent,
+    MemoryDemandStore,
+    WebhookReceiver,
+    parse_workflow_job,
+)
 
 SECRET = b"s3cret"
 
@@ -53,6 +59,7 @@ def payload(action: str = "queued", job_id: int = 7, labels: list[str] | None = 
 def delivery(body: bytes, number: int = 1, secret: bytes = SECRET, **extra: str) -> dict:
     signature = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
     return {
+        "Content-Type": "application/json",
         "X-GitHub-Event": "workflow_job",
         "X-GitHub-Delivery": f"delivery-{number}",
         "X-Hub-Signature-256": signature,
@@ -162,6 +169,59 @@ def test_other_events_and_malformed_payloads(
     headers = delivery(body, **{"X-GitHub-Event": event})
     assert receiver.handle(headers, body).status == status
     assert receiver.counts == {outcome: 1}
+
+
+def form_body(data: Any) -> bytes:
+    """What GitHub sends for a hook with content type `form`: `payload=<urlencoded JSON>`."""
+    return urlencode({"payload": json.dumps(data)}).encode()
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_a_form_delivery_is_accepted_with_the_signature_over_the_raw_body(
+    receiver: WebhookReceiver, received: list[JobEvent]
+) -> None:
+    body = form_body(payload(job_id=8))
+    assert body.startswith(b"payload=%7B%22action%22")
+    result = receiver.handle(delivery(body, **{"Content-Type": FORM}), body)
+    assert (result.status, result.message) == (200, "job 8 queued")
+    # a signature computed over the decoded JSON instead of the body as sent does not match
+    inner = json.dumps(payload(job_id=8)).encode()
+    headers = delivery(inner, number=2, **{"Content-Type": FORM})
+    assert receiver.handle(headers, body).status == 401
+    assert [event.job_id for event in received] == [8]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "message"),
+    [
+        (FORM, b"payload=%7Bnot-json", 400, "payload is not JSON"),
+        (FORM, b"other=1", 400, "exactly one `payload` field"),
+        (FORM, b"payload=1&payload=2", 400, "exactly one `payload` field"),
+        (FORM, b"payload", 400, "form body does not parse"),
+        (FORM, b"payload=\xff", 400, "form body does not parse"),
+        ("text/plain", b"{}", 415, "Content-Type 'text/plain' not supported"),
+        ("application/json; charset=utf-8", body_of(payload()), 200, "job 7 queued"),
+        (FORM + "; charset=utf-8", form_body(payload()), 200, "job 7 queued"),
+    ],
+    ids=[
+        "bad json",
+        "no payload",
+        "two payloads",
+        "no value",
+        "not ascii",
+        "415",
+        "json+cs",
+        "form+cs",
+    ],
+)
+def test_content_types(
+    receiver: WebhookReceiver, content_type: str, body: bytes, status: int, message: str
+) -> None:
+    result = receiver.handle(delivery(body, **{"Content-Type": content_type}), body)
+    assert result.status == status
+    assert message in result.message
 
 
 def test_missing_fields_and_delivery_ids_are_explained(receiver: WebhookReceiver) -> None:

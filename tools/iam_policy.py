@@ -18,6 +18,12 @@ Usage:
   python tools/iam_policy.py --write FILE      regenerate FILE
   python tools/iam_policy.py --check FILE      exit 1 listing missing / extra actions
   python tools/iam_policy.py --read-only       the policy for `plan` (Describe/List/Get only)
+  python tools/iam_policy.py --write-template  write it into the CloudFormation template too
+  python tools/iam_policy.py --check-template  exit 1 when the template's copy differs
+
+The CloudFormation template (`deploy/cloudformation/ecs-reconciler.yaml`) carries the same
+policy as the controller task role's inline policy, between two marker comments; JSON is
+YAML, so the block is the rendered policy, indented.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from functools import cache
@@ -42,9 +49,15 @@ CLIENT_PLUMBING = {"meta", "exceptions", "can_paginate", "close"}
 MANAGED_BY = {"aws:ResourceTag/ecs-reconciler:managed-by": "ecs-reconciler"}
 REQUEST_MANAGED_BY = {"aws:RequestTag/ecs-reconciler:managed-by": "ecs-reconciler"}
 LEASE_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-leases"
-DEMAND_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-demand"  # reconciler/github/demand.py
+DEMAND_TABLE = "arn:aws:dynamodb:*:*:table/ecs-reconciler-demand"  # reconciler/demand/store.py
+DEMAND_INDEXES = DEMAND_TABLE + "/index/*"  # the queued-by-pool index, read with Query
 OUR_TASK_DEFINITIONS = "arn:aws:ecs:*:*:task-definition/ecs-reconciler-*:*"
 JIT_PARAMETERS = "arn:aws:ssm:*:*:parameter/ecs-reconciler/jit/*"  # reconciler/github/jit.py
+# The key JIT configurations are encrypted with (run --jit-kms-key; the template creates it)
+JIT_KEY_ALIAS = "alias/ecs-reconciler-jit"
+TEMPLATE = ROOT / "deploy" / "cloudformation" / "ecs-reconciler.yaml"
+TEMPLATE_BEGIN = "# BEGIN derived by tools/iam_policy.py"
+TEMPLATE_END = "# END derived by tools/iam_policy.py"
 
 # Permissions an API call needs besides its own action.
 IMPLIED = {
@@ -53,8 +66,9 @@ IMPLIED = {
     # tags given on create are authorized as ecs:TagResource
     "ecs:CreateCapacityProvider": ["ecs:TagResource"],
     "ecs:RegisterTaskDefinition": ["ecs:TagResource"],
-    # PutParameter with Tags is also authorized as AddTagsToResource
-    "ssm:PutParameter": ["ssm:AddTagsToResource"],
+    # PutParameter with Tags is also authorized as AddTagsToResource; a SecureString with a
+    # customer managed key needs kms:Encrypt on that key
+    "ssm:PutParameter": ["ssm:AddTagsToResource", "kms:Encrypt"],
 }
 
 # Reads IAM cannot scope to a resource (Resource must be "*"): ReadOnly, whatever SCOPED says.
@@ -97,8 +111,17 @@ SCOPED: list[tuple[str, set[str], str | list[str], dict[str, Any] | None]] = [
         "*",
         {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
     ),
-    ("LeaseAndDemandTables", {"dynamodb:*"}, [LEASE_TABLE, DEMAND_TABLE], None),
+    ("LeaseAndDemandTables", {"dynamodb:*"}, [LEASE_TABLE, DEMAND_TABLE, DEMAND_INDEXES], None),
     ("JitRunnerParameters", {"ssm:*"}, JIT_PARAMETERS, None),
+    (
+        "JitParameterKeyThroughSsmOnly",
+        {"kms:*"},
+        "*",
+        {
+            "StringLike": {"kms:ViaService": "ssm.*.amazonaws.com"},
+            "ForAnyValue:StringEquals": {"kms:ResourceAliases": JIT_KEY_ALIAS},
+        },
+    ),
 ]
 # Tag-on-create: TagResource is also allowed while ECS creates one of our resources.
 TAG_ON_CREATE = (
@@ -304,16 +327,76 @@ def render(policy: dict[str, Any]) -> str:
     return json.dumps(policy, indent=2) + "\n"
 
 
+def _template_block(lines: list[str], path: Path) -> tuple[int, int]:
+    """Line indexes of the BEGIN and END markers of the derived policy in a template."""
+    begins = [i for i, line in enumerate(lines) if line.strip().startswith(TEMPLATE_BEGIN)]
+    ends = [i for i, line in enumerate(lines) if line.strip().startswith(TEMPLATE_END)]
+    if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
+        raise SystemExit(
+            f"{path}: expected one '{TEMPLATE_BEGIN}' line followed by one '{TEMPLATE_END}' line"
+        )
+    return begins[0], ends[0]
+
+
+def template_policy(text: str, path: Path = TEMPLATE) -> dict[str, Any]:
+    """The policy document between the markers of a template."""
+    lines = text.splitlines()
+    begin, end = _template_block(lines, path)
+    block = "\n".join(lines[begin + 1 : end])
+    try:
+        policy: dict[str, Any] = json.loads(block)
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{path}:{begin + 2 + error.lineno - 1}: not JSON: {error.msg}") from None
+    return policy
+
+
+def render_into_template(text: str, policy: dict[str, Any], path: Path = TEMPLATE) -> str:
+    """`text` with the block between the markers replaced by `policy`, at the marker's indent."""
+    lines = text.splitlines()
+    begin, end = _template_block(lines, path)
+    indent = re.match(r"\s*", lines[begin]).group()  # type: ignore[union-attr]
+    body = [indent + line for line in json.dumps(policy, indent=2).splitlines()]
+    return "\n".join([*lines[: begin + 1], *body, *lines[end:]]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print, write or check the derived policy."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", metavar="FILE", help="write the policy to FILE")
     group.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the code")
+    group.add_argument(
+        "--write-template",
+        nargs="?",
+        const=str(TEMPLATE),
+        metavar="FILE",
+        help=f"write the policy into the CloudFormation template (default {TEMPLATE.name})",
+    )
+    group.add_argument(
+        "--check-template",
+        nargs="?",
+        const=str(TEMPLATE),
+        metavar="FILE",
+        help="exit 1 if the template's copy of the policy differs from the code",
+    )
     parser.add_argument("--read-only", action="store_true", help="Describe/List/Get only")
     args = parser.parse_args(argv)
+    if args.read_only and (args.write_template or args.check_template):
+        parser.error("the template carries the controller's policy, not --read-only")
     policy = build_policy(derive_actions(), read_only=args.read_only)
     text = render(policy)
+    if args.write_template:
+        template = Path(args.write_template)
+        template.write_text(render_into_template(template.read_text(), policy, template))
+        return 0
+    if args.check_template:
+        template = Path(args.check_template)
+        if template_policy(template.read_text(), template) != policy:
+            print(f"{template}: the controller policy is out of date", file=sys.stderr)
+            print(f"fix: python tools/iam_policy.py --write-template {template}", file=sys.stderr)
+            return 1
+        print(f"{template}: controller policy in sync with reconciler/")
+        return 0
     if args.write:
         Path(args.write).write_text(text)
         return 0

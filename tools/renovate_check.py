@@ -38,7 +38,12 @@ DEFAULT_EXTRACTOR = ROOT.parent / "shared" / "tools" / "renovate-extract"
 BENIGN_WARNINGS = (
     re.compile(r"^RE2 not usable, falling back to RegExp$"),  # optional native module missing
     re.compile(r"^GitHub token is required for some dependencies$"),  # offline: no token
+    # pyproject's requires-python is extracted as a dependency `python` that no lock file
+    # pins; every package the lock pins is checked by name below (lock_problems)
+    re.compile(r"^pip-compile: dependency not found in lock file$"),
 )
+LOCK_DIR = "requirements"
+PINNED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)")
 
 # Options that Renovate silently migrates (it only logs this at debug level, so it never shows
 # up in the extractor's warnings). Checked directly in renovate.json.
@@ -293,6 +298,37 @@ def extracted_by_file(extract: Extract) -> dict[str, Counter[Dep]]:
     return found
 
 
+def canonical(name: str) -> str:
+    """PEP 503 normalized package name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_problems(extract: Extract) -> tuple[list[str], int]:
+    """Packages pinned in requirements/*.txt that Renovate's pip-compile manager does not
+    know (so would never update), and how many pins were checked."""
+    managed = {
+        canonical(d["depName"])
+        for entry in extract.get("packageFiles", [])
+        if entry.get("manager") == "pip-compile"
+        for d in entry.get("deps", [])
+        if d.get("depName")
+    }
+    problems: list[str] = []
+    checked = 0
+    for lock in sorted((ROOT / LOCK_DIR).glob("*.txt")):
+        rel = lock.relative_to(ROOT).as_posix()
+        for line in lock.read_text(encoding="utf-8").splitlines():
+            match = PINNED.match(line)
+            if not match:
+                continue
+            checked += 1
+            if canonical(match["name"]) not in managed:
+                problems.append(
+                    f"{rel}: {match['name']}=={match['version']} not managed by Renovate"
+                )
+    return problems, checked
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -346,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
 
     config_failures = config_problems(extract)
     failures += config_failures
+    locked_failures, pins = lock_problems(extract)
+    failures += locked_failures
+    print(
+        f"renovate-check: {pins - len(locked_failures)}/{pins} pinned Python packages in "
+        f"{LOCK_DIR}/ managed by Renovate's pip-compile manager"
+    )
     print(
         f"renovate-check: {total - missing}/{total} spec dependencies found by Renovate in "
         f"{len(specs)} spec files; {len(config_failures)} configuration problems"

@@ -91,12 +91,16 @@ class AwsClients:
             self._instrument(client)
         self._session, self._options = session, options
 
-    def client(self, service: str, region: str | None = None) -> Any:
+    def client(self, service: str, region: str | None = None, config: Config | None = None) -> Any:
         """Another client from the same session and configuration, counted the same way.
 
-        `region` overrides the session's, for resources named by ARN in another region.
+        `region` overrides the session's, for resources named by ARN in another region;
+        `config` overrides parts of the configuration (timeouts, retries).
         """
-        client = self._session.client(service, region_name=region, **self._options)
+        options = dict(self._options)
+        if config is not None:
+            options["config"] = options["config"].merge(config)
+        client = self._session.client(service, region_name=region, **options)
         self._instrument(client)
         return client
 

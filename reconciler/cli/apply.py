@@ -27,6 +27,7 @@ from .common import (
     EXIT_OK,
     SandboxOnly,
     add_aws_options,
+    planning_time,
     runner_provisioner,
     runner_state_source,
     runner_version_watch,
@@ -84,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     versions = runner_version_watch(args, source)
-    cycle = plan_cycle(spec_paths(args), Observer(clients), source, args.now, versions=versions)
+    cycle = plan_cycle(
+        spec_paths(args), Observer(clients), source, planning_time(args), versions=versions
+    )
     image_notes = verify_new_images(cycle.plan, clients)
     plan = dataclasses.replace(cycle.plan, notes=(*cycle.plan.notes, *image_notes))
     cycle = dataclasses.replace(cycle, plan=plan)
@@ -100,10 +103,16 @@ def run(args: argparse.Namespace) -> int:
     policy = GuardPolicy(max_stop_share=args.max_stop_share, allow_delete=args.allow_delete)
     if not _confirmed(args):
         return EXIT_ERROR
-    return apply_cycle(cycle, clients, source, policy)
+    return apply_cycle(cycle, clients, source, policy, args.jit_kms_key)
 
 
-def apply_cycle(cycle: Cycle, clients: AwsClients, source: Any, policy: GuardPolicy) -> int:
+def apply_cycle(
+    cycle: Cycle,
+    clients: AwsClients,
+    source: Any,
+    policy: GuardPolicy,
+    jit_kms_key: str | None = None,
+) -> int:
     """Execute the cycle's plan under the guard, print progress and a summary."""
     refused = refused_actions(cycle.plan, policy)
     executor = Executor(
@@ -111,7 +120,7 @@ def apply_cycle(cycle: Cycle, clients: AwsClients, source: Any, policy: GuardPol
         cycle.observed,
         source,
         progress=lambda line: print(f"  {line}"),
-        provisioner=runner_provisioner(source, clients),
+        provisioner=runner_provisioner(source, clients, jit_kms_key),
     )
     print("\nApplying:")
     result = executor.apply(cycle.plan, refused)

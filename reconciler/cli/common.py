@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..aws.clients import AwsClients
+from ..clock import utc_now
 from ..plan.actions import Plan
 from ..plan.render_markdown import render_markdown
 from ..plan.render_text import render_text
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 RUNNER_STATE_ENV = "ECS_RECONCILER_RUNNER_STATES"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+JIT_KMS_KEY_ENV = "ECS_RECONCILER_JIT_KMS_KEY"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 
@@ -56,6 +58,14 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="github runner states: a task whose runner is not online this long after it "
         "started is failed, stopped and replaced (default 600)",
+    )
+    parser.add_argument(
+        "--jit-kms-key",
+        default=os.environ.get(JIT_KMS_KEY_ENV) or None,
+        metavar="KEY",
+        help="github runner states: the KMS key (id, ARN or alias/NAME) that encrypts the JIT "
+        "configuration parameters (default: the account's aws/ssm key, which every principal "
+        f"in the account may decrypt); env {JIT_KMS_KEY_ENV}",
     )
     parser.add_argument(
         "--now",
@@ -96,6 +106,12 @@ def _published_version(text: str) -> PublishedVersion:
         return PublishedVersion.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def planning_time(args: argparse.Namespace) -> datetime.datetime:
+    """The time a one-shot plan or apply decides at: --now, or the system clock."""
+    now: datetime.datetime = args.now or utc_now()
+    return now
 
 
 def _days(text: str) -> datetime.timedelta:
@@ -153,13 +169,16 @@ def runner_version_watch(
     return RunnerVersionWatch(args.runner_latest, client, args.runner_version_max_age)
 
 
-def runner_provisioner(source: RunnerStateSource, clients: AwsClients) -> RunnerProvisioner:
-    """JIT registrations through SSM with GitHub as the source; otherwise names only."""
+def runner_provisioner(
+    source: RunnerStateSource, clients: AwsClients, kms_key: str | None = None
+) -> RunnerProvisioner:
+    """JIT registrations through SSM with GitHub as the source (encrypted with `kms_key`,
+    --jit-kms-key); otherwise names only."""
     from ..github.jit import JitProvisioner
     from ..github.registry import GitHubRunnerStates
 
     if isinstance(source, GitHubRunnerStates):
-        return JitProvisioner(source.client, clients.client("ssm"))
+        return JitProvisioner(source.client, clients.client("ssm"), kms_key=kms_key)
     return NamingProvisioner()
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from .common import (
     SandboxOnly,
     add_aws_options,
     exit_code,
+    planning_time,
     render,
     runner_state_source,
     runner_version_watch,
@@ -88,7 +88,9 @@ def _live_plan(args: argparse.Namespace) -> Plan:
     clients = AwsClients(region=args.region, profile=args.profile, read_only=True)
     source = runner_state_source(args, clients)
     versions = runner_version_watch(args, source)
-    plan = plan_cycle(spec_paths(args), Observer(clients), source, args.now, versions=versions).plan
+    plan = plan_cycle(
+        spec_paths(args), Observer(clients), source, planning_time(args), versions=versions
+    ).plan
     return dataclasses.replace(plan, notes=(*plan.notes, *verify_new_images(plan, clients)))
 
 
@@ -97,7 +99,7 @@ def _base_plan(args: argparse.Namespace) -> Plan:
     paths = spec_paths(args)
     base = load_specs_at(args.base, paths, Path.cwd())
     head = load_specs(paths)
-    now = args.now or datetime.datetime.now(datetime.UTC)
+    now = planning_time(args)
     plan = diff_spec_sets(base, head, now)
     if not args.runner_latest:
         return plan

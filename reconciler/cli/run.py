@@ -24,9 +24,15 @@ from ..controller.gitsource import GitSource
 from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
-from ..github.demand import DemandBook, DynamoDemandStore
+from ..demand import (
+    DemandBook,
+    DynamoDemandStore,
+    QueuedJobAudit,
+    Redeliverer,
+    WebhookReceiver,
+)
+from ..demand.store import CLIENT_CONFIG
 from ..github.registry import GitHubRunnerStates
-from ..github.webhook import WebhookReceiver
 from ..plan.guard import GuardPolicy
 from ..spec.gitrev import GitRevisionError
 from .apply import add_guard_options
@@ -106,6 +112,21 @@ def register(verbs: Any) -> None:
         help="DynamoDB table of queued jobs from webhooks (created if missing)",
     )
     parser.add_argument(
+        "--webhook-hook",
+        metavar="PATH",
+        help="the webhook GitHub sends workflow_job events through, as its API path: /app/hook "
+        "(a GitHub App's; needs App credentials), /orgs/ORG/hooks/ID or /repos/OWNER/REPO/"
+        "hooks/ID; the leader asks GitHub to redeliver its failed deliveries (needs "
+        "GITHUB_WEBHOOK_SECRET and --runner-states github)",
+    )
+    parser.add_argument(
+        "--redelivery-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="read the hook's delivery log this often (default 60: one request a minute)",
+    )
+    parser.add_argument(
         "--workdir",
         default=".ecs-reconciler",
         help="where --git-url is cloned (default .ecs-reconciler/)",
@@ -135,18 +156,30 @@ def run(args: argparse.Namespace) -> int:
         source = runner_state_source(args, clients)
         secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
         demand = _demand_book(args, clients) if secret else None
+        redeliverer = _redeliverer(args, demand, source)
         controller = Controller(
             settings,
             clients,
             source,
-            provisioner=runner_provisioner(source, clients),
+            provisioner=runner_provisioner(source, clients, args.jit_kms_key),
             is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
             git=git,
             demand=demand,
             github=source.client if isinstance(source, GitHubRunnerStates) else None,
             janitor=runner_janitor(source, clients),
             versions=runner_version_watch(args, source),
+            redeliverer=redeliverer,
             fence=elector,
+            audit=QueuedJobAudit(source.client, demand)
+            if demand is not None and isinstance(source, GitHubRunnerStates)
+            else None,
+        )
+        receiver = (
+            WebhookReceiver.queued(
+                secret.encode(), demand, controller.demand_pools, controller.on_job_event
+            )
+            if demand is not None
+            else None
         )
         loop = threading.Thread(target=controller.run, name="controller")
         server = ControllerServer(
@@ -155,9 +188,7 @@ def run(args: argparse.Namespace) -> int:
             controller.status,
             loop.is_alive,
             controller.metrics.render,
-            webhooks=WebhookReceiver(secret.encode(), demand, on_accept=controller.on_job_event)
-            if demand is not None
-            else None,
+            webhooks=receiver,
         )
     except (AwsConfigurationError, GitRevisionError, OSError, ValueError, ClientError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -186,21 +217,39 @@ def run(args: argparse.Namespace) -> int:
         if elector is not None:
             elector.release()
         server.close()
+        if receiver is not None:
+            receiver.close()
     print("ecs-reconciler controller: stopped", flush=True)
     return EXIT_OK
+
+
+def _redeliverer(
+    args: argparse.Namespace, demand: DemandBook | None, source: object
+) -> Redeliverer | None:
+    """With --webhook-hook: the loop that recovers failed deliveries (ValueError if it
+    cannot run: it needs the demand book and GitHub credentials)."""
+    if not args.webhook_hook:
+        return None
+    if demand is None:
+        raise ValueError(f"--webhook-hook needs {WEBHOOK_SECRET_ENV} (webhooks are not received)")
+    if not isinstance(source, GitHubRunnerStates):
+        raise ValueError("--webhook-hook needs --runner-states github (GitHub credentials)")
+    return Redeliverer(
+        source.client, args.webhook_hook, demand.store, interval=args.redelivery_interval
+    )
 
 
 def _demand_book(args: argparse.Namespace, clients: AwsClients) -> DemandBook:
     """Queued jobs from POST /webhook, kept in DynamoDB (--demand-table).
 
     Durable, so demand survives a restart, and shared, so the webhooks a standby replica
-    receives reach the leader, which reloads the book every cycle.
+    receives reach the leader, which reloads the book every cycle. Its client has short
+    timeouts and few retries: the writer threads retry on their own, and a cycle that cannot
+    read it uses the last demand known.
     """
-    store = DynamoDemandStore(clients.client("dynamodb"), args.demand_table)
+    store = DynamoDemandStore(clients.client("dynamodb", config=CLIENT_CONFIG), args.demand_table)
     store.ensure_table()
-    book = DemandBook(store)
-    book.load()
-    return book
+    return DemandBook(store)
 
 
 def _elector(args: argparse.Namespace, clients: AwsClients) -> LeaderElector:

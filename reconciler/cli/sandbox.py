@@ -19,19 +19,25 @@ from typing import Any
 
 from ..aws.clients import AwsClients
 from ..aws.observe import Observer
+from ..clock import utc_now
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
+from ..demand import (
+    DemandBook,
+    DynamoDemandStore,
+    QueuedJobAudit,
+    Redeliverer,
+    WebhookReceiver,
+)
 from ..github import GitHubClient, TokenAuth
-from ..github.demand import DemandBook, DynamoDemandStore
 from ..github.janitor import RunnerJanitor
 from ..github.jit import JitProvisioner
 from ..github.registry import GitHubRunnerStates
-from ..github.webhook import WebhookReceiver
 from ..plan.guard import GuardPolicy
 from ..plan.render_text import render_text
 from ..reconcile import plan_cycle
 from ..sandbox.runners import TaskTagRunnerStates
-from ..sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from ..sandbox.scenario import JIT_KEY_ALIAS, SANDBOX_GITHUB_TOKEN, Sandbox
 from ..sandbox.world import BurstTraffic, GitHubWorld
 from ..spec.diagnostics import render_text as render_diagnostics
 from ..spec.loader import load_specs
@@ -92,12 +98,23 @@ def _step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
+#: Apply rounds `sandbox run` allows before it calls the sandbox not converged: the first
+#: starts what fits and grows reconciler-scaled groups, the next places the rest on the
+#: instances that came up (a real account needs the same, minutes apart instead of seconds).
+DEMO_ROUNDS = 4
+
+
 def demo(paths: list[str]) -> int:
-    """validate -> plan -> apply -> plan against a fresh sandbox."""
+    """validate -> plan -> apply (until the plan is empty, bounded) -> plan, on a fresh sandbox.
+
+    Every plan of the pass is made at the time the pass started, so a schedule window that
+    opens or closes during it does not change what the pass converges to.
+    """
+    now = utc_now()
     _step("validate")
     with Sandbox(paths) as sandbox:
         clients = sandbox.clients()
-        cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients))
+        cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients), now)
         sys.stdout.write(render_diagnostics(cycle.spec_set.diagnostics))
         print(summary(cycle.spec_set))
         for pool in cycle.spec_set.pools:
@@ -107,20 +124,31 @@ def demo(paths: list[str]) -> int:
         print(f"sandbox AWS endpoint: {sandbox.endpoint_url} (region {sandbox.region})")
         _step("plan")
         print(render_text(cycle.plan), end="")
-        _step("apply")
-        applied = apply_cycle(cycle, clients, TaskTagRunnerStates(clients), GuardPolicy())
-        sandbox.tick()  # the new runners boot and register with (simulated) GitHub
+        applied = EXIT_OK
+        for round_number in range(1, DEMO_ROUNDS + 1):
+            _step("apply" if round_number == 1 else f"apply again (round {round_number})")
+            applied = apply_cycle(cycle, clients, TaskTagRunnerStates(clients), GuardPolicy())
+            sandbox.tick()  # new instances register with ECS, new runners come online
+            cycle = plan_cycle(paths, Observer(clients), TaskTagRunnerStates(clients), now)
+            if applied != EXIT_OK or not cycle.plan.has_changes:
+                break
+            print(render_text(cycle.plan), end="")
         _step("plan again")
         read_only = sandbox.clients(read_only=True)
-        second = plan_cycle(paths, Observer(read_only), TaskTagRunnerStates(read_only))
+        second = plan_cycle(paths, Observer(read_only), TaskTagRunnerStates(read_only), now)
         print(render_text(second.plan), end="")
         calls = read_only.total_calls()
         print(f"\n(the last plan made {calls} AWS API calls)")
         if applied != EXIT_OK or second.plan.has_changes:
             print("sandbox: NOT converged", file=sys.stderr)
             return EXIT_ERROR
-        print("sandbox: converged, the second plan is empty.")
+        print("sandbox: converged, the last plan is empty.")
         return EXIT_OK
+
+
+#: the simulated GitHub sends the sandbox's jobs through an organization hook (readable with
+#: the sandbox's token; the App's hook would need App credentials)
+SANDBOX_HOOK_OWNER = "/orgs/platform"
 
 
 def serve(paths: list[str], webhook_url: str, burst_period: float) -> int:
@@ -130,13 +158,22 @@ def serve(paths: list[str], webhook_url: str, burst_period: float) -> int:
         assert sandbox.github is not None
         secret = secrets.token_hex(16)
         world = GitHubWorld(
-            sandbox.github, sandbox.clients(), sandbox.clusters, webhook_url, secret.encode()
+            sandbox.github,
+            sandbox.clients(),
+            sandbox.clusters,
+            webhook_url,
+            secret.encode(),
+            hook_owner=SANDBOX_HOOK_OWNER,
         )
         traffic = BurstTraffic(world, load_specs(paths), period=burst_period)
         print("# sandbox AWS and GitHub are serving; point the CLI at them with:")
         for name, value in (sandbox.environment() | {WEBHOOK_SECRET_ENV: secret}).items():
             print(f"export {name}={value}")
         print(f"# simulated jobs are sent to {webhook_url} (`ecs-reconciler run` listens there)")
+        print(
+            f"# through the hook {world.hook}: `run --runner-states github --webhook-hook "
+            f"{world.hook}` redelivers what failed while it was down (GitHub does not retry)"
+        )
         print("# Ctrl-C stops it.", flush=True)
         try:
             while True:
@@ -174,10 +211,11 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             ControllerSettings(spec_paths=paths, resync_interval=5.0),
             clients,
             states,
-            provisioner=JitProvisioner(github, ssm),
+            provisioner=JitProvisioner(github, ssm, kms_key=JIT_KEY_ALIAS),
             demand=book,
             github=github,
             janitor=RunnerJanitor(states, ssm, grace=30.0),
+            audit=QueuedJobAudit(github, book),
         )
         secret = secrets.token_hex(16).encode()
         host, _, port = listen.rpartition(":")
@@ -188,7 +226,9 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             controller.status,
             loop.is_alive,
             controller.metrics.render,
-            WebhookReceiver(secret, book, on_accept=controller.on_job_event),
+            receiver := WebhookReceiver.queued(
+                secret, book, controller.demand_pools, controller.on_job_event
+            ),
         )
         server.start()
         world = GitHubWorld(
@@ -197,7 +237,10 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             sandbox.clusters,
             f"http://{server.address}/webhook",
             secret,
+            hook_owner=SANDBOX_HOOK_OWNER,
         )
+        assert world.hook is not None
+        controller.redeliverer = Redeliverer(github, world.hook, store)
         traffic = BurstTraffic(world, load_specs(paths), period=burst_period)
         loop.start()
         print(f"controller on the sandbox; status at http://{server.address}/status")
@@ -217,7 +260,10 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
                 jobs = _jobs_line(world)
                 instances = _instances_line(clients)
                 if queued or pools + instances != shown:
-                    print(f"\n{time.strftime('%H:%M:%S')}  {jobs}\n{instances}\n{view}", flush=True)
+                    print(
+                        f"\n{utc_now().astimezone():%H:%M:%S}  {jobs}\n{instances}\n{view}",
+                        flush=True,
+                    )
                     shown = pools + instances
                 time.sleep(1.0)
         except KeyboardInterrupt:
@@ -226,6 +272,7 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             controller.stop()
             loop.join(timeout=30)
             server.close()
+            receiver.close()
             github.close()
             print(f"\nstopped. {_jobs_line(world)}")
     return EXIT_OK if not world.interrupted else EXIT_ERROR

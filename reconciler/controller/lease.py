@@ -38,6 +38,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws.dynamodb import ensure_table
+from ..clock import WallClock, wall_time
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class LeaderElector:
         identity: str,
         config: LeaseConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        wall_clock: WallClock = wall_time,
     ) -> None:
         """`clock` is monotonic and measures every duration; `wall_clock` only fills the
         record's informative `renewTime` for people reading the table."""

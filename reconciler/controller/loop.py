@@ -18,17 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import watchfiles
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import fencing
 from ..aws.clients import AwsClients
 from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
+from ..clock import UtcClock, utc_now
+from ..demand import (
+    DemandBook,
+    JobEvent,
+    PoolDemandSpec,
+    QueuedJobAudit,
+    Redeliverer,
+    pool_for,
+)
 from ..fencing import Fence, LeaseLost
-from ..github.client import GitHubClient
-from ..github.demand import DemandBook, PoolDemandSpec, pool_for
+from ..github.client import GitHubClient, GitHubError
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
-from ..github.webhook import JobEvent
 from ..plan.expectations import Expectations
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
@@ -54,6 +62,8 @@ class ControllerSettings:
     backoff_max: float = 300.0
     git_poll_interval: float = 30.0
     revision_refresh: float = 300.0  # list each family's revisions at most this often
+    # runners left waiting for instances the cycle added are started this soon after
+    capacity_requeue: float = 15.0
 
 
 class Triggers:
@@ -150,6 +160,9 @@ class Controller:
         github: GitHubClient | None = None,
         janitor: RunnerJanitor | None = None,
         versions: RunnerVersionWatch | None = None,
+        wall_clock: UtcClock = utc_now,
+        redeliverer: Redeliverer | None = None,
+        audit: QueuedJobAudit | None = None,
         fence: Fence | None = None,
     ) -> None:
         """`fence`: the lease (with leader election), checked by every mutating call."""
@@ -158,7 +171,7 @@ class Controller:
         self.runner_states = runner_states
         self.provisioner = provisioner
         self.observer = Observer(clients, revision_refresh=settings.revision_refresh)
-        self.status = status or StatusBoard()
+        self.status = status or StatusBoard(wall_clock)
         self.is_leader = is_leader
         self.clock = clock
         self.triggers = Triggers()
@@ -171,9 +184,17 @@ class Controller:
         self.github = github
         self.janitor = janitor
         self.versions = versions
-        self._demand_pools: tuple[PoolDemandSpec, ...] = ()
+        self.wall_clock = wall_clock  # the time each cycle plans at (schedules, ages)
+        self._waiting_for_capacity = False
+        self.redeliverer = redeliverer
+        self.audit = audit
+        self._demand_pools: tuple[PoolDemandSpec, ...] | None = None  # known after a cycle
         self.fence = fence
         self.expectations = Expectations()
+
+    def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
+        """The pools of the last cycle's specs, for the demand book; None before the first."""
+        return self._demand_pools
 
     def stop(self) -> None:
         """Finish the action in flight, then return from `run`."""
@@ -205,13 +226,16 @@ class Controller:
                 except Exception:  # one bad cycle must not end the controller: retry later
                     log.exception("reconcile failed; retrying at the next trigger or resync")
                     self.metrics.record_failed_cycle(time.monotonic() - started)
-                reasons = self.triggers.wait(self._next_wake()) or ["resync"]
+                timer = "waiting for instances" if self._waiting_for_capacity else "resync"
+                reasons = self.triggers.wait(self._next_wake()) or [timer]
         finally:
             watcher.stop_event.set()
 
     def _next_wake(self) -> float:
         pending = self.backoff.waiting()
         soonest_retry = min(pending.values(), default=self.settings.resync_interval)
+        if self._waiting_for_capacity:  # requeue: the instances being added come up soon
+            soonest_retry = min(soonest_retry, self.settings.capacity_requeue)
         return min(self.settings.resync_interval, soonest_retry)
 
     def reconcile(self, reason: str) -> tuple[Cycle, ApplyResult | None]:
@@ -222,6 +246,7 @@ class Controller:
             self.settings.spec_paths,
             self.observer,
             self.runner_states,
+            self.wall_clock(),
             demand=self.demand,
             versions=self.versions,
             expectations=self.expectations,
@@ -242,12 +267,17 @@ class Controller:
             log.warning("specs have %d error(s); nothing applied", len(cycle.plan.spec_errors))
         elif leader and cycle.plan.has_changes and not self.stopping:
             result = self._apply(cycle)
+        self._waiting_for_capacity = result is not None and _waits_for_capacity(cycle)
         if leader and self.janitor is not None and _saw_everything(cycle) and not self.stopping:
-            try:
-                with fencing.fenced(self.fence):
-                    self.janitor.collect(cycle.observed.tasks, cycle.desired.pools)
-            except LeaseLost as error:
-                log.warning("garbage collection stopped: %s", error)
+            janitor = self.janitor
+            self._fenced(
+                "garbage collection",
+                lambda: janitor.collect(cycle.observed.tasks, cycle.desired.pools),
+            )
+        if leader and (redeliverer := self.redeliverer) is not None and redeliverer.due():
+            self._fenced("redelivery", lambda: self._redeliver(redeliverer))
+        if leader and (audit := self.audit) is not None and audit.due() and not self.stopping:
+            self._fenced("queued-job audit", lambda: self._audit(audit))
         self.status.record_cycle(
             cycle.plan,
             revision,
@@ -266,15 +296,47 @@ class Controller:
             self.metrics.record_github_calls(self.github.calls)
         return cycle, result
 
+    def _fenced(self, what: str, work: Callable[[], object]) -> None:
+        """Leader-only work outside the apply, with its mutating calls fenced as well."""
+        try:
+            with fencing.fenced(self.fence):
+                work()
+        except LeaseLost as error:
+            log.warning("%s stopped: %s", what, error)
+
+    def _redeliver(self, redeliverer: Redeliverer) -> None:
+        """Ask GitHub to redeliver failed webhook deliveries; a failure waits for the next."""
+        try:
+            done = redeliverer.run()
+        except (GitHubError, ClientError, BotoCoreError) as error:
+            log.warning("webhook deliveries not checked: %s", error)
+            return
+        if done.requested:
+            log.info(
+                "%d failed webhook deliveries redelivered (%d read)", done.requested, done.listed
+            )
+
+    def _audit(self, audit: QueuedJobAudit) -> None:
+        """Ask GitHub about long-queued jobs; those it shows assigned or done stop counting."""
+        try:
+            done = audit.run()
+        except (GitHubError, ClientError, BotoCoreError) as error:
+            log.warning("queued jobs not checked with GitHub: %s", error)
+            return
+        if done.corrected:
+            self.triggers.fire(f"{done.corrected} queued job(s) are no longer queued on GitHub")
+
     def became_leader(self) -> None:
         """Leadership acquired: forget cached revision lists (the previous leader may have
-        changed them), and reconcile now."""
+        changed them), read the whole redelivery window again, and reconcile now."""
         self.observer.forget_families()
+        if self.redeliverer is not None:
+            self.redeliverer.forget_progress()
         self.triggers.fire("became leader")
 
     def on_job_event(self, event: JobEvent) -> None:
         """A webhook's job event was accepted: count it, and reconcile soon."""
-        pool = pool_for(event, self._demand_pools)
+        pool = pool_for(event, self._demand_pools or ())
         name = pool.name if pool else NO_POOL_JOBS
         if event.action == "in_progress" and event.started_at:
             self.metrics.record_job_started(
@@ -326,6 +388,15 @@ class Controller:
         for pool in {a.pool for a, _ in result.done if a.pool} - failed:
             self.backoff.succeeded(pool)
         return result
+
+
+def _waits_for_capacity(cycle: Cycle) -> bool:
+    """Whether some of the cycle's runners wait for instances it is adding."""
+    return any(
+        isinstance(action.after, dict) and action.after.get("capacityPending")
+        for action in cycle.plan.actions
+        if action.resource_type == "runner_tasks"
+    )
 
 
 def _saw_everything(cycle: Cycle) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..github.webhook import WebhookReceiver
+from ..demand import WebhookReceiver
 from .status import StatusBoard
 
 log = logging.getLogger(__name__)

@@ -9,13 +9,13 @@ only read it.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..aws.executor import ApplyResult
+from ..clock import UtcClock, utc_now
 from ..plan.actions import Plan
 from ..plan.versions import VersionCheck
 from ..spec.loader import SpecSet
@@ -59,7 +59,8 @@ def spec_revision(spec_set: SpecSet) -> str:
 class StatusBoard:
     """Thread-safe status, updated by the loop and read by the HTTP server."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: UtcClock = utc_now) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
         self.pools: dict[str, PoolStatus] = {}
         self.controller: dict[str, Any] = {
@@ -90,7 +91,7 @@ class StatusBoard:
         newest revision the source tried, which differs when it was refused for errors.
         """
         checks = {check.pool: check for check in version_checks}
-        now = _now()
+        now = self.clock().isoformat(timespec="seconds")
         failed = {a.pool: message for a, message in (result.failed if result else []) if a.pool}
         errors = [*plan.spec_errors, *(source_errors or [])]
         with self._lock:
@@ -212,7 +213,3 @@ class StatusBoard:
         """True once a cycle has completed."""
         with self._lock:
             return int(self.controller["cycles"]) > 0
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from ..clock import WallClock, wall_time
 
 #: Refresh an installation token when fewer than this many seconds remain before it expires.
 REFRESH_MARGIN = 300.0
@@ -78,7 +79,7 @@ class AppAuth:
         app_id: str | int,
         private_key_pem: str | bytes,
         installation_id: int,
-        clock: Callable[[], float] = time.time,
+        clock: WallClock = wall_time,
     ) -> None:
         pem = private_key_pem.encode() if isinstance(private_key_pem, str) else private_key_pem
         key = serialization.load_pem_private_key(pem, password=None)
@@ -94,6 +95,10 @@ class AppAuth:
 
     def __repr__(self) -> str:
         return f"AppAuth(app_id={self.app_id}, installation_id={self.installation_id})"
+
+    def app_authorization(self) -> str:
+        """``Bearer <JWT>``: as the App itself (its webhook's deliveries need this)."""
+        return f"Bearer {app_jwt(self.app_id, self._key, self._clock())}"
 
     def authorization(self, app_post: AppPost) -> str:
         """``Bearer <installation token>``, fetching a new token when near expiry."""

@@ -19,6 +19,7 @@ import datetime
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,8 +29,9 @@ from urllib.parse import quote
 import httpx
 
 from .. import fencing
+from ..clock import WallClock, wall_time
 from ..counting import CallCounter
-from .auth import Auth, auth_from_environment
+from .auth import AppAuth, Auth, auth_from_environment
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,7 @@ class Runner:
     busy: bool
     labels: list[str]
     runner_group_id: int | None = None
+    version: str | None = None  # what the runner reported when it connected (None before)
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Runner:
@@ -132,6 +135,7 @@ class Runner:
             busy=bool(data["busy"]),
             labels=[str(label["name"]) for label in data.get("labels", [])],
             runner_group_id=data.get("runner_group_id"),
+            version=str(data["version"]) if data.get("version") else None,
         )
 
 
@@ -154,6 +158,70 @@ class Release:
             draft=bool(data.get("draft", False)),
             prerelease=bool(data.get("prerelease", False)),
         )
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where a workflow job stands (`GET /repos/{owner}/{repo}/actions/jobs/{job_id}`)."""
+
+    job_id: int
+    status: str  # queued | in_progress | completed | waiting | requested | pending
+    conclusion: str | None
+    runner_name: str | None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> JobStatus:
+        return cls(
+            int(data["id"]), str(data["status"]), data.get("conclusion"), data.get("runner_name")
+        )
+
+
+@dataclass(frozen=True)
+class HookDelivery:
+    """One attempt in a webhook's delivery log (`status_code` 0: no HTTP answer at all)."""
+
+    id: int
+    guid: str  # shared by every attempt of one event, redeliveries included
+    delivered_at: datetime.datetime
+    redelivery: bool
+    status_code: int
+    event: str
+    action: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        """GitHub counts 2xx as delivered."""
+        return 200 <= self.status_code < 300
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> HookDelivery:
+        return cls(
+            id=int(data["id"]),
+            guid=str(data["guid"]),
+            delivered_at=datetime.datetime.fromisoformat(str(data["delivered_at"])),
+            redelivery=bool(data["redelivery"]),
+            status_code=int(data["status_code"]),
+            event=str(data["event"]),
+            action=data.get("action"),
+        )
+
+
+_HOOK = re.compile(r"/app/hook|/orgs/[^/]+/hooks/\d+|/repos/[^/]+/[^/]+/hooks/\d+")
+
+
+def hook_template(hook: str) -> str:
+    """`/orgs/acme/hooks/12` -> `/orgs/{org}/hooks/{hook_id}` (for call counts); ValueError
+    for anything but the App's hook, an organization's or a repository's."""
+    if not _HOOK.fullmatch(hook):
+        raise ValueError(
+            f"not a webhook path: {hook!r} (use /app/hook, /orgs/ORG/hooks/ID or "
+            "/repos/OWNER/REPO/hooks/ID)"
+        )
+    if hook == "/app/hook":
+        return hook
+    if hook.startswith("/orgs/"):
+        return "/orgs/{org}/hooks/{hook_id}"
+    return "/repos/{owner}/{repo}/hooks/{hook_id}"
 
 
 @dataclass(frozen=True)
@@ -185,7 +253,7 @@ class GitHubClient:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         timeout: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        clock: WallClock = wall_time,
         mutation_timeout: httpx.Timeout = MUTATION_TIMEOUT,
     ) -> None:
         self.api_url = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
@@ -299,6 +367,65 @@ class GitHubClient:
         url = f"{self.api_url}{path}?per_page=100"
         body, _ = self._get("GET /repos/{owner}/{repo}/releases", url)
         return [Release.from_api(item) for item in body]
+
+    # -- workflow jobs ---------------------------------------------------------------------------
+
+    def job_status(self, repository: str, job_id: int) -> JobStatus | None:
+        """A workflow job's status as GitHub shows it now; None when GitHub does not know it
+        (deleted, or a repository these credentials cannot read)."""
+        owner, _, repo = repository.partition("/")
+        endpoint = "GET /repos/{owner}/{repo}/actions/jobs/{job_id}"
+        url = (
+            f"{self.api_url}/repos/{quote(owner, safe='')}/{quote(repo, safe='')}"
+            f"/actions/jobs/{int(job_id)}"
+        )
+        response = self._send("GET", endpoint, url)
+        if response.status_code == 404:
+            return None
+        self._check(response, endpoint)
+        return JobStatus.from_api(response.json())
+
+    # -- webhook deliveries --------------------------------------------------------------------
+
+    def hook_deliveries(
+        self, hook: str, stop: Callable[[HookDelivery], bool] | None = None
+    ) -> list[HookDelivery]:
+        """The delivery log of `hook` (see `hook_template`), newest first, 100 a page, until
+        the first delivery `stop` accepts (excluded) or the end of the log. The App's hook is
+        read as the App (JWT), others with the usual credentials."""
+        template = hook_template(hook)
+        endpoint = f"GET {template}/deliveries"
+        url: str | None = f"{self.api_url}{hook}/deliveries?per_page=100"
+        deliveries: list[HookDelivery] = []
+        while url is not None:
+            response = self._send("GET", endpoint, url, authorization=self._hook_auth(hook))
+            self._check(response, endpoint)
+            for item in response.json():
+                delivery = HookDelivery.from_api(item)
+                if stop is not None and stop(delivery):
+                    return deliveries
+                deliveries.append(delivery)
+            url = response.links.get("next", {}).get("url")
+            if url is not None and not url.startswith(self.api_url + "/"):
+                message = "pagination link leaves the API URL"
+                raise GitHubError(0, "GET", _template(endpoint), message)
+        return deliveries
+
+    def redeliver(self, hook: str, delivery_id: int) -> None:
+        """Ask GitHub to attempt a logged delivery again (202; it is sent in the background)."""
+        endpoint = f"POST {hook_template(hook)}/deliveries/{{delivery_id}}/attempts"
+        url = f"{self.api_url}{hook}/deliveries/{int(delivery_id)}/attempts"
+        response = self._send("POST", endpoint, url, authorization=self._hook_auth(hook))
+        self._check(response, endpoint)
+
+    def _hook_auth(self, hook: str) -> str | None:
+        if hook != "/app/hook":
+            return None
+        if not isinstance(self.auth, AppAuth):
+            raise GitHubError(
+                0, "GET", "/app/hook/deliveries", "the App's webhook needs GitHub App credentials"
+            )
+        return self.auth.app_authorization()
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -21,12 +21,12 @@ import contextlib
 import datetime
 import logging
 import re
-import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..clock import WallClock, wall_time
 from ..plan.state import RUNNER_NAME_TAG, ObservedTask
 from .client import GitHubError, RunnerBusy, Scope
 from .jit import PARAMETER_PREFIX
@@ -48,7 +48,7 @@ class RunnerJanitor:
         prefix: str = PARAMETER_PREFIX,
         grace: float = DEFAULT_GRACE_SECONDS,
         sweep_interval: float = DEFAULT_SWEEP_SECONDS,
-        clock: Callable[[], float] = time.time,
+        clock: WallClock = wall_time,
     ) -> None:
         self.states = states
         self.ssm = ssm

@@ -10,6 +10,8 @@ would be readable by anyone allowed `ecs:DescribeTasks`. The runner image's entr
 (`deploy/runner-image/entrypoint.sh`) reads the parameter with the task role, deletes it, and
 starts the runner once. The task role's policy should allow `ssm:GetParameter` and
 `ssm:DeleteParameter` on `/ecs-reconciler/jit/*` only (with KMS decrypt of the key used).
+With `kms_key` (run --jit-kms-key) the parameters are encrypted with that customer managed key
+instead of the account's `aws/ssm` key, which every principal in the account may decrypt.
 """
 
 from __future__ import annotations
@@ -38,10 +40,17 @@ PARAMETER_ENVIRONMENT = "RUNNER_JIT_PARAMETER"
 class JitProvisioner:
     """Registers a JIT runner per task and parks its configuration in SSM."""
 
-    def __init__(self, github: GitHubClient, ssm: Any, prefix: str = PARAMETER_PREFIX) -> None:
+    def __init__(
+        self,
+        github: GitHubClient,
+        ssm: Any,
+        prefix: str = PARAMETER_PREFIX,
+        kms_key: str | None = None,
+    ) -> None:
         self.github = github
         self.ssm = ssm
         self.prefix = prefix.rstrip("/")
+        self.kms_key = kms_key
         self._groups: dict[tuple[Scope, str], int] = {}
 
     def prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
@@ -67,6 +76,7 @@ class JitProvisioner:
                 Name=parameter,
                 Value=config.encoded_jit_config,
                 Type="SecureString",
+                **({"KeyId": self.kms_key} if self.kms_key else {}),
                 Tags=[
                     {"Key": MANAGED_BY_TAG, "Value": MANAGED_BY_VALUE},
                     {"Key": RUNNER_NAME_TAG, "Value": name},

@@ -28,9 +28,9 @@ drained. One listing per scope per cycle (conditional, so an unchanged list cost
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from ..clock import WallClock, wall_time
 from ..plan.state import RUNNER_ID_TAG, RUNNER_NAME_TAG, SCOPE_TAG, ObservedTask, RunnerState
 from .client import GitHubClient, GitHubError, Runner, RunnerBusy, Scope
 
@@ -58,7 +58,7 @@ class GitHubRunnerStates:
         self,
         client: GitHubClient,
         grace: float = DEFAULT_GRACE_SECONDS,
-        clock: Callable[[], float] = time.time,
+        clock: WallClock = wall_time,
         boot_timeout: float = DEFAULT_BOOT_TIMEOUT_SECONDS,
     ) -> None:
         self.client = client
@@ -85,6 +85,16 @@ class GitHubRunnerStates:
     def listed(self) -> dict[Scope, dict[str, Runner]]:
         """The runners of each scope as listed by the last `states` call, by name."""
         return self._runners
+
+    def versions(self, tasks: Sequence[ObservedTask]) -> dict[str, set[str]]:
+        """The runner versions each pool's runners reported to GitHub (as listed by the last
+        `states` call); runners that never connected report none."""
+        reported: dict[str, set[str]] = {}
+        for task in tasks:
+            runner = self._runner(task)
+            if runner is not None and runner.version:
+                reported.setdefault(task.pool, set()).add(runner.version)
+        return reported
 
     def confirm_stoppable(self, task: ObservedTask) -> bool:
         """Delete the task's runner by id; True only when GitHub removed it or it is gone."""

@@ -3,7 +3,7 @@
 Pure: the spec set, the time, the AWS region and each pool's pending jobs in,
 `DesiredState` out. A pool's target is clamp(busy + pending + idle target of the active
 schedule, min, max) (`DesiredPool.target`): the planner supplies `busy`, the demand book
-(`reconciler.github.demand`) supplies `pending`, already capped per repository.
+(`reconciler.demand`) supplies `pending`, already capped per repository.
 """
 
 from __future__ import annotations

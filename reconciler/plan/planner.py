@@ -59,11 +59,12 @@ def plan(
     desired: DesiredState,
     observed: ObservedState,
     runner_states: Mapping[str, RunnerState],
+    now: datetime.datetime,
     spec_errors: tuple[str, ...] = (),
-    now: datetime.datetime | None = None,
     in_flight: InFlight | None = None,
 ) -> Plan:
-    """Compute the ordered actions that take `observed` to `desired`.
+    """Compute the ordered actions that take `observed` to `desired` at `now` (instance
+    lifetimes are measured against it; the planner never reads a clock).
 
     `in_flight`: starts issued and not listed yet (counted as starting runners), stops
     issued of tasks still listed (counted as gone)."""
@@ -86,16 +87,15 @@ def plan(
         _plan_task_definition(pool, observed, runner_states, builder)
         _plan_runner_tasks(pool, observed, runner_states, builder)
     _plan_removed_pools(desired, observed, runner_states, builder)
-    moment = now or datetime.datetime.now(datetime.UTC)
     if not blind.capacity_providers:
-        _plan_instances(desired, observed, builder, moment.timestamp())
+        _plan_instances(desired, observed, builder, now.timestamp())
     actions = sorted(builder.actions, key=lambda a: (a.phase, a.resource_type, a.name, a.action))
     return Plan(
         actions=tuple(actions),
         notes=tuple(builder.notes),
         pools=tuple(sorted(builder.pools, key=lambda p: p.name)),
         spec_errors=spec_errors,
-        generated_at=moment.isoformat(timespec="seconds"),
+        generated_at=now.isoformat(timespec="seconds"),
     )
 
 

@@ -127,6 +127,45 @@ def _check(
     return VersionCheck(pool, version, reason, message, first, newest)
 
 
+def running_versions(
+    spec_versions: Mapping[str, str], reported: Mapping[str, Iterable[str]]
+) -> tuple[dict[str, str], tuple[Note, ...]]:
+    """The version to check per pool: the oldest its runners report to GitHub when older than
+    its `spec.runner.version` (an image that was not rebuilt), else the spec's; with a
+    warning note per pool whose runners run older than the spec says."""
+    effective, notes = dict(spec_versions), []
+    for pool, spec_version in spec_versions.items():
+        older = [v for v in reported.get(pool, ()) if _known(v) and _older(v, spec_version)]
+        if older:
+            oldest = min(older, key=parse_version)
+            effective[pool] = oldest
+            notes.append(
+                Note(
+                    "warning",
+                    f"runners of pool {pool} report version {oldest} to GitHub, older than "
+                    f"spec.runner.version {spec_version}: does the image carry the runner "
+                    "the spec names?",
+                    pool,
+                )
+            )
+    return effective, tuple(notes)
+
+
+def _known(version: str) -> bool:
+    try:
+        parse_version(version)
+    except ValueError:
+        return False
+    return True
+
+
+def _older(version: str, than: str) -> bool:
+    try:
+        return parse_version(version) < parse_version(than)
+    except ValueError:
+        return False
+
+
 def stale_version_notes(checks: Iterable[VersionCheck]) -> tuple[Note, ...]:
     """A warning note per stale pool (warnings never change the plan's exit code)."""
     return tuple(Note("warning", check.message, check.pool) for check in checks if check.stale)

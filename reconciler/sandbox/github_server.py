@@ -8,12 +8,18 @@ response shapes, on 127.0.0.1 at a port the OS picks, from a daemon thread::
     DELETE {scope}/actions/runners/{runner_id}          204; 404 unknown; 422 busy
     GET    {scope}/actions/runner-groups                paginated, ETag / 304 (not repos)
     POST   /app/installations/{id}/access_tokens        JWT (RS256) -> installation token
+    GET    {hook}/deliveries[/{id}], POST {hook}/deliveries/{id}/attempts   (see `hooks`)
     GET    /repos/{owner}/{repo}/releases               newest first, paginated, ETag / 304
+    GET    /repos/{owner}/{repo}/actions/jobs/{job_id}  the jobs `set_job` recorded
 
 ``{scope}`` is ``/enterprises/{e}``, ``/orgs/{o}`` or ``/repos/{owner}/{repo}``; every scope
 exists and has a "Default" runner group with id 1. An optional ``prefix`` (``/api/v3``) makes
 it look like GitHub Enterprise Server. Requests need a configured token or an unexpired
 installation token (401 otherwise). Faults can be queued for the next requests.
+
+Response bodies carry every field GitHub's published description marks required (objects
+built in `payloads`); every request and answer is kept in `exchanges`, which
+tests/test_github_conformance.py validates against the pinned descriptions.
 """
 
 from __future__ import annotations
@@ -26,9 +32,8 @@ import logging
 import re
 import secrets
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -41,6 +46,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from ..clock import WallClock, wall_time
+from . import payloads
+from .hooks import DELIVERY_TIMEOUT, HookDeliveries
+
 logger = logging.getLogger(__name__)
 
 _SCOPE = r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+|/repos/[^/]+/[^/]+)"
@@ -49,7 +58,12 @@ _JIT = re.compile(_SCOPE + r"/actions/runners/generate-jitconfig")
 _RUNNER = re.compile(_SCOPE + r"/actions/runners/(?P<id>\d+)")
 _GROUPS = re.compile(r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+)/actions/runner-groups")
 _RELEASES = re.compile(r"/repos/(?P<repository>[^/]+/[^/]+)/releases")
+_JOB = re.compile(r"/repos/(?P<repository>[^/]+/[^/]+)/actions/jobs/(?P<id>\d+)")
 _ACCESS_TOKENS = re.compile(r"/app/installations/(?P<id>\d+)/access_tokens")
+_HOOK_DELIVERIES = re.compile(
+    r"(?P<hook>/app/hook|/orgs/[^/]+/hooks/\d+|/repos/[^/]+/[^/]+/hooks/\d+)/deliveries"
+    r"(?:/(?P<id>\d+)(?P<attempts>/attempts)?)?"
+)
 
 _DOCS = "https://docs.github.com/rest"
 
@@ -59,6 +73,18 @@ class _Response:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request to the simulated GitHub and its answer (path without the prefix)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: bytes
+    status: int
+    response: Any
 
 
 @dataclass
@@ -85,7 +111,8 @@ class FakeGitHub:
         *,
         prefix: str = "",
         token_lifetime: float = 3600.0,
-        clock: Callable[[], float] = time.time,
+        clock: WallClock = wall_time,
+        delivery_timeout: float = DELIVERY_TIMEOUT,
     ) -> None:
         self.prefix = prefix.rstrip("/")
         self.token_lifetime = token_lifetime
@@ -97,10 +124,14 @@ class FakeGitHub:
         self._runners: dict[str, dict[int, dict[str, Any]]] = {}
         self._groups: dict[str, list[dict[str, Any]]] = {}
         self._releases: dict[str, list[dict[str, Any]]] = {}
+        self._jobs: dict[tuple[str, int], dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._group_ids = itertools.count(2)
         self._faults: deque[_Response] = deque()
+        self._method_faults: dict[str, deque[_Response]] = {}
         self._log: list[tuple[str, str]] = []
+        self._exchanges: list[Exchange] = []
+        self.hooks = HookDeliveries(clock=clock, timeout=delivery_timeout)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -127,6 +158,7 @@ class FakeGitHub:
 
     def close(self) -> None:
         """Stop serving and release the port."""
+        self.hooks.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -160,7 +192,9 @@ class FakeGitHub:
         """Create a runner group in an enterprise or organization; returns its id."""
         with self._lock:
             group_id = next(self._group_ids)
-            self._groups_of(scope_path).append({"id": group_id, "name": name, "visibility": "all"})
+            self._groups_of(scope_path).append(
+                {"id": group_id, "name": name, "visibility": "all", "default": False}
+            )
             return group_id
 
     def ensure_runner_group(self, scope_path: str, name: str) -> int:
@@ -180,17 +214,57 @@ class FakeGitHub:
         status: str = "online",
         busy: bool = False,
         runner_group_id: int = 1,
+        version: str | None = None,
     ) -> int:
         """Register a runner directly (as ``config.sh`` would); returns its id."""
         with self._lock:
-            return self._register(scope_path, name, list(labels), status, busy, runner_group_id)
+            labels = list(labels)
+            runner_id = self._register(scope_path, name, labels, status, busy, runner_group_id)
+            self._runners[scope_path][runner_id]["version"] = version
+            return runner_id
 
-    def set_runner_status(self, scope_path: str, name: str, status: str, busy: bool) -> None:
-        """Set a runner's ``status`` ("online"/"offline") and ``busy`` flag, by name."""
+    def add_hook(
+        self,
+        url: str,
+        secret: bytes,
+        *,
+        owner: str | None = None,
+        content_type: str = "json",
+        installation_id: int | None = None,
+    ) -> str:
+        """Configure a webhook (the App's when `owner` is None, else `/orgs/x` or `/repos/o/r`);
+        returns its path, for `send_webhook` and the deliveries API."""
+        return self.hooks.add(
+            url, secret, owner=owner, content_type=content_type, installation_id=installation_id
+        )
+
+    def send_webhook(self, hook: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Deliver an event through a hook, once, as GitHub does (no retry on failure)."""
+        return self.hooks.send(hook, event, payload)
+
+    def set_job(self, repository: str, job: dict[str, Any]) -> None:
+        """Record a workflow job's current state (the `workflow_job` object of its webhooks),
+        served by `GET /repos/{owner}/{repo}/actions/jobs/{job_id}`."""
+        with self._lock:
+            self._jobs[(repository, int(job["id"]))] = json.loads(json.dumps(job))
+
+    def runner_group_name(self, scope_path: str, group_id: int) -> str:
+        """The name of a runner group (repositories have only "Default", id 1)."""
+        with self._lock:
+            groups = self._groups_of(scope_path) if not scope_path.startswith("/repos/") else []
+            return next((g["name"] for g in groups if g["id"] == group_id), "Default")
+
+    def set_runner_status(
+        self, scope_path: str, name: str, status: str, busy: bool, version: str | None = None
+    ) -> None:
+        """Set a runner's ``status`` ("online"/"offline") and ``busy`` flag, by name; a runner
+        that connects reports its ``version`` (None keeps the one known)."""
         with self._lock:
             for runner in self._runners.get(scope_path, {}).values():
                 if runner["name"] == name:
                     runner["status"], runner["busy"] = status, busy
+                    if version is not None:
+                        runner["version"] = version
                     return
         raise KeyError(f"no runner {name!r} in {scope_path}")
 
@@ -219,7 +293,6 @@ class FakeGitHub:
                 {
                     "id": next(self._ids),
                     "tag_name": tag_name,
-                    "name": tag_name,
                     "draft": draft,
                     "prerelease": prerelease,
                     "created_at": published,
@@ -241,10 +314,14 @@ class FakeGitHub:
 
     # -- fault injection ----------------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, status: int = 502) -> None:
-        """Answer the next `n` requests with `status`."""
+    def fail_next(self, n: int = 1, status: int = 502, method: str | None = None) -> None:
+        """Answer the next `n` requests (of `method` only, when given) with `status`."""
+        faults = [_error(status, HTTPStatus(status).phrase) for _ in range(n)]
         with self._lock:
-            self._faults.extend(_error(status, HTTPStatus(status).phrase) for _ in range(n))
+            if method is None:
+                self._faults.extend(faults)
+            else:
+                self._method_faults.setdefault(method, deque()).extend(faults)
 
     def rate_limit_next(self, reset_in_seconds: float) -> None:
         """Answer the next request as an exhausted primary rate limit (403)."""
@@ -265,8 +342,30 @@ class FakeGitHub:
 
     # -- request handling (called from server threads) ----------------------------------------
 
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Every request received and the response given, in order (for conformance checks)."""
+        with self._lock:
+            return list(self._exchanges)
+
     def handle(self, method: str, target: str, headers: Any, body: bytes, host: str) -> _Response:
-        """Route one request; `target` is the raw request target (path and query)."""
+        """Route one request and record the exchange; `target` is the raw request target."""
+        response = self._route(method, target, headers, body, host)
+        path = unquote(urlsplit(target).path)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
+        exchange = Exchange(
+            method,
+            path.removeprefix(self.prefix) if self.prefix else path,
+            query,
+            body,
+            response.status,
+            json.loads(json.dumps(response.body)),
+        )
+        with self._lock:
+            self._exchanges.append(exchange)
+        return response
+
+    def _route(self, method: str, target: str, headers: Any, body: bytes, host: str) -> _Response:
         split = urlsplit(target)
         path = unquote(split.path)
         if self.prefix:
@@ -279,27 +378,90 @@ class FakeGitHub:
             self._log.append((method, path))
             if self._faults:
                 return self._faults.popleft()
+            if self._method_faults.get(method):
+                return self._method_faults[method].popleft()
             if match := _ACCESS_TOKENS.fullmatch(path):
                 if method != "POST":
                     return _error(404, "Not Found")
                 return self._access_token(int(match["id"]), authorization)
+            base = f"http://{host}{self.prefix}"
+            if match := _HOOK_DELIVERIES.fullmatch(path):
+                return self._hook_deliveries(method, match, query, authorization, base)
             if not self._authorized(authorization):
                 return _error(401, "Bad credentials")
-            base = f"http://{host}{self.prefix}"
             if method == "GET" and (match := _RUNNERS.fullmatch(path)):
                 items = list(self._runners.get(match["scope"], {}).values())
                 return self._page(base + path, query, "runners", items, headers)
             if method == "GET" and (match := _GROUPS.fullmatch(path)):
-                groups = self._groups_of(match["scope"])
+                scope_url = base + match["scope"]
+                groups = [_group(scope_url, group) for group in self._groups_of(match["scope"])]
                 return self._page(base + path, query, "runner_groups", groups, headers)
             if method == "GET" and (match := _RELEASES.fullmatch(path)):
-                releases = self._releases.get(match["repository"], [])
+                web = f"http://{host}"
+                releases = [
+                    payloads.release(
+                        match["repository"],
+                        r["id"],
+                        r["tag_name"],
+                        r["created_at"],
+                        r["published_at"],
+                        draft=r["draft"],
+                        prerelease=r["prerelease"],
+                        api=base,
+                        web=web,
+                    )
+                    for r in self._releases.get(match["repository"], [])
+                ]
                 return self._page(base + path, query, None, releases, headers)
+            if method == "GET" and (match := _JOB.fullmatch(path)):
+                job = self._jobs.get((match["repository"], int(match["id"])))
+                return _Response(200, job) if job is not None else _error(404, "Not Found")
             if method == "POST" and (match := _JIT.fullmatch(path)):
                 return self._jit(match["scope"], body)
             if method == "DELETE" and (match := _RUNNER.fullmatch(path)):
                 return self._delete(match["scope"], int(match["id"]))
         return _error(404, "Not Found")
+
+    def _hook_deliveries(
+        self,
+        method: str,
+        match: re.Match[str],
+        query: dict[str, str],
+        authorization: str,
+        base: str,
+    ) -> _Response:
+        """A hook's delivery log and redelivery; the App's hook takes only the App's JWT."""
+        hook = match["hook"]
+        if hook == "/app/hook":
+            scheme, _, jwt = authorization.partition(" ")
+            app = self._app
+            if app is None or scheme.lower() != "bearer" or not self._valid_jwt(app, jwt):
+                return _error(401, "A JSON web token could not be decoded")
+        elif not self._authorized(authorization):
+            return _error(401, "Bad credentials")
+        if self.hooks.hook(hook) is None:
+            return _error(404, "Not Found")
+        if match["id"] is None:
+            if method != "GET":
+                return _error(404, "Not Found")
+            try:
+                page, cursor = self.hooks.listed(hook, query)
+            except ValueError as error:
+                return _error(422, f"Validation Failed: {error}")
+            headers = {}
+            if cursor is not None:
+                per_page = max(1, min(100, int(query.get("per_page", 30))))
+                extra = f"&status={query['status']}" if "status" in query else ""
+                url = f"{base}{hook}/deliveries?per_page={per_page}&cursor={cursor}{extra}"
+                headers["Link"] = f'<{url}>; rel="next"'
+            return _Response(200, page, headers)
+        delivery_id = int(match["id"])
+        if match["attempts"]:
+            if method != "POST" or not self.hooks.redeliver(hook, delivery_id):
+                return _error(404, "Not Found")
+            return _Response(202, {})
+        delivery = self.hooks.delivery(hook, delivery_id) if method == "GET" else None
+        return _Response(200, delivery) if delivery is not None else _error(404, "Not Found")
 
     def _authorized(self, authorization: str) -> bool:
         scheme, _, token = authorization.partition(" ")
@@ -414,12 +576,34 @@ class FakeGitHub:
             "ephemeral": True,
             "runner_group_id": group,
             "labels": [{"id": 0, "name": label, "type": "custom"} for label in labels],
+            "version": None,  # reported by the runner when it connects
         }
         return runner_id
 
     def _groups_of(self, scope_path: str) -> list[dict[str, Any]]:
         default = {"id": 1, "name": "Default", "default": True, "visibility": "all"}
         return self._groups.setdefault(scope_path, [default])
+
+
+def _group(scope_url: str, group: dict[str, Any]) -> dict[str, Any]:
+    """A runner group as GitHub lists it (organization and enterprise shapes share these)."""
+    url = f"{scope_url}/actions/runner-groups/{group['id']}"
+    selected = "selected_organizations_url" if "/enterprises/" in scope_url else None
+    shown = {
+        **group,
+        "runners_url": f"{url}/runners",
+        "allows_public_repositories": False,
+        "restricted_to_workflows": False,
+        "selected_workflows": [],
+        "workflow_restrictions_read_only": False,
+    }
+    if selected is None:
+        shown["inherited"] = False
+        if group["visibility"] == "selected":
+            shown["selected_repositories_url"] = f"{url}/repositories"
+    elif group["visibility"] == "selected":
+        shown[selected] = f"{url}/organizations"
+    return shown
 
 
 class _Handler(BaseHTTPRequestHandler):

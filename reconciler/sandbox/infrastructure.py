@@ -1,4 +1,7 @@
-"""Seeding the sandbox account with what Terraform would create around the reconciler.
+"""Seeding the sandbox account by hand: the stack's inputs, and what one stack does not cover.
+
+The sandbox deploys `deploy/cloudformation/ecs-reconciler.yaml` for most of the platform (see
+`scenario`); this module creates the rest, and any plan a test asks for directly.
 
 This module owns the "platform" side of a fake account: one VPC, named subnets and security
 groups, ECS clusters, and per Auto Scaling group a launch template (ECS-optimized AMI of the
@@ -105,11 +108,16 @@ class SeedError(RuntimeError):
 
 
 def ecs_user_data(cluster: str) -> str:
-    """User data of an ECS container instance: the agent reads ECS_CLUSTER from ecs.config."""
+    """User data of an ECS container instance, as the stack's launch templates write it: the
+    agent reads ECS_CLUSTER (and the isolation settings) from ecs.config."""
     return (
         "#!/bin/bash\n"
-        f"echo ECS_CLUSTER={cluster} >> /etc/ecs/ecs.config\n"
-        "echo ECS_ENABLE_TASK_ENI=true >> /etc/ecs/ecs.config\n"
+        "cat >> /etc/ecs/ecs.config <<'EOF'\n"
+        f"ECS_CLUSTER={cluster}\n"
+        "ECS_AWSVPC_BLOCK_IMDS=true\n"
+        "ECS_ENABLE_TASK_IAM_ROLE=true\n"
+        "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true\n"
+        "EOF\n"
     )
 
 

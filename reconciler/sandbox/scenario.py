@@ -1,11 +1,15 @@
-"""The sandbox: a seeded local AWS account on moto's HTTP server, and the demo loop on it.
+"""The sandbox: a local AWS account on moto's HTTP server, deployed from the production
+CloudFormation template, and the demo loop on it.
 
-`Sandbox` starts moto on 127.0.0.1, creates what Terraform would have created for the
-specs (VPC, named subnets and security groups, clusters, launch templates and Auto Scaling
-groups, roles, log groups, secrets, the specs' ECR images as CI would have pushed them),
-registers the groups' instances as ECS container instances, and simulates the runners in
-tasks. The reconciler talks to it through the same boto3 code path as to AWS, only with
-another endpoint URL.
+`Sandbox` starts moto on 127.0.0.1 and builds the account the way a platform team would:
+the stack's inputs first (a VPC and the subnets the specs name, the specs' ECR images as CI
+would have pushed them, the secrets they reference, the controller's GitHub secret), then
+`deploy/cloudformation/ecs-reconciler.yaml` through CloudFormation's `CreateStack` (cluster,
+runner security group and roles, up to three capacity classes, tables, key, log groups, the
+controller service), then by hand only what one stack does not cover for these specs
+(`HAND_SEEDED`). It registers the groups' instances as ECS container instances and simulates
+the runners in tasks. The reconciler talks to it through the same boto3 code path as to AWS,
+only with another endpoint URL.
 
 With `github=True` it also serves a simulated GitHub (`FakeGitHub` on 127.0.0.1, with the
 runner groups the specs name): the runner API the controller calls, and, through
@@ -14,18 +18,26 @@ runner groups the specs name): the runner API the controller calls, and, through
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from botocore.exceptions import ClientError
+
 from ..aws.clients import AwsClients
 from ..plan.state import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from ..spec.loader import SpecSet, load_specs
+from ..spec.models import CapacityProvider
 from ..verify.images import ImageReference
 from .agent import SimulatedEcsAgent
 from .github_server import FakeGitHub
-from .infrastructure import AsgPlan, InfrastructurePlan, SubnetPlan, seed_account
+from .infrastructure import AsgPlan, InfrastructurePlan, SeedError, SubnetPlan, seed_account
 from .runners import SimulatedRunners
 from .server import (
     DEFAULT_REGION,
@@ -33,15 +45,39 @@ from .server import (
     SANDBOX_SECRET_ACCESS_KEY,
     MotoServer,
     ServerMode,
+    sandbox_client,
 )
 
+logger = logging.getLogger(__name__)
+
 INSTANCES_PER_GROUP = 2
+#: How often the simulated ECS agent registers new instances and runs new tasks by itself.
+AGENT_INTERVAL = 1.0
+#: moto registers every container instance with 4096 CPU units and 7482 MiB, whatever its type.
+MOTO_INSTANCE_RESOURCES = (4096, 7482)
 SANDBOX_GITHUB_TOKEN = "sandbox-token"  # only the local simulated GitHub accepts it
 INSTANCE_TYPES = {"x86_64": "m6i.2xlarge", "arm64": "m7g.2xlarge"}
+MAX_GROUP_SIZE = 10
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation" / "ecs-reconciler.yaml"
+STACK_NAME = "ecs-reconciler"
+CAPACITY_CLASSES = 3  # Class1..Class3 in the template
+#: The JIT configuration key the stack creates (JitParameterKeyAlias).
+JIT_KEY_ALIAS = "alias/ecs-reconciler-jit"
+CONTROLLER_SECRET_NAME = "ecs-reconciler/github"
+#: What the sandbox still creates by hand, and why (deploy/README.md lists the same).
+HAND_SEEDED = (
+    "the stack's inputs: the VPC and the subnets the specs name (a real account has them)",
+    "the specs' ECR images, as CI would have pushed them, and the secrets pools reference",
+    "the controller's GitHub secret (GitHubSecretArn): credentials are never in a template",
+    "clusters, capacity classes (beyond three), security groups, roles and log groups the "
+    "specs name that one stack does not create: the template has one cluster, three "
+    "capacity classes, one runner security group and fixed role and log group names",
+)
 
 
 def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
-    """What a Terraform module would have created for these specs."""
+    """Everything the specs need from the platform (the stack creates most of it)."""
     subnets = sorted(
         {ref for p in spec_set.pools for ref in p.spec.network.subnets if not _is_id(ref)}
     )
@@ -77,8 +113,8 @@ def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
                 instance_type=INSTANCE_TYPES[architectures.get(provider.metadata.name, "x86_64")],
                 architecture=architectures.get(provider.metadata.name, "x86_64"),
                 min_size=0,
-                max_size=10,
-                desired_capacity=INSTANCES_PER_GROUP,
+                max_size=MAX_GROUP_SIZE,
+                desired_capacity=_instances_for_peak_idle(provider, spec_set),
                 # the infrastructure team hands the group to the reconciler by tagging it
                 tags={MANAGED_BY_TAG: MANAGED_BY_VALUE}
                 if provider.spec.scaling == "reconciler"
@@ -100,8 +136,175 @@ def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
     )
 
 
+def _instances_for_peak_idle(provider: CapacityProvider, spec_set: SpecSet) -> int:
+    """Instances a group starts with: INSTANCES_PER_GROUP, or, for a group nobody scales in
+    the sandbox (ECS managed scaling does not run on moto), enough for the largest idle
+    target any schedule of its pools can ask, so the sandbox converges at any hour. Groups
+    the reconciler scales grow by themselves."""
+    if provider.spec.scaling == "reconciler":
+        return INSTANCES_PER_GROUP
+    cpu, memory = MOTO_INSTANCE_RESOURCES
+    needed = 0.0
+    for pool in spec_set.pools:
+        if pool.spec.capacity_provider != provider.metadata.name:
+            continue
+        scaling = pool.spec.scaling
+        peak = max([scaling.idle, *(schedule.idle for schedule in scaling.schedules)])
+        runners = min(scaling.max, max(scaling.min, peak))
+        per_instance = min(cpu // pool.spec.resources.cpu, memory // pool.spec.resources.memory)
+        needed += runners / max(per_instance, 1)
+    return min(MAX_GROUP_SIZE, max(INSTANCES_PER_GROUP, math.ceil(needed)))
+
+
+def _size_groups(
+    endpoint_url: str, region: str, plan: InfrastructurePlan, stack: StackPlan, minimum: int
+) -> None:
+    """The stack starts every group at InitialDesiredCapacity; groups nobody scales in the
+    sandbox get the size `infrastructure_for` chose (room for their peak idle target), and
+    every group at least `minimum` instances."""
+    autoscaling = sandbox_client("autoscaling", endpoint_url, region)
+    for group in plan.auto_scaling_groups:
+        size = min(group.max_size, max(group.desired_capacity, minimum))
+        if group.name in stack.group_names and size > INSTANCES_PER_GROUP:
+            autoscaling.set_desired_capacity(AutoScalingGroupName=group.name, DesiredCapacity=size)
+
+
 def _is_id(reference: str) -> bool:
     return reference.startswith(("subnet-", "sg-"))
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """The template's parameters for a spec set, and what of the full plan it creates."""
+
+    cluster: str
+    security_group: str
+    group_names: tuple[str, ...]
+    role_names: tuple[str, ...]
+    log_groups: tuple[str, ...] = ("/ecs-reconciler/runners", "/ecs/ecs-reconciler-controller")
+
+    def parameters(
+        self,
+        plan: InfrastructurePlan,
+        vpc_id: str,
+        subnet_ids: Sequence[str],
+        github_secret_arn: str,
+    ) -> dict[str, str]:
+        """CreateStack parameters: the groups' classes from `plan`, sizes as the sandbox's."""
+        groups = {asg.name: asg for asg in plan.auto_scaling_groups}
+        parameters = {
+            "VpcId": vpc_id,
+            "PrivateSubnetIds": ",".join(subnet_ids),
+            "ClusterName": self.cluster,
+            "RunnerSecurityGroupName": self.security_group,
+            "InitialDesiredCapacity": str(INSTANCES_PER_GROUP),
+            "ControllerImage": "ecs-reconciler:sandbox",
+            "SpecRepositoryUrl": "https://github.com/acme/runner-specs.git",
+            "GitHubSecretArn": github_secret_arn,
+        }
+        for index in range(1, CAPACITY_CLASSES + 1):
+            name = self.group_names[index - 1] if index <= len(self.group_names) else ""
+            asg = groups.get(name)
+            parameters[f"Class{index}GroupName"] = name
+            if asg is not None:
+                parameters[f"Class{index}Architecture"] = asg.architecture
+                parameters[f"Class{index}InstanceType"] = asg.instance_type
+                parameters[f"Class{index}MaxSize"] = str(asg.max_size)
+                owned = asg.tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE
+                parameters[f"Class{index}ScaledBy"] = "reconciler" if owned else "ecs"
+        return parameters
+
+
+def stack_plan_for(plan: InfrastructurePlan) -> StackPlan:
+    """What one stack covers: the cluster with the most Auto Scaling groups (ties: by name),
+    its first three groups, one security group, the cluster's runner roles."""
+    clusters = plan.clusters or ["ci-runners"]
+    cluster = min(
+        clusters,
+        key=lambda c: (-sum(1 for g in plan.auto_scaling_groups if g.cluster == c), c),
+    )
+    groups = sorted(g.name for g in plan.auto_scaling_groups if g.cluster == cluster)
+    security_group = (
+        sorted(plan.security_groups)[0] if plan.security_groups else f"{cluster}-egress"
+    )
+    return StackPlan(
+        cluster=cluster,
+        security_group=security_group,
+        group_names=tuple(groups[:CAPACITY_CLASSES]),
+        role_names=(f"{cluster}-task", f"{cluster}-execution"),
+    )
+
+
+def split_plan(
+    plan: InfrastructurePlan, stack: StackPlan
+) -> tuple[InfrastructurePlan, InfrastructurePlan]:
+    """(the stack's inputs, what is left to seed by hand after the stack)."""
+    subnets = list(plan.subnets) or [
+        SubnetPlan("sandbox-private-a", "10.0.0.0/24", f"{DEFAULT_REGION}a")
+    ]
+    inputs = InfrastructurePlan(
+        vpc_name=plan.vpc_name,
+        cidr=plan.cidr,
+        subnets=subnets,
+        images=plan.images,
+        secrets=plan.secrets,
+    )
+    rest = replace(
+        inputs,
+        images=(),
+        secrets=(),
+        security_groups=[g for g in plan.security_groups if g != stack.security_group],
+        clusters=[c for c in plan.clusters if c != stack.cluster],
+        auto_scaling_groups=[
+            g for g in plan.auto_scaling_groups if g.name not in stack.group_names
+        ],
+        log_groups=[g for g in plan.log_groups if g not in stack.log_groups],
+        roles=[r for r in plan.roles if r not in stack.role_names],
+    )
+    # groups seeded by hand may belong to the stack's cluster: seed_account needs it named
+    if any(g.cluster == stack.cluster for g in rest.auto_scaling_groups):
+        rest = replace(rest, clusters=[*rest.clusters, stack.cluster])
+    return inputs, rest
+
+
+def deploy_stack(
+    endpoint_url: str, region: str, parameters: Mapping[str, str], template: Path = TEMPLATE
+) -> dict[str, str]:
+    """Create the stack (once; an existing one is kept) and return its outputs."""
+    if not template.exists():
+        raise SeedError(f"{template} not found: the sandbox runs from a checkout of the repository")
+    cloudformation = sandbox_client("cloudformation", endpoint_url, region)
+    try:
+        stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+    except ClientError as error:
+        if "does not exist" not in str(error):
+            raise
+        cloudformation.create_stack(
+            StackName=STACK_NAME,
+            TemplateBody=template.read_text(),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_NAMED_IAM"],
+        )
+        stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+        logger.info("created stack %s: %s", STACK_NAME, stack["StackStatus"])
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        raise SeedError(
+            f"stack {STACK_NAME}: {stack['StackStatus']} {stack.get('StackStatusReason', '')}"
+        )
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def ensure_controller_secret(endpoint_url: str, region: str) -> str:
+    """The controller's GitHub secret (JSON: token) in the sandbox; its ARN."""
+    secrets = sandbox_client("secretsmanager", endpoint_url, region)
+    try:
+        arn: str = secrets.describe_secret(SecretId=CONTROLLER_SECRET_NAME)["ARN"]
+        return arn
+    except secrets.exceptions.ResourceNotFoundException:
+        pass
+    value = json.dumps({"token": SANDBOX_GITHUB_TOKEN})
+    arn = secrets.create_secret(Name=CONTROLLER_SECRET_NAME, SecretString=value)["ARN"]
+    return arn
 
 
 class Sandbox:
@@ -112,13 +315,24 @@ class Sandbox:
         spec_paths: Sequence[str | Path] = ("specs",),
         mode: ServerMode = "thread",
         github: bool = False,
+        server: MotoServer | None = None,
+        instances_per_group: int = INSTANCES_PER_GROUP,
     ) -> None:
+        """`server`: a running moto server to use (reset first, left running on exit), for
+        callers that share one between sandboxes; by default the sandbox starts its own.
+        `instances_per_group`: instances each Auto Scaling group starts with (at least)."""
+        self.instances_per_group = instances_per_group
         self.spec_paths = list(spec_paths)
-        self.server = MotoServer(mode=mode)
+        self.server = server or MotoServer(mode=mode)
+        self._owns_server = server is None
         self.github = FakeGitHub(tokens=[SANDBOX_GITHUB_TOKEN]) if github else None
         self.region = DEFAULT_REGION
         self.clusters: list[str] = []
+        self.stack_outputs: dict[str, str] = {}
         self._agent: SimulatedEcsAgent | None = None
+        self._agent_lock = threading.Lock()
+        self._agent_stop = threading.Event()
+        self._agent_thread: threading.Thread | None = None
         self._runners: SimulatedRunners | None = None
 
     def __enter__(self) -> Self:
@@ -131,7 +345,11 @@ class Sandbox:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.server.stop()
+        self._agent_stop.set()
+        if self._agent_thread is not None:
+            self._agent_thread.join(timeout=30)
+        if self._owns_server:
+            self.server.stop()
         if self.github is not None:
             self.github.close()
 
@@ -142,20 +360,50 @@ class Sandbox:
 
     def start(self) -> None:
         """Start moto, seed the account for the specs, register container instances."""
-        self.server.start()
+        if self._owns_server:
+            self.server.start()
+        else:
+            self.server.reset()
+        # moto loads its CloudFormation models (every service's) on the first call: let it do
+        # that while the stack's inputs are seeded
+        warm_up = threading.Thread(target=self._warm_up_cloudformation, daemon=True)
+        warm_up.start()
         self.server.keep_tasks_running()
         if self.github is not None:
             self.github.start()
         self.seed(load_specs(self.spec_paths))
+        warm_up.join()
+        self._agent_thread = threading.Thread(
+            target=self._run_agent, name="sandbox-agent", daemon=True
+        )
+        self._agent_thread.start()
+
+    def _warm_up_cloudformation(self) -> None:
+        sandbox_client("cloudformation", self.endpoint_url, self.region).list_stacks()
 
     def seed(self, spec_set: SpecSet) -> None:
-        """Create (idempotently) the infrastructure the specs need."""
+        """Create the infrastructure the specs need: inputs, the stack, the rest by hand."""
         plan = infrastructure_for(spec_set)
-        seed_account(self.endpoint_url, self.region, plan)
-        self.clusters = sorted(set(self.clusters) | set(plan.clusters))
-        self._agent = SimulatedEcsAgent(self.endpoint_url, self.region)
-        self._runners = SimulatedRunners(self.clients())
-        self._agent.sync()
+        stack = stack_plan_for(plan)
+        inputs, rest = split_plan(plan, stack)
+        seeded = seed_account(self.endpoint_url, self.region, inputs)
+        self.stack_outputs = deploy_stack(
+            self.endpoint_url,
+            self.region,
+            stack.parameters(
+                plan,
+                seeded.vpc_id,
+                list(seeded.subnet_ids.values()),
+                ensure_controller_secret(self.endpoint_url, self.region),
+            ),
+        )
+        _size_groups(self.endpoint_url, self.region, plan, stack, self.instances_per_group)
+        seed_account(self.endpoint_url, self.region, rest)
+        self.clusters = sorted(set(self.clusters) | set(plan.clusters) | {stack.cluster})
+        with self._agent_lock:
+            self._agent = SimulatedEcsAgent(self.endpoint_url, self.region)
+            self._runners = SimulatedRunners(self.clients())
+            self._agent.sync()
         if self.github is not None:
             _add_runner_groups(self.github, spec_set)
 
@@ -183,11 +431,23 @@ class Sandbox:
     def tick(self) -> None:
         """Let simulated time pass: new instances register; without a simulated GitHub, new
         runners come online (idle) as task tags (with one, `GitHubWorld` runs them)."""
-        if self._agent is not None:
-            self._agent.sync()
+        self._sync_agent()
         if self.github is None:
             for cluster in self.clusters:
                 self.runners.register_new(cluster)
+
+    def _sync_agent(self) -> None:
+        with self._agent_lock:
+            if self._agent is not None:
+                self._agent.sync()
+
+    def _run_agent(self) -> None:
+        """Instances register with ECS by themselves, as the ECS agent on them does."""
+        while not self._agent_stop.wait(AGENT_INTERVAL):
+            try:
+                self._sync_agent()
+            except Exception as error:  # a sync racing a reset or a stop: try again later
+                logger.debug("sandbox agent sync failed: %s", error)
 
     def environment(self) -> dict[str, str]:
         """The environment that points the CLI (or the AWS CLI) at this sandbox."""

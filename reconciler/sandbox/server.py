@@ -34,6 +34,8 @@ from typing import IO, Any, Literal, Self
 import boto3
 from botocore.config import Config
 
+from . import moto_fidelity
+
 logger = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
@@ -48,6 +50,7 @@ ECS_TASK_MODEL = "ecs::task"
 _NEVER = 2**62
 
 ServerMode = Literal["thread", "process"]
+FIDELITY_MODULE = moto_fidelity.__name__
 
 _shared_session: boto3.session.Session | None = None
 _session_lock = threading.Lock()
@@ -96,7 +99,7 @@ class MotoServer:
         *,
         mode: ServerMode = "thread",
         port: int = 0,
-        startup_timeout: float = 10.0,
+        startup_timeout: float = 30.0,  # a loaded 2-core machine takes several seconds
         quiet: bool = True,
     ) -> None:
         if mode not in ("thread", "process"):
@@ -171,6 +174,8 @@ class MotoServer:
     def _start_thread(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        moto_fidelity.apply()
+
         with MotoServer._thread_guard:
             if MotoServer._thread_server_running:
                 raise MotoServerError(
@@ -203,7 +208,8 @@ class MotoServer:
         port = self._requested_port or _free_port(self.host)
         # Kept open for the server's lifetime (startup errors are read back); closed in stop().
         self._process_log = tempfile.TemporaryFile(prefix="moto-server-")  # noqa: SIM115
-        command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(port)]
+        # moto with the sandbox's fidelity corrections (capacity-provider placement)
+        command = [sys.executable, "-m", FIDELITY_MODULE, "-H", self.host, "-p", str(port)]
         self._process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

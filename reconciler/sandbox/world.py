@@ -9,8 +9,10 @@
   oldest first, to idle online runners whose labels cover the job's and whose scope
   (enterprise, organization, repository) includes the repository; the runner is busy for the
   job's duration, then finishes: GitHub removes the ephemeral runner and its task exits;
-- **webhooks**: every state change is sent as a signed `workflow_job` delivery to the
-  controller's `/webhook`; deliveries that fail are retried next tick (GitHub's redelivery).
+- **webhooks**: every state change is sent once, as a signed `workflow_job` delivery, through
+  a hook of the simulated GitHub (the App's by default) to the controller's `/webhook`. As on
+  GitHub, a delivery that fails (no connection, an error status, over 10 s) is logged as
+  failed and not retried: only a redelivery asked through the deliveries API sends it again.
 
 It also keeps the evidence tests check: jobs whose runner's task was stopped mid-job
 (`interrupted`), and every JIT configuration a runner read (`jit_configs`), to prove none
@@ -21,28 +23,23 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
-import hashlib
-import hmac
 import itertools
 import json
 import logging
 import random
-import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from ..aws.clients import AwsClients
 from ..aws.observe import tag_dict
+from ..clock import WallClock, wall_time
 from ..github.jit import PARAMETER_ENVIRONMENT
 from ..github.registry import scope_of_tag
 from ..plan.state import SCOPE_TAG
 from ..spec.loader import SpecSet
+from . import payloads
 from .github_server import FakeGitHub
 from .runners import running_runner_tasks
 
@@ -61,6 +58,8 @@ class SimulatedJob:
     started_at: float | None = None
     completed_at: float | None = None
     runner: str | None = None
+    runner_id: int | None = None
+    runner_group: tuple[int, str] | None = None
 
     @property
     def organization(self) -> str:
@@ -82,6 +81,8 @@ class _Runner:
     scope_path: str
     name: str
     labels: frozenset[str]
+    runner_id: int
+    group: tuple[int, str]
     job: SimulatedJob | None = None
 
     def serves(self, job: SimulatedJob) -> bool:
@@ -103,14 +104,27 @@ class GitHubWorld:
     clusters: Sequence[str]
     webhook_url: str | None
     secret: bytes
-    clock: Callable[[], float] = time.time
+    clock: WallClock = wall_time
+    content_type: str = "json"  # the hook's content type: json | form (payload=<urlencoded>)
+    hook_owner: str | None = None  # the hook's owner: None (the GitHub App), /orgs/x, /repos/o/r
+    runner_version: str = "2.328.0"  # what runners report when they connect
     jobs: dict[int, SimulatedJob] = field(default_factory=dict)
     interrupted: list[SimulatedJob] = field(default_factory=list)
     jit_configs: list[str] = field(default_factory=list)
     _runners: dict[str, _Runner] = field(default_factory=dict)
     _done: set[str] = field(default_factory=set)
-    _outbox: deque[tuple[str, bytes]] = field(default_factory=deque)
+    _outbox: deque[dict[str, Any]] = field(default_factory=deque)
+    hook: str | None = None  # the API path of the hook deliveries go through
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
+
+    def __post_init__(self) -> None:
+        if self.webhook_url is not None:
+            self.hook = self.github.add_hook(
+                self.webhook_url,
+                self.secret,
+                owner=self.hook_owner,
+                content_type=self.content_type,
+            )
 
     # ------------------------------------------------------------------ inputs
 
@@ -200,10 +214,20 @@ class GitHubWorld:
             self._stop(task["clusterArn"], task["taskArn"], "runner exited: registration gone")
             self._done.add(task["taskArn"])
             return
-        self.github.set_runner_status(scope.path, name, "online", busy=False)
-        labels = frozenset(label["name"].lower() for label in registered[name]["labels"])
+        self.github.set_runner_status(scope.path, name, "online", False, self.runner_version)
+        runner = registered[name]
+        labels = frozenset(label["name"].lower() for label in runner["labels"])
+        group_id = int(runner["runner_group_id"])
         self._runners[task["taskArn"]] = _Runner(
-            task["taskArn"], task["clusterArn"], scope.kind, scope.name, scope.path, name, labels
+            task["taskArn"],
+            task["clusterArn"],
+            scope.kind,
+            scope.name,
+            scope.path,
+            name,
+            labels,
+            int(runner["id"]),
+            (group_id, self.github.runner_group_name(scope.path, group_id)),
         )
 
     def _finish_jobs(self) -> None:
@@ -239,6 +263,7 @@ class GitHubWorld:
                 continue
             runner.job = job
             job.started_at, job.runner = self.clock(), runner.name
+            job.runner_id, job.runner_group = runner.runner_id, runner.group
             self.github.set_runner_status(runner.scope_path, runner.name, "online", busy=True)
             self._send("in_progress", job)
 
@@ -248,47 +273,40 @@ class GitHubWorld:
     # ------------------------------------------------------------------ webhooks
 
     def _send(self, action: str, job: SimulatedJob) -> None:
-        if self.webhook_url is None:
-            return
-        payload = {
-            "action": action,
-            "workflow_job": {
-                "id": job.job_id,
-                "run_id": job.job_id,
-                "status": action,
-                "conclusion": None
-                if action != "completed"
-                else ("success" if job.started_at else "cancelled"),
-                "labels": list(job.labels),
-                "created_at": _iso(job.created_at),
-                "started_at": _iso(job.started_at) if job.started_at else None,
-                "completed_at": _iso(job.completed_at) if job.completed_at else None,
-                "runner_name": job.runner,
-            },
-            "repository": {"full_name": job.repository, "owner": {"login": job.organization}},
-            "organization": {"login": job.organization},
-        }
-        self._outbox.append((str(uuid.uuid4()), json.dumps(payload).encode()))
+        conclusion = None
+        if action == "completed":
+            conclusion = "success" if job.started_at else "cancelled"
+        payload = payloads.workflow_job_payload(
+            action,
+            job_id=job.job_id,
+            repository_name=job.repository,
+            labels=list(job.labels),
+            created_at=job.created_at,
+            started_at=job.started_at,
+            completed_at=job.completed_at,
+            runner_name=job.runner,
+            runner_id=job.runner_id,
+            runner_group=job.runner_group,
+            conclusion=conclusion,
+        )
+        self.github.set_job(job.repository, payload["workflow_job"])
+        self._outbox.append(payload)
 
     def _deliver(self) -> None:
-        """Send queued deliveries in order; stop at the first failure and retry next tick."""
-        while self._outbox and self.webhook_url is not None:
-            delivery, body = self._outbox[0]
-            signature = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-            headers = {
-                "Content-Type": "application/json",
-                "X-GitHub-Event": "workflow_job",
-                "X-GitHub-Delivery": delivery,
-                "X-Hub-Signature-256": signature,
-            }
-            try:
-                response = httpx.post(self.webhook_url, content=body, headers=headers, timeout=5)
-            except httpx.HTTPError as error:
-                log.debug("webhook delivery failed (retried next tick): %s", error)
-                return
-            if response.status_code >= 500:
-                return
-            self._outbox.popleft()
+        """Send each pending delivery once, in order; a failure stays in GitHub's log."""
+        if self.hook is None:
+            self._outbox.clear()  # no hook configured: GitHub sends nothing
+        while self._outbox and self.hook is not None:
+            payload = self._outbox.popleft()
+            delivery = self.github.send_webhook(self.hook, "workflow_job", payload)
+            if not 200 <= delivery["status_code"] < 300:
+                log.warning(
+                    "delivery %s (job %s %s) failed: %s",
+                    delivery["id"],
+                    payload["workflow_job"]["id"],
+                    payload["action"],
+                    delivery["status"],
+                )
 
 
 class BurstTraffic:
@@ -339,8 +357,3 @@ def _environment(task: dict[str, Any]) -> dict[str, str]:
         for override in overrides
         for variable in override.get("environment", [])
     }
-
-
-def _iso(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -25,8 +25,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 
-from ..github.demand import DemandBook, MemoryDemandStore
-from ..github.webhook import JobEvent
+from ..demand import DemandBook, JobEvent, MemoryDemandStore
 from ..plan.actions import Action
 from ..plan.desired import idle_target_now, render_desired
 from ..plan.planner import plan

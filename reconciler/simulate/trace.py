@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from ..github.webhook import JobEvent, parse_workflow_job
+from ..demand import JobEvent, parse_workflow_job
 
 TRACE_TIMEZONE = ZoneInfo("Asia/Tokyo")
 #: a Monday, so a 7-day trace covers five working days and a weekend

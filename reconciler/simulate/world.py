@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..github.demand import JobRecord, PoolDemandSpec
+from ..demand import JobRecord, PoolDemandSpec
 from ..plan.capacity import pack
 from ..spec.models import RunnerPool, Scaling
 from .parameters import InstanceType, SimulationParameters

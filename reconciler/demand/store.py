@@ -1,0 +1,306 @@
+"""Where job states and delivery ids live: in memory, or in a DynamoDB table shared by replicas.
+
+Job state only moves forward: queued/waiting < in_progress < completed; a store never lets an
+older state overwrite a newer one. A queued job is stored under the pool the book counted it
+for when it arrived (`JobRecord.pool`), so a replica reads the queued jobs of its pools, not
+the whole table: in DynamoDB, a sparse index on `queuedPool` that only queued jobs carry, read
+with one Query per pool.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from ..aws.dynamodb import ensure_table
+
+#: how far each action moves a job; waiting and queued share a rank (either may follow the other)
+RANK = {"waiting": 0, "queued": 0, "in_progress": 1, "completed": 2}
+ITEM_TTL = datetime.timedelta(hours=48)
+QUEUE_INDEX = "queued-by-pool"
+#: the store's DynamoDB client: a slow or unreachable table fails in seconds, not minutes (the
+#: demand writer retries on its own; a cycle uses the last demand known)
+CLIENT_CONFIG = Config(
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2}
+)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job's latest known state."""
+
+    job_id: int
+    state: str  # waiting | queued | in_progress | completed
+    repository: str
+    organization: str
+    labels: tuple[str, ...]
+    created_at: datetime.datetime
+    seen_at: datetime.datetime  # when the state was recorded (for forgetting)
+    pool: str | None = None  # the pool it counted for when stored (None: not known then)
+
+    @property
+    def rank(self) -> int:
+        return RANK[self.state]
+
+    @property
+    def queued_pool(self) -> str | None:
+        """The pool whose queue holds this job: its pool while queued, else None."""
+        return self.pool if self.state == "queued" else None
+
+
+class DemandStore(Protocol):
+    """Where delivery ids and job states live."""
+
+    def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
+        """Record a delivery id; False when it was recorded before."""
+        ...
+
+    def advance(self, job: JobRecord) -> JobRecord:
+        """Store the job unless its stored state is ahead; return the stored record."""
+        ...
+
+    def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
+        """The queued jobs, not yet expired, stored under one of `pools`."""
+        ...
+
+    def forget(self, cutoff: datetime.datetime) -> None:
+        """Drop finished jobs, tombstones and delivery ids recorded before `cutoff`."""
+        ...
+
+    def claim_redelivery(self, guid: str, now: datetime.datetime) -> bool:
+        """Record that the event `guid` is being redelivered; False if it was before."""
+        ...
+
+    def release_redelivery(self, guid: str) -> None:
+        """Forget a claim whose redelivery could not be requested."""
+        ...
+
+
+class MemoryDemandStore:
+    """A process-local store (tests, single replica without durability)."""
+
+    def __init__(self) -> None:
+        self.deliveries: dict[str, datetime.datetime] = {}
+        self.jobs: dict[int, JobRecord] = {}
+        self.redeliveries: dict[str, datetime.datetime] = {}
+        self._lock = threading.Lock()
+
+    def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
+        with self._lock:
+            if delivery in self.deliveries:
+                return False
+            self.deliveries[delivery] = now
+            return True
+
+    def advance(self, job: JobRecord) -> JobRecord:
+        with self._lock:
+            stored = self.jobs.get(job.job_id)
+            if stored is None or stored.rank <= job.rank:
+                self.jobs[job.job_id] = stored = job
+            return stored
+
+    def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
+        wanted = set(pools)
+        with self._lock:
+            return [job for job in self.jobs.values() if job.queued_pool in wanted]
+
+    def claim_redelivery(self, guid: str, now: datetime.datetime) -> bool:
+        with self._lock:
+            if guid in self.redeliveries:
+                return False
+            self.redeliveries[guid] = now
+            return True
+
+    def release_redelivery(self, guid: str) -> None:
+        with self._lock:
+            self.redeliveries.pop(guid, None)
+
+    def forget(self, cutoff: datetime.datetime) -> None:
+        with self._lock:
+            self.deliveries = {d: at for d, at in self.deliveries.items() if at >= cutoff}
+            self.jobs = {i: job for i, job in self.jobs.items() if job.seen_at >= cutoff}
+
+
+class DynamoDemandStore:
+    """A DynamoDB table shared by replicas: `delivery#<id>` and `job#<id>` items, 48 h TTL.
+
+    A delivery is one conditional PutItem (`attribute_not_exists`), so two replicas receiving
+    the same redelivery accept it once. Job items are updated only forward (by `rank`). A
+    queued job carries `queuedPool`, the key of the sparse index `QUEUE_INDEX`; any other
+    state removes it, so the index holds exactly the queued jobs, and `load` is one Query per
+    pool however many jobs of other pools or organizations the table holds. (The index is
+    eventually consistent: a job recorded by another replica a moment ago may count one cycle
+    later.)
+    """
+
+    def __init__(self, dynamodb: Any, table: str = "ecs-reconciler-demand") -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+        self.calls: Counter[str] = Counter()  # by operation, for benches and tests
+
+    def ensure_table(self, timeout: float = 30.0) -> None:
+        """Create the table (on-demand, key `pk`, TTL on `ttl`) and its queue index if
+        missing; idempotent. A table created before the index existed gets it added."""
+        ensure_table(self.dynamodb, self.table, "pk", timeout)
+        ttl = self.dynamodb.describe_time_to_live(TableName=self.table)
+        if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            self.dynamodb.update_time_to_live(
+                TableName=self.table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"},
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            table = self.dynamodb.describe_table(TableName=self.table)["Table"]
+            indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
+            index = indexes.get(QUEUE_INDEX)
+            if index is not None and index.get("IndexStatus", "ACTIVE") == "ACTIVE":
+                return
+            if index is None:
+                self._create_queue_index()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"index {QUEUE_INDEX} of {self.table} not active in time")
+            time.sleep(1.0)
+
+    def _create_queue_index(self) -> None:
+        try:
+            self.dynamodb.update_table(
+                TableName=self.table,
+                AttributeDefinitions=[{"AttributeName": "queuedPool", "AttributeType": "S"}],
+                GlobalSecondaryIndexUpdates=[
+                    {
+                        "Create": {
+                            "IndexName": QUEUE_INDEX,
+                            "KeySchema": [{"AttributeName": "queuedPool", "KeyType": "HASH"}],
+                            "Projection": {"ProjectionType": "ALL"},
+                        }
+                    }
+                ],
+            )
+        except ClientError as error:  # another replica is adding it
+            code = error.response["Error"]["Code"]
+            if code not in ("ResourceInUseException", "ValidationException"):
+                raise
+
+    def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
+        try:
+            self.calls["PutItem"] += 1
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item={"pk": {"S": f"delivery#{delivery}"}, "ttl": {"N": _expiry(now)}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def advance(self, job: JobRecord) -> JobRecord:
+        key = {"pk": {"S": f"job#{job.job_id}"}}
+        queue: dict[str, Any] = {}
+        if job.queued_pool is not None:
+            queue_update = ", queuedPool = :pool"
+            queue[":pool"] = {"S": job.queued_pool}
+        else:
+            queue_update = " REMOVE queuedPool"
+        if job.pool is not None:
+            queue[":assigned"] = {"S": job.pool}
+        self.calls["UpdateItem"] += 1
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression=(
+                    "SET #state = :state, #rank = :rank, repository = :repository, "
+                    "organization = :organization, labels = :labels, createdAt = :created, "
+                    "seenAt = :seen, #ttl = :ttl"
+                    + (", assignedPool = :assigned" if job.pool is not None else "")
+                    + queue_update
+                ),
+                ConditionExpression="attribute_not_exists(pk) OR #rank <= :rank",
+                ExpressionAttributeNames={"#state": "state", "#rank": "rank", "#ttl": "ttl"},
+                ExpressionAttributeValues={
+                    **queue,
+                    ":state": {"S": job.state},
+                    ":rank": {"N": str(job.rank)},
+                    ":repository": {"S": job.repository},
+                    ":organization": {"S": job.organization},
+                    ":labels": {"L": [{"S": label} for label in job.labels]},
+                    ":created": {"S": job.created_at.isoformat()},
+                    ":seen": {"S": job.seen_at.isoformat()},
+                    ":ttl": {"N": _expiry(job.seen_at)},
+                },
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            self.calls["GetItem"] += 1
+            item = self.dynamodb.get_item(TableName=self.table, Key=key, ConsistentRead=True)
+            return _job_of(item["Item"])
+        return job
+
+    def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
+        jobs: list[JobRecord] = []
+        for pool in sorted(set(pools)):
+            pages = self.dynamodb.get_paginator("query").paginate(
+                TableName=self.table,
+                IndexName=QUEUE_INDEX,
+                KeyConditionExpression="queuedPool = :pool",
+                FilterExpression="#ttl > :now",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={
+                    ":pool": {"S": pool},
+                    ":now": {"N": str(int(now.timestamp()))},
+                },
+            )
+            for page in pages:
+                self.calls["Query"] += 1
+                jobs.extend(_job_of(item) for item in page.get("Items", []))
+        return jobs
+
+    def claim_redelivery(self, guid: str, now: datetime.datetime) -> bool:
+        """One conditional PutItem `redelivery#<guid>`: one replica, one request, ever."""
+        self.calls["PutItem"] += 1
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item={"pk": {"S": f"redelivery#{guid}"}, "ttl": {"N": _expiry(now)}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_redelivery(self, guid: str) -> None:
+        self.calls["DeleteItem"] += 1
+        self.dynamodb.delete_item(TableName=self.table, Key={"pk": {"S": f"redelivery#{guid}"}})
+
+    def forget(self, cutoff: datetime.datetime) -> None:
+        """Nothing to do: items expire through the table's TTL (and `load` skips expired)."""
+
+
+def _expiry(at: datetime.datetime) -> str:
+    return str(int((at + ITEM_TTL).timestamp()))
+
+
+def _job_of(item: dict[str, Any]) -> JobRecord:
+    return JobRecord(
+        job_id=int(item["pk"]["S"].removeprefix("job#")),
+        state=item["state"]["S"],
+        repository=item["repository"]["S"],
+        organization=item["organization"]["S"],
+        labels=tuple(label["S"] for label in item["labels"]["L"]),
+        created_at=datetime.datetime.fromisoformat(item["createdAt"]["S"]),
+        seen_at=datetime.datetime.fromisoformat(item["seenAt"]["S"]),
+        pool=item["assignedPool"]["S"] if "assignedPool" in item else None,
+    )
