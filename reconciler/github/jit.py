@@ -32,6 +32,9 @@ from ..plan.state import (
 from ..runners import Provision, ProvisionFailed, runner_name
 from .client import GitHubClient, GitHubError, RunnerGroupNotFound, Scope
 from .registry import scope_of_tag
+from .scaleset.errors import ActionsServiceError, ScaleSetNotFound
+from .scaleset.messages import MessageFormatError
+from .scaleset.pools import ScaleSetPools
 
 PARAMETER_PREFIX = "/ecs-reconciler/jit"
 PARAMETER_ENVIRONMENT = "RUNNER_JIT_PARAMETER"
@@ -46,8 +49,10 @@ class JitProvisioner:
         ssm: Any,
         prefix: str = PARAMETER_PREFIX,
         kms_key: str | None = None,
+        scale_sets: ScaleSetPools | None = None,
     ) -> None:
         self.github = github
+        self.scale_sets = scale_sets
         self.ssm = ssm
         self.prefix = prefix.rstrip("/")
         self.kms_key = kms_key
@@ -57,24 +62,48 @@ class JitProvisioner:
         """Create the registration and its parameter; the task gets the parameter's name."""
         try:
             return self._prepare(pool, launch)
-        except (GitHubError, RunnerGroupNotFound, ClientError, BotoCoreError) as error:
+        except ScaleSetNotFound as error:
+            if self.scale_sets is not None:
+                self.scale_sets.forget(pool)  # deleted on GitHub: created again next time
+            raise ProvisionFailed(f"runner registration failed: {error}") from error
+        except (
+            GitHubError,
+            RunnerGroupNotFound,
+            LookupError,
+            ActionsServiceError,
+            MessageFormatError,
+            ClientError,
+            BotoCoreError,
+        ) as error:
             raise ProvisionFailed(f"runner registration failed: {error}") from error
 
     def _prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
         scope = scope_of_tag(launch["tags"].get(SCOPE_TAG, ""))
         if scope is None:
             raise ProvisionFailed(f"pool {pool}: its launch has no usable {SCOPE_TAG} tag")
-        runner = launch["runner"]
-        key = (scope, runner["group"])
-        if key not in self._groups:
-            self._groups[key] = self.github.runner_group_id(scope, runner["group"])
         name = runner_name(pool)
-        config = self.github.create_jit_config(scope, name, self._groups[key], runner["labels"])
+        scale_set_pool = self.scale_sets.pool(pool) if self.scale_sets is not None else None
+        remove: Any
+        if scale_set_pool is not None and self.scale_sets is not None:
+            # a scale set's runner: its JIT config comes from the scale set (generatejitconfig)
+            client = self.scale_sets.client(scale_set_pool.scope)
+            scale_set = self.scale_sets.scale_set(scale_set_pool)
+            jit = client.generate_jit_config(scale_set.id, name)
+            runner_id, encoded = jit.runner.id, jit.encoded_jit_config
+            remove = ("scale-set", scale_set_pool.scope)
+        else:
+            runner = launch["runner"]
+            key = (scope, runner["group"])
+            if key not in self._groups:
+                self._groups[key] = self.github.runner_group_id(scope, runner["group"])
+            config = self.github.create_jit_config(scope, name, self._groups[key], runner["labels"])
+            runner_id, encoded = config.runner_id, config.encoded_jit_config
+            remove = ("rest", scope)
         parameter = f"{self.prefix}/{pool}/{name}"
         try:
             self.ssm.put_parameter(
                 Name=parameter,
-                Value=config.encoded_jit_config,
+                Value=encoded,
                 Type="SecureString",
                 **({"KeyId": self.kms_key} if self.kms_key else {}),
                 Tags=[
@@ -83,19 +112,31 @@ class JitProvisioner:
                 ],
             )
         except Exception:
-            self.github.delete_runner(scope, config.runner_id)
+            self._remove_runner(remove, runner_id)
             raise
         return Provision(
             pool,
             name,
             tags={RUNNER_NAME_TAG: name, RUNNER_ID_TAG: str(config.runner_id)},
             environment={PARAMETER_ENVIRONMENT: parameter},
-            handles={"scope": scope, "runner_id": config.runner_id, "parameter": parameter},
+            handles={
+                "scope": scope,
+                "runner_id": runner_id,
+                "parameter": parameter,
+                "remove": remove,
+            },
         )
+
+    def _remove_runner(self, remove: Any, runner_id: int) -> None:
+        kind, scope = remove
+        if kind == "scale-set" and self.scale_sets is not None:
+            self.scale_sets.client(scope).remove_runner(runner_id)
+        else:
+            self.github.delete_runner(scope, runner_id)
 
     def abandon(self, provision: Provision) -> None:
         """The task did not start: delete the parameter and the registration."""
         handles = provision.handles
         with contextlib.suppress(self.ssm.exceptions.ParameterNotFound):
             self.ssm.delete_parameter(Name=handles["parameter"])
-        self.github.delete_runner(handles["scope"], handles["runner_id"])
+        self._remove_runner(handles.get("remove", ("rest", handles["scope"])), handles["runner_id"])
