@@ -117,7 +117,7 @@ class JitProvisioner:
         return Provision(
             pool,
             name,
-            tags={RUNNER_NAME_TAG: name, RUNNER_ID_TAG: str(config.runner_id)},
+            tags={RUNNER_NAME_TAG: name, RUNNER_ID_TAG: str(runner_id)},
             environment={PARAMETER_ENVIRONMENT: parameter},
             handles={
                 "scope": scope,
