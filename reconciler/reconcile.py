@@ -23,6 +23,7 @@ from .github.registry import GitHubRunnerStates
 from .github.releases import RunnerVersionWatch
 from .plan.actions import Note, Plan
 from .plan.desired import render_desired
+from .plan.expectations import Expectations
 from .plan.planner import plan as make_plan
 from .plan.state import DesiredState, ObservedState, RunnerState
 from .plan.versions import (
@@ -58,9 +59,13 @@ def plan_cycle(
     demand: DemandBook | None = None,
     versions: RunnerVersionWatch | None = None,
     scale_set_demand: ScaleSetDemand | None = None,
+    expectations: Expectations | None = None,
 ) -> Cycle:
     """Run one read-only cycle at `now` (schedules, ages) and return its plan (nothing is
     changed).
+
+    With expectations (the controller's), the starts and stops earlier cycles issued are
+    settled against this observation and the rest is counted by the planner.
 
     With a demand book, its queued jobs (refreshed from its store) raise each pool's target;
     if the store cannot be read, the last demand known is used and the plan says so. With a
@@ -89,12 +94,17 @@ def plan_cycle(
     desired = render_desired(spec_set, now, observer.clients.region, pending)
     observed = observer.observe(desired)
     runner_states = runner_source.states([*observed.tasks, *observed.stopped_tasks])
+    in_flight = None
+    if expectations is not None:
+        stopped = observer.stopped_among(expectations.unlisted(observed.tasks))
+        in_flight = expectations.observe(observed.tasks, stopped)
     plan = make_plan(
         desired,
         observed,
         runner_states,
         spec_errors=tuple(str(d) for d in spec_set.errors),
         now=now,
+        in_flight=in_flight,
     )
     checks: list[VersionCheck] = []
     if versions is not None:

@@ -125,7 +125,7 @@ def test_derivation_finds_the_calls_the_code_makes() -> None:
         "autoscaling:DescribeAutoScalingGroups": "reconciler/aws/observe.py",
         "ec2:DescribeSubnets": "reconciler/aws/observe.py",  # attribute, called later
         "dynamodb:UpdateItem": "reconciler/controller/lease.py",
-        "dynamodb:DeleteItem": "reconciler/controller/lease.py",
+        "dynamodb:GetItem": "reconciler/controller/lease.py",  # a challenger reads the record
         "dynamodb:DescribeTable": "reconciler/aws/dynamodb.py",  # also the waiter
     }
     for action, module in expected.items():

@@ -20,7 +20,7 @@ from .conftest import wait_for
 
 pytestmark = pytest.mark.e2e  # starts servers or processes
 
-LEASE, RENEW, RETRY = 3.0, 2.0, 0.5
+LEASE, RENEW, RETRY = 8.0, 6.0, 0.5  # RENEW >= a fenced call's 5 s + 2 RETRY
 DESIRED_TOTAL = 4  # the example specs: 2 + 1 + 1 runners
 
 

@@ -15,7 +15,7 @@ from reconciler.github import GitHubClient, TokenAuth
 from reconciler.github.jit import PARAMETER_ENVIRONMENT, JitProvisioner
 from reconciler.github.registry import GitHubRunnerStates
 from reconciler.plan.guard import GuardPolicy, refused_actions
-from reconciler.plan.state import RUNNER_NAME_TAG
+from reconciler.plan.state import RUNNER_ID_TAG, RUNNER_NAME_TAG
 from reconciler.reconcile import plan_cycle
 from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.sandbox.scenario import JIT_KEY_ALIAS, Sandbox
@@ -69,6 +69,9 @@ def test_each_task_gets_its_own_registration_and_never_sees_the_secret_in_ecs(
         for runner in github.runners(path)
     }
     assert set(registered) == names
+    for task in described["tasks"]:  # each task names its registration by id: stops delete it
+        tags = {tag["key"]: tag["value"] for tag in task["tags"]}
+        assert tags[RUNNER_ID_TAG] == str(registered[tags[RUNNER_NAME_TAG]]["id"])
     parameters = ssm.get_parameters_by_path(
         Path="/ecs-reconciler/jit", Recursive=True, WithDecryption=True
     )["Parameters"]

@@ -137,3 +137,100 @@ def test_failover_between_two_processes(moto: MotoServer) -> None:
         if first.poll() is None:
             first.kill()
             first.wait()
+
+
+def test_a_challenger_measures_the_lease_on_its_own_clock(dynamodb) -> None:
+    # The holder's clock and the challenger's have nothing in common (hosts with skewed
+    # wall clocks): the challenger waits a full lease duration of its own time after the
+    # record last changed, however far ahead its clock is.
+    holder_clock, challenger_clock = FakeClock(), FakeClock()
+    challenger_clock.now += 3600.0  # an hour ahead
+    config = LeaseConfig(name="skew")
+    holder = LeaderElector(dynamodb, "holder", config, holder_clock)
+    challenger = LeaderElector(dynamodb, "challenger", config, challenger_clock)
+    holder.ensure_table()
+    assert holder.try_acquire_or_renew()
+    assert not challenger.try_acquire_or_renew(), "first sight of the record: the wait starts"
+    for _ in range(5):  # the holder renews every 2 s: the challenger keeps waiting
+        holder_clock.now += 2.0
+        challenger_clock.now += 2.0
+        assert holder.try_acquire_or_renew()
+        assert not challenger.try_acquire_or_renew()
+    # the holder stops renewing (paused, partitioned): it stops acting at its renew deadline
+    holder_clock.now += 9.9
+    assert holder.is_leader and 0 < holder.remaining() < 0.2
+    holder_clock.now += 0.2
+    assert not holder.is_leader
+    challenger_clock.now += 14.9  # since it last saw the record change
+    assert not challenger.try_acquire_or_renew()
+    challenger_clock.now += 0.2
+    assert challenger.try_acquire_or_renew() and challenger.is_leader
+    assert challenger.epoch == holder.epoch + 1
+    holder_clock.now += 100.0
+    assert not holder.try_acquire_or_renew(), "the deposed holder's renewal is refused"
+
+
+def test_renew_deadline_is_measured_from_when_the_renewal_was_sent(dynamodb) -> None:
+    clock = FakeClock()
+    elector = LeaderElector(dynamodb, "solo", LeaseConfig(name="sent"), clock)
+    elector.ensure_table()
+    assert elector.try_acquire_or_renew()
+    assert elector.remaining() == 10.0
+    clock.now += 3.0
+    assert elector.remaining() == 7.0
+
+
+def test_a_released_lease_is_taken_at_once_and_the_epoch_goes_on(dynamodb) -> None:
+    clock = FakeClock()
+    a, b = electors(dynamodb, "epochs", clock, "a", "b")
+    assert a.try_acquire_or_renew() and a.epoch == 1
+    assert a.try_acquire_or_renew() and a.epoch == 1, "renewing keeps the epoch"
+    a.release()
+    assert b.try_acquire_or_renew() and b.epoch == 2
+    b.release()
+    assert a.try_acquire_or_renew() and a.epoch == 3
+
+
+@pytest.mark.parametrize("timing", [(15, 15, 2), (15, 10, 10), (10, 15, 2), (15, 10, 0)])
+def test_lease_timing_must_leave_the_holder_time_to_stop(timing) -> None:
+    duration, renew, retry = timing
+    with pytest.raises(ValueError, match="retry period < renew deadline < lease duration"):
+        LeaseConfig(lease_duration=duration, renew_deadline=renew, retry_period=retry)
+
+
+def previous_version_renews(dynamodb, name: str, identity: str, wall: float) -> None:
+    """What a replica of the previous version writes (no `version` attribute)."""
+    dynamodb.update_item(
+        TableName="ecs-reconciler-leases",
+        Key={"name": {"S": name}},
+        UpdateExpression=(
+            "SET holderIdentity = :me, expiresAt = :expires, renewTime = :now, "
+            "leaseTransitions = if_not_exists(leaseTransitions, :zero) + :one"
+        ),
+        ExpressionAttributeValues={
+            ":me": {"S": identity},
+            ":now": {"N": repr(wall)},
+            ":expires": {"N": repr(wall + 15.0)},
+            ":zero": {"N": "0"},
+            ":one": {"N": "0"},
+        },
+    )
+
+
+def test_a_rolling_upgrade_sees_a_holder_of_the_previous_version_renew(dynamodb) -> None:
+    clock = FakeClock()
+    [challenger] = electors(dynamodb, "upgrade", clock, "new")
+    wall = 1_700_000_000.0
+    previous_version_renews(dynamodb, "upgrade", "old", wall)
+    assert not challenger.try_acquire_or_renew()
+    for _ in range(10):  # the old holder renews every 2 s: its renewTime changes
+        clock.now += 2.0
+        wall += 2.0
+        previous_version_renews(dynamodb, "upgrade", "old", wall)
+        assert not challenger.try_acquire_or_renew()
+    clock.now += 15.0  # the old holder stopped: a full lease later, the new one takes over
+    assert challenger.try_acquire_or_renew() and challenger.epoch == 1
+    item = dynamodb.get_item(TableName="ecs-reconciler-leases", Key={"name": {"S": "upgrade"}})
+    item = item["Item"]
+    # the previous version's challengers compare expiresAt: it is still written
+    assert float(item["expiresAt"]["N"]) == float(item["renewTime"]["N"]) + 15.0

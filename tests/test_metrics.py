@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
+import time
 import urllib.request
 from collections import Counter
 
@@ -14,9 +16,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.aws.executor import ApplyResult
-from reconciler.controller.metrics import ControllerMetrics
+from reconciler.controller.metrics import NO_POOL_JOBS, ControllerMetrics
 from reconciler.controller.server import ControllerServer
 from reconciler.controller.status import StatusBoard
+from reconciler.counting import CallCounter
 from reconciler.github.scaleset.messages import ScaleSetMessage, parse_message
 from reconciler.plan.actions import Action, Note, Phase, Plan, PoolSummary
 from reconciler.plan.versions import VersionCheck
@@ -348,10 +351,99 @@ def test_metrics_endpoint_over_a_real_socket() -> None:
         server.close()
 
 
-def test_queued_jobs_of_a_repository_drop_to_zero_when_its_jobs_start() -> None:
+def test_queued_jobs_series_leave_when_their_jobs_start() -> None:
     metrics = ControllerMetrics()
     metrics.record_queued({("linux", "acme", "acme/app"): 3, ("linux", "acme", "acme/api"): 1})
-    metrics.record_queued({("linux", "acme", "acme/api"): 2})
+    metrics.record_queued({("linux", "acme", "acme/api"): 2, ("linux", "acme", "acme/web"): 0})
     queued = "ecs_reconciler_queued_jobs"
-    assert value(metrics, queued, pool="linux", organization="acme", repository="acme/app") == 0
+    assert series_of(metrics, queued) == [
+        {"pool": "linux", "organization": "acme", "repository": "acme/api"}
+    ], "a series at zero is removed, not kept"
     assert value(metrics, queued, pool="linux", organization="acme", repository="acme/api") == 2
+    metrics.record_queued({})
+    assert series_of(metrics, queued) == []
+
+
+def test_organizations_beyond_the_limit_are_folded_into_other() -> None:
+    metrics = ControllerMetrics(max_organizations=2)
+    moment = MONDAY_0100
+    for organization in ("acme", "beta", "gamma", "delta", "acme"):
+        metrics.record_job_completed(
+            "linux", organization, f"{organization}/app", moment, moment + datetime.timedelta(10)
+        )
+    usage = {
+        (s["organization"], s["repository"]): value(
+            metrics, "ecs_reconciler_runner_seconds_total", **s
+        )
+        for s in series_of(metrics, "ecs_reconciler_runner_seconds_total")
+    }
+    day = 86400 * 10
+    assert usage == {
+        ("acme", "acme/app"): 2 * day,
+        ("beta", "beta/app"): day,
+        ("_other", "_other"): 2 * day,
+    }
+    metrics.record_job_started("linux", "zeta", "zeta/app", moment, moment)
+    started = series_of(metrics, "ecs_reconciler_jobs_started_total")
+    assert {s["organization"] for s in started} == {"_other"}
+
+
+def test_jobs_of_no_pool_never_take_an_organization_or_repository_place() -> None:
+    metrics = ControllerMetrics(max_repositories=1, max_organizations=1)
+    moment = MONDAY_0100
+    for repository in ("other/a", "other/b", "other/c"):  # seen by the webhook, not ours
+        metrics.record_job_started(NO_POOL_JOBS, "other", repository, moment, moment)
+    metrics.record_job_started("linux", "acme", "acme/app", moment, moment)
+    metrics.record_job_started(NO_POOL_JOBS, "acme", "acme/web", moment, moment)
+    wait = "ecs_reconciler_job_queue_wait_seconds_count"
+    labels = series_of(metrics, wait)
+    assert sorted((s["pool"], s["organization"], s["repository"]) for s in labels) == [
+        ("linux", "acme", "acme/app"),  # the pool's job still got the only places
+        ("none", "_other", "_other"),
+        ("none", "acme", "_other"),  # a known organization keeps its name
+    ]
+
+
+def test_call_counters_can_be_read_while_other_threads_add_new_operations() -> None:
+    calls = CallCounter()
+    metrics = ControllerMetrics()
+
+    def writer(prefix: str) -> None:
+        for n in range(20_000):
+            calls.add(f"{prefix}:Op{n % 2000}:{n // 2000}")
+            if n % 200 == 0:
+                time.sleep(0)  # yield to the reader in between
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in ("ecs", "ssm", "dynamodb")]
+    for thread in threads:
+        thread.start()
+    rounds = 0
+    while any(thread.is_alive() for thread in threads) or not rounds:
+        # a reader that iterates: with a plain Counter this raises "dictionary changed size
+        # during iteration" within a few rounds
+        assert sum(n for _, n in calls.items()) >= 0
+        if rounds % 20 == 0:
+            metrics.record_aws_calls(calls)
+        rounds += 1
+    for thread in threads:
+        thread.join()
+    metrics.record_aws_calls(calls)
+    exported = sum(
+        count
+        for (name, _), count in samples(metrics).items()
+        if name == "ecs_reconciler_aws_api_calls_total"
+    )
+    assert exported == calls.total() == 60_000
+    assert rounds > 1, "the reader ran while the writers were adding"
+
+
+def test_call_counters_read_like_a_counter() -> None:
+    calls = CallCounter()
+    calls.add("ecs:RunTask")
+    calls.add("ecs:RunTask", 2)
+    assert calls["ecs:RunTask"] == 3 and calls["ecs:StopTask"] == 0
+    assert "ecs:RunTask" in calls and "ecs:StopTask" not in calls
+    assert calls.get("ecs:StopTask") is None and calls.get("ecs:StopTask", 0) == 0
+    assert dict(calls) == {"ecs:RunTask": 3} and calls.total() == 3 and bool(calls)
+    calls.clear()
+    assert not calls and len(calls) == 0

@@ -17,6 +17,7 @@ import pytest
 
 from reconciler.plan.actions import Action, Plan
 from reconciler.plan.desired import desired_runner_count, idle_target_now, render_desired
+from reconciler.plan.expectations import InFlight
 from reconciler.plan.normalize import content_hash, normalize_task_definition
 from reconciler.plan.planner import plan
 from reconciler.plan.rollout import failure_of
@@ -1280,3 +1281,63 @@ def test_failures_are_recorded_on_the_revision_and_halt_at_max_failures(tmp_path
     # restart: nothing in ECS any more, the tag alone keeps the halt
     _, _, observed, states = _rolling_with(tmp_path, max_failures=2, recorded="0badc0de,1badc0de")
     assert "HALTED" in messages(plan(new, observed, states, now=NOW), "warning")
+
+
+# ---------------------------------------------------------------------------- in flight
+
+IN_FLIGHT_CASES = [
+    # (runner codes, idle target, starts in flight, indexes stopped in flight, expected
+    #  (action, runners started or tasks stopped); the pool summary's running)
+    pytest.param("i", 3, 2, [], [], 3, id="starts in flight count: nothing started twice"),
+    pytest.param("i", 4, 2, [], [("run", 1)], 3, id="only what is still missing starts"),
+    pytest.param("iii", 1, 0, [0, 1], [], 1, id="stops in flight are gone: not stopped again"),
+    pytest.param("iii", 3, 0, [0], [("run", 1)], 2, id="a stopped runner is replaced"),
+    pytest.param("ii", 1, 1, [], [("stop", 2)], 3, id="scale in counts starts too"),
+]
+
+
+@pytest.mark.parametrize(
+    ("codes", "idle", "starts", "stopping", "expected", "running"), IN_FLIGHT_CASES
+)
+def test_runners_in_flight_are_counted(
+    tmp_path: Path,
+    codes: str,
+    idle: int,
+    starts: int,
+    stopping: list[int],
+    expected: list[tuple[str, int]],
+    running: int,
+) -> None:
+    desired = desired_of(tmp_path, pool_spec(idle=idle), provider_spec())
+    observed = converged(desired, codes)
+    in_flight = InFlight(
+        starts={"pool-a": starts} if starts else {},
+        stops=frozenset(observed.tasks[i].arn for i in stopping),
+    )
+    result = plan(desired, observed, states_of(observed), now=NOW, in_flight=in_flight)
+    tasks = [a for a in result.actions if a.resource_type == "runner_tasks"]
+    assert [(a.action, a.count or a.stops) for a in tasks] == expected
+    assert not stopped_arns(result) & in_flight.stops
+    [summary] = result.pools
+    assert summary.running == running
+
+
+@pytest.mark.parametrize(("starts", "replaced"), [(0, 1), (1, 0)])
+def test_starts_in_flight_use_up_the_rollout_surge(
+    tmp_path: Path, starts: int, replaced: int
+) -> None:
+    rollout = "  rollout: {maxSurge: 1}\n"
+    old = desired_of(tmp_path, pool_spec(idle=3), provider_spec())
+    new = desired_of(tmp_path, pool_spec(idle=3, version="2.329.0", extra=rollout), provider_spec())
+    old_revision, new_revision = revision_of(old, "pool-a", 1), revision_of(new, "pool-a", 2)
+    outdated, states = runners(old, "pool-a", "iii", old_revision)
+    observed = dataclasses.replace(
+        converged(new),
+        task_definitions={new.pools["pool-a"].family: [old_revision, new_revision]},
+        tasks=outdated,
+    )
+    # a scale-in/out start of the last cycle is not listed yet: it counts against the surge
+    in_flight = InFlight(starts={"pool-a": starts}) if starts else None
+    result = plan(new, observed, states, now=NOW, in_flight=in_flight)
+    replacing = [a for a in result.actions if a.action == "replace"]
+    assert sum(a.count for a in replacing) == replaced

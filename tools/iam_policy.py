@@ -100,6 +100,7 @@ SCOPED: list[tuple[str, set[str], str | list[str], dict[str, Any] | None]] = [
             # Auto Scaling groups the infrastructure team handed over by tagging them
             "autoscaling:SetDesiredCapacity",
             "autoscaling:TerminateInstanceInAutoScalingGroup",
+            "autoscaling:CreateOrUpdateTags",  # the lease epoch of the last resize
         },
         "*",
         {"StringEquals": MANAGED_BY},

@@ -1,6 +1,12 @@
 """boto3 clients for ECS, EC2 and Auto Scaling: one session, adaptive retries, call counts,
 and a read-only mode that refuses every mutating operation before it is sent.
 
+Every attempt of a mutating operation passes `fencing.check` first (botocore's `before-send`
+event fires once per HTTP attempt), with the attempt's worst case: connect + read timeout.
+So the timeouts are short (1 s + 4 s: an attempt lands or is given up within 5 s, well
+inside the lease's 10 s renew deadline); adaptive retries (8 attempts) still ride out
+throttling, each attempt fenced again after its backoff.
+
 Standard AWS configuration is honoured as boto3 reads it (region, profile, credentials,
 `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_ECS`, ...); the sandbox works by setting the endpoint.
 """
@@ -8,16 +14,23 @@ Standard AWS configuration is honoured as boto3 reads it (region, profile, crede
 from __future__ import annotations
 
 import os
-from collections import Counter
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from .. import __version__
+from .. import __version__, fencing
+from ..counting import CallCounter
 
 READ_OPERATION_PREFIXES = ("Describe", "List", "Get")
 DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_CONNECT_TIMEOUT = 1.0  # seconds
+DEFAULT_READ_TIMEOUT = 4.0  # seconds; botocore's default is 60
+
+
+def is_mutating(operation: str) -> bool:
+    """True for an operation that changes something (not Describe/List/Get)."""
+    return not operation.startswith(READ_OPERATION_PREFIXES)
 
 
 class MutationRefused(RuntimeError):
@@ -39,6 +52,8 @@ class AwsClients:
         read_only: bool = False,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         credentials: tuple[str, str] | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         """`credentials` (key ID, secret) are for the sandbox only; AWS uses its own chain."""
         key_id, secret = credentials or (None, None)
@@ -56,10 +71,14 @@ class AwsClients:
             )
         self.region: str = session.region_name
         self.read_only = read_only
-        self.calls: Counter[str] = Counter()
+        self.calls = CallCounter()
+        # the worst case of one attempt of a call: how long the lease must still be ours
+        self.attempt_budget = connect_timeout + read_timeout
         config = Config(
             retries={"mode": "adaptive", "max_attempts": max_attempts},
             user_agent_extra=f"ecs-reconciler/{__version__}",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         )
         options: dict[str, Any] = {"config": config}
         if endpoint_url:
@@ -69,7 +88,7 @@ class AwsClients:
         self.ec2: Any = session.client("ec2", **options)
         self.autoscaling: Any = session.client("autoscaling", **options)
         for client in (self.ecs, self.ec2, self.autoscaling):
-            client.meta.events.register("before-call", self._before_call)
+            self._instrument(client)
         self._session, self._options = session, options
 
     def client(self, service: str, region: str | None = None, config: Config | None = None) -> Any:
@@ -82,18 +101,28 @@ class AwsClients:
         if config is not None:
             options["config"] = options["config"].merge(config)
         client = self._session.client(service, region_name=region, **options)
-        client.meta.events.register("before-call", self._before_call)
+        self._instrument(client)
         return client
+
+    def _instrument(self, client: Any) -> None:
+        client.meta.events.register("before-call", self._before_call)
+        client.meta.events.register("before-send", self._before_send)
 
     def _before_call(self, model: Any, **_: Any) -> None:
         service = model.service_model.service_name
         operation = model.name
-        if self.read_only and not operation.startswith(READ_OPERATION_PREFIXES):
+        if self.read_only and is_mutating(operation):
             raise MutationRefused(
                 f"{service}:{operation} refused: these clients are read-only (plan never mutates)"
             )
-        self.calls[f"{service}:{operation}"] += 1
+        self.calls.add(f"{service}:{operation}")
+
+    def _before_send(self, event_name: str, **_: Any) -> None:
+        """Each HTTP attempt of a mutating operation passes the fence (see module doc)."""
+        service, operation = event_name.split(".", 2)[1:]
+        if is_mutating(operation):
+            fencing.check(f"{service}:{operation}", self.attempt_budget)
 
     def total_calls(self) -> int:
         """All AWS API calls made so far (retries not counted)."""
-        return sum(self.calls.values())
+        return self.calls.total()

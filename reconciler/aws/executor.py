@@ -4,29 +4,45 @@ The executor does what the plan says and nothing else. It isolates failures: an 
 fails skips the rest of its pool (and the pools that depend on a failed capacity provider or
 cluster association), while other pools proceed. Before stopping a runner it asks the runner
 state source once more, so a runner that took a job since the plan was made keeps running.
+
+Correct when things go wrong:
+- Fencing: with a lease `fence`, the whole apply runs inside `fencing.fenced`, so every
+  mutating AWS or GitHub request made on its behalf (here, in the provisioner, in the runner
+  state source) is checked against the lease first; `LeaseLost` ends the apply at once, the
+  rest is skipped. The lease epoch is tagged on every task started and on every Auto Scaling
+  group resized.
+- Expectations: every start and stop is recorded (`plan.expectations`), so the next cycles
+  count it until the listing shows it. RunTask's client token is deterministic per (pool,
+  revision, start slot, epoch). After a RunTask that failed without a clear answer, the task
+  is looked up by its runner name before anything is given back; if it is not found, its
+  registration is kept (the janitor removes it if no task ever carries it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import fencing
+from ..fencing import Fence, LeaseLost
 from ..plan.actions import Action, Plan
 from ..plan.desired import RUNNER_CONTAINER
+from ..plan.expectations import Expectations, start_token
 from ..plan.state import (
+    LEASE_EPOCH_TAG,
     MANAGED_BY_TAG,
     MANAGED_BY_VALUE,
+    RUNNER_NAME_TAG,
     STARTED_BY,
     ObservedState,
 )
 from ..runners import NamingProvisioner, ProvisionFailed, RunnerProvisioner, RunnerStateSource
 from .clients import AwsClients
+from .observe import batches, tag_dict
 
 log = logging.getLogger(__name__)
 AWS_ERRORS = (ClientError, BotoCoreError)
@@ -43,6 +59,7 @@ class ApplyResult:
     done: list[tuple[Action, str]] = field(default_factory=list)
     failed: list[tuple[Action, str]] = field(default_factory=list)
     skipped: list[tuple[Action, str]] = field(default_factory=list)
+    lease_lost: str = ""  # why the apply stopped early: the lease was lost
 
     @property
     def ok(self) -> bool:
@@ -95,13 +112,19 @@ class Executor:
         runner_states: RunnerStateSource,
         progress: Callable[[str], None] = lambda _: None,
         provisioner: RunnerProvisioner | None = None,
+        fence: Fence | None = None,
+        expectations: Expectations | None = None,
     ) -> None:
+        """`fence`: the lease (None: a single replica, nothing to fence). `expectations`:
+        the controller's, kept across cycles (default: this apply's own)."""
         self.clients = clients
         self.observed = observed
         self.runner_states = runner_states
         self.provisioner = provisioner or NamingProvisioner()
         self.progress = progress
-        self.apply_id = uuid.uuid4().hex[:12]
+        self.fence = fence
+        self.epoch = fence.epoch if fence is not None else 0
+        self.expectations = expectations if expectations is not None else Expectations()
         self._revisions = revision_arns(observed)
         self._tasks = {task.arn: task for task in observed.tasks}
 
@@ -115,13 +138,23 @@ class Executor:
 
         `should_stop` is asked before each action: when it turns true (SIGTERM), the action
         in flight has finished and the rest are skipped, so nothing is left half-applied.
+        When the fence refuses a call (the lease is lost), the action in flight fails there
+        and every later one is skipped.
         """
-        refused = refused or {}
+        with fencing.fenced(self.fence):
+            return self._apply(plan, refused or {}, should_stop)
+
+    def _apply(
+        self, plan: Plan, refused: dict[Action, str], should_stop: Callable[[], bool]
+    ) -> ApplyResult:
         result = ApplyResult()
         failed_pools: set[str] = set()
         failed_providers: set[str] = set()
         failed_clusters: set[str] = set()
         for index, action in enumerate(plan.actions):
+            if result.lease_lost:
+                self._record(result.skipped, action, "skipped: the lease was lost")
+                continue
             if should_stop():
                 self._record(result.skipped, action, "skipped: shutting down")
                 continue
@@ -134,6 +167,11 @@ class Executor:
                 continue
             try:
                 outcome = self._execute(action, index)
+            except LeaseLost as error:
+                log.warning("apply stopped: %s", error)
+                result.lease_lost = str(error)
+                self._record(result.failed, action, f"lease lost: {error}")
+                continue
             except (ActionFailed, *AWS_ERRORS) as error:
                 self._record(result.failed, action, str(error))
                 if action.pool:
@@ -261,10 +299,23 @@ class Executor:
 
     def _set_desired_capacity(self, action: Action, _: int) -> str:
         count = action.after["desiredCapacity"]
-        self.clients.autoscaling.set_desired_capacity(
+        autoscaling = self.clients.autoscaling
+        autoscaling.set_desired_capacity(
             AutoScalingGroupName=action.name, DesiredCapacity=count, HonorCooldown=False
         )
-        return f"desired capacity {action.before['desiredCapacity']} -> {count}"
+        autoscaling.create_or_update_tags(  # which term set this absolute value
+            Tags=[
+                {
+                    "ResourceId": action.name,
+                    "ResourceType": "auto-scaling-group",
+                    "Key": LEASE_EPOCH_TAG,
+                    "Value": str(self.epoch),
+                    "PropagateAtLaunch": False,
+                }
+            ]
+        )
+        before = action.before["desiredCapacity"]
+        return f"desired capacity {before} -> {count} (epoch {self.epoch})"
 
     def _drain_and_terminate(self, action: Action, _: int) -> str:
         """DRAINING first (no task can land any more), then terminate exactly the instances
@@ -320,9 +371,9 @@ class Executor:
 
     # ----------------------------------------------------------- runner tasks
 
-    def _run(self, action: Action, index: int) -> str:
+    def _run(self, action: Action, _: int) -> str:
         """Start `count` runners, one RunTask each: every runner has its own name (and
-        registration); a start that fails gives its registration back."""
+        registration); a start that surely failed gives its registration back."""
         arn = self._revisions.get(action.spec_hash)
         if arn is None:
             raise ActionFailed(f"no registered revision with spec hash {action.spec_hash}")
@@ -335,7 +386,8 @@ class Executor:
                 raise ActionFailed(
                     f"started {number} of {action.count} runner(s): {error}"
                 ) from error
-            token = hashlib.sha256(f"{self.apply_id}/{index}/{number}".encode()).hexdigest()[:32]
+            slot = self.expectations.next_slot(pool, self.epoch)
+            token = start_token(pool, arn, self.epoch, slot, self.expectations.incarnation)
             try:
                 response = self.clients.ecs.run_task(
                     cluster=action.cluster,
@@ -344,13 +396,26 @@ class Executor:
                     **placement(launch),
                     overrides=_environment_override(provision.environment),
                     startedBy=STARTED_BY,
-                    tags=_aws_tags({**launch["tags"], **provision.tags}),
+                    tags=_aws_tags(
+                        {**launch["tags"], **provision.tags, LEASE_EPOCH_TAG: str(self.epoch)}
+                    ),
                     enableECSManagedTags=True,
                     clientToken=token,
                 )
-            except Exception:
+            except LeaseLost:
+                # nothing more may be sent, not even the clean-up: if this start never
+                # happened, the janitor of the next leader removes its registration
+                self.expectations.expect_start(pool, provision.name)
+                raise
+            except ClientError as error:
+                if not _rejected(error):
+                    self._unclear_start(action, number, pool, provision.name, error)
+                    continue
                 self.provisioner.abandon(provision)
                 raise
+            except BotoCoreError as error:
+                self._unclear_start(action, number, pool, provision.name, error)
+                continue
             if not response.get("tasks"):
                 self.provisioner.abandon(provision)
                 if launch.get("capacityPending"):  # the plan is adding the instances for these
@@ -363,10 +428,47 @@ class Executor:
                     f"started {number} of {action.count} runner(s); ECS placed no more"
                     + (f" ({', '.join(reasons)})" if reasons else " (no capacity?)")
                 )
+            started = response["tasks"][0]["taskArn"]
+            self.expectations.expect_start(pool, provision.name, started, action.cluster)
         return f"started {action.count} runner(s)"
+
+    def _unclear_start(
+        self, action: Action, number: int, pool: str, runner: str, error: Exception
+    ) -> None:
+        """RunTask failed without saying whether the task exists: look it up by runner name.
+
+        Found: it started. Not found (ECS lists new tasks late): it may still appear, so it
+        is counted as starting and its registration is kept, and the action fails."""
+        task_arn = self._find_task(action.cluster, runner)
+        self.expectations.expect_start(pool, runner, task_arn, action.cluster)
+        if task_arn:
+            log.warning("RunTask for runner %s failed (%s), but its task exists", runner, error)
+            return
+        raise ActionFailed(
+            f"started {number} of {action.count} runner(s); RunTask for runner {runner} failed "
+            f"without a clear answer and no task of that runner is listed ({error}): counted "
+            "as starting until it is listed or expires; its registration is kept (the janitor "
+            "removes it if no task carries it)"
+        ) from error
+
+    def _find_task(self, cluster: str, runner: str) -> str:
+        """The ARN of our task running `runner` in `cluster`, or "" (also when unreadable)."""
+        ecs = self.clients.ecs
+        try:
+            pages = ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=STARTED_BY)
+            arns = [arn for page in pages for arn in page.get("taskArns", [])]
+            for chunk in batches(arns, 100):
+                described = ecs.describe_tasks(cluster=cluster, tasks=list(chunk), include=["TAGS"])
+                for task in described.get("tasks", []):
+                    if tag_dict(task.get("tags")).get(RUNNER_NAME_TAG) == runner:
+                        return str(task["taskArn"])
+        except AWS_ERRORS as error:
+            log.warning("could not look up the task of runner %s: %s", runner, error)
+        return ""
 
     def _stop(self, action: Action, _: int) -> str:
         stopped, kept = 0, 0
+        pool = action.pool or action.name
         for arn in action.task_arns:
             task = self._tasks[arn]  # every task a plan stops was observed
             if not self.runner_states.confirm_stoppable(task):
@@ -377,6 +479,7 @@ class Executor:
                 task=arn,
                 reason=f"ecs-reconciler: {action.reason}"[:255],
             )
+            self.expectations.expect_stop(pool, arn)
             stopped += 1
         suffix = f"; {kept} kept (no longer idle)" if kept else ""
         return f"stopped {stopped} runner(s){suffix}"
@@ -385,3 +488,10 @@ class Executor:
         started = self._run(action, index)
         stopped = self._stop(action, index)
         return f"{started}, {stopped}"
+
+
+def _rejected(error: ClientError) -> bool:
+    """True when AWS surely did not perform the request: a 4xx answer (invalid, denied,
+    throttled after every retry). A 5xx may come after the work was done."""
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+    return bool(400 <= status < 500)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -169,6 +169,24 @@ class Observer:
                 if observed is not None:
                     tasks.append(observed)
         return tasks
+
+    def stopped_among(self, arns_by_cluster: Mapping[str, Sequence[str]]) -> set[str]:
+        """Which of these tasks ECS describes as stopped (or stopping); unreadable ones are
+        left out. For tasks started and never listed running: did they die already?"""
+        stopped: set[str] = set()
+        for cluster, arns in sorted(arns_by_cluster.items()):
+            for chunk in batches(list(arns), 100):
+                try:
+                    response = self.clients.ecs.describe_tasks(cluster=cluster, tasks=list(chunk))
+                except AWS_ERRORS as error:
+                    log.warning("cannot describe started tasks in %s: %s", cluster, error)
+                    continue
+                stopped.update(
+                    task["taskArn"]
+                    for task in response.get("tasks", [])
+                    if "STOPPED" in (task.get("desiredStatus"), task.get("lastStatus"))
+                )
+        return stopped
 
     def _task_definitions_of_ours(self, desired: DesiredState, state: ObservedState) -> None:
         ecs = self.clients.ecs

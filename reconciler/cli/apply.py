@@ -25,6 +25,7 @@ from ..verify import verify_new_images
 from .common import (
     EXIT_ERROR,
     EXIT_OK,
+    SandboxOnly,
     add_aws_options,
     planning_time,
     runner_provisioner,
@@ -79,10 +80,10 @@ def run(args: argparse.Namespace) -> int:
     """Plan, confirm, apply, summarise."""
     try:
         clients = AwsClients(region=args.region, profile=args.profile)
-    except AwsConfigurationError as error:
+        source = runner_state_source(args, clients)
+    except (AwsConfigurationError, SandboxOnly) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    source = runner_state_source(args, clients)
     versions = runner_version_watch(args, source)
     cycle = plan_cycle(
         spec_paths(args), Observer(clients), source, planning_time(args), versions=versions

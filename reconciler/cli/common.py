@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ..github.releases import RunnerVersionWatch
 
 RUNNER_STATE_ENV = "ECS_RECONCILER_RUNNER_STATES"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 JIT_KMS_KEY_ENV = "ECS_RECONCILER_JIT_KMS_KEY"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -49,7 +51,8 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
         choices=("none", "task-tags", "github"),
         default=os.environ.get(RUNNER_STATE_ENV, "none"),
         help="where busy/idle runner states come from: none (every runner unknown, so none is "
-        "ever stopped), task-tags (the sandbox's simulated runners) or github (the runner API "
+        "ever stopped), task-tags (the sandbox's simulated runners; refused unless AWS is the "
+        "sandbox on 127.0.0.1) or github (the runner API "
         "at GITHUB_API_URL with GITHUB_TOKEN or a GitHub App; runners are started as JIT "
         f"runners); env {RUNNER_STATE_ENV}",
     )
@@ -127,10 +130,25 @@ def spec_paths(args: argparse.Namespace) -> list[str]:
     return list(args.specs or ["specs"])
 
 
+class SandboxOnly(ValueError):
+    """A sandbox-only option was used against AWS."""
+
+
 def runner_state_source(args: argparse.Namespace, clients: AwsClients) -> RunnerStateSource:
-    """The runner-state source chosen on the command line."""
+    """The runner-state source chosen on the command line.
+
+    `task-tags` is refused unless the AWS endpoint is the sandbox's (a loopback address):
+    anyone allowed `ecs:TagResource` could mark a runner idle and have it stopped."""
     if args.runner_states == "task-tags":
         from ..sandbox.runners import TaskTagRunnerStates
+
+        endpoint = clients.ecs.meta.endpoint_url
+        if urllib.parse.urlsplit(endpoint).hostname not in LOOPBACK_HOSTS:
+            raise SandboxOnly(
+                "--runner-states task-tags is for the sandbox only: it believes the "
+                "sandbox:runner tag of each task, which anyone allowed ecs:TagResource can set, "
+                f"so it is refused against {endpoint}; use --runner-states github (or none)"
+            )
 
         return TaskTagRunnerStates(clients)
     if args.runner_states == "github":

@@ -29,6 +29,7 @@ from ..spec.loader import load_specs
 from ..verify import verify_new_images
 from .common import (
     EXIT_ERROR,
+    SandboxOnly,
     add_aws_options,
     exit_code,
     planning_time,
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.policy) if args.policy else None
         plan = _base_plan(args) if args.base else _live_plan(args)
-    except (PolicyError, GitRevisionError, AwsConfigurationError) as error:
+    except (PolicyError, GitRevisionError, AwsConfigurationError, SandboxOnly) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     violations = evaluate(plan, policy) if policy else []

@@ -105,7 +105,8 @@ def register(verbs: Any) -> None:
         "--lease-timing",
         default="15,10,2",
         metavar="DURATION,RENEW,RETRY",
-        help="lease duration, renew deadline and retry period in seconds (default 15,10,2)",
+        help="lease duration, renew deadline and retry period in seconds (default 15,10,2); "
+        "the renew deadline must cover a mutating call attempt (5 s) and two retry periods",
     )
     parser.add_argument(
         "--demand-table",
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
             janitor=runner_janitor(source, clients),
             versions=runner_version_watch(args, source),
             redeliverer=redeliverer,
+            fence=elector,
             audit=QueuedJobAudit(source.client, demand)
             if demand is not None and isinstance(source, GitHubRunnerStates)
             else None,
@@ -263,8 +265,21 @@ def _demand_book(args: argparse.Namespace, clients: AwsClients) -> DemandBook:
 
 
 def _elector(args: argparse.Namespace, clients: AwsClients) -> LeaderElector:
-    duration, renew, retry = (float(part) for part in args.lease_timing.split(","))
+    try:
+        duration, renew, retry = (float(part) for part in args.lease_timing.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--lease-timing must be DURATION,RENEW,RETRY in seconds, got {args.lease_timing!r}"
+        ) from None
     config = LeaseConfig(args.lease_table, args.lease_name, duration, renew, retry)
+    # every mutating attempt needs the lease for its worst case, even after a missed renewal
+    needed = clients.attempt_budget + 2 * retry
+    if renew < needed:
+        raise ValueError(
+            f"--lease-timing: the renew deadline ({renew:g}s) must be at least a mutating call "
+            f"attempt's worst case ({clients.attempt_budget:g}s) plus two retry periods "
+            f"({2 * retry:g}s): {needed:g}s"
+        )
     elector = LeaderElector(clients.client("dynamodb"), args.identity, config)
     elector.ensure_table()
     return elector

@@ -20,6 +20,7 @@ from pathlib import Path
 import watchfiles
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import fencing
 from ..aws.clients import AwsClients
 from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
@@ -33,18 +34,20 @@ from ..demand import (
     pool_for,
 )
 from ..demand.scaleset import ScaleSetListeners
+from ..fencing import Fence, LeaseLost
 from ..github.client import GitHubClient, GitHubError
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
 from ..github.scaleset.messages import ScaleSetMessage
 from ..github.scaleset.pools import scale_set_pools
+from ..plan.expectations import Expectations
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
 from ..reconcile import Cycle, plan_cycle
 from ..runners import RunnerProvisioner, RunnerStateSource
 from ..spec.loader import SPEC_SUFFIXES
 from .gitsource import GitSource
-from .metrics import ControllerMetrics
+from .metrics import NO_POOL_JOBS, ControllerMetrics
 from .status import StatusBoard, spec_revision
 
 log = logging.getLogger(__name__)
@@ -164,7 +167,9 @@ class Controller:
         redeliverer: Redeliverer | None = None,
         audit: QueuedJobAudit | None = None,
         scale_set_listeners: ScaleSetListeners | None = None,
+        fence: Fence | None = None,
     ) -> None:
+        """`fence`: the lease (with leader election), checked by every mutating call."""
         self.settings = settings
         self.clients = clients
         self.runner_states = runner_states
@@ -191,6 +196,8 @@ class Controller:
         self.scale_set_listeners = scale_set_listeners
         if scale_set_listeners is not None and scale_set_listeners.on_message is None:
             scale_set_listeners.on_message = self.on_scale_set_message
+        self.fence = fence
+        self.expectations = Expectations()
 
     def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
         """The pools of the last cycle's specs, for the demand book; None before the first."""
@@ -251,6 +258,7 @@ class Controller:
             self.wall_clock(),
             demand=self.demand,
             versions=self.versions,
+            expectations=self.expectations,
             scale_set_demand=(
                 self.scale_set_listeners.demand if self.scale_set_listeners is not None else None
             ),
@@ -277,11 +285,15 @@ class Controller:
             result = self._apply(cycle)
         self._waiting_for_capacity = result is not None and _waits_for_capacity(cycle)
         if leader and self.janitor is not None and _saw_everything(cycle) and not self.stopping:
-            self.janitor.collect(cycle.observed.tasks, cycle.desired.pools)
-        if leader and self.redeliverer is not None and self.redeliverer.due():
-            self._redeliver(self.redeliverer)
-        if leader and self.audit is not None and self.audit.due() and not self.stopping:
-            self._audit(self.audit)
+            janitor = self.janitor
+            self._fenced(
+                "garbage collection",
+                lambda: janitor.collect(cycle.observed.tasks, cycle.desired.pools),
+            )
+        if leader and (redeliverer := self.redeliverer) is not None and redeliverer.due():
+            self._fenced("redelivery", lambda: self._redeliver(redeliverer))
+        if leader and (audit := self.audit) is not None and audit.due() and not self.stopping:
+            self._fenced("queued-job audit", lambda: self._audit(audit))
         self.status.record_cycle(
             cycle.plan,
             revision,
@@ -299,6 +311,14 @@ class Controller:
         if self.github is not None:
             self.metrics.record_github_calls(self.github.calls)
         return cycle, result
+
+    def _fenced(self, what: str, work: Callable[[], object]) -> None:
+        """Leader-only work outside the apply, with its mutating calls fenced as well."""
+        try:
+            with fencing.fenced(self.fence):
+                work()
+        except LeaseLost as error:
+            log.warning("%s stopped: %s", what, error)
 
     def _redeliver(self, redeliverer: Redeliverer) -> None:
         """Ask GitHub to redeliver failed webhook deliveries; a failure waits for the next."""
@@ -333,7 +353,7 @@ class Controller:
     def on_job_event(self, event: JobEvent) -> None:
         """A webhook's job event was accepted: count it, and reconcile soon."""
         pool = pool_for(event, self._demand_pools or ())
-        name = pool.name if pool else "none"
+        name = pool.name if pool else NO_POOL_JOBS
         if event.action == "in_progress" and event.started_at:
             self.metrics.record_job_started(
                 name, event.organization, event.repository, event.created_at, event.started_at
@@ -364,6 +384,8 @@ class Controller:
             self.runner_states,
             progress=log.info,
             provisioner=self.provisioner,
+            fence=self.fence,
+            expectations=self.expectations,
         )
         # stop after the action in flight on SIGTERM, or when the lease is lost mid-apply
         result = executor.apply(
@@ -379,6 +401,8 @@ class Controller:
             if isinstance(document, dict) and "taskDefinitionArn" in document
         )
         self.observer.forget_families(family_of(a.pool) for a in touched if a.pool)
+        if result.lease_lost:  # not the pools' fault: the next leader takes them up
+            return result
         failed = {action.pool for action, _ in result.failed if action.pool}
         for pool in sorted(failed):
             delay = self.backoff.failed(pool)

@@ -40,9 +40,13 @@ statistics and JobStarted events; the desired count is `runners_desired` (the pl
 
 Label cardinality is bounded by configuration, never by traffic: no label carries a job,
 run, task or runner ID. `pool` is bounded by the specs (plus `_cluster` for errors that
-belong to no pool); `organization` and `repository` by the repositories that use the
-runners, and at most `max_repositories` distinct repositories get a series of their own
-(later ones are counted as `repository="_other"`). Per pool and repository that is about
+belong to no pool, and `none` for jobs no pool serves); `organization` and `repository` by
+the repositories that use the runners: at most `max_organizations` organizations and
+`max_repositories` repositories get series of their own (later ones are counted as
+`_other`). Jobs of no pool (`pool="none"`: not ours, but seen by the webhook) never take
+one of those places: their repository is always `_other`, and so is their organization
+unless a pool's job already brought it in. A queued-jobs series whose count drops to zero is
+removed, not kept at zero. Per pool and repository that is about
 35 series (two histograms and two single series). The hour-of-week counter deliberately
 has no `repository` label: 168 hours x repositories would dominate everything else, and
 per-repository starts are already `ecs_reconciler_job_queue_wait_seconds_count`. AWS
@@ -82,7 +86,10 @@ SCALE_SET_JOB_STATES = ("available", "acquired", "assigned", "running")
 SCALE_SET_RUNNER_STATES = ("registered", "busy", "idle")
 NO_POOL = "_cluster"  # errors of actions and notes that belong to no pool
 OTHER_REPOSITORY = "_other"  # repositories beyond max_repositories
+OTHER_ORGANIZATION = "_other"  # organizations beyond max_organizations
+NO_POOL_JOBS = "none"  # the pool label of jobs that no pool serves
 DEFAULT_MAX_REPOSITORIES = 500
+DEFAULT_MAX_ORGANIZATIONS = 100
 
 
 class ControllerMetrics:
@@ -93,9 +100,11 @@ class ControllerMetrics:
         registry: CollectorRegistry | None = None,
         *,
         max_repositories: int = DEFAULT_MAX_REPOSITORIES,
+        max_organizations: int = DEFAULT_MAX_ORGANIZATIONS,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.max_repositories = max_repositories
+        self.max_organizations = max_organizations
         r = self.registry
         self.runners_desired = Gauge(
             PREFIX + "runners_desired",
@@ -221,6 +230,7 @@ class ControllerMetrics:
         self._pools: set[str] = set()
         self._queued: set[tuple[str, str, str]] = set()
         self._repositories: set[tuple[str, str]] = set()
+        self._organizations: set[str] = set()
         self._seen_aws: dict[str, int] = {}
         self._seen_github: dict[str, int] = {}
 
@@ -303,20 +313,19 @@ class ControllerMetrics:
 
     def record_queued(self, counts: Mapping[tuple[str, str, str], int]) -> None:
         """Jobs waiting now, by (pool, organization, repository); series not in `counts`
-        drop to 0 (their jobs started or were cancelled)."""
-        current = {
-            (pool, organization, self._repository(organization, repository)): 0
-            for pool, organization, repository in counts
-        }
+        (their jobs started or were cancelled) or at zero are removed."""
+        current: dict[tuple[str, str, str], int] = {}
         for (pool, organization, repository), queued in counts.items():
-            current[(pool, organization, self._repository(organization, repository))] += queued
+            key = self._labels(pool, organization, repository)
+            current[key] = current.get(key, 0) + max(0, queued)
+        current = {key: queued for key, queued in current.items() if queued}
         with self._lock:
             gone = self._queued - set(current)
-            self._queued |= set(current)
+            self._queued = set(current)
         for key in gone:
-            self.queued_jobs.labels(*key).set(0)
+            _remove(self.queued_jobs, *key)
         for key, queued in current.items():
-            self.queued_jobs.labels(*key).set(max(0, queued))
+            self.queued_jobs.labels(*key).set(queued)
 
     def record_job_started(
         self,
@@ -329,10 +338,10 @@ class ControllerMetrics:
         """A job left the queue: how long it waited, and the hour of week it started in."""
         started = _utc(started_at)
         wait = (started - _utc(queued_at)).total_seconds()
-        labels = (pool, organization, self._repository(organization, repository))
+        labels = self._labels(pool, organization, repository)
         self.queue_wait.labels(*labels).observe(max(0.0, wait))
         self.jobs_started.labels(
-            pool, organization, WEEKDAYS[started.weekday()], f"{started.hour:02d}"
+            pool, labels[1], WEEKDAYS[started.weekday()], f"{started.hour:02d}"
         ).inc()
 
     def record_job_completed(
@@ -345,7 +354,7 @@ class ControllerMetrics:
     ) -> None:
         """A job finished: its duration (an execution) and the runner time it used."""
         seconds = max(0.0, (_utc(completed_at) - _utc(started_at)).total_seconds())
-        labels = (pool, organization, self._repository(organization, repository))
+        labels = self._labels(pool, organization, repository)
         self.job_duration.labels(*labels).observe(seconds)
         self.runner_seconds.labels(*labels).inc(seconds)
 
@@ -376,7 +385,7 @@ class ControllerMetrics:
                 )
             if job.scale_set_assign_time is not None:
                 startup = (job.runner_assign_time - job.scale_set_assign_time).total_seconds()
-                labels = (pool, job.owner_name, self._repository(job.owner_name, job.repository))
+                labels = self._labels(pool, job.owner_name, job.repository)
                 self.job_startup.labels(*labels).observe(max(0.0, startup))
         for job in message.of_kind(JOB_COMPLETED):
             if job.runner_assign_time is not None and job.finish_time is not None:
@@ -384,16 +393,22 @@ class ControllerMetrics:
                     pool, job.owner_name, job.repository, job.runner_assign_time, job.finish_time
                 )
 
-    def _repository(self, organization: str, repository: str) -> str:
-        """The repository label: the name itself, or `_other` past `max_repositories`."""
-        key = (organization, repository)
+    def _labels(self, pool: str, organization: str, repository: str) -> tuple[str, str, str]:
+        """(pool, organization, repository) labels within the caps (see the module doc)."""
         with self._lock:
-            if key in self._repositories:
-                return repository
-            if len(self._repositories) < self.max_repositories:
+            if pool == NO_POOL_JOBS:
+                known = organization in self._organizations
+                return pool, organization if known else OTHER_ORGANIZATION, OTHER_REPOSITORY
+            if organization not in self._organizations:
+                if len(self._organizations) >= self.max_organizations:
+                    return pool, OTHER_ORGANIZATION, OTHER_REPOSITORY
+                self._organizations.add(organization)
+            key = (organization, repository)
+            if key not in self._repositories:
+                if len(self._repositories) >= self.max_repositories:
+                    return pool, organization, OTHER_REPOSITORY
                 self._repositories.add(key)
-                return repository
-        return OTHER_REPOSITORY
+            return pool, organization, repository
 
     # ------------------------------------------------------------------ exposition
 

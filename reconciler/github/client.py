@@ -6,6 +6,11 @@ It retries 5xx answers and network errors with exponential backoff and jitter, h
 (``If-None-Match``) so unchanged lists cost no rate limit. Every HTTP request is counted in
 ``calls`` by endpoint template (``GET /orgs/{org}/actions/runners``); 304s also in
 ``not_modified``. Tokens and JIT configs are never logged.
+
+Every attempt of a request that is not a GET passes `fencing.check` first, with its worst
+case (`mutation_timeout`: pool + connect + write + read, 5 s by default), and is sent with
+those short timeouts; a wait before a retry (backoff, ``Retry-After``) is followed by a new
+check, so a replica that lost its lease while waiting sends nothing more.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import os
 import random
 import re
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,13 +28,17 @@ from urllib.parse import quote
 
 import httpx
 
+from .. import fencing
 from ..clock import WallClock, wall_time
+from ..counting import CallCounter
 from .auth import AppAuth, Auth, auth_from_environment
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
+# one attempt of a mutating request: pool wait, connect, send, answer (5 s in all)
+MUTATION_TIMEOUT = httpx.Timeout(connect=1.0, read=2.5, write=1.0, pool=0.5)
 
 ScopeKind = Literal["enterprise", "organization", "repository"]
 
@@ -262,13 +270,24 @@ class GitHubClient:
         max_backoff: float = 30.0,
         timeout: float = 10.0,
         clock: WallClock = wall_time,
+        mutation_timeout: httpx.Timeout = MUTATION_TIMEOUT,
     ) -> None:
         self.api_url = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
         self.auth = auth if auth is not None else auth_from_environment()
         self.max_retries = max_retries
         self.max_wait = max_wait
-        self.calls: Counter[str] = Counter()
-        self.not_modified: Counter[str] = Counter()
+        self.calls = CallCounter()
+        self.not_modified = CallCounter()
+        self.mutation_timeout = mutation_timeout
+        self.mutation_budget = sum(
+            part or 0.0
+            for part in (
+                mutation_timeout.pool,
+                mutation_timeout.connect,
+                mutation_timeout.write,
+                mutation_timeout.read,
+            )
+        )
         self._sleep = sleep
         self._clock = clock
         self._backoff = backoff
@@ -491,7 +510,7 @@ class GitHubClient:
         headers = {"If-None-Match": cached.etag} if cached else {}
         response = self._send("GET", endpoint, url, headers=headers)
         if response.status_code == 304 and cached is not None:
-            self.not_modified[endpoint] += 1
+            self.not_modified.add(endpoint)
             return cached.body, cached.next_url
         self._check(response, endpoint)
         body = response.json()
@@ -535,15 +554,19 @@ class GitHubClient:
     ) -> httpx.Response:
         """One logical request, retried on 5xx, network errors and rate limits."""
         attempt = 0
+        mutating = method != "GET"
         while True:
             auth_header = authorization or self.auth.authorization(self._app_post)
-            self.calls[endpoint] += 1
+            if mutating:
+                fencing.check(endpoint, self.mutation_budget)
+            self.calls.add(endpoint)
             try:
                 response = self._http.request(
                     method,
                     url,
                     headers={**(headers or {}), "Authorization": auth_header},
                     json=json,
+                    timeout=self.mutation_timeout if mutating else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError as exc:
                 if attempt >= self.max_retries:

@@ -2,7 +2,9 @@
 
 For each task it starts, the executor asks for a JIT configuration (runner group resolved
 by name, the pool's labels) and stores it as a SecureString parameter
-`/ecs-reconciler/jit/<pool>/<runner>`. Only the parameter's *name* goes into the task
+`/ecs-reconciler/jit/<pool>/<runner>`. The task is tagged with the runner's name and id
+(`ecs-reconciler:runner-id`: every stop deletes that registration first). Only the
+parameter's *name* goes into the task
 (environment override `RUNNER_JIT_PARAMETER`): a JIT configuration in a container override
 would be readable by anyone allowed `ecs:DescribeTasks`. The runner image's entrypoint
 (`deploy/runner-image/entrypoint.sh`) reads the parameter with the task role, deletes it, and
@@ -20,7 +22,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..plan.state import MANAGED_BY_TAG, MANAGED_BY_VALUE, RUNNER_NAME_TAG, SCOPE_TAG
+from ..plan.state import (
+    MANAGED_BY_TAG,
+    MANAGED_BY_VALUE,
+    RUNNER_ID_TAG,
+    RUNNER_NAME_TAG,
+    SCOPE_TAG,
+)
 from ..runners import Provision, ProvisionFailed, runner_name
 from .client import GitHubClient, GitHubError, RunnerGroupNotFound, Scope
 from .registry import scope_of_tag
@@ -109,7 +117,7 @@ class JitProvisioner:
         return Provision(
             pool,
             name,
-            tags={RUNNER_NAME_TAG: name},
+            tags={RUNNER_NAME_TAG: name, RUNNER_ID_TAG: str(runner_id)},
             environment={PARAMETER_ENVIRONMENT: parameter},
             handles={
                 "scope": scope,

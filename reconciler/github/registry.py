@@ -16,18 +16,25 @@ drained. One listing per scope per cycle (conditional, so an unchanged list cost
 - A runner younger than `grace` seconds is unknown, whatever GitHub says: a runner that
   has just come online may be about to receive its job (other controllers lost jobs by
   reaping runners seconds after they registered).
-- `confirm_stoppable` does not trust the busy flag: it deregisters the runner, and GitHub's
-  refusal (HTTP 422, the runner is running a job) is the authority. Only a runner that
-  GitHub agreed to remove (or that is gone) is stopped.
+- GitHub decides every stop. `confirm_stoppable` trusts neither the busy flag nor the
+  cycle's listing (minutes old, perhaps): it deletes the task's runner by id (the
+  `ecs-reconciler:runner-id` tag of a JIT runner, else the id listed, else the id of a
+  fresh listing by name), and only GitHub's success or 404 (gone: it can take no job) lets
+  the task stop; a refusal (HTTP 422, the runner is running a job) or no answer keeps it.
+  A task whose runner is in no fresh listing either has no registration that could take a
+  job (JIT registrations exist before their task starts), so it may stop.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from ..clock import WallClock, wall_time
-from ..plan.state import RUNNER_NAME_TAG, SCOPE_TAG, ObservedTask, RunnerState
-from .client import GitHubClient, Runner, RunnerBusy, Scope
+from ..plan.state import RUNNER_ID_TAG, RUNNER_NAME_TAG, SCOPE_TAG, ObservedTask, RunnerState
+from .client import GitHubClient, GitHubError, Runner, RunnerBusy, Scope
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_SECONDS = 120.0
 DEFAULT_BOOT_TIMEOUT_SECONDS = 600.0  # instance pull + runner start; minutes on a cold host
@@ -90,16 +97,31 @@ class GitHubRunnerStates:
         return reported
 
     def confirm_stoppable(self, task: ObservedTask) -> bool:
-        """Deregister the task's runner; True only when GitHub removed it (so it may stop)."""
-        scope, runner, state = _scope(task), self._runner(task), self._state(task)
+        """Delete the task's runner by id; True only when GitHub removed it or it is gone."""
+        scope, state = _scope(task), self._state(task)
         if scope is None or state not in (RunnerState.IDLE, RunnerState.FAILED):
             return False
-        if runner is None:
-            return True  # failed and not registered (any more): nothing can be lost
+        name = task.tags.get(RUNNER_NAME_TAG, "")
         try:
-            return self.client.delete_runner(scope, runner.id)
+            runner_id = self._runner_id(task, scope, name)
+            if runner_id is None:
+                return True  # registered nowhere now: no job can be lost
+            return self.client.delete_runner(scope, runner_id)
         except RunnerBusy:
             return False  # it took a job since we looked: keep it
+        except GitHubError as error:
+            log.warning("runner %s kept: GitHub did not approve its removal: %s", name, error)
+            return False
+
+    def _runner_id(self, task: ObservedTask, scope: Scope, name: str) -> int | None:
+        """The task's runner id: tagged at start, else listed this cycle, else listed now."""
+        tagged = task.tags.get(RUNNER_ID_TAG, "")
+        if tagged.isdigit():
+            return int(tagged)
+        runner = self._runner(task)
+        if runner is None and name:
+            runner = next((r for r in self.client.list_runners(scope) if r.name == name), None)
+        return runner.id if runner is not None else None
 
     def _state(self, task: ObservedTask) -> RunnerState:
         runner = self._runner(task)

@@ -5,7 +5,9 @@ What it guarantees, whatever the inputs:
 - it never proposes to stop a task whose runner is busy or in an unknown state (only idle
   runners, and runners that never came online within the boot timeout);
 - it proposes no deletion when the spec set had errors (a broken file is not a deletion);
-- its output is ordered by phase, then by address, so equal inputs give equal plans.
+- its output is ordered by phase, then by address, so equal inputs give equal plans;
+- runners started or stopped by earlier cycles and not listed as such yet (`InFlight`,
+  see `expectations`) are counted as starting, or as gone: no runner is started twice.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import jsonpatch
 
 from .actions import Action, Note, Phase, Plan, PoolSummary
 from .capacity import plan_capacity
+from .expectations import InFlight
 from .rollout import failures_tag_value, rollout_of
 from .state import (
     DELETION_POLICY_TAG,
@@ -46,6 +49,7 @@ class _Builder:
     blocked_pools: set[str] = field(default_factory=set)
     # set when something could not be observed: nothing is deleted on a partial picture
     deletions_held: str = ""
+    in_flight: InFlight = field(default_factory=InFlight)
 
     def note(self, severity: str, message: str, pool: str | None = None) -> None:
         self.notes.append(Note(severity, message, pool))  # type: ignore[arg-type]
@@ -57,10 +61,14 @@ def plan(
     runner_states: Mapping[str, RunnerState],
     now: datetime.datetime,
     spec_errors: tuple[str, ...] = (),
+    in_flight: InFlight | None = None,
 ) -> Plan:
     """Compute the ordered actions that take `observed` to `desired` at `now` (instance
-    lifetimes are measured against it; the planner never reads a clock)."""
-    builder = _Builder()
+    lifetimes are measured against it; the planner never reads a clock).
+
+    `in_flight`: starts issued and not listed yet (counted as starting runners), stops
+    issued of tasks still listed (counted as gone)."""
+    builder = _Builder(in_flight=in_flight or InFlight())
     for scope, problem in sorted(observed.problems.items()):
         builder.note("error", problem, scope if scope in desired.pools else None)
     if not desired.complete:
@@ -449,12 +457,14 @@ def _plan_runner_tasks(
     runner_states: Mapping[str, RunnerState],
     builder: _Builder,
 ) -> None:
-    tasks = list(observed.tasks_by_pool.get(pool.name, []))
+    stopping = builder.in_flight.stops
+    tasks = [t for t in observed.tasks_by_pool.get(pool.name, []) if t.arn not in stopping]
     misplaced = [t for t in tasks if t.cluster != pool.cluster]
     tasks = [t for t in tasks if t.cluster == pool.cluster]
     states = {t.arn: _state(t, runner_states) for t in tasks + misplaced}
     failed = _oldest_first([t for t in tasks if states[t.arn] is RunnerState.FAILED])
-    running = len(tasks)
+    expected = builder.in_flight.starts.get(pool.name, 0)  # started, not listed yet
+    running = len(tasks) + expected
     tasks = [t for t in tasks if t not in failed]  # replaced, so they do not count
     current = [t for t in tasks if t.spec_hash == pool.spec_hash]
     outdated = [t for t in tasks if t.spec_hash != pool.spec_hash]
@@ -472,7 +482,7 @@ def _plan_runner_tasks(
             running=running,
             busy=busy,
             idle=sum(1 for t in tasks if states[t.arn] is RunnerState.IDLE),
-            unknown=sum(1 for t in tasks if states[t.arn] is RunnerState.UNKNOWN),
+            unknown=sum(1 for t in tasks if states[t.arn] is RunnerState.UNKNOWN) + expected,
             outdated=len(outdated),
             count_reason=why,
             failed=len(failed),
@@ -491,7 +501,7 @@ def _plan_runner_tasks(
 
     if rollout.message:
         builder.note(rollout.severity, rollout.message, pool.name)
-    excess = len(tasks) - target
+    excess = len(tasks) + expected - target
     if excess > 0:
         candidates = idle_outdated + idle_current
         chosen = candidates[:excess]
@@ -507,6 +517,8 @@ def _plan_runner_tasks(
         idle_outdated = [t for t in idle_outdated if t not in chosen]
     elif excess < 0 and not blocked:
         reason = f"scale out: {len(tasks)} running, {why}"
+        if expected:
+            reason = f"scale out: {len(tasks)} running + {expected} starting, {why}"
         if rollout.halted:
             reason += "; on the previous revision (rollout halted)"
         elif rollout.old_hash:
@@ -514,7 +526,7 @@ def _plan_runner_tasks(
         _run(builder, pool, -excess, reason, network, rollout.old_hash)
 
     if idle_outdated and not blocked:
-        batch = idle_outdated[: rollout.budget(pool, current, starting)]
+        batch = idle_outdated[: rollout.budget(pool, current, starting, expected)]
         if batch and network is not None:
             builder.actions.append(
                 Action(
@@ -639,7 +651,9 @@ def _plan_removed_pools(
     removed = ({t.pool for t in observed.tasks} | set(families)) - set(desired.pools)
     for name in sorted(n for n in removed if n):
         revisions = [r for r in families.get(name, []) if r.owned]
-        tasks = list(observed.tasks_by_pool.get(name, []))
+        tasks = [
+            t for t in observed.tasks_by_pool.get(name, []) if t.arn not in builder.in_flight.stops
+        ]
         if not desired.complete or builder.deletions_held:
             because = (
                 "some specs failed to load" if not desired.complete else builder.deletions_held

@@ -56,14 +56,19 @@ class Rollout:
     failures: dict[str, str] = field(default_factory=dict)  # short task id -> why
 
     def budget(
-        self, pool: DesiredPool, current: Sequence[ObservedTask], starting: Sequence[ObservedTask]
+        self,
+        pool: DesiredPool,
+        current: Sequence[ObservedTask],
+        starting: Sequence[ObservedTask],
+        in_flight: int = 0,
     ) -> int:
-        """Outdated idle runners that may be replaced now."""
+        """Outdated idle runners that may be replaced now; `in_flight`: starts issued that
+        the listing does not show yet (counted against the surge, to be safe)."""
         if self.halted:
             return 0
         if self.old_hash:  # canary first: at most `canary` runners on the new revision
-            return max(0, pool.canary - len(current))
-        return max(0, pool.max_surge - len(starting))
+            return max(0, pool.canary - len(current) - in_flight)
+        return max(0, pool.max_surge - len(starting) - in_flight)
 
 
 def failure_of(task: ObservedTask, state: RunnerState) -> str | None:

@@ -18,6 +18,10 @@ SPEC_HASH_TAG = "ecs-reconciler:spec-hash"
 DELETION_POLICY_TAG = "ecs-reconciler:deletion-policy"
 SCOPE_TAG = "ecs-reconciler:scope"  # on runner tasks: where the runner registers, kind:name
 RUNNER_NAME_TAG = "ecs-reconciler:runner-name"  # on runner tasks: its GitHub runner name
+RUNNER_ID_TAG = "ecs-reconciler:runner-id"  # on runner tasks: its JIT registration's runner id
+# on runner tasks and scaled Auto Scaling groups: the lease epoch of the term that started /
+# resized them (0 without leader election)
+LEASE_EPOCH_TAG = "ecs-reconciler:lease-epoch"
 # on a task-definition revision: short ids of its runner tasks that failed (see plan.rollout)
 ROLLOUT_FAILURES_TAG = "ecs-reconciler:rollout-failures"
 STARTED_BY = "ecs-reconciler"

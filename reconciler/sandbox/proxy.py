@@ -1,0 +1,198 @@
+"""An HTTP proxy in front of the sandbox's AWS endpoint that plays what moto does not: ECS's
+eventual consistency, RunTask's client-token idempotency, and RunTask failures after the work.
+
+- ECS documents that its API "follows an eventual consistency model": a task RunTask has
+  just started may be missing from the next ListTasks. The proxy remembers the task ARNs
+  each RunTask answered with and leaves them out of ListTasks answers while they are hidden
+  (until `reveal()`, or for `lag` seconds of its clock).
+- "If you retry a request that completed successfully using the same client token and the
+  same parameters, the retry succeeds without performing any further actions" (ECS,
+  Ensuring idempotency; tokens last 24 hours per cluster): a RunTask whose clientToken was
+  seen before gets the first answer again and is not forwarded. moto ignores the token.
+- `fail_next_run_tasks(n)`: the next n RunTask requests (distinct tokens) are performed, but
+  every attempt of each is answered with HTTP 500 ServerException, as a timeout or server
+  error after the work was done looks to a client.
+- `latency`: seconds to wait before forwarding a request, by ECS operation (`RunTask`...).
+
+Everything else passes through unchanged. It listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+class EcsListingLag:
+    """A proxy whose ListTasks answers lag behind RunTask by `lag` seconds (inf: until
+    `reveal`)."""
+
+    def __init__(
+        self, upstream: str, lag: float = math.inf, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.upstream = urlsplit(upstream)
+        self.lag = lag
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._started: dict[str, float] = {}  # task ARN -> when RunTask answered with it
+        self.latency: dict[str, float] = {}  # ECS operation -> seconds before forwarding
+        self.hidden_answers = 0  # ListTasks answers that left a task out
+        self._tokens: dict[tuple[str, str], bytes] = {}  # (cluster, clientToken) -> answer
+        self._failing: set[tuple[str, str]] = set()  # tokens answered with 500
+        self._failures_left = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        """Where boto3 should send its requests."""
+        assert self._server is not None, "proxy not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Self:
+        """Listen on 127.0.0.1 at a port the OS picks."""
+        handler = type("Handler", (_Handler,), {"owner": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def reveal(self) -> None:
+        """Let ListTasks show every task started so far."""
+        with self._lock:
+            self._started.clear()
+
+    def fail_next_run_tasks(self, count: int) -> None:
+        """Perform the next `count` RunTasks but answer every attempt of each with a 500."""
+        with self._lock:
+            self._failures_left += count
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
+        """Send one request upstream; adjust RunTask / ListTasks answers."""
+        target = headers.get("X-Amz-Target", headers.get("x-amz-target", ""))
+        delay = self.latency.get(target.removeprefix(ECS_TARGET), 0.0) if target else 0.0
+        if delay:
+            time.sleep(delay)
+        if target == ECS_TARGET + "RunTask":
+            return self._run_task(method, path, headers, body)
+        answer = self._send(method, path, headers, body)
+        if answer.status == 200 and target == ECS_TARGET + "ListTasks":
+            answer.body = self._hide(answer.body)
+        return answer
+
+    def _run_task(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
+        request = json.loads(body or b"{}")
+        token = (str(request.get("cluster", "default")), str(request.get("clientToken", "")))
+        with self._lock:
+            earlier = self._tokens.get(token) if token[1] else None
+            if earlier is None and token[1] and self._failures_left:
+                self._failures_left -= 1
+                self._failing.add(token)
+            failing = token in self._failing
+        if earlier is not None:
+            answer = _Answer(200, [("Content-Type", "application/x-amz-json-1.1")], earlier)
+        else:
+            answer = self._send(method, path, headers, body)
+            if answer.status == 200:
+                self._remember(answer.body)
+                if token[1]:
+                    with self._lock:
+                        self._tokens[token] = answer.body
+        if failing:
+            error = {"__type": "ServerException", "message": "Internal error (injected)"}
+            return _Answer(
+                500, [("Content-Type", "application/x-amz-json-1.1")], json.dumps(error).encode()
+            )
+        return answer
+
+    def _send(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
+        connection = http.client.HTTPConnection(
+            self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30
+        )
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            answer = _Answer(
+                response.status,
+                [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP],
+                response.read(),
+            )
+        finally:
+            connection.close()
+        return answer
+
+    def _remember(self, body: bytes) -> None:
+        now = self.clock()
+        with self._lock:
+            for task in json.loads(body).get("tasks", []):
+                self._started[task["taskArn"]] = now
+
+    def _hide(self, body: bytes) -> bytes:
+        document = json.loads(body)
+        now = self.clock()
+        with self._lock:
+            hidden = {arn for arn, at in self._started.items() if now - at < self.lag}
+        arns = document.get("taskArns", [])
+        shown = [arn for arn in arns if arn not in hidden]
+        if len(shown) == len(arns):
+            return body
+        with self._lock:
+            self.hidden_answers += 1
+        document["taskArns"] = shown
+        return json.dumps(document).encode()
+
+
+class _Answer:
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    owner: EcsListingLag
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        answer = self.owner.forward(self.command, self.path, headers, body)
+        self.send_response(answer.status)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
