@@ -16,12 +16,14 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws.observe import Observer
+from .github.arrivals import ArrivalStore
 from .github.client import GitHubError
 from .github.demand import DemandBook, PoolDemandSpec
 from .github.releases import RunnerVersionWatch
 from .plan.actions import Note, Plan
 from .plan.desired import render_desired
 from .plan.planner import plan as make_plan
+from .plan.slo import ArrivalHistory
 from .plan.state import DesiredState, ObservedState, RunnerState
 from .plan.versions import VersionCheck, check_runner_versions, stale_version_notes
 from .runners import RunnerStateSource
@@ -50,13 +52,16 @@ def plan_cycle(
     now: datetime.datetime,
     demand: DemandBook | None = None,
     versions: RunnerVersionWatch | None = None,
+    arrivals: ArrivalStore | None = None,
 ) -> Cycle:
     """Run one read-only cycle at `now` (schedules, ages) and return its plan (nothing is
     changed).
 
     With a demand book, its queued jobs (refreshed from its store) raise each pool's target;
     if the store cannot be read, the last demand known is used and the plan says so. With a
-    version watch, pools whose runner version is stale get a warning note.
+    version watch, pools whose runner version is stale get a warning note. With an arrival
+    store, pools with a queue-wait objective (`scaling.slo`) size their warm runners from it;
+    if it cannot be read they keep their floors and the plan says so.
     """
     spec_set = load_specs(spec_paths)
     demand_pools = tuple(PoolDemandSpec.of(pool) for pool in spec_set.pools)
@@ -68,7 +73,15 @@ def plan_cycle(
             log.warning("demand store unreadable, using the last demand known: %s", error)
             notes.append(Note("warning", f"queued jobs not refreshed (demand store: {error})"))
         pending = demand.pending(demand_pools)
-    desired = render_desired(spec_set, now, observer.clients.region, pending)
+    histories: dict[str, ArrivalHistory] | None = None
+    slo_pools = slo_pool_names(spec_set)
+    if arrivals is not None and slo_pools:
+        try:
+            histories = arrivals.load(slo_pools, now)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("arrival store unreadable, queue-wait objectives not sized: %s", error)
+            notes.append(Note("warning", f"learned arrivals not read (arrival store: {error})"))
+    desired = render_desired(spec_set, now, observer.clients.region, pending, histories)
     observed = observer.observe(desired)
     runner_states = runner_source.states([*observed.tasks, *observed.stopped_tasks])
     plan = make_plan(
@@ -85,6 +98,11 @@ def plan_cycle(
     if notes:
         plan = dataclasses.replace(plan, notes=plan.notes + tuple(notes))
     return Cycle(spec_set, desired, observed, runner_states, plan, demand_pools, tuple(checks))
+
+
+def slo_pool_names(spec_set: SpecSet) -> list[str]:
+    """The pools with a queue-wait objective."""
+    return [pool.metadata.name for pool in spec_set.pools if pool.spec.scaling.slo is not None]
 
 
 def check_spec_versions(

@@ -24,6 +24,7 @@ from ..controller.gitsource import GitSource
 from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
+from ..github.arrivals import DynamoArrivalStore
 from ..github.demand import DemandBook, DynamoDemandStore
 from ..github.registry import GitHubRunnerStates
 from ..github.webhook import WebhookReceiver
@@ -145,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
             github=source.client if isinstance(source, GitHubRunnerStates) else None,
             janitor=runner_janitor(source, clients),
             versions=runner_version_watch(args, source),
+            # learned beside the demand (same table, made by _demand_book), from the webhooks
+            arrivals=DynamoArrivalStore(clients.client("dynamodb"), args.demand_table)
+            if demand is not None
+            else None,
         )
         loop = threading.Thread(target=controller.run, name="controller")
         server = ControllerServer(

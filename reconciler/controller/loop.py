@@ -9,6 +9,7 @@ others proceed. `stop()` (SIGTERM) lets the action in flight finish and skips th
 
 from __future__ import annotations
 
+import datetime
 import logging
 import random
 import threading
@@ -18,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import watchfiles
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws.clients import AwsClients
 from ..aws.executor import ApplyResult, Executor
 from ..aws.observe import Observer
 from ..clock import UtcClock, utc_now
+from ..github.arrivals import ArrivalStore
 from ..github.client import GitHubClient
 from ..github.demand import DemandBook, PoolDemandSpec, pool_for
 from ..github.janitor import RunnerJanitor
@@ -30,7 +33,7 @@ from ..github.releases import RunnerVersionWatch
 from ..github.webhook import JobEvent
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
-from ..reconcile import Cycle, plan_cycle
+from ..reconcile import Cycle, plan_cycle, slo_pool_names
 from ..runners import RunnerProvisioner, RunnerStateSource
 from ..spec.loader import SPEC_SUFFIXES
 from .gitsource import GitSource
@@ -151,6 +154,7 @@ class Controller:
         janitor: RunnerJanitor | None = None,
         versions: RunnerVersionWatch | None = None,
         wall_clock: UtcClock = utc_now,
+        arrivals: ArrivalStore | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -171,6 +175,7 @@ class Controller:
         self.janitor = janitor
         self.versions = versions
         self.wall_clock = wall_clock  # the time each cycle plans at (schedules, ages)
+        self.arrivals = arrivals  # jobs per slot of the week, for queue-wait objectives
         self._demand_pools: tuple[PoolDemandSpec, ...] = ()
         self._waiting_for_capacity = False
 
@@ -220,15 +225,18 @@ class Controller:
         """One cycle: observe and plan; apply when leading and the specs are valid."""
         log.info("reconcile (%s)", reason)
         started = time.monotonic()
+        now = self.wall_clock()
         cycle = plan_cycle(
             self.settings.spec_paths,
             self.observer,
             self.runner_states,
-            self.wall_clock(),
+            now,
             demand=self.demand,
             versions=self.versions,
+            arrivals=self.arrivals,
         )
         self.cycles += 1
+        self._watch_arrivals(cycle, now)
         self._demand_pools = cycle.demand_pools
         if self.demand is not None:
             self.metrics.record_queued(self.demand.queued(cycle.demand_pools))
@@ -265,6 +273,17 @@ class Controller:
             self.metrics.record_github_calls(self.github.calls)
         return cycle, result
 
+    def _watch_arrivals(self, cycle: Cycle, now: datetime.datetime) -> None:
+        """Mark this week as watched for the pools with a queue-wait objective (a quiet slot
+        then counts as quiet, not unknown)."""
+        pools = slo_pool_names(cycle.spec_set)
+        if self.arrivals is None or not pools or not self.is_leader():
+            return
+        try:
+            self.arrivals.watch(pools, now)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("arrival store not updated: %s", error)
+
     def became_leader(self) -> None:
         """Leadership acquired: forget cached revision lists (the previous leader may have
         changed them), and reconcile now."""
@@ -275,6 +294,11 @@ class Controller:
         """A webhook's job event was accepted: count it, and reconcile soon."""
         pool = pool_for(event, self._demand_pools)
         name = pool.name if pool else "none"
+        if self.arrivals is not None and pool is not None and event.action == "queued":
+            try:
+                self.arrivals.record(pool.name, event.created_at)
+            except (ClientError, BotoCoreError) as error:
+                log.warning("arrival of job %s not counted: %s", event.job_id, error)
         if event.action == "in_progress" and event.started_at:
             self.metrics.record_job_started(
                 name, event.organization, event.repository, event.created_at, event.started_at

@@ -1,0 +1,83 @@
+"""A queue-wait objective end to end on the sandbox: webhooks count arrivals in DynamoDB
+(moto), the controller marks the week watched, and a cycle a week later warms the pool the
+objective asks for, saying why in the plan."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+
+from reconciler.aws.dynamodb import ensure_table
+from reconciler.clock import FixedClock
+from reconciler.controller.loop import Controller, ControllerSettings
+from reconciler.github.arrivals import DynamoArrivalStore
+from reconciler.github.webhook import JobEvent
+from reconciler.plan.guard import GuardPolicy
+from reconciler.plan.slo import week_and_slot
+from reconciler.sandbox.runners import TaskTagRunnerStates
+from reconciler.sandbox.scenario import Sandbox
+
+pytestmark = pytest.mark.e2e
+
+PLATFORM = "platform-linux-dind"
+LAST_WEEK = datetime.datetime(2026, 11, 23, 9, 0, 30, tzinfo=datetime.UTC)  # a Monday
+NOW = LAST_WEEK + datetime.timedelta(days=7)
+SLO = "    maxPerRepository: 10\n    slo: {queueWait: 30s, percentile: 90}\n"
+
+
+@pytest.fixture
+def specs(specs: Path) -> Path:
+    path = specs / "org-platform-dind.yaml"
+    path.write_text(path.read_text().replace("    maxPerRepository: 10\n", SLO))
+    return specs
+
+
+def queued(job_id: int, at: datetime.datetime) -> JobEvent:
+    return JobEvent(
+        delivery=f"d-{job_id}",
+        action="queued",
+        job_id=job_id,
+        run_id=job_id,
+        repository="platform/api",
+        organization="platform",
+        labels=("self-hosted", "linux", "dind"),
+        conclusion=None,
+        runner_name=None,
+        at=at,
+        created_at=at,
+    )
+
+
+def controller_at(sandbox: Sandbox, specs: Path, at: datetime.datetime) -> Controller:
+    clients = sandbox.clients()
+    dynamodb = clients.client("dynamodb")
+    ensure_table(dynamodb, "ecs-reconciler-demand", "pk")
+    return Controller(
+        ControllerSettings(spec_paths=[specs], guard=GuardPolicy(1.0)),
+        clients,
+        TaskTagRunnerStates(clients),
+        wall_clock=FixedClock(at).now,
+        arrivals=DynamoArrivalStore(dynamodb),
+    )
+
+
+def test_learned_arrivals_warm_the_pool_a_week_later(sandbox: Sandbox, specs: Path) -> None:
+    last_week = controller_at(sandbox, specs, LAST_WEEK)
+    cycle, _ = last_week.reconcile("start")
+    assert cycle.desired.pools[PLATFORM].idle_target == 2  # nothing learned: the floor
+    for job in range(60):  # 60 jobs in one 5-minute slot: 0.2 per second
+        last_week.on_job_event(queued(job, LAST_WEEK))
+    store = DynamoArrivalStore(sandbox.clients().client("dynamodb"))
+    week, slot = week_and_slot(LAST_WEEK)
+    loaded = store.load([PLATFORM], NOW)[PLATFORM]
+    assert loaded.counts[week] == {slot: 60}
+    assert loaded.observed_from == {week: slot}  # the cycle watched the week
+
+    cycle, _ = controller_at(sandbox, specs, NOW).reconcile("a week later")
+    pool = cycle.desired.pools[PLATFORM]
+    assert (pool.idle_target, pool.spare_room) == (8, 17)  # as test_slo's "steady slot"
+    runs = [a for a in cycle.plan.actions if a.pool == PLATFORM and a.action == "run"]
+    assert runs and "slo: 8 warm = p90 of arrivals in 25 s" in runs[0].reason
+    assert "learned for Mon 09:00 UTC" in runs[0].reason
