@@ -4,6 +4,7 @@ state and the autoscaler, the spec's errors, and the arrival counts on DynamoDB 
 from __future__ import annotations
 
 import datetime
+import math
 
 import pytest
 
@@ -14,7 +15,8 @@ from reconciler.plan.desired import render_desired
 from reconciler.plan.slo import (
     SLOT_SECONDS,
     ArrivalHistory,
-    poisson_quantile,
+    Arrivals,
+    _covering_runs,
     slo_sizing,
     slot_label,
     week_and_slot,
@@ -47,25 +49,34 @@ def history(per_slot: dict[int, int], weeks: int = 2, this_week: dict[int, int] 
 
 
 @pytest.mark.parametrize(
-    ("probability", "mean", "expected"),
+    ("arrivals", "window", "expected"),
     [
-        (0.9, 0.0, 0),
-        (0.9, 0.1, 0),  # P(N=0) = exp(-0.1) = 0.905
-        (0.9, 1.0, 2),  # P(N<=1) = 0.736, P(N<=2) = 0.920
-        (0.5, 4.0, 4),  # P(N<=3) = 0.433, P(N<=4) = 0.629
-        (0.9, 4.0, 7),  # P(N<=6) = 0.889, P(N<=7) = 0.949
-        (0.99, 10.0, 18),  # P(N<=17) = 0.986, P(N<=18) = 0.993
-        (0.9, 1000.0, 1041),  # normal: 1000 + 1.2816 * 31.62 - 0.5 = 1040.0 -> 1041
+        (Arrivals(0.0), 95, 0),
+        # Poisson(0.9): E[(N-1)+] = 0.307, E[(N-2)+] = 0.080 <= 0.09: x = 1.95 -> 2
+        (Arrivals(0.036), 25, 2),
+        (Arrivals(0.2), 25, 6),  # Poisson(5): 10% of 5 jobs may miss
+        (Arrivals(0.2, 0.5), 25, 6),  # a dispersion below 1 is read as 1
+        (Arrivals(0.2), 95, 19),
+        (Arrivals(0.2, 3.0), 95, 22),  # runs of 3: 6.3 runs expected
+        (Arrivals(0.2, 60.0), 95, 81),  # 0.32 matrices of 60 expected: cover one, and more
+        # rare matrices: a job is almost surely in one, so 90% of jobs need 90% of one
+        (Arrivals(0.002, 60.0), 95, 55),
+        (Arrivals(10.0), 95, 856),  # normal approximation: ~ 90% of the 950 expected
     ],
 )
-def test_poisson_quantile(probability: float, mean: float, expected: int) -> None:
-    assert poisson_quantile(probability, mean) == expected
+def test_covering_is_job_weighted(arrivals: Arrivals, window: int, expected: int) -> None:
+    assert arrivals.covering(0.9, window) == expected
+    assert arrivals.covering(0.9, window, limit=5) == min(5, expected)
 
 
-@pytest.mark.parametrize(("probability", "mean"), [(0.0, 1.0), (1.0, 1.0), (0.9, -1.0)])
-def test_poisson_quantile_rejects_bad_input(probability: float, mean: float) -> None:
-    with pytest.raises(ValueError, match="must be"):
-        poisson_quantile(probability, mean)
+def test_covering_matches_the_poisson_loss_function() -> None:
+    for mean in (0.5, 2.0, 7.3, 40.0):
+        x = _covering_runs(mean, 0.1 * mean)
+        loss, pmf = 0.0, math.exp(-mean)
+        for i in range(400):
+            loss += max(0.0, i - x) * pmf
+            pmf *= mean / (i + 1)
+        assert loss == pytest.approx(0.1 * mean, rel=1e-6)
 
 
 def test_week_and_slot_count_from_monday_utc() -> None:
@@ -76,6 +87,15 @@ def test_week_and_slot_count_from_monday_utc() -> None:
     assert week_and_slot(sunday) == (WEEK - 1, 2015 - 11)
     with pytest.raises(ValueError, match="time zone"):
         week_and_slot(datetime.datetime(2026, 11, 30, 9))
+
+
+def test_squares_measure_how_bursty_a_slot_is() -> None:
+    # last week: 10 single-job runs and one 50-job matrix in the slot: 60 jobs, 10 + 2500
+    bursty = ArrivalHistory({WEEK - 1: {SLOT: 60}}, {WEEK - 1: 0}, {WEEK - 1: {SLOT: 2510}})
+    assert bursty.learned(WEEK, SLOT, 0.5) == Arrivals(60 / SLOT_SECONDS, 2510 / 60)
+    now = MONDAY_0900 + datetime.timedelta(seconds=60)
+    this_week = ArrivalHistory({WEEK: {SLOT: 60}}, {WEEK: 0}, {WEEK: {SLOT: 2510}})
+    assert this_week.recent(now) == Arrivals(60 / 360, 2510 / 60)
 
 
 def test_learned_rate_decays_older_weeks_and_skips_unwatched_slots() -> None:
@@ -93,48 +113,67 @@ def test_learned_rate_decays_older_weeks_and_skips_unwatched_slots() -> None:
     assert ArrivalHistory().learned_rate(WEEK, SLOT, 0.5) == 0.0
 
 
+TEN_SECONDS = QueueWaitSlo.model_validate({"queueWait": "10s", "percentile": 90})
+STORM_AHEAD = MONDAY_0900 + datetime.timedelta(seconds=210)
+SURGE_NOW = MONDAY_0900 + datetime.timedelta(seconds=150)
+
+
 @pytest.mark.parametrize(
-    ("case", "arrivals", "now", "warm", "room", "says"),
+    ("case", "slo", "arrivals", "now", "warm", "room", "says"),
     [
-        ("nothing learned", ArrivalHistory(), MONDAY_0900, 0, 0, "none learned yet"),
-        # 60 jobs / 300 s = 0.2/s: 5 expected in 25 s -> p90 8; 19 in 95 s -> p90 25, 17 more
-        ("steady slot", history({SLOT: 60}), MONDAY_0900, 8, 17, "learned for Mon 09:00 UTC"),
-        # the next slot's storm (0.4/s: 10 in 25 s -> p90 14; 38 in 95 s -> p90 46) is within
-        # newInstance (95 s) of now: pre-warmed 90 s ahead
-        (
-            "storm ahead",
-            history({SLOT + 1: 120}),
-            MONDAY_0900 + datetime.timedelta(seconds=210),
-            14,
-            32,
-            "learned for Mon 09:05 UTC (pre-warmed)",
-        ),
-        # the same storm is not yet visible 100 s before the slot before it ends
-        ("storm far", history({SLOT + 1: 120}), MONDAY_0900, 0, 0, "none learned yet"),
+        ("nothing learned", SLO, ArrivalHistory(), MONDAY_0900, 0, 0, "none learned yet"),
+        # 60 jobs / 300 s = 0.2/s: Poisson(19) in 95 s -> 19; room serves a 30 s target, so
+        # no warm runner: idle runners would cost the same room and serve one pool only
+        ("steady slot", SLO, history({SLOT: 60}), MONDAY_0900, 0, 19, "for Mon 09:00 UTC"),
+        # a 10 s target needs warm runners: Poisson(5) in 25 s -> 6; room for 19 - 6 more
+        ("steady, 10 s", TEN_SECONDS, history({SLOT: 60}), MONDAY_0900, 6, 13, "09:00 UTC"),
+        # next slot's storm (0.4/s) is within newInstance (95 s): pre-warmed 90 s ahead
+        ("storm ahead", SLO, history({SLOT + 1: 120}), STORM_AHEAD, 0, 36, "09:05 UTC (pre-"),
+        ("storm ahead, 10 s", TEN_SECONDS, history({SLOT + 1: 120}), STORM_AHEAD, 11, 25, "pre"),
+        # 95 s before it, only the hour around now sees the storm (120 jobs / 12 slots)
+        ("storm far", SLO, history({SLOT + 1: 120}), MONDAY_0900, 0, 5, "for the hour"),
         # an unlearned surge: 90 jobs in the 300 s + 150 s so far -> 0.2/s as "steady slot"
         (
             "surge seen now",
+            SLO,
             history({}, this_week={SLOT - 1: 60, SLOT: 30}),
-            MONDAY_0900 + datetime.timedelta(seconds=150),
-            8,
-            17,
+            SURGE_NOW,
+            0,
+            19,
             "seen in the last slots",
         ),
     ],
 )
 def test_slo_sizing(
-    case: str, arrivals: ArrivalHistory, now: datetime.datetime, warm: int, room: int, says: str
+    case: str,
+    slo: QueueWaitSlo,
+    arrivals: ArrivalHistory,
+    now: datetime.datetime,
+    warm: int,
+    room: int,
+    says: str,
 ) -> None:
-    sizing = slo_sizing(SLO, arrivals, now, maximum=100)
+    sizing = slo_sizing(slo, arrivals, now, maximum=100)
     assert (sizing.warm, sizing.spare_room) == (warm, room), case
     assert says in sizing.reason
-    assert sizing.reason.startswith(f"slo: {warm} warm = p90 of arrivals in 25 s")
+    if slo is SLO:
+        assert sizing.reason.startswith("slo: 0 warm (on spare room a runner is online in 25 s")
+    else:
+        assert sizing.reason.startswith(f"slo: {warm} warm = p90 of jobs arriving in 25 s")
+    assert f"room for {room} more = p90 of jobs arriving in 95 s" in sizing.reason
+
+
+def test_no_room_when_a_new_instance_is_fast_enough() -> None:
+    relaxed = QueueWaitSlo.model_validate({"queueWait": "2m"})
+    sizing = slo_sizing(relaxed, history({SLOT: 60}), MONDAY_0900, maximum=100)
+    assert (sizing.warm, sizing.spare_room) == (0, 0)
+    assert "no room kept (a new instance is online in 95 s <= 120 s)" in sizing.reason
 
 
 def test_slo_sizing_stays_within_max_and_its_windows() -> None:
     busy = history({SLOT: 600, SLOT - 12: 600})  # 2 jobs/s at 08:00 and 09:00
-    assert slo_sizing(SLO, busy, MONDAY_0900, maximum=10).warm == 10
-    assert slo_sizing(SLO, busy, MONDAY_0900, maximum=10).spare_room == 0
+    capped = slo_sizing(TEN_SECONDS, busy, MONDAY_0900, maximum=10)
+    assert (capped.warm, capped.spare_room) == (10, 0)
     office = QueueWaitSlo.model_validate(
         {
             "queueWait": "30s",
@@ -148,7 +187,7 @@ def test_slo_sizing_stays_within_max_and_its_windows() -> None:
     assert (sizing.warm, sizing.spare_room) == (0, 0)
     assert "outside its windows" in sizing.reason
     inside = slo_sizing(office, busy, MONDAY_0900 - datetime.timedelta(hours=1), maximum=100)
-    assert inside.warm > 0
+    assert inside.spare_room > 0
 
 
 # ---------------------------------------------------------------- spec errors
@@ -193,19 +232,25 @@ def test_bad_objectives_are_errors_at_their_line(spec_dir, slo_yaml: str, messag
 # ---------------------------------------------------------------- desired state, autoscaler
 
 
-def test_the_objective_raises_the_idle_target_and_the_plan_says_why(spec_dir) -> None:
+def test_the_objective_sizes_room_and_warm_runners_and_the_plan_says_why(spec_dir) -> None:
     spec_set = load_specs([spec_dir({"pool.yaml": SLO_POOL, "cp.yaml": CAPACITY_PROVIDER})])
     assert spec_set.ok, spec_set.errors
     desired = render_desired(spec_set, MONDAY_0900, "us-east-1", {}, {"pool-a": history({SLOT: 6})})
     pool = desired.pools["pool-a"]
-    # 0.02 jobs/s: 0.5 in 25 s -> p90 1 (= the floor idle 1); 1.9 in 95 s -> p90 4: 3 more
+    # 0.02 jobs/s: 1.9 expected in 95 s -> room for 3; 30 s is met from room: the floor idle 1
     assert (pool.idle_target, pool.spare_room) == (1, 3)
-    busier = render_desired(spec_set, MONDAY_0900, "us-east-1", {}, {"pool-a": history({SLOT: 60})})
-    pool = busier.pools["pool-a"]
-    assert (pool.idle_target, pool.spare_room) == (8, 2)  # max 10: room for 10 - 8
     count, why = pool.target(busy=0)
-    assert count == 8
-    assert "slo: 8 warm = p90 of arrivals in 25 s" in why
+    assert count == 1
+    assert "idle 1 = 1, min 0, max 10 (no schedule active, >= slo: 0 warm (on spare room" in why
+    assert "room for 3 more = p90 of jobs arriving in 95 s" in why
+    # a 10 s target needs warm runners: 0.2 jobs/s -> 6 warm over the floor, room up to max 10
+    fast = load_specs([spec_dir({"pool.yaml": SLO_POOL.replace("30s", "10s")})])
+    busier = render_desired(fast, MONDAY_0900, "us-east-1", {}, {"pool-a": history({SLOT: 60})})
+    pool = busier.pools["pool-a"]
+    assert (pool.idle_target, pool.spare_room) == (6, 4)
+    count, why = pool.target(busy=0)
+    assert count == 6
+    assert "slo: 6 warm = p90 of jobs arriving in 25 s" in why
     assert "floor 1: no schedule active" in why
     # the hand-set idle stays a floor when nothing is learned
     bare = render_desired(spec_set, MONDAY_0900, "us-east-1").pools["pool-a"]
@@ -268,18 +313,19 @@ def _exercise(store: MemoryArrivalStore | DynamoArrivalStore) -> None:
     store.watch(["pool-a", "pool-b"], last_week)
     store.watch(["pool-a"], last_week + datetime.timedelta(hours=1))  # first watch stays
     for _ in range(3):
-        store.record("pool-a", last_week)
-    store.record("pool-a", at)
-    store.record("pool-b", last_week + datetime.timedelta(minutes=5))
+        store.record("pool-a", last_week, run_id=7)
+    store.record("pool-a", at, run_id=8)
+    store.record("pool-b", last_week + datetime.timedelta(minutes=5), run_id=9)
     loaded = store.load(["pool-a", "pool-b", "pool-c"], at)
     assert loaded["pool-a"].counts[WEEK - 1] == {SLOT: 3}
     assert loaded["pool-a"].counts[WEEK] == {SLOT: 1}
     assert loaded["pool-a"].observed_from == {WEEK - 1: SLOT}
     assert loaded["pool-b"].counts[WEEK - 1] == {SLOT + 1: 1}
     assert loaded["pool-c"].counts.get(WEEK - 1, {}) == {}
-    assert loaded["pool-a"].learned_rate(WEEK, SLOT, 0.5) == pytest.approx(3 / SLOT_SECONDS)
+    assert loaded["pool-a"].squares[WEEK - 1] == {SLOT: 9}  # one run of 3 jobs: 1 + 3 + 5
+    assert loaded["pool-a"].learned(WEEK, SLOT, 0.5) == Arrivals(3 / SLOT_SECONDS, 3.0)
     # history older than the model reads is not loaded
-    store.record("pool-a", at - datetime.timedelta(days=7 * 6))
+    store.record("pool-a", at - datetime.timedelta(days=7 * 6), run_id=10)
     assert WEEK - 6 not in store.load(["pool-a"], at)["pool-a"].counts
 
 
@@ -295,5 +341,5 @@ def test_dynamo_arrival_store_on_moto(moto) -> None:
     item = dynamodb.get_item(
         TableName="ecs-reconciler-demand", Key={"pk": {"S": f"arrivals#pool-a#{WEEK}"}}
     )["Item"]
-    assert item[f"s{SLOT}"] == {"N": "1"}
+    assert (item[f"s{SLOT}"], item[f"q{SLOT}"]) == ({"N": "1"}, {"N": "1"})
     assert int(item["ttl"]["N"]) > MONDAY_0900.timestamp() + 4 * 7 * 86400

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 PLATFORM = "platform-linux-dind"
 LAST_WEEK = datetime.datetime(2026, 11, 23, 9, 0, 30, tzinfo=datetime.UTC)  # a Monday
 NOW = LAST_WEEK + datetime.timedelta(days=7)
-SLO = "    maxPerRepository: 10\n    slo: {queueWait: 30s, percentile: 90}\n"
+SLO = "    maxPerRepository: 10\n    slo: {queueWait: 10s, percentile: 90}\n"
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def queued(job_id: int, at: datetime.datetime) -> JobEvent:
         delivery=f"d-{job_id}",
         action="queued",
         job_id=job_id,
-        run_id=job_id,
+        run_id=job_id // 3,  # runs of three jobs
         repository="platform/api",
         organization="platform",
         labels=("self-hosted", "linux", "dind"),
@@ -77,7 +77,9 @@ def test_learned_arrivals_warm_the_pool_a_week_later(sandbox: Sandbox, specs: Pa
 
     cycle, _ = controller_at(sandbox, specs, NOW).reconcile("a week later")
     pool = cycle.desired.pools[PLATFORM]
-    assert (pool.idle_target, pool.spare_room) == (8, 17)  # as test_slo's "steady slot"
+    # 0.2 jobs/s in runs of 3, a 10 s target: warm runners for 90% of the jobs arriving in
+    # 25 s (9), room for 90% of those arriving in 95 s (22): 13 more
+    assert (pool.idle_target, pool.spare_room) == (9, 13)
     runs = [a for a in cycle.plan.actions if a.pool == PLATFORM and a.action == "run"]
-    assert runs and "slo: 8 warm = p90 of arrivals in 25 s" in runs[0].reason
-    assert "learned for Mon 09:00 UTC" in runs[0].reason
+    assert runs and "slo: 9 warm = p90 of jobs arriving in 25 s" in runs[0].reason
+    assert "runs of ~3 learned for Mon 09:00 UTC" in runs[0].reason

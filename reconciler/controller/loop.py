@@ -296,7 +296,7 @@ class Controller:
         name = pool.name if pool else "none"
         if self.arrivals is not None and pool is not None and event.action == "queued":
             try:
-                self.arrivals.record(pool.name, event.created_at)
+                self.arrivals.record(pool.name, event.created_at, event.run_id)
             except (ClientError, BotoCoreError) as error:
                 log.warning("arrival of job %s not counted: %s", event.job_id, error)
         if event.action == "in_progress" and event.started_at:

@@ -1,12 +1,15 @@
 """Jobs arrived per pool and 5-minute slot of the week: what a queue-wait objective learns from.
 
 Each accepted `queued` webhook adds one to its pool's count for the slot of the job's
-`created_at`; each controller cycle marks the week as watched (`watch`), so a slot with no job
+`created_at`, and 2c - 1 to the slot's `squares`, c being the job's place in its workflow run
+(a per-run counter item), so a run of n jobs adds n^2: how bursty arrivals are. Each
+controller cycle marks the week as watched (`watch`), so a slot with no job
 counts as a quiet slot rather than an unknown one. `load` returns the recent weeks as
 `reconciler.plan.slo.ArrivalHistory`, which the planner turns into warm runners.
 
-Kept beside the demand (the same DynamoDB table, items `arrivals#<pool>#<week>` with one
-number attribute `s<slot>` per slot, at most 2,016, ~30 KB), shared by replicas: a standby's
+Kept beside the demand (the same DynamoDB table, items `arrivals#<pool>#<week>` with number
+attributes `s<slot>` (jobs) and `q<slot>` (squares), at most 2 x 2,016, ~60 KB, and
+`run#<pool>#<run id>` counters that expire after a day), shared by replicas: a standby's
 webhooks count too. Counts are added with `ADD`, atomic across replicas; a redelivered webhook
 never reaches here (the demand book refuses duplicate deliveries first). Items expire after
 `HISTORY_WEEKS + 1` weeks through the table's TTL. This module knows nothing about sizing.
@@ -23,13 +26,17 @@ from ..plan.slo import HISTORY_WEEKS, ArrivalHistory, week_and_slot
 
 _EPOCH_MONDAY = datetime.datetime(1970, 1, 5, tzinfo=datetime.UTC)
 _WEEK_S = 7 * 24 * 3600
+#: pool -> week -> slot -> count
+Books = dict[str, dict[int, dict[int, int]]]
+#: a workflow run's jobs are queued within seconds; its counter is kept a day
+RUN_TTL_S = 24 * 3600
 
 
 class ArrivalStore(Protocol):
     """Where arrival counts live."""
 
-    def record(self, pool: str, at: datetime.datetime) -> None:
-        """Count one job of `pool` arriving at `at`."""
+    def record(self, pool: str, at: datetime.datetime, run_id: int) -> None:
+        """Count one job of `pool`, of workflow run `run_id`, arriving at `at`."""
         ...
 
     def watch(self, pools: Iterable[str], at: datetime.datetime) -> None:
@@ -45,15 +52,18 @@ class MemoryArrivalStore:
     """A process-local store (tests, the simulator)."""
 
     def __init__(self) -> None:
-        self.counts: dict[str, dict[int, dict[int, int]]] = {}
+        self.counts: Books = {}
+        self.squares: Books = {}
         self.observed_from: dict[str, dict[int, int]] = {}
+        self.runs: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
 
-    def record(self, pool: str, at: datetime.datetime) -> None:
+    def record(self, pool: str, at: datetime.datetime, run_id: int) -> None:
         week, slot = week_and_slot(at)
         with self._lock:
-            slots = self.counts.setdefault(pool, {}).setdefault(week, {})
-            slots[slot] = slots.get(slot, 0) + 1
+            place = self.runs[(pool, run_id)] = self.runs.get((pool, run_id), 0) + 1
+            _add(self.counts, pool, week, slot, 1)
+            _add(self.squares, pool, week, slot, 2 * place - 1)
 
     def watch(self, pools: Iterable[str], at: datetime.datetime) -> None:
         week, slot = week_and_slot(at)
@@ -71,6 +81,7 @@ class MemoryArrivalStore:
                     observed_from={
                         w: s for w, s in self.observed_from.get(pool, {}).items() if w in weeks
                     },
+                    squares={w: dict(self.squares.get(pool, {}).get(w, {})) for w in weeks},
                 )
                 for pool in pools
             }
@@ -83,14 +94,30 @@ class DynamoArrivalStore:
         self.dynamodb = dynamodb
         self.table = table
 
-    def record(self, pool: str, at: datetime.datetime) -> None:
+    def record(self, pool: str, at: datetime.datetime, run_id: int) -> None:
         week, slot = week_and_slot(at)
+        run = self.dynamodb.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"run#{pool}#{run_id}"}},
+            UpdateExpression="ADD jobs :one SET #ttl = :ttl",
+            ExpressionAttributeNames={"#ttl": "ttl"},
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":ttl": {"N": str(int(at.timestamp()) + RUN_TTL_S)},
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+        place = int(run["Attributes"]["jobs"]["N"])
         self.dynamodb.update_item(
             TableName=self.table,
             Key=_key(pool, week),
-            UpdateExpression="ADD #slot :one SET #ttl = :ttl",
-            ExpressionAttributeNames={"#slot": f"s{slot}", "#ttl": "ttl"},
-            ExpressionAttributeValues={":one": {"N": "1"}, ":ttl": {"N": _expiry(week)}},
+            UpdateExpression="ADD #slot :one, #square :square SET #ttl = :ttl",
+            ExpressionAttributeNames={"#slot": f"s{slot}", "#square": f"q{slot}", "#ttl": "ttl"},
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":square": {"N": str(2 * place - 1)},
+                ":ttl": {"N": _expiry(week)},
+            },
         )
 
     def watch(self, pools: Iterable[str], at: datetime.datetime) -> None:
@@ -124,20 +151,31 @@ class DynamoArrivalStore:
         histories: dict[str, ArrivalHistory] = {}
         for pool in names:
             counts: dict[int, dict[int, int]] = {}
+            squares: dict[int, dict[int, int]] = {}
             observed: dict[int, int] = {}
             for w in range(week - HISTORY_WEEKS, week + 1):
                 item = items.get(_key(pool, w)["pk"]["S"])
                 if item is None:
                     continue
-                counts[w] = {
-                    int(name[1:]): int(value["N"])
-                    for name, value in item.items()
-                    if name.startswith("s") and name[1:].isdigit()
-                }
+                counts[w] = _slots(item, "s")
+                squares[w] = _slots(item, "q")
                 if "observedFrom" in item:
                     observed[w] = int(item["observedFrom"]["N"])
-            histories[pool] = ArrivalHistory(counts=counts, observed_from=observed)
+            histories[pool] = ArrivalHistory(counts, observed, squares)
         return histories
+
+
+def _add(table: Books, pool: str, week: int, slot: int, n: int) -> None:
+    slots = table.setdefault(pool, {}).setdefault(week, {})
+    slots[slot] = slots.get(slot, 0) + n
+
+
+def _slots(item: dict[str, Any], prefix: str) -> dict[int, int]:
+    return {
+        int(name[1:]): int(value["N"])
+        for name, value in item.items()
+        if name.startswith(prefix) and name[1:].isdigit()
+    }
 
 
 def _key(pool: str, week: int) -> dict[str, dict[str, str]]:
