@@ -443,13 +443,14 @@ def observed_world(desired: DesiredState) -> ObservedState:
 
 
 def without_idle_pool(spec_set: SpecSet) -> SpecSet:
-    """The spec set with every pool at min 0, idle 0 and no schedules (the reactive policy)."""
+    """The spec set with every pool at min 0, idle 0, no schedules and no queue-wait objective
+    (the reactive policy)."""
     resources = []
     for loaded in spec_set.resources:
         resource = loaded.resource
         if isinstance(resource, RunnerPool):
             scaling = resource.spec.scaling.model_copy(
-                update={"min": 0, "idle": 0, "schedules": []}
+                update={"min": 0, "idle": 0, "schedules": [], "slo": None}
             )
             spec = resource.spec.model_copy(update={"scaling": scaling})
             resource = resource.model_copy(update={"spec": spec})
