@@ -23,6 +23,7 @@ from ..clock import utc_now
 from ..controller.loop import Controller, ControllerSettings
 from ..controller.server import ControllerServer
 from ..github import GitHubClient, TokenAuth
+from ..github.arrivals import DynamoArrivalStore
 from ..github.demand import DemandBook, DynamoDemandStore
 from ..github.janitor import RunnerJanitor
 from ..github.jit import JitProvisioner
@@ -191,6 +192,7 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             demand=book,
             github=github,
             janitor=RunnerJanitor(states, ssm, grace=30.0),
+            arrivals=DynamoArrivalStore(clients.client("dynamodb")),  # beside the demand
         )
         secret = secrets.token_hex(16).encode()
         host, _, port = listen.rpartition(":")
