@@ -131,7 +131,7 @@ SURGE_NOW = MONDAY_0900 + datetime.timedelta(seconds=150)
         ("storm ahead", SLO, history({SLOT + 1: 120}), STORM_AHEAD, 0, 36, "09:05 UTC (pre-"),
         ("storm ahead, 10 s", TEN_SECONDS, history({SLOT + 1: 120}), STORM_AHEAD, 11, 25, "pre"),
         # 95 s before it, only the hour around now sees the storm (120 jobs / 12 slots)
-        ("storm far", SLO, history({SLOT + 1: 120}), MONDAY_0900, 0, 5, "for the hour"),
+        ("storm far", SLO, history({SLOT + 1: 120}), MONDAY_0900, 0, 5, "for the 1 h around"),
         # an unlearned surge: 90 jobs in the 300 s + 150 s so far -> 0.2/s as "steady slot"
         (
             "surge seen now",

@@ -24,10 +24,11 @@ inventory theory, `covering`):
 
 The arrivals read at `now` are those asking the most room among: each slot overlapping
 [now, now + newInstance] (so a recurring spike is pre-warmed one instance boot before it
-starts), the hour around now (its 12 slots pooled: random bursts, say a matrix build at any
-time of the morning, recur by the hour, not by the slot) and the last two slots of this week
-(a surge nobody has seen before counts within minutes). Outside the objective's windows
-nothing is added; the hand-set `idle` and `schedules` remain floors, always.
+starts), the hour and the four hours around now (their slots pooled: random bursts, say a
+matrix build at any time of the morning, recur by the part of the day, not by the slot) and
+the last two slots of this week (a surge nobody has seen before counts within minutes).
+Outside the objective's windows nothing is added; the hand-set `idle` and `schedules` remain
+floors, always.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from ..spec.models import WEEKDAYS, QueueWaitSlo, SloWindow, duration_seconds
 
 SLOT_SECONDS = 300
 SLOTS_PER_WEEK = 7 * 24 * 3600 // SLOT_SECONDS
+#: windows (hours around now) whose slots are pooled: random bursts (a matrix build at any
+#: time of the morning) recur by the hour or the part of the day, not by the 5-minute slot
+POOLED_HOURS = (1, 4)
 #: weeks of history the model reads (older weeks weigh decay**4 or less)
 HISTORY_WEEKS = 4
 # 1970-01-05 was a Monday: weeks are counted from there, in UTC
@@ -141,11 +145,13 @@ class ArrivalHistory:
             return Arrivals(0.0)
         return Arrivals(jobs / weight / SLOT_SECONDS, max(1.0, squares / jobs))
 
-    def learned_hour(self, week: int, slot: int, decay: float) -> Arrivals:
-        """The arrivals of the hour around `slot` (slots slot-6 .. slot+5), pooled."""
+    def learned_around(self, week: int, slot: int, decay: float, hours: int = 1) -> Arrivals:
+        """The arrivals of the `hours` around `slot`, pooled (their mean rate; dispersion
+        from their summed squares)."""
+        half = hours * 3600 // SLOT_SECONDS // 2
         around = [
             self.learned(week + (s // SLOTS_PER_WEEK), s % SLOTS_PER_WEEK, decay)
-            for s in range(slot - 6, slot + 6)
+            for s in range(slot - half, slot + half)
         ]
         jobs = sum(a.rate for a in around)
         if not jobs:
@@ -221,7 +227,9 @@ def slo_sizing(
             source += " (pre-warmed)"
         candidates.append((history.learned(ahead_week, ahead_slot, slo.decay), source))
         ahead = _next_slot(ahead)
-    candidates.append((history.learned_hour(week, slot, slo.decay), "learned for the hour"))
+    for hours in POOLED_HOURS:
+        pooled = history.learned_around(week, slot, slo.decay, hours)
+        candidates.append((pooled, f"learned for the {hours} h around now"))
     candidates.append((history.recent(now), "seen in the last slots"))
     arrivals, source = max(
         candidates, key=lambda c: (c[0].covering(probability, new_s, maximum), c[0].rate)
