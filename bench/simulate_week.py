@@ -9,8 +9,9 @@ controller's arrival store would have them):
 
 Policies: the six of `simulate` on `specs/` as shipped (their pools carry `slo:` over hand-set
 floors), plus variants of ours: `reconciler-no-slo` (the same specs without `slo:`: the floors
-alone, as before issue 18), `slo-only` (the objective with every floor at 0 but `min`) and
-`slo-only-p97` (the same at percentile 97: the next point of the cost frontier).
+alone, as before issue 18), `slo-floors-1` (the objective with every floor at most 1 idle
+runner), `slo-only` (no floor but `min`) and `slo-only-p97` (the same at percentile 97: the
+next point of the cost frontier).
 
     .venv/bin/python bench/simulate_week.py [--week generated|surge-storm|both]
         [--seed 7] [--storm-seed 7] [--policy NAME ...] [--json FILE]
@@ -50,11 +51,13 @@ HISTORY_WEEKS = 3
 #: the repository each week's "worst other repository" leaves out: the one whose bursts are
 #: the week's point (generated: 40-80-job matrices; surge-storm: 400 jobs beyond max 40)
 EXCLUDED = {"generated": NOISY_REPOSITORY, "surge-storm": MATRIX_REPOSITORY}
-#: variant -> (objective percentile, or None: no objective; floors kept)
-VARIANTS: dict[str, tuple[float | None, bool]] = {
-    "reconciler-no-slo": (None, True),
-    "slo-only": (90, False),
-    "slo-only-p97": (97, False),
+#: variant -> (objective percentile, or None: no objective; the most idle runners a floor
+#: (`idle`, schedules) may keep, or None: the floors as shipped)
+VARIANTS: dict[str, tuple[float | None, int | None]] = {
+    "reconciler-no-slo": (None, None),
+    "slo-floors-1": (90, 1),
+    "slo-only": (90, 0),
+    "slo-only-p97": (97, 0),
 }
 
 
@@ -77,9 +80,9 @@ def history(shape: str, seed: int) -> list[TraceJob]:
     ]
 
 
-def objective(spec_set: SpecSet, percentile_: float | None, floors: bool) -> SpecSet:
+def objective(spec_set: SpecSet, percentile_: float | None, floors: int | None) -> SpecSet:
     """The spec set with every pool's objective removed (None) or at another percentile, and
-    without the hand-set idle floors unless `floors`."""
+    its hand-set idle floors capped at `floors` (None: as shipped; 0: none)."""
     resources = []
     for loaded in spec_set.resources:
         resource = loaded.resource
@@ -90,8 +93,13 @@ def objective(spec_set: SpecSet, percentile_: float | None, floors: bool) -> Spe
                 else resource.spec.scaling.slo.model_copy(update={"percentile": percentile_})
             )
             update: dict[str, Any] = {"slo": slo}
-            if not floors:
-                update.update({"idle": 0, "schedules": []})
+            if floors is not None:
+                old = resource.spec.scaling
+                schedules = [
+                    schedule.model_copy(update={"idle": min(schedule.idle, floors)})
+                    for schedule in old.schedules
+                ]
+                update.update({"idle": min(old.idle, floors), "schedules": schedules})
             scaling = resource.spec.scaling.model_copy(update=update)
             spec = resource.spec.model_copy(update={"scaling": scaling})
             resource = resource.model_copy(update={"spec": spec})
