@@ -8,7 +8,7 @@ TEST_WORKERS ?= 3
 # test-timeshift: a time inside the example specs' weekday 09:00-19:00 Asia/Tokyo window
 AT ?= 2026-11-30T10:30:00+09:00
 
-.PHONY: help venv lock run demo test test-unit test-timeshift lint format schema renovate-check workflows-check deploy-check clean
+.PHONY: help venv lock run demo test test-unit test-timeshift lint format schema renovate-check workflows-check deploy-check slo-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,6 +65,12 @@ deploy-check: $(STAMP) ## cfn-lint on every CloudFormation template, then the te
 	$(BIN)/cfn-lint deploy/cloudformation/*.yaml
 	$(BIN)/python tools/iam_policy.py --check-template
 	$(BIN)/pytest -q tests/test_cloudformation.py
+
+PROMTOOL ?= promtool
+slo-check: ## promtool: check and unit-test the SLO rules in deploy/prometheus (installs nothing)
+	@command -v $(PROMTOOL) >/dev/null || { echo "slo-check: promtool not found; install it with: apt-get update && apt-get install -y prometheus (Debian/Ubuntu), or set PROMTOOL=/path/to/promtool" >&2; exit 1; }
+	$(PROMTOOL) check rules deploy/prometheus/ecs-reconciler-rules.yaml
+	cd deploy/prometheus && $(PROMTOOL) test rules ecs-reconciler-rules.test.yaml
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

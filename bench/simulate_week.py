@@ -1,16 +1,29 @@
-"""The issue-6 comparison: every policy on the generated one-week trace (seed 1), as shipped,
-then ours with the tuned scaling documented in docs/simulator.md; prints the tables, the
-noisy-neighbour isolation and the done-when checks.
+"""The issue-18 comparison: every policy on two weeks, with cost in USD and the queue-wait SLO.
 
-    .venv/bin/python bench/simulate_week.py [--seed N] [--json FILE] [--plot FILE.png]
+Weeks (each learned from its three weeks before, other seeds of the same shape, as the
+controller's arrival store would have them):
 
-About 3 minutes on one core (the three planner-driven policies dominate).
+- `generated`: the generator's week (seed 7 by default);
+- `surge-storm`: a Monday-morning surge, a 03:00 JST cron storm every day, and
+  `platform/e2e` firing ~400-job matrices into the shared organization pool (max 40).
+
+Policies: the six of `simulate` on `specs/` as shipped (their pools carry `slo:` over hand-set
+floors), plus variants of ours: `reconciler-no-slo` (the same specs without `slo:`: the floors
+alone, as before issue 18), `slo-floors-1` (the objective with every floor at most 1 idle
+runner), `slo-only` (no floor but `min`) and `slo-only-p97` (the same at percentile 97: the
+next point of the cost frontier).
+
+    .venv/bin/python bench/simulate_week.py [--week generated|surge-storm|both]
+        [--seed 7] [--storm-seed 7] [--policy NAME ...] [--json FILE]
+
+About 12 minutes for both weeks on one core (the planner-driven policies dominate).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import sys
 import tempfile
@@ -19,154 +32,194 @@ from typing import Any
 
 from reconciler.simulate.parameters import SimulationParameters
 from reconciler.simulate.policies import POLICY_NAMES
-from reconciler.simulate.report import (
-    PolicyReport,
-    percentile,
-    render_plot,
-    render_text,
-    run_policy,
+from reconciler.simulate.report import PolicyReport, percentile, render_text, run_policy
+from reconciler.simulate.trace import (
+    DEFAULT_START,
+    MATRIX_REPOSITORY,
+    NOISY_REPOSITORY,
+    SHAPES,
+    TraceJob,
+    generate_trace,
+    read_trace,
+    write_trace,
 )
-from reconciler.simulate.trace import NOISY_REPOSITORY, generate_trace, read_trace, write_trace
 from reconciler.spec.loader import SpecSet, load_specs
+from reconciler.spec.models import RunnerPool
 
 REPO = Path(__file__).resolve().parent.parent
-WORKDAY = ["mon", "tue", "wed", "thu", "fri"]
-
-#: idle runners per window (business 09-19, shoulders 07-09 and 19-23 Tokyo; none otherwise)
-#: and the per-repository cap, found with this script; docs/simulator.md explains each choice
-TUNED = {
-    "enterprise-linux-large": {"business": 6, "shoulder": 2, "max_per_repository": 40},
-    "platform-linux-dind": {"business": 3, "shoulder": 1, "max_per_repository": 10},
-    "mobile-app-arm64": {"business": 2, "shoulder": 1, "max_per_repository": None},
+HISTORY_WEEKS = 3
+#: the repository each week's "worst other repository" leaves out: the one whose bursts are
+#: the week's point (generated: 40-80-job matrices; surge-storm: 400 jobs beyond max 40)
+EXCLUDED = {"generated": NOISY_REPOSITORY, "surge-storm": MATRIX_REPOSITORY}
+#: variant -> (objective percentile, or None: no objective; the most idle runners a floor
+#: (`idle`, schedules) may keep, or None: the floors as shipped)
+VARIANTS: dict[str, tuple[float | None, int | None]] = {
+    "reconciler-no-slo": (None, None),
+    "slo-floors-1": (90, 1),
+    "slo-only": (90, 0),
+    "slo-only-p97": (97, 0),
 }
-#: empty instances kept 10 minutes instead of 2: a warm slot with the image cached starts a
-#: runner in ~25 s, inside the SLO, for far less than an idle runner held all day
-TUNED_PARAMETERS = {"empty_instance_grace_s": 600.0}
 
 
-def tuned(spec_set: SpecSet) -> SpecSet:
-    """The spec set with TUNED scaling (min 0, idle 0 outside the windows)."""
-    from reconciler.spec.models import IdleSchedule, RunnerPool
+def week(shape: str, seed: int, weeks_before: int = 0) -> list[TraceJob]:
+    """Seven days of the shape, `weeks_before` weeks before DEFAULT_START."""
+    start = DEFAULT_START - datetime.timedelta(weeks=weeks_before)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "week.jsonl"
+        with open(path, "w", encoding="utf-8") as out:
+            write_trace(generate_trace(7, seed, start, SHAPES[shape]), out)
+        return read_trace(path)
 
-    def window(start: str, end: str, idle: int) -> IdleSchedule:
-        return IdleSchedule.model_validate(
-            {"days": WORKDAY, "from": start, "to": end, "timezone": "Asia/Tokyo", "idle": idle}
-        )
 
+def history(shape: str, seed: int) -> list[TraceJob]:
+    """The weeks before: other draws (seeds) of the same shape, so recurring parts recur."""
+    return [
+        job
+        for before in range(1, HISTORY_WEEKS + 1)
+        for job in week(shape, seed * 1000 + before, before)
+    ]
+
+
+def objective(spec_set: SpecSet, percentile_: float | None, floors: int | None) -> SpecSet:
+    """The spec set with every pool's objective removed (None) or at another percentile, and
+    its hand-set idle floors capped at `floors` (None: as shipped; 0: none)."""
     resources = []
     for loaded in spec_set.resources:
         resource = loaded.resource
-        if isinstance(resource, RunnerPool) and resource.metadata.name in TUNED:
-            choice = TUNED[resource.metadata.name]
-            schedules = [window("09:00", "19:00", choice["business"])]
-            if choice["shoulder"]:
-                schedules += [
-                    window("07:00", "09:00", choice["shoulder"]),
-                    window("19:00", "23:00", choice["shoulder"]),
-                ]
-            scaling = resource.spec.scaling.model_copy(
-                update={
-                    "min": 0,
-                    "idle": 0,
-                    "schedules": schedules,
-                    "max_per_repository": choice["max_per_repository"],
-                }
+        if isinstance(resource, RunnerPool) and resource.spec.scaling.slo is not None:
+            slo = (
+                None
+                if percentile_ is None
+                else resource.spec.scaling.slo.model_copy(update={"percentile": percentile_})
             )
+            update: dict[str, Any] = {"slo": slo}
+            if floors is not None:
+                old = resource.spec.scaling
+                schedules = [
+                    schedule.model_copy(update={"idle": min(schedule.idle, floors)})
+                    for schedule in old.schedules
+                ]
+                update.update({"idle": min(old.idle, floors), "schedules": schedules})
+            scaling = resource.spec.scaling.model_copy(update=update)
             spec = resource.spec.model_copy(update={"scaling": scaling})
             resource = resource.model_copy(update={"spec": spec})
         resources.append(dataclasses.replace(loaded, resource=resource))
     return dataclasses.replace(spec_set, resources=resources)
 
 
-def p90_without_noisy(report: PolicyReport) -> float:
-    """Queue-wait p90 over every job but the noisy repository's."""
+def worst_other(report: PolicyReport, excluded: str) -> tuple[float, str]:
+    """The worst p90 of any repository but `excluded`."""
+    repositories = report.to_json()["repositories"]
+    return max((f["p90"], name) for name, f in repositories.items() if name != excluded)
+
+
+def run_week(shape: str, seed: int, names: list[str]) -> list[PolicyReport]:
+    jobs, learned = week(shape, seed), history(shape, seed)
+    shipped = load_specs([REPO / "specs"])
+    parameters = SimulationParameters()
+    specs = {name: objective(shipped, *variant) for name, variant in VARIANTS.items()}
+    reports = []
+    for name in names:
+        print(f"{shape}: running {name} ...", file=sys.stderr, flush=True)
+        policy = "reconciler" if name in VARIANTS else name
+        report = run_policy(policy, jobs, specs.get(name, shipped), parameters, history=learned)
+        report.policy = name
+        reports.append(report)
+    print(f"## week {shape} (seed {seed}): {len(jobs)} jobs, learned from {len(learned)} jobs")
+    print(f"of the {HISTORY_WEEKS} weeks before\n")
+    print(summary(reports, EXCLUDED[shape]))
+    print(render_text(reports))
+    print(done_when(shape, reports))
+    print()
+    return reports
+
+
+def summary(reports: list[PolicyReport], excluded: str) -> str:
+    """The issue's table: p90, worst other-repository p90, idle and instance hours, USD."""
+    lines = [
+        f"{'policy':18} {'p90 s':>6} {'worst other p90 s':>24} {'busy h':>7} {'idle h':>7} "
+        f"{'idle/busy':>9} {'instance h':>10} {'USD':>7}",
+    ]
+    for report in reports:
+        item = report.to_json()
+        hours = item["hours"]
+        worst, name = worst_other(report, excluded)
+        lines.append(
+            f"{report.policy:18} {item['queue_wait_s']['p90']:6.0f} "
+            f"{worst:6.0f} ({name[:15]:>15}) {hours['busy_runner']:7.0f} "
+            f"{hours['idle_runner']:7.0f} {100 * hours['idle_to_busy']:8.0f}% "
+            f"{hours['instance']:10.0f} {item['cost_usd']:7.0f}"
+        )
+    without = [f"{r.policy} {p90_without(r, excluded):.0f} s" for r in reports if r.by_repository]
+    lines.append(f"p90 of all jobs but {excluded}'s: " + ", ".join(without))
+    return "\n".join(lines) + "\n"
+
+
+def p90_without(report: PolicyReport, excluded: str) -> float:
     waits = sorted(
-        wait
-        for name, values in report.by_repository.items()
-        if name != NOISY_REPOSITORY
-        for wait in values
+        wait for name, values in report.by_repository.items() if name != excluded for wait in values
     )
     return percentile(waits, 90)
 
 
-def isolation(report: PolicyReport) -> tuple[float, str]:
-    """The worst p90 of any repository but the noisy one."""
-    repositories = report.to_json()["repositories"]
-    return max((f["p90"], name) for name, f in repositories.items() if name != NOISY_REPOSITORY)
+def done_when(shape: str, reports: list[PolicyReport]) -> str:
+    """The issue's targets for this week, for `reconciler` against every other policy."""
+    figures = {r.policy: r.to_json() for r in reports}
+    ours = figures.get("reconciler")
+    if ours is None:
+        return "(reconciler not run)"
+    p90, ratio = ours["queue_wait_s"]["p90"], ours["hours"]["idle_to_busy"]
+    idle = ours["hours"]["idle_runner"]
+    lines = []
+    if shape == "generated":
+        lines.append(
+            f"target: p90 {p90:.0f} s <= 30 s: {'met' if p90 <= 30 else 'MISSED'}; "
+            f"idle {100 * ratio:.0f}% of busy <= 25%: {'met' if ratio <= 0.25 else 'MISSED'}"
+        )
+    else:
+        mine = next(r for r in reports if r.policy == "reconciler")
+        worst, name = worst_other(mine, EXCLUDED[shape])
+        lines.append(
+            f"target: every repository but {EXCLUDED[shape]} <= 30 s at p90: worst {name} "
+            f"{worst:.0f} s: {'met' if worst <= 30 else 'MISSED'}"
+        )
+        for rival in ("arc", "tagr"):
+            if rival in figures:
+                theirs = figures[rival]["hours"]["idle_runner"]
+                verdict = "met" if idle < theirs else "MISSED"
+                lines.append(f"target: idle {idle:.0f} h < {rival} {theirs:.0f} h: {verdict}")
+    for other, theirs in figures.items():
+        if other == "reconciler":
+            continue
+        their_p90, their_idle = theirs["queue_wait_s"]["p90"], theirs["hours"]["idle_runner"]
+        their_usd, usd = theirs["cost_usd"], ours["cost_usd"]
+        better = their_p90 < p90 and their_idle < idle
+        lines.append(
+            f"  vs {other:18} p90 {their_p90:5.0f} s, idle {their_idle:5.0f} h, "
+            f"USD {their_usd:6.0f} (ours {usd:.0f}): "
+            f"{'BETTER ON BOTH p90 and idle' if better else 'not better on both'}"
+        )
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--week", choices=("generated", "surge-storm", "both"), default="both")
+    parser.add_argument("--seed", type=int, default=7, help="generated week's seed")
+    parser.add_argument("--storm-seed", type=int, default=7, help="surge-storm week's seed")
+    parser.add_argument("--policy", action="append", help="policies (default: all + variants)")
     parser.add_argument("--json", metavar="FILE", help="also write every report as JSON")
-    parser.add_argument("--plot", metavar="FILE.png")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "week.jsonl"
-        with open(path, "w", encoding="utf-8") as out:
-            write_trace(generate_trace(7, args.seed), out)
-        jobs = read_trace(path)
-    shipped = load_specs([REPO / "specs"])
-    parameters = SimulationParameters()
-    reports = []
-    for name in POLICY_NAMES:
-        print(f"running {name} ...", file=sys.stderr)
-        reports.append(run_policy(name, jobs, shipped, parameters))
-    print("running reconciler (tuned) ...", file=sys.stderr)
-    ours = run_policy(
-        "reconciler",
-        jobs,
-        tuned(shipped),
-        SimulationParameters(**TUNED_PARAMETERS),
-    )
-    ours.policy = "reconciler-tuned"
-    reports.append(ours)
-    print(f"one-week trace, seed {args.seed}: {len(jobs)} jobs\n")
-    print(render_text(reports))
-    print(f"noisy-neighbour isolation: worst p90 of a repository other than {NOISY_REPOSITORY}")
-    for report in reports:
-        worst, name = isolation(report)
-        print(
-            f"  {report.policy:17} {worst:6.0f} s  ({name}); p90 of all other jobs "
-            f"{p90_without_noisy(report):.0f} s"
-        )
-    print()
-    print(done_when(reports))
+    names = args.policy or [*POLICY_NAMES, *VARIANTS]
+    weeks = ("generated", "surge-storm") if args.week == "both" else (args.week,)
+    document: dict[str, Any] = {}
+    for shape in weeks:
+        seed = args.seed if shape == "generated" else args.storm_seed
+        reports = run_week(shape, seed, names)
+        document[shape] = [r.to_json() for r in reports]
     if args.json:
-        document: dict[str, Any] = {"jobs": len(jobs), "policies": [r.to_json() for r in reports]}
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
-    if args.plot:
-        render_plot(reports, args.plot)
     return 0
-
-
-def done_when(reports: list[PolicyReport]) -> str:
-    """The issue's targets for each of our variants, against every other policy."""
-    figures = {r.policy: r.to_json() for r in reports}
-    lines = []
-    for ours in ("reconciler", "reconciler-tuned"):
-        mine = figures[ours]
-        p90, ratio = mine["queue_wait_s"]["p90"], mine["hours"]["idle_to_busy"]
-        lines.append(
-            f"{ours}: p90 {p90:.0f} s (target <= 30: {'met' if p90 <= 30 else 'MISSED'}), "
-            f"idle/busy {100 * ratio:.0f}% (target <= 20%: {'met' if ratio <= 0.2 else 'MISSED'})"
-        )
-        for other, theirs in figures.items():
-            if other.startswith("reconciler"):
-                continue
-            their_p90, their_ratio = theirs["queue_wait_s"]["p90"], theirs["hours"]["idle_to_busy"]
-            better = (p90 < their_p90, ratio < their_ratio)
-            worse = (p90 > their_p90, ratio > their_ratio)
-            verdict = (
-                "dominates"
-                if any(better) and not any(worse)
-                else ("trade-off" if any(better) else "dominated")
-            )
-            lines.append(
-                f"  vs {other:12} p90 {their_p90:5.0f} s, idle/busy {100 * their_ratio:4.0f}%: "
-                f"{verdict}"
-            )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws.observe import Observer
 from .demand import DemandBook, PoolDemandSpec
+from .demand.arrivals import ArrivalStore
 from .demand.scaleset import ScaleSetDemand
 from .github.client import GitHubError
 from .github.registry import GitHubRunnerStates
@@ -25,6 +26,7 @@ from .plan.actions import Note, Plan
 from .plan.desired import render_desired
 from .plan.expectations import Expectations
 from .plan.planner import plan as make_plan
+from .plan.slo import ArrivalHistory
 from .plan.state import DesiredState, ObservedState, RunnerState
 from .plan.versions import (
     VersionCheck,
@@ -60,6 +62,7 @@ def plan_cycle(
     versions: RunnerVersionWatch | None = None,
     scale_set_demand: ScaleSetDemand | None = None,
     expectations: Expectations | None = None,
+    arrivals: ArrivalStore | None = None,
 ) -> Cycle:
     """Run one read-only cycle at `now` (schedules, ages) and return its plan (nothing is
     changed).
@@ -71,7 +74,9 @@ def plan_cycle(
     if the store cannot be read, the last demand known is used and the plan says so. With a
     version watch, pools whose runner version is stale get a warning note. Pools whose
     ``demand.source`` is ``scaleSet`` take their pending jobs from `scale_set_demand` (their
-    scale set's statistics) instead of the book.
+    scale set's statistics) instead of the book. With an arrival
+    store, pools with a queue-wait objective (`scaling.slo`) size their warm runners from it;
+    if it cannot be read they keep their floors and the plan says so.
     """
     spec_set = load_specs(spec_paths)
     demand_pools = tuple(
@@ -91,7 +96,15 @@ def plan_cycle(
             p.metadata.name for p in spec_set.pools if p.spec.demand.source == "scaleSet"
         ]
         pending = {**(pending or {}), **scale_set_demand.pending(scale_set_names)}
-    desired = render_desired(spec_set, now, observer.clients.region, pending)
+    histories: dict[str, ArrivalHistory] | None = None
+    slo_pools = slo_pool_names(spec_set)
+    if arrivals is not None and slo_pools:
+        try:
+            histories = arrivals.load(slo_pools, now)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("arrival store unreadable, queue-wait objectives not sized: %s", error)
+            notes.append(Note("warning", f"learned arrivals not read (arrival store: {error})"))
+    desired = render_desired(spec_set, now, observer.clients.region, pending, histories)
     observed = observer.observe(desired)
     runner_states = runner_source.states([*observed.tasks, *observed.stopped_tasks])
     in_flight = None
@@ -118,6 +131,11 @@ def plan_cycle(
     if notes:
         plan = dataclasses.replace(plan, notes=plan.notes + tuple(notes))
     return Cycle(spec_set, desired, observed, runner_states, plan, demand_pools, tuple(checks))
+
+
+def slo_pool_names(spec_set: SpecSet) -> list[str]:
+    """The pools with a queue-wait objective."""
+    return [pool.metadata.name for pool in spec_set.pools if pool.spec.scaling.slo is not None]
 
 
 def check_spec_versions(

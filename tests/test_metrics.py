@@ -161,6 +161,17 @@ def test_errors_accumulate_across_cycles() -> None:
     assert value(metrics, "ecs_reconciler_spec_errors") == 0
 
 
+def test_rollout_halted_is_a_gauge_per_pool() -> None:
+    metrics = populated_metrics()
+    assert value(metrics, "ecs_reconciler_rollout_halted", pool="linux") == 0
+    halted = PoolSummary(
+        "linux", "ci", 4, 3, 1, 2, 0, outdated=3, rollout_halted="3 runners of rev 7 failed"
+    )
+    metrics.record_cycle(Plan(pools=(halted, summary("arm", 2, 0, 1))), 0.1, None)
+    assert value(metrics, "ecs_reconciler_rollout_halted", pool="linux") == 1
+    assert value(metrics, "ecs_reconciler_rollout_halted", pool="arm") == 0
+
+
 def test_pools_removed_from_the_plan_leave_the_gauges() -> None:
     metrics = populated_metrics()
     metrics.record_cycle(Plan(pools=(summary("arm", 1, 0, 1),)), 0.1, None)
@@ -171,6 +182,7 @@ def test_pools_removed_from_the_plan_leave_the_gauges() -> None:
         "ecs_reconciler_runners_outdated",
         "ecs_reconciler_runners",
         "ecs_reconciler_runner_version_stale",
+        "ecs_reconciler_rollout_halted",
         "ecs_reconciler_queued_jobs",
     )
     for name, labels in found:

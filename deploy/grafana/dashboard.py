@@ -657,7 +657,7 @@ def runner_version_stale(y: int) -> stat.Panel:
             "1 (orange): a runner release newer than the pool's spec.runner.version is older "
             "than the controller's --runner-version-max-age (RunnerVersionStale). GitHub "
             "stops giving jobs to a runner version 30 days after a newer one is published.",
-            place(0, y, 24, 4),
+            place(0, y, 12, 4),
         )
         .with_target(
             instant(f"max by (pool) (ecs_reconciler_runner_version_stale{{{POOL}}})", "{{pool}}")
@@ -665,6 +665,24 @@ def runner_version_stale(y: int) -> stat.Panel:
         .unit("short")
         .decimals(0)
         .thresholds(thresholds((None, "green"), (1, "orange")))
+    )
+
+
+def rollout_halted(y: int) -> stat.Panel:
+    return (
+        single_value(
+            "Halted rollout by pool",
+            "1 (red): the pool's new revision failed rollout.maxFailures times, its rollout is "
+            "halted and the previous revision keeps serving (Degraded, RolloutHalted) until "
+            "the spec changes again.",
+            place(12, y, 12, 4),
+        )
+        .with_target(
+            instant(f"max by (pool) (ecs_reconciler_rollout_halted{{{POOL}}})", "{{pool}}")
+        )
+        .unit("short")
+        .decimals(0)
+        .thresholds(thresholds((None, "green"), (1, "red")))
     )
 
 
@@ -798,6 +816,7 @@ SECTIONS: tuple[tuple[str, int, Callable[[int], list[Any]]], ...] = (
             aws_calls(y + 8),
             github_calls(y + 8),
             runner_version_stale(y + 17),
+            rollout_halted(y + 17),
         ],
     ),
 )

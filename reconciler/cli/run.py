@@ -31,6 +31,7 @@ from ..demand import (
     Redeliverer,
     WebhookReceiver,
 )
+from ..demand.arrivals import DynamoArrivalStore
 from ..demand.scaleset import ScaleSetDemand, ScaleSetListeners
 from ..demand.store import CLIENT_CONFIG
 from ..github.registry import GitHubRunnerStates
@@ -184,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
                 scale_sets, ScaleSetDemand(), args.identity, is_leader
             )
             if scale_sets is not None
+            else None,
+            # learned beside the demand (same table, made by _demand_book), from the webhooks
+            arrivals=DynamoArrivalStore(clients.client("dynamodb"), args.demand_table)
+            if demand is not None
             else None,
         )
         receiver = (

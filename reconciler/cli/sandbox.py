@@ -29,6 +29,7 @@ from ..demand import (
     Redeliverer,
     WebhookReceiver,
 )
+from ..demand.arrivals import DynamoArrivalStore
 from ..demand.scaleset import ScaleSetDemand, ScaleSetListeners
 from ..github import GitHubClient, TokenAuth
 from ..github.janitor import RunnerJanitor
@@ -226,6 +227,7 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
             github=github,
             janitor=RunnerJanitor(states, ssm, grace=30.0),
             audit=QueuedJobAudit(github, book),
+            arrivals=DynamoArrivalStore(clients.client("dynamodb")),  # beside the demand
         )
         secret = secrets.token_hex(16).encode()
         host, _, port = listen.rpartition(":")

@@ -11,10 +11,10 @@ import datetime
 import importlib.util
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..simulate.parameters import SimulationParameters
+from ..simulate.parameters import INSTANCE_PRICES_USD, SimulationParameters
 from ..simulate.policies import POLICY_NAMES
 from ..simulate.report import render_plot, render_text, run_policy
 from ..simulate.trace import TraceError, read_trace
@@ -50,6 +50,28 @@ def register(verbs: Any) -> None:
     parser.add_argument(
         "--slo", type=float, default=SimulationParameters.slo_wait_s, help="SLO wait (s)"
     )
+    parser.add_argument(
+        "--history",
+        action="append",
+        metavar="TRACE",
+        help="earlier weeks' trace, repeatable: what pools with scaling.slo learned before",
+    )
+    parser.add_argument(
+        "--price",
+        action="append",
+        metavar="TYPE=USD",
+        help="on-demand USD per hour of an instance type, repeatable (default: Tokyo list "
+        "prices of the simulated types, see docs/simulator.md)",
+    )
+    parser.add_argument(
+        "--spot-share", type=float, default=0.0, help="share of instance-hours on spot (0..1)"
+    )
+    parser.add_argument(
+        "--spot-discount",
+        type=float,
+        default=SimulationParameters.spot_discount,
+        help="spot discount off on-demand (0..1, default %(default)s)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -68,18 +90,28 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         jobs = read_trace(args.trace)
+        history = [job for path in args.history or () for job in read_trace(path)]
     except TraceError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as error:
-        print(f"error: cannot read {args.trace}: {error.strerror}", file=sys.stderr)
+        print(f"error: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
         return EXIT_ERROR
     if not jobs:
         print(f"error: {args.trace} holds no completed job to replay", file=sys.stderr)
         return EXIT_ERROR
-    parameters = SimulationParameters(slo_wait_s=args.slo)
+    try:
+        parameters = SimulationParameters(
+            slo_wait_s=args.slo,
+            instance_prices_usd={**INSTANCE_PRICES_USD, **_prices(args.price or ())},
+            spot_share=args.spot_share,
+            spot_discount=args.spot_discount,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
     reports = [
-        run_policy(name, jobs, spec_set, parameters, _progress(name, jobs[0].arrival))
+        run_policy(name, jobs, spec_set, parameters, _progress(name, jobs[0].arrival), history)
         for name in args.policy or POLICY_NAMES
     ]
     if args.format == "json":
@@ -94,6 +126,22 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         render_plot(reports, args.plot)
     return EXIT_OK
+
+
+def _prices(items: Sequence[str]) -> dict[str, float]:
+    """`TYPE=USD` pairs; ValueError naming the bad one."""
+    prices = {}
+    for item in items:
+        name, _, usd = item.partition("=")
+        try:
+            prices[name.strip()] = float(usd)
+        except ValueError:
+            raise ValueError(
+                f"--price {item!r}: expected TYPE=USD per hour, for example m6i.2xlarge=0.496"
+            ) from None
+        if not name.strip():
+            raise ValueError(f"--price {item!r}: the instance type is missing")
+    return prices
 
 
 def _progress(policy: str, start: float) -> Callable[[float], None]:

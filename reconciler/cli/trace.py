@@ -10,7 +10,7 @@ import datetime
 import sys
 from typing import Any
 
-from ..simulate.trace import DEFAULT_START, generate_trace, write_trace
+from ..simulate.trace import DEFAULT_START, SHAPES, generate_trace, write_trace
 from .common import EXIT_ERROR, EXIT_OK
 
 
@@ -37,6 +37,13 @@ def register(verbs: Any) -> None:
         default=DEFAULT_START,
         help=f"first instant, ISO 8601 with offset (default {DEFAULT_START.isoformat()}, a Monday)",
     )
+    generate.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="generated",
+        help="week shape: generated (default) or surge-storm (Monday surge, 03:00 cron storm, "
+        "400-job matrices into the shared organization pool)",
+    )
     generate.add_argument("--out", metavar="FILE", help="output file (default stdout)")
     generate.set_defaults(run=run)
 
@@ -51,7 +58,7 @@ def _positive(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Generate the trace into --out or stdout."""
     start = args.start if args.start.tzinfo else args.start.replace(tzinfo=datetime.UTC)
-    payloads = generate_trace(args.days, args.seed, start)
+    payloads = generate_trace(args.days, args.seed, start, SHAPES[args.shape])
     try:
         if args.out:
             with open(args.out, "w", encoding="utf-8") as out:

@@ -9,6 +9,7 @@ others proceed. `stop()` (SIGTERM) lets the action in flight finish and skips th
 
 from __future__ import annotations
 
+import datetime
 import logging
 import random
 import threading
@@ -33,6 +34,7 @@ from ..demand import (
     Redeliverer,
     pool_for,
 )
+from ..demand.arrivals import ArrivalStore
 from ..demand.scaleset import ScaleSetListeners
 from ..fencing import Fence, LeaseLost
 from ..github.client import GitHubClient, GitHubError
@@ -43,7 +45,7 @@ from ..github.scaleset.pools import scale_set_pools
 from ..plan.expectations import Expectations
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
-from ..reconcile import Cycle, plan_cycle
+from ..reconcile import Cycle, plan_cycle, slo_pool_names
 from ..runners import RunnerProvisioner, RunnerStateSource
 from ..spec.loader import SPEC_SUFFIXES
 from .gitsource import GitSource
@@ -168,6 +170,7 @@ class Controller:
         audit: QueuedJobAudit | None = None,
         scale_set_listeners: ScaleSetListeners | None = None,
         fence: Fence | None = None,
+        arrivals: ArrivalStore | None = None,
     ) -> None:
         """`fence`: the lease (with leader election), checked by every mutating call."""
         self.settings = settings
@@ -189,6 +192,7 @@ class Controller:
         self.janitor = janitor
         self.versions = versions
         self.wall_clock = wall_clock  # the time each cycle plans at (schedules, ages)
+        self.arrivals = arrivals  # jobs per slot of the week, for queue-wait objectives
         self._waiting_for_capacity = False
         self.redeliverer = redeliverer
         self.audit = audit
@@ -251,23 +255,26 @@ class Controller:
         """One cycle: observe and plan; apply when leading and the specs are valid."""
         log.info("reconcile (%s)", reason)
         started = time.monotonic()
+        now = self.wall_clock()
         cycle = plan_cycle(
             self.settings.spec_paths,
             self.observer,
             self.runner_states,
-            self.wall_clock(),
+            now,
             demand=self.demand,
             versions=self.versions,
             expectations=self.expectations,
             scale_set_demand=(
                 self.scale_set_listeners.demand if self.scale_set_listeners is not None else None
             ),
+            arrivals=self.arrivals,
         )
         if self.scale_set_listeners is not None and cycle.spec_set.ok and not self.stopping:
             # every replica keeps its listeners in step with the specs; each listens only
             # while it leads (a spec that fails to load leaves the listeners as they were)
             self.scale_set_listeners.sync(scale_set_pools(cycle.spec_set.pools))
         self.cycles += 1
+        self._watch_arrivals(cycle, now)
         self._demand_pools = cycle.demand_pools
         if self.demand is not None:
             self.metrics.record_queued(self.demand.queued(cycle.demand_pools))
@@ -342,6 +349,17 @@ class Controller:
         if done.corrected:
             self.triggers.fire(f"{done.corrected} queued job(s) are no longer queued on GitHub")
 
+    def _watch_arrivals(self, cycle: Cycle, now: datetime.datetime) -> None:
+        """Mark this week as watched for the pools with a queue-wait objective (a quiet slot
+        then counts as quiet, not unknown)."""
+        pools = slo_pool_names(cycle.spec_set)
+        if self.arrivals is None or not pools or not self.is_leader():
+            return
+        try:
+            self.arrivals.watch(pools, now)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("arrival store not updated: %s", error)
+
     def became_leader(self) -> None:
         """Leadership acquired: forget cached revision lists (the previous leader may have
         changed them), read the whole redelivery window again, and reconcile now."""
@@ -354,6 +372,11 @@ class Controller:
         """A webhook's job event was accepted: count it, and reconcile soon."""
         pool = pool_for(event, self._demand_pools or ())
         name = pool.name if pool else NO_POOL_JOBS
+        if self.arrivals is not None and pool is not None and event.action == "queued":
+            try:
+                self.arrivals.record(pool.name, event.created_at, event.run_id)
+            except (ClientError, BotoCoreError) as error:
+                log.warning("arrival of job %s not counted: %s", event.job_id, error)
         if event.action == "in_progress" and event.started_at:
             self.metrics.record_job_started(
                 name, event.organization, event.repository, event.created_at, event.started_at

@@ -17,6 +17,7 @@ Series (label values in parentheses):
     ecs_reconciler_runners{pool,state}                   gauge  (busy | idle | unknown | failed)
     ecs_reconciler_runners_outdated{pool}                gauge  (on an old task definition)
     ecs_reconciler_runner_version_stale{pool}            gauge  (1: RunnerVersionStale)
+    ecs_reconciler_rollout_halted{pool}                  gauge  (1: RolloutHalted)
     ecs_reconciler_queued_jobs{pool,organization,repository}             gauge
     ecs_reconciler_job_queue_wait_seconds{pool,organization,repository}  histogram
     ecs_reconciler_jobs_started_total{pool,organization,weekday,hour}    counter (UTC)
@@ -138,6 +139,13 @@ class ControllerMetrics:
             ["pool"],
             registry=r,
         )
+        self.rollout_halted = Gauge(
+            PREFIX + "rollout_halted",
+            "1 while the pool's rollout is halted after repeated runner failures of its new "
+            "revision (Degraded, RolloutHalted; a spec change restarts it), else 0.",
+            ["pool"],
+            registry=r,
+        )
         self.queued_jobs = Gauge(
             PREFIX + "queued_jobs",
             "Jobs waiting for a runner of the pool.",
@@ -251,6 +259,7 @@ class ControllerMetrics:
             self.runners_desired.labels(summary.name).set(summary.desired)
             self.runners_running.labels(summary.name).set(summary.running)
             self.runners_outdated.labels(summary.name).set(summary.outdated)
+            self.rollout_halted.labels(summary.name).set(int(bool(summary.rollout_halted)))
             for state, count in zip(
                 RUNNER_STATES,
                 (summary.busy, summary.idle, summary.unknown, summary.failed),
@@ -282,6 +291,7 @@ class ControllerMetrics:
             self.runners_running,
             self.runners_outdated,
             self.runner_version_stale,
+            self.rollout_halted,
         ):
             _remove(gauge, pool)
         for state in RUNNER_STATES:

@@ -118,13 +118,16 @@ def plan_capacity(
                 )
             )
             continue
+        pools = [p for p in desired.pools.values() if p.capacity_provider == provider.name]
         tasks = [
             _resources(pool.task_definition)
-            for pool in desired.pools.values()
-            if pool.capacity_provider == provider.name
+            for pool in pools
             for _ in range(starts.get(pool.name, 0))
         ]
-        if _plan_group(provider, group, tasks, now if scale_in_allowed else None, actions, notes):
+        # room a queue-wait objective keeps for runners not yet asked for (plan.slo)
+        spare = [_resources(pool.task_definition) for pool in pools for _ in range(pool.spare_room)]
+        scale_in_now = now if scale_in_allowed else None
+        if _plan_group(provider, group, tasks, scale_in_now, actions, notes, spare):
             result.waiting.add(provider.name)
     return result
 
@@ -136,16 +139,19 @@ def _plan_group(
     now: float | None,
     actions: list[Action],
     notes: list[Note],
+    spare: Sequence[Resources] = (),
 ) -> bool:
     """Adds the group's actions; True when this cycle's tasks wait for instances.
 
+    `spare` is room to keep for runners a queue-wait objective may need soon: packed after the
+    tasks, it keeps empty instances from scale-in and opens instances like a task would.
     `now` is None when nothing may be removed this cycle."""
     live = [i for i in group.instances if i.lifecycle_state in LIVE_STATES]
     registered = [i for i in live if i.container_instance_arn and i.status == "ACTIVE"]
     booting = [i for i in live if not i.container_instance_arn]
     capacity = max((i.registered for i in registered), default=None)
     if capacity is None:  # no instance has registered: its size is unknown
-        if tasks and not live and group.desired < max(group.minimum, 1) <= group.maximum:
+        if (tasks or spare) and not live and group.desired < max(group.minimum, 1) <= group.maximum:
             actions.append(
                 _set_desired(
                     provider,
@@ -158,7 +164,7 @@ def _plan_group(
     busy = sorted((i for i in registered if not i.empty), key=lambda i: i.remaining)
     empty = sorted((i for i in registered if i.empty), key=lambda i: not i.protected)
     bins = [i.remaining for i in busy] + [i.remaining for i in empty] + [capacity] * len(booting)
-    packing = pack(tasks, bins, capacity)
+    packing = pack([*tasks, *spare], bins, capacity)
     if packing.too_large:
         notes.append(
             Note(
@@ -176,8 +182,9 @@ def _plan_group(
                     provider,
                     group,
                     wanted,
-                    f"scale out: {len(tasks)} runner task(s) to place, "
-                    f"{packing.new_instances} more instance(s) needed (bin packing)",
+                    f"scale out: {len(tasks)} runner task(s) to place"
+                    + (f" + room for {len(spare)} (slo)" if spare else "")
+                    + f", {packing.new_instances} more instance(s) needed (bin packing)",
                 )
             )
         if base + packing.new_instances > group.maximum:
@@ -189,7 +196,7 @@ def _plan_group(
                     "needed",
                 )
             )
-        return True
+        return bool(tasks)
     first_booting = len(busy) + len(empty)
     waiting = any(index >= first_booting for index in packing.used)
     if now is None:

@@ -23,6 +23,7 @@ from ..spec.models import (
     Scaling,
 )
 from .normalize import content_hash, normalize_capacity_provider_settings, normalize_task_definition
+from .slo import ArrivalHistory, slo_sizing
 from .state import (
     DELETION_POLICY_TAG,
     MANAGED_BY_TAG,
@@ -47,14 +48,19 @@ def render_desired(
     now: datetime.datetime,
     region: str,
     pending: Mapping[str, int] | None = None,
+    arrivals: Mapping[str, ArrivalHistory] | None = None,
 ) -> DesiredState:
     """Desired state of every valid pool and capacity provider in the spec set.
 
-    `pending` is each pool's queued demand, already capped per repository.
+    `pending` is each pool's queued demand, already capped per repository; `arrivals` the
+    jobs learned per slot of the week for pools with a queue-wait objective (`scaling.slo`).
     """
     demand = pending or {}
+    learned = arrivals or {}
     pools = {
-        pool.metadata.name: render_pool(pool, now, region, demand.get(pool.metadata.name, 0))
+        pool.metadata.name: render_pool(
+            pool, now, region, demand.get(pool.metadata.name, 0), learned.get(pool.metadata.name)
+        )
         for pool in spec_set.pools
     }
     providers = {
@@ -66,15 +72,21 @@ def render_desired(
 
 
 def render_pool(
-    pool: RunnerPool, now: datetime.datetime, region: str, pending: int = 0
+    pool: RunnerPool,
+    now: datetime.datetime,
+    region: str,
+    pending: int = 0,
+    arrivals: ArrivalHistory | None = None,
 ) -> DesiredPool:
-    """The desired state of one pool at time `now`, with `pending` queued jobs for it."""
+    """The desired state of one pool at time `now`, with `pending` queued jobs for it and,
+    with a queue-wait objective, the `arrivals` learned for it (none: nothing learned yet)."""
     spec = pool.spec
     definition = render_task_definition(pool, region)
     spec_hash = content_hash(definition)
     ownership = {MANAGED_BY_TAG: MANAGED_BY_VALUE, POOL_TAG: pool.metadata.name}
-    count, reason = desired_runner_count(spec.scaling, now)
-    idle_target, _ = idle_target_now(spec.scaling, now)
+    idle_target, idle_reason, spare_room = warm_target(spec.scaling, now, arrivals)
+    count = min(spec.scaling.max, max(spec.scaling.min, idle_target))
+    reason = f"min {spec.scaling.min}, idle {idle_target} ({idle_reason}), max {spec.scaling.max}"
     return DesiredPool(
         name=pool.metadata.name,
         cluster=spec.cluster,
@@ -98,6 +110,8 @@ def render_pool(
         minimum=spec.scaling.min,
         maximum=spec.scaling.max,
         idle_target=idle_target,
+        idle_reason=idle_reason,
+        spare_room=spare_room,
         pending=pending,
         labels=tuple(spec.labels),
         runner_group=spec.runner_group,
@@ -118,6 +132,23 @@ def desired_runner_count(scaling: Scaling, now: datetime.datetime) -> tuple[int,
     idle, why = idle_target_now(scaling, now)
     count = min(scaling.max, max(scaling.min, idle))
     return count, f"min {scaling.min}, idle {idle} ({why}), max {scaling.max}"
+
+
+def warm_target(
+    scaling: Scaling, now: datetime.datetime, arrivals: ArrivalHistory | None = None
+) -> tuple[int, str, int]:
+    """Warm idle runners wanted at `now`, why, and spare runner room for the autoscaler.
+
+    The hand-set idle count (or the active schedule's) is a floor; a queue-wait objective
+    (`scaling.slo`) may ask for more (`reconciler.plan.slo`).
+    """
+    floor, why = idle_target_now(scaling, now)
+    if scaling.slo is None:
+        return floor, why, 0
+    sizing = slo_sizing(scaling.slo, arrivals or ArrivalHistory(), now, scaling.max)
+    if sizing.warm > floor:
+        return sizing.warm, f"{sizing.reason}; floor {floor}: {why}", sizing.spare_room
+    return floor, f"{why}, >= {sizing.reason}", sizing.spare_room
 
 
 def idle_target_now(scaling: Scaling, now: datetime.datetime) -> tuple[int, str]:

@@ -94,6 +94,8 @@ class DesiredPool:
     minimum: int = 0
     maximum: int = 0  # 0: not rendered from a spec with bounds; desired_count is the target
     idle_target: int = 0
+    idle_reason: str = ""  # why idle_target (schedule, queue-wait objective)
+    spare_room: int = 0  # runner-sized instance room the autoscaler keeps (queue-wait objective)
     canary: int = 0  # new-revision runners that must come online before the rollout goes on
     max_failures: int = 0  # new-revision runner failures that halt the rollout (0: never)
     pending: int = 0  # queued jobs this pool serves, capped per repository
@@ -109,9 +111,10 @@ class DesiredPool:
             return self.desired_count, self.count_reason
         wanted = busy + self.pending + self.idle_target
         count = min(self.maximum, max(self.minimum, wanted))
+        why = f" ({self.idle_reason})" if "slo:" in self.idle_reason else ""
         return count, (
             f"busy {busy} + pending {self.pending} + idle {self.idle_target} = {wanted}, "
-            f"min {self.minimum}, max {self.maximum}"
+            f"min {self.minimum}, max {self.maximum}{why}"
         )
 
     @property

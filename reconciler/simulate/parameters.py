@@ -33,6 +33,19 @@ INSTANCE_TYPES = {
 }
 DEFAULT_INSTANCE_TYPE = InstanceType("m6i.2xlarge", 8192, 31_600)
 
+#: on-demand Linux USD per hour in ap-northeast-1 (Tokyo), the trace's region. Assumption:
+#: list prices as published on the AWS EC2 pricing page when this was written (m6i.large
+#: $0.124, m7g.large $0.1047, scaled by size); pass current ones (`--price TYPE=USD`)
+INSTANCE_PRICES_USD = {
+    "m6i.4xlarge": 0.992,
+    "m6i.2xlarge": 0.496,
+    "m6i.xlarge": 0.248,
+    "m7g.xlarge": 0.2094,
+}
+#: price of a vCPU-hour for instance types without a listed price (tagr's one-job instances:
+#: sized to the task, priced like m6i, $0.062 per vCPU-hour in Tokyo)
+VCPU_HOUR_USD = 0.062
+
 
 @dataclass(frozen=True)
 class SimulationParameters:
@@ -101,6 +114,34 @@ class SimulationParameters:
     #: tagr's minimum_running_time_in_minutes default for Linux: an idle runner younger than
     #: this is not terminated by the sweep
     tagr_minimum_running_s: float = 300.0
+
+    # --- cost -------------------------------------------------------------------------------
+    #: on-demand USD per instance-hour by instance type name
+    instance_prices_usd: dict[str, float] = field(default_factory=lambda: dict(INSTANCE_PRICES_USD))
+    #: USD per vCPU-hour of an instance type without a listed price
+    vcpu_hour_usd: float = VCPU_HOUR_USD
+    #: share of instance-hours bought as spot (0: all on-demand). Spot interruptions are not
+    #: modelled, so this only prices the hours; it cannot say what interruptions cost in waits
+    spot_share: float = 0.0
+    #: spot discount off on-demand (assumption: ~65%, typical of m6i / m7g in Tokyo per the
+    #: EC2 Spot Instance Advisor's "savings over on-demand"; varies by pool and hour)
+    spot_discount: float = 0.65
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.spot_share <= 1:
+            raise ValueError(f"spot share must be within 0..1, got {self.spot_share}")
+        if not 0 <= self.spot_discount < 1:
+            raise ValueError(f"spot discount must be within 0..1 (excl.), got {self.spot_discount}")
+        negative = {name: usd for name, usd in self.instance_prices_usd.items() if usd < 0}
+        if negative or self.vcpu_hour_usd < 0:
+            raise ValueError(f"prices must be >= 0: {negative or self.vcpu_hour_usd}")
+
+    def usd_per_hour(self, instance_type: InstanceType) -> float:
+        """What an hour of the instance type costs, with the spot share and discount."""
+        on_demand = self.instance_prices_usd.get(
+            instance_type.name, instance_type.vcpus * self.vcpu_hour_usd
+        )
+        return on_demand * (1 - self.spot_share * self.spot_discount)
 
     # --- run control -----------------------------------------------------------------------
     #: sampling interval of the time series (plot, queued-jobs peak)

@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from ..demand import DemandBook, JobEvent, MemoryDemandStore
+from ..demand import DemandBook, JobEvent, MemoryDemandStore, PoolDemandSpec
+from ..demand.arrivals import MemoryArrivalStore
 from ..plan.actions import Action
-from ..plan.desired import idle_target_now, render_desired
+from ..plan.capacity import pack
+from ..plan.desired import idle_target_now, render_desired, warm_target
 from ..plan.planner import plan
+from ..plan.slo import ArrivalHistory, week_and_slot
 from ..plan.state import (
     DesiredState,
     ObservedCapacityProvider,
@@ -41,6 +45,7 @@ from ..plan.state import (
 from ..spec.loader import SpecSet
 from ..spec.models import RunnerPool
 from .parameters import InstanceType, SimulationParameters
+from .trace import TraceJob
 from .world import Job, Policy, Runner, SimPool, World, new_instances_needed
 
 REGION = "ap-northeast-1"
@@ -60,27 +65,51 @@ class BinPackScaler:
 
     def __init__(self, parameters: SimulationParameters) -> None:
         self.parameters = parameters
+        #: runner-sized room to keep per pool (a queue-wait objective's spare room, plan.slo)
+        self.spare_room: dict[str, int] = {}
 
     def attach(self, world: World) -> None:
         """A periodic sweep, so empty instances go even when nothing else happens."""
         world.every(self.parameters.resync_s / 2, lambda: self.scale(world))
 
     def scale(self, world: World) -> None:
-        """Scale every capacity provider out for its waiting tasks and in for empty instances."""
+        """Scale every capacity provider out for its waiting tasks and the spare room, and in
+        for empty instances the spare room does not need (as `plan.capacity` does)."""
         parameters = self.parameters
         for provider in sorted({pool.capacity_provider for pool in world.pools.values()}):
             instances = world.provider_instances(provider)
             waiting = world.unplaced.get(provider) or ()
-            booting = [(i.free_cpu, i.free_memory) for i in instances if not i.ready]
             kind = parameters.instance_type(provider)
+            spare = [
+                (pool.cpu, pool.memory)
+                for pool in world.pools.values()
+                if pool.capacity_provider == provider
+                for _ in range(self.spare_room.get(pool.name, 0))
+            ]
+            # the tasks waiting for room fit only booting instances (else ECS placed them);
+            # the spare room may be on any: busy ones first, empty ones last (freed first)
+            ordered = sorted(instances, key=lambda i: (not i.ready, not i.tasks, i.id))
+            rooms = [(i.free_cpu, i.free_memory) for i in ordered]
+            tasks = [(r.pool.cpu, r.pool.memory) for r in waiting]
+            booting = [(i.free_cpu, i.free_memory) for i in instances if not i.ready]
             missing = new_instances_needed((r.pool for r in waiting), booting, kind)
+            used: frozenset[int] = frozenset()
+            if spare:
+                packing = pack(tasks + spare, rooms, (kind.cpu, kind.memory))
+                missing, used = max(missing, packing.new_instances), packing.used
             if missing:
                 boot = parameters.asg_launch_s + parameters.instance_boot_s
                 world.launch_instances(provider, missing, kind, boot)
             grace = parameters.empty_instance_grace_s
-            for instance in instances:
+            for index, instance in enumerate(ordered):
                 empty_for = world.now - instance.empty_since
-                if instance.ready and not instance.tasks and not waiting and empty_for >= grace:
+                if (
+                    instance.ready
+                    and not instance.tasks
+                    and not waiting
+                    and empty_for >= grace
+                    and index not in used
+                ):
                     world.terminate_instance(instance)
 
 
@@ -158,11 +187,16 @@ class PlannerPolicy(Policy):
         spec_set: SpecSet,
         instances: InstanceScaler,
         parameters: SimulationParameters,
+        history: Sequence[TraceJob] = (),
     ) -> None:
         self.name = name
         self.spec_set = spec_set
         self.instances = instances
         self.parameters = parameters
+        self.history = history  # jobs of earlier weeks a queue-wait objective learned from
+        self.slo_pools = [p for p in spec_set.pools if p.spec.scaling.slo is not None]
+        # the arrival store's books, read without copies (a cycle runs every few seconds)
+        self.arrivals = MemoryArrivalStore()
         self.cycles = 0
         self._scheduled = False
         self._free_at = 0.0
@@ -176,6 +210,7 @@ class PlannerPolicy(Policy):
         self.demand_specs = [pool.demand for pool in world.pools.values()]
         self.start = planner_desired(self.spec_set, world.datetime())
         self.observed = observed_world(self.start)
+        self._learn_history()
         self.instances.attach(world)
         world.every(self.parameters.resync_s, self._resync)
 
@@ -198,7 +233,8 @@ class PlannerPolicy(Policy):
         """The webhook reaches /webhook after the delivery delay; it triggers a cycle."""
 
         def receive() -> None:
-            self.book.record(event)
+            if self.book.record(event) and event.action == "queued":
+                self._count_arrival(event)
             self._trigger()
 
         self.world.at(self.world.now + self.parameters.webhook_delivery_s, receive)
@@ -229,7 +265,10 @@ class PlannerPolicy(Policy):
         runners = [r for r in world.runners.values() if r.state != "stopping"]
         observed = dataclasses.replace(self.observed, tasks=[self._task(r) for r in runners])
         states = {r.arn: _RUNNER_STATES.get(r.state, RunnerState.UNKNOWN) for r in runners}
-        result = plan(self.desired(now, pending), observed, states, now=now)
+        desired = self.desired(now, pending)
+        if isinstance(self.instances, BinPackScaler):
+            self.instances.spare_room = {p.name: p.spare_room for p in desired.pools.values()}
+        result = plan(desired, observed, states, now=now)
         self._free_at = world.now + self.parameters.reconcile_cycle_s
         by_arn = {r.arn: r for r in runners}
         world.at(self._free_at, self._apply, result.actions, by_arn)
@@ -237,13 +276,66 @@ class PlannerPolicy(Policy):
     def desired(self, now: datetime.datetime, pending: dict[str, int]) -> DesiredState:
         """`render_desired` at `now`; memoised on what its output depends on (pending demand
         and each pool's idle target now), since rendering hashes every task definition."""
+        histories = self._histories(now)
         key = (
             tuple(sorted(pending.items())),
-            tuple(idle_target_now(p.spec.scaling, now)[0] for p in self.spec_set.pools),
+            tuple(
+                warm_target(p.spec.scaling, now, histories.get(p.metadata.name))[::2]
+                if p.spec.scaling.slo is not None
+                else idle_target_now(p.spec.scaling, now)[0]
+                for p in self.spec_set.pools
+            ),
         )
         if key not in self._desired:
-            self._desired[key] = planner_desired(self.spec_set, now, pending)
+            self._desired[key] = planner_desired(self.spec_set, now, pending, histories)
         return self._desired[key]
+
+    # ---------------------------------------------------------- arrivals (queue-wait SLO)
+
+    def _learn_history(self) -> None:
+        """Count the earlier weeks' jobs as the arrival store would have, watched throughout."""
+        for trace in self.history:
+            self._count_arrival(trace.event)
+        weeks = {week_and_slot(trace.event.created_at)[0] for trace in self.history}
+        for week in weeks:
+            for name in self._slo_names:
+                self.arrivals.observed_from.setdefault(name, {})[week] = 0
+
+    def _count_arrival(self, event: JobEvent) -> None:
+        pool = self._pool_of(event)
+        if pool is not None:
+            self.arrivals.record(pool, event.created_at, event.run_id)
+
+    def _pool_of(self, event: JobEvent) -> str | None:
+        """The pool a job counts for (the demand book's rule), if it has an objective."""
+        spec = next((p for p in self._ordered_specs if p.serves(event)), None)
+        if spec is None or spec.name not in self._slo_names:
+            return None
+        return spec.name
+
+    @functools.cached_property
+    def _ordered_specs(self) -> list[PoolDemandSpec]:
+        return sorted(
+            (PoolDemandSpec.of(pool) for pool in self.spec_set.pools),
+            key=lambda pool: (len(pool.labels), pool.name),
+        )
+
+    @functools.cached_property
+    def _slo_names(self) -> frozenset[str]:
+        return frozenset(pool.metadata.name for pool in self.slo_pools)
+
+    def _histories(self, now: datetime.datetime) -> dict[str, ArrivalHistory]:
+        """What the arrival store would load now (the controller watches every week it runs)."""
+        week, slot = week_and_slot(now)
+        books = self.arrivals
+        histories = {}
+        for name in self._slo_names:
+            watched = books.observed_from.setdefault(name, {})
+            watched.setdefault(week, slot)
+            histories[name] = ArrivalHistory(
+                books.counts.setdefault(name, {}), watched, books.squares.setdefault(name, {})
+            )
+        return histories
 
     def _apply(self, actions: tuple[Action, ...], by_arn: dict[str, Runner]) -> None:
         """Execute the plan's runner-task actions (the world re-checks idleness on stop)."""
@@ -282,12 +374,15 @@ class PlannerPolicy(Policy):
 
 
 def planner_desired(
-    spec_set: SpecSet, now: datetime.datetime, pending: dict[str, int] | None = None
+    spec_set: SpecSet,
+    now: datetime.datetime,
+    pending: dict[str, int] | None = None,
+    arrivals: dict[str, ArrivalHistory] | None = None,
 ) -> DesiredState:
     """`render_desired`, with every capacity provider `managed`: in the simulator instances
-    belong to the world (`BinPackScaler` packs with the reconciler's own `pack`), so the
-    planner decides runner tasks only."""
-    desired = render_desired(spec_set, now, REGION, pending)
+    belong to the world (`BinPackScaler` packs with the reconciler's own `pack`, keeping the
+    spare room a queue-wait objective asks for), so the planner decides runner tasks only."""
+    desired = render_desired(spec_set, now, REGION, pending, arrivals)
     providers = {
         name: dataclasses.replace(provider, scaling="managed")
         for name, provider in desired.capacity_providers.items()
@@ -347,13 +442,14 @@ def observed_world(desired: DesiredState) -> ObservedState:
 
 
 def without_idle_pool(spec_set: SpecSet) -> SpecSet:
-    """The spec set with every pool at min 0, idle 0 and no schedules (the reactive policy)."""
+    """The spec set with every pool at min 0, idle 0, no schedules and no queue-wait objective
+    (the reactive policy)."""
     resources = []
     for loaded in spec_set.resources:
         resource = loaded.resource
         if isinstance(resource, RunnerPool):
             scaling = resource.spec.scaling.model_copy(
-                update={"min": 0, "idle": 0, "schedules": []}
+                update={"min": 0, "idle": 0, "schedules": [], "slo": None}
             )
             spec = resource.spec.model_copy(update={"scaling": scaling})
             resource = resource.model_copy(update={"spec": spec})
@@ -504,20 +600,26 @@ def peak_concurrency(world: World) -> dict[str, int]:
 POLICY_NAMES = ("static", "reactive", "ecs-managed", "arc", "tagr", "reconciler")
 
 
-def make_policy(name: str, spec_set: SpecSet, parameters: SimulationParameters) -> Policy:
-    """A fresh policy by name; raises UnknownPolicy."""
+def make_policy(
+    name: str,
+    spec_set: SpecSet,
+    parameters: SimulationParameters,
+    history: Sequence[TraceJob] = (),
+) -> Policy:
+    """A fresh policy by name; raises UnknownPolicy. `history` (jobs of earlier weeks) is what
+    the planner-driven policies' queue-wait objectives learned before the trace starts."""
     builders: dict[str, Callable[[], Policy]] = {
         "static": lambda: StaticPolicy(parameters),
         "reactive": lambda: PlannerPolicy(
             "reactive", without_idle_pool(spec_set), BinPackScaler(parameters), parameters
         ),
         "ecs-managed": lambda: PlannerPolicy(
-            "ecs-managed", spec_set, ManagedScaling(spec_set, parameters), parameters
+            "ecs-managed", spec_set, ManagedScaling(spec_set, parameters), parameters, history
         ),
         "arc": lambda: ArcPolicy(BinPackScaler(parameters), parameters),
         "tagr": lambda: TagrPolicy(parameters),
         "reconciler": lambda: PlannerPolicy(
-            "reconciler", spec_set, BinPackScaler(parameters), parameters
+            "reconciler", spec_set, BinPackScaler(parameters), parameters, history
         ),
     }
     if name not in builders:

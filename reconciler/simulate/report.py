@@ -74,6 +74,7 @@ class PolicyReport:
                 "instance": round(totals.instance_s / 3600, 1),
                 "instance_vcpu": round(totals.vcpu_s / 3600, 1),
             },
+            "cost_usd": round(totals.usd, 2),
             "runners_started": totals.runners_started,
             "instances_launched": totals.instances_launched,
             "unserved_jobs": self.unserved,
@@ -97,12 +98,13 @@ def run_policy(
     spec_set: SpecSet,
     parameters: SimulationParameters,
     progress: Callable[[float], None] | None = None,
+    history: Sequence[TraceJob] = (),
 ) -> PolicyReport:
-    """Replay the jobs under one policy."""
+    """Replay the jobs under one policy (`history`: earlier weeks' jobs, learned from)."""
     world = World(
         jobs,
         [SimPool.of(pool) for pool in spec_set.pools],
-        make_policy(name, spec_set, parameters),
+        make_policy(name, spec_set, parameters, history),
         parameters,
         progress,
     )
@@ -137,6 +139,7 @@ def render_text(reports: Sequence[PolicyReport]) -> str:
             "idle/busy",
             "instance h",
             "vCPU h",
+            "USD",
         )
     ]
     for item in data:
@@ -153,6 +156,7 @@ def render_text(reports: Sequence[PolicyReport]) -> str:
                 f"{100 * hours['idle_to_busy']:.0f}%",
                 f"{hours['instance']:.0f}",
                 f"{hours['instance_vcpu']:.0f}",
+                f"{item['cost_usd']:.0f}",
             )
         )
     out = [_table(rows)]

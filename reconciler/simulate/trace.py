@@ -3,7 +3,10 @@
 `generate_trace` writes a deterministic synthetic week (or any number of days): Poisson
 arrivals per repository with weekday / business-hour seasonality (Asia/Tokyo, like the
 example specs' schedules), workflow runs of several jobs, a noisy repository firing large
-matrix bursts, and lognormal (long-tailed) job durations. Each job yields a `queued`, an
+matrix bursts, and lognormal (long-tailed) job durations. A `WeekShape` other than the
+default (`SHAPES`) adds what the generator's week lacks: `surge-storm` has a Monday-morning
+surge, a daily 03:00 cron storm and a repository firing 400-job matrices into the shared
+organization pool. Each job yields a `queued`, an
 `in_progress` and a `completed` payload in GitHub's own shape, so an exported real trace
 reads the same way.
 
@@ -16,10 +19,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import json
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -100,15 +104,78 @@ def seasonality(moment: datetime.datetime) -> float:
     return 0.04
 
 
+def monday_surge(moment: datetime.datetime) -> float:
+    """`seasonality`, with Monday 08:30-11:00 (Tokyo) at 2.5 times the peak: the week's
+    first pushes, merges and re-runs after the weekend."""
+    local = moment.astimezone(TRACE_TIMEZONE)
+    if local.weekday() == 0 and (8, 30) <= (local.hour, local.minute) < (11, 0):
+        return 2.5
+    return seasonality(moment)
+
+
+@dataclass(frozen=True)
+class CronStorm:
+    """Scheduled workflows of every repository firing at the same local time each day."""
+
+    hour: int  # Tokyo time
+    minute: int
+    runs_per_repository: tuple[int, int]  # uniform, inclusive
+    spread_s: float  # GitHub starts scheduled runs late by seconds to minutes under load
+
+
+@dataclass(frozen=True)
+class WeekShape:
+    """What a generated trace looks like beyond its repositories' own rates."""
+
+    name: str
+    seasonality: Callable[[datetime.datetime], float]
+    peak: float = 1.0  # the largest value of `seasonality` (arrivals are thinned from it)
+    storms: tuple[CronStorm, ...] = ()
+    repositories: tuple[RepositoryProfile, ...] = REPOSITORIES
+
+
+#: the shared organization pool's matrix builder: 400 jobs about twice a working day
+MATRIX_REPOSITORY = "platform/e2e"
+SHAPES = {
+    "generated": WeekShape("generated", seasonality),
+    "surge-storm": WeekShape(
+        "surge-storm",
+        monday_surge,
+        peak=2.5,
+        storms=(CronStorm(3, 0, (2, 6), 90.0),),
+        repositories=(
+            *REPOSITORIES,
+            RepositoryProfile(
+                MATRIX_REPOSITORY,
+                DIND,
+                0.5,
+                (1, 2),
+                5,
+                bursts_per_peak_hour=0.2,
+                burst_jobs=(380, 420),
+            ),
+        ),
+    ),
+}
+
+
 def generate_trace(
-    days: int, seed: int, start: datetime.datetime = DEFAULT_START
+    days: int,
+    seed: int,
+    start: datetime.datetime = DEFAULT_START,
+    shape: WeekShape = SHAPES["generated"],
 ) -> Iterator[dict[str, Any]]:
     """Every webhook payload of the synthetic trace, in delivery (event time) order."""
     jobs: list[tuple[RepositoryProfile, int, float, float, float]] = []
     end = start.timestamp() + days * 86400
-    for profile in REPOSITORIES:
+    for profile in shape.repositories:
         rng = random.Random(f"{seed}:{profile.full_name}")
-        for created, size in _runs(profile, rng, start.timestamp(), end):
+        cron = random.Random(f"{seed}:{profile.full_name}:cron")
+        runs = itertools.chain(  # lazily: each run's draws follow its arrival's, as before
+            _runs(profile, rng, start.timestamp(), end, shape),
+            _storm_runs(profile, cron, start, days, shape),
+        )
+        for created, size in runs:
             run_id = rng.randrange(10**9, 10**10)
             for _ in range(size):
                 queued = created + rng.uniform(0, 3)
@@ -135,7 +202,7 @@ def generate_trace(
 
 
 def _runs(
-    profile: RepositoryProfile, rng: random.Random, start: float, end: float
+    profile: RepositoryProfile, rng: random.Random, start: float, end: float, shape: WeekShape
 ) -> Iterator[tuple[float, int]]:
     """(created, jobs) of every workflow run: thinned Poisson arrivals, bursts included."""
     for rate, sizes in (
@@ -146,12 +213,36 @@ def _runs(
             continue
         moment = start
         while True:
-            moment += rng.expovariate(rate / 3600)
+            moment += rng.expovariate(rate * shape.peak / 3600)
             if moment >= end:
                 break
             instant = datetime.datetime.fromtimestamp(moment, datetime.UTC)
-            if rng.random() < seasonality(instant):
+            if rng.random() < shape.seasonality(instant) / shape.peak:
                 yield moment, rng.randint(*sizes)
+
+
+def _storm_runs(
+    profile: RepositoryProfile,
+    rng: random.Random,
+    start: datetime.datetime,
+    days: int,
+    shape: WeekShape,
+) -> list[tuple[float, int]]:
+    """(created, jobs) of the repository's scheduled runs in each day's cron storms."""
+    runs = []
+    first = start.astimezone(TRACE_TIMEZONE).replace(hour=0, minute=0, second=0, microsecond=0)
+    for storm in shape.storms:
+        for day in range(days + 1):
+            local = (first + datetime.timedelta(days=day)).replace(
+                hour=storm.hour, minute=storm.minute
+            )
+            at = local.timestamp()
+            if not start.timestamp() <= at < start.timestamp() + days * 86400:
+                continue
+            for _ in range(rng.randint(*storm.runs_per_repository)):
+                size = rng.randint(*profile.jobs_per_run)
+                runs.append((at + rng.uniform(0, storm.spread_s), size))
+    return runs
 
 
 def _iso(epoch: float) -> str:

@@ -161,6 +161,7 @@ class Totals:
     starting_s: float = 0.0
     instance_s: float = 0.0
     vcpu_s: float = 0.0
+    usd: float = 0.0  # instance cost (SimulationParameters.usd_per_hour)
     runners_started: int = 0
     instances_launched: int = 0
     # (time, queued jobs, runners, busy runners, instances)
@@ -481,6 +482,7 @@ class World:
         seconds = self.now - instance.launched
         self.totals.instance_s += seconds
         self.totals.vcpu_s += seconds * instance.type.vcpus
+        self.totals.usd += seconds / 3600 * self.parameters.usd_per_hour(instance.type)
 
 
 def new_instances_needed(

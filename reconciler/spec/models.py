@@ -228,13 +228,7 @@ class IdleSchedule(SpecModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"{value!r} is not an IANA time zone (for example Asia/Tokyo, Europe/Berlin, UTC)"
-            ) from None
-        return value
+        return _known_timezone(value)
 
     @model_validator(mode="after")
     def _window_not_empty(self) -> IdleSchedule:
@@ -247,6 +241,91 @@ class IdleSchedule(SpecModel):
         return self
 
 
+DURATION = r"^[1-9]\d{0,5}(s|m)$"
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds of a duration like `30s` or `2m` (validated by DURATION)."""
+    return int(value[:-1]) * (60 if value.endswith("m") else 1)
+
+
+class SloWindow(SpecModel):
+    """When the queue-wait objective applies (local time, [from, to)); outside, floors only."""
+
+    days: list[Weekday] = Field(min_length=1, max_length=7)
+    from_: str = Field(alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM")
+    to: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="HH:MM or 24:00")
+    timezone: str = Field(description="IANA time zone, for example Asia/Tokyo.")
+
+    @field_validator("days")
+    @classmethod
+    def _unique_days(cls, values: list[str]) -> list[str]:
+        return _unique_items(values)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return _known_timezone(value)
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> SloWindow:
+        if self.from_ >= self.to:
+            raise FieldProblem(
+                ("to",),
+                f"window {self.from_}-{self.to} is empty: 'to' must be after 'from' "
+                "(split a window across midnight into two windows, ending at 24:00)",
+            )
+        return self
+
+
+class RunnerStartup(SpecModel):
+    """How long a runner takes from the decision to online (webhook, cycle, pull, start,
+    registration): on an instance that has room, and when a new instance must boot first."""
+
+    warm_instance: str = Field(default="25s", pattern=DURATION, description="e.g. 25s")
+    new_instance: str = Field(default="95s", pattern=DURATION, description="e.g. 95s or 2m")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RunnerStartup:
+        if duration_seconds(self.new_instance) < duration_seconds(self.warm_instance):
+            raise FieldProblem(
+                ("newInstance",),
+                f"newInstance ({self.new_instance}) must be >= warmInstance "
+                f"({self.warm_instance}): a new instance adds its boot to the start",
+            )
+        return self
+
+
+class QueueWaitSlo(SpecModel):
+    """Size the warm pool so that a job waits at most `queueWait` with `percentile`% chance,
+    from the arrival rate learned per 5-minute slot of the week (`reconciler.plan.slo`)."""
+
+    queue_wait: str = Field(pattern=DURATION, description="Target queue wait, e.g. 30s.")
+    percentile: float = Field(
+        default=90, ge=50, le=99.9, description="Share of jobs (%) within queueWait."
+    )
+    windows: list[SloWindow] = Field(
+        default_factory=list, max_length=50, description="When it applies; empty: always."
+    )
+    startup: RunnerStartup = Field(default_factory=RunnerStartup)
+    decay: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Weight of each older week's arrivals relative to the next (1: equal).",
+    )
+
+    @field_validator("percentile", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @property
+    def queue_wait_seconds(self) -> int:
+        """The target in seconds."""
+        return duration_seconds(self.queue_wait)
+
+
 class Scaling(SpecModel):
     """Pool size bounds, warm idle runners, and the per-repository fairness cap."""
 
@@ -256,6 +335,11 @@ class Scaling(SpecModel):
     schedules: list[IdleSchedule] = Field(default_factory=list, max_length=50)
     max_per_repository: int | None = Field(
         default=None, ge=1, description="Pending jobs of one repository counted at most."
+    )
+    slo: QueueWaitSlo | None = Field(
+        default=None,
+        description="Queue-wait objective: warm runners sized from learned arrivals; "
+        "idle and schedules remain floors.",
     )
 
     @model_validator(mode="after")
@@ -532,6 +616,16 @@ KINDS: dict[str, type[RunnerPool] | type[CapacityProvider]] = {
     "RunnerPool": RunnerPool,
     "CapacityProvider": CapacityProvider,
 }
+
+
+def _known_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not an IANA time zone (for example Asia/Tokyo, Europe/Berlin, UTC)"
+        ) from None
+    return value
 
 
 def _unique_items(values: list[str], case_insensitive: bool = False) -> list[str]:
