@@ -129,7 +129,9 @@ def test_failover_between_two_processes(moto: MotoServer) -> None:
             line = second.stdout.readline()
             assert line.startswith("LEADER two")
             took_over_after = float(line.split()[2]) - killed_at
-            assert took_over_after <= 2.0 + 0.25 + 0.5, took_over_after
+            # a lease duration after the last renewal it saw, plus a retry period; the slack
+            # is for a loaded 2-core machine, where scheduling the processes takes seconds
+            assert took_over_after <= 2.0 + 0.25 + 3.0, took_over_after
         finally:
             second.kill()
             second.wait()
