@@ -175,7 +175,7 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float) -> int:
             loop.start()
             deadline = time.monotonic() + timeout
             warm = time.monotonic() + 60
-            while world_idle_runners(world, sampler) < IDLE:  # the warm pool is up
+            while world.online_runners < IDLE:  # the warm pool is up
                 if time.monotonic() > warm:
                     raise SystemExit("burst: the idle runners never came online")
                 world.tick()
@@ -212,10 +212,14 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float) -> int:
     ssm = {k: v for k, v in calls.items() if k.startswith("ssm:") and v}
     print(f"burst: {jobs} queued jobs, {jobs} deliveries sent in {delivered:.1f}s")
     print("seconds from the first delivery | 25% | 50% | 75% | 100%")
-    print("tasks requested (listed)        | " + " | ".join(
-        quarters(lambda n: first_reaching(listed, n), jobs)))
-    print("tasks RUNNING                   | " + " | ".join(
-        quarters(lambda n: first_reaching(running, n), jobs)))
+    print(
+        "tasks requested (listed)        | "
+        + " | ".join(quarters(lambda n: first_reaching(listed, n), jobs))
+    )
+    print(
+        "tasks RUNNING                   | "
+        + " | ".join(quarters(lambda n: first_reaching(running, n), jobs))
+    )
     print("jobs started on a runner        | " + " | ".join(quarters(job_time, jobs)))
     print(
         f"calls: RunTask {calls.get('ecs:RunTask', 0)}, GitHub {github_after - github_before}, "
@@ -226,11 +230,6 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float) -> int:
     if missing:
         print(f"burst: {missing} job(s) not started within {timeout:.0f}s")
     return 0 if not missing else 1
-
-
-def world_idle_runners(world: GitHubWorld, sampler: Sampler) -> int:
-    """Runners online in the world (the warm pool, before the burst)."""
-    return len(world._runners)  # noqa: SLF001 - a bench reads the simulation's state
 
 
 if __name__ == "__main__":
