@@ -82,7 +82,7 @@ def specs_in(directory: Path, jobs: int) -> Path:
 class Sampler(threading.Thread):
     """Every `period` seconds: our runner tasks listed (requested) and RUNNING, read-only."""
 
-    def __init__(self, sandbox: Sandbox, period: float = 0.25) -> None:
+    def __init__(self, sandbox: Sandbox, period: float = 0.5) -> None:
         super().__init__(name="burst-sampler", daemon=True)
         self.ecs = sandbox.clients(read_only=True).ecs
         self.period = period
@@ -133,7 +133,8 @@ def main() -> int:
     instances = math.ceil((args.jobs + 2 * IDLE) / TASKS_PER_INSTANCE) + 1
     with tempfile.TemporaryDirectory() as tmp:
         specs = specs_in(Path(tmp), args.jobs)
-        with Sandbox([specs], github=True) as sandbox:
+        # moto in its own process, as AWS is: its work does not take this process's GIL
+        with Sandbox([specs], github=True, mode="process") as sandbox:
             room_for(sandbox, instances)
             return run_burst(sandbox, specs, args.jobs, args.timeout)
 

@@ -117,6 +117,7 @@ class GitHubWorld:
     _runners: dict[str, _Runner] = field(default_factory=dict)
     _done: set[str] = field(default_factory=set)
     _waiting: dict[str, float] = field(default_factory=dict)  # task ARN -> first wait
+    _next_look: dict[str, float] = field(default_factory=dict)  # task ARN -> next look
     _ssm: Any = None  # one client for every runner's SSM calls (creating one takes ~50 ms)
     _outbox: deque[dict[str, Any]] = field(default_factory=deque)
     hook: str | None = None  # the API path of the hook deliveries go through
@@ -211,6 +212,9 @@ class GitHubWorld:
         if parameter is None or scope is None:
             self._done.add(task["taskArn"])  # not a JIT runner: nothing to simulate
             return
+        if self.clock() < self._next_look.get(task["taskArn"], 0.0):
+            return  # the entrypoint looks once a second
+        self._next_look[task["taskArn"]] = self.clock() + 1.0
         if self._ssm is None:
             self._ssm = self.clients.client("ssm")
         ssm = self._ssm
@@ -231,6 +235,7 @@ class GitHubWorld:
             self._waiting.pop(task["taskArn"], None)
             return
         self._waiting.pop(task["taskArn"], None)
+        self._next_look.pop(task["taskArn"], None)
         ssm.delete_parameter(Name=parameter)
         self.jit_configs.append(value)
         name = json.loads(base64.b64decode(value))["name"]
