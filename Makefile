@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml requirements/dev.txt
 venv: $(STAMP) ## create .venv from the lock file (requirements/dev.txt), with the package in it
 
 lock: $(STAMP) ## re-resolve requirements/*.txt (hashes included) from pyproject.toml's ranges
-	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --extra dev --output-file requirements/dev.txt pyproject.toml
-	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --output-file requirements/runtime.txt pyproject.toml
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --extra dev --output-file requirements/dev.txt pyproject.toml
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --output-file requirements/runtime.txt pyproject.toml
+	# a machine's own --find-links (pip.conf) is no part of the lock; Renovate refuses --no-emit-find-links
+	sed -i -e '/^--find-links /{N;d;}' requirements/dev.txt requirements/runtime.txt
 
 run: $(STAMP) ## the controller on the embedded sandbox, with a live view of pools and runners (Ctrl-C stops)
 	$(BIN)/ecs-reconciler sandbox live

@@ -13,6 +13,11 @@ The executor installs the fence for the thread that applies (`fenced`); other th
 webhook receiver writing demand, the lease thread itself) are not fenced. Without a fence
 installed (a single replica, `apply` from the CLI) every call passes.
 
+What it cannot do: a request whose check passed is sent even if the process is paused
+between the check and the send; the margin between the renew deadline and the lease
+duration covers such a pause only if it is shorter than that margin. ECS and GitHub take no
+fencing token that could refuse the late request server-side.
+
 This module is the bottom layer: it knows nothing about leases, AWS or GitHub.
 """
 

@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws.observe import Observer
 from .demand import DemandBook, PoolDemandSpec
+from .demand.scaleset import ScaleSetDemand
 from .github.client import GitHubError
 from .github.registry import GitHubRunnerStates
 from .github.releases import RunnerVersionWatch
@@ -57,6 +58,7 @@ def plan_cycle(
     now: datetime.datetime,
     demand: DemandBook | None = None,
     versions: RunnerVersionWatch | None = None,
+    scale_set_demand: ScaleSetDemand | None = None,
     expectations: Expectations | None = None,
 ) -> Cycle:
     """Run one read-only cycle at `now` (schedules, ages) and return its plan (nothing is
@@ -67,11 +69,16 @@ def plan_cycle(
 
     With a demand book, its queued jobs (refreshed from its store) raise each pool's target;
     if the store cannot be read, the last demand known is used and the plan says so. With a
-    version watch, pools whose runner version is stale get a warning note.
+    version watch, pools whose runner version is stale get a warning note. Pools whose
+    ``demand.source`` is ``scaleSet`` take their pending jobs from `scale_set_demand` (their
+    scale set's statistics) instead of the book.
     """
     spec_set = load_specs(spec_paths)
-    demand_pools = tuple(PoolDemandSpec.of(pool) for pool in spec_set.pools)
-    pending, notes = None, []
+    demand_pools = tuple(
+        PoolDemandSpec.of(pool) for pool in spec_set.pools if pool.spec.demand.source == "webhook"
+    )
+    pending: dict[str, int] | None = None
+    notes = []
     if demand is not None:
         try:
             demand.load(demand_pools)
@@ -79,6 +86,11 @@ def plan_cycle(
             log.warning("demand store unreadable, using the last demand known: %s", error)
             notes.append(Note("warning", f"queued jobs not refreshed (demand store: {error})"))
         pending = demand.pending(demand_pools)
+    if scale_set_demand is not None:
+        scale_set_names = [
+            p.metadata.name for p in spec_set.pools if p.spec.demand.source == "scaleSet"
+        ]
+        pending = {**(pending or {}), **scale_set_demand.pending(scale_set_names)}
     desired = render_desired(spec_set, now, observer.clients.region, pending)
     observed = observer.observe(desired)
     runner_states = runner_source.states([*observed.tasks, *observed.stopped_tasks])

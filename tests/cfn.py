@@ -75,10 +75,9 @@ class Deployment:
                 value = [v for v in str(value).split(",")] if isinstance(value, str) else value
             values[name] = value
         self.values = values
-        self.conditions = {
-            name: bool(self.evaluate(expression))
-            for name, expression in self.template.get("Conditions", {}).items()
-        }
+        self.conditions: dict[str, bool] = {}
+        for name in self.template.get("Conditions", {}):
+            self.condition(name)  # conditions may refer to conditions declared before them
 
     def condition(self, name: str) -> bool:
         if name not in self.conditions:
@@ -110,6 +109,8 @@ class Deployment:
                 return all(self.evaluate(a) for a in argument)
             if function == "Fn::Or":
                 return any(self.evaluate(a) for a in argument)
+            if function in ("Condition", "Fn::Condition"):  # another condition, by name
+                return self.condition(argument)
             if function == "Condition":
                 return self.condition(argument)
         raise ValueError(f"unsupported condition expression {expression!r}")

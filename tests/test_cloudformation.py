@@ -264,6 +264,15 @@ def test_controller_runs_two_replicas_with_leader_election(stack: Deployment) ->
     assert controller_container(stack)["Image"] == REQUIRED["ControllerImage"]
 
 
+def test_failed_deliveries_are_redelivered_only_with_webhooks_and_a_hook_path() -> None:
+    hook = "/orgs/acme/hooks/42"
+    command = controller_container(deployment(webhooks=True, WebhookHookPath=hook))["Command"]
+    assert command[command.index("--webhook-hook") + 1] == hook
+    assert "--webhook-hook" not in controller_container(deployment(webhooks=True))["Command"]
+    without = controller_container(deployment(WebhookHookPath=hook))["Command"]
+    assert "--webhook-hook" not in without, "no webhooks, nothing to redeliver"
+
+
 def test_controller_role_carries_exactly_the_derived_policy() -> None:
     tool = iam_policy()
     role = deployment().resources()["ControllerTaskRole"]["Properties"]

@@ -34,6 +34,8 @@ from reconciler.sandbox.scenario import Sandbox
 
 from .conftest import edit, run_cli
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 TOKEN = "test-token"
 CLUSTER = "ci-runners"
 TIMING = LeaseConfig(name="fencing", lease_duration=15.0, renew_deadline=10.0, retry_period=2.0)

@@ -19,6 +19,8 @@ from reconciler.plan.state import (
 )
 from reconciler.sandbox.github_server import FakeGitHub
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 TOKEN = "test-token"
 ORG = "/orgs/acme"
 STARTED = 1_000.0

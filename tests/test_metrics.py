@@ -5,6 +5,7 @@ exposition over a real socket."""
 from __future__ import annotations
 
 import datetime
+import json
 import threading
 import time
 import urllib.request
@@ -19,6 +20,7 @@ from reconciler.controller.metrics import NO_POOL_JOBS, ControllerMetrics
 from reconciler.controller.server import ControllerServer
 from reconciler.controller.status import StatusBoard
 from reconciler.counting import CallCounter
+from reconciler.github.scaleset.messages import ScaleSetMessage, parse_message
 from reconciler.plan.actions import Action, Note, Phase, Plan, PoolSummary
 from reconciler.plan.versions import VersionCheck
 
@@ -84,7 +86,28 @@ def populated_metrics() -> ControllerMetrics:
     metrics.record_job_completed(
         "linux", "acme", "acme/app", started, started + datetime.timedelta(minutes=5)
     )
+    metrics.record_scale_set_message("arm", _scale_set_message())
     return metrics
+
+
+def _scale_set_message() -> ScaleSetMessage:
+    """A scale-set message with statistics and a job that started (for the series above)."""
+    started = {
+        "messageType": "JobStarted",
+        "runnerRequestId": 1,
+        "ownerName": "acme",
+        "repositoryName": "app",
+        "scaleSetAssignTime": "2026-11-30T01:00:01Z",
+        "runnerAssignTime": "2026-11-30T01:00:09Z",
+    }
+    return parse_message(
+        {
+            "messageId": 1,
+            "messageType": "RunnerScaleSetJobMessages",
+            "body": json.dumps([started]),
+            "statistics": {"totalAssignedJobs": 2, "totalRunningJobs": 1},
+        }
+    )
 
 
 def test_runner_gauges_per_pool() -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from .conftest import REPO, run_cli
 
+pytestmark = pytest.mark.e2e  # starts servers or processes
+
 AWS = {
     "AWS_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",

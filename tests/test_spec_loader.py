@@ -35,6 +35,7 @@ def test_defaults_are_explicit(spec_dir):
     assert pool.spec.deletion_policy == "Drain"
     assert pool.spec.rollout.max_surge == "25%"
     assert pool.spec.architecture == "x86_64"
+    assert pool.spec.demand.source == "webhook"
     assert pool.spec.logging.log_group == "/ecs-reconciler/runners"
     provider = spec_set.capacity_providers[0]
     assert provider.spec.managed_scaling.target_capacity == 100
@@ -212,6 +213,18 @@ BAD_POOLS = [
             "idle: 1\n    maxPerRepository: 3",
         ),
         "spec.scaling.maxPerRepository: maxPerRepository has no effect",
+    ),
+    (
+        "scale-set demand with a per-repository cap",
+        lambda t: replace(
+            t, "idle: 1", "idle: 1\n    maxPerRepository: 3\n  demand:\n    source: scaleSet"
+        ),
+        "spec.scaling.maxPerRepository: maxPerRepository needs webhook demand",
+    ),
+    (
+        "unknown demand source",
+        lambda t: replace(t, "idle: 1", "idle: 1\n  demand:\n    source: pubsub"),
+        "spec.demand.source",
     ),
     (
         "missing required",

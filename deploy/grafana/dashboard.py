@@ -307,6 +307,67 @@ def queued_jobs(y: int) -> timeseries.Panel:
     )
 
 
+# ---------------------------------------------------------------- runner scale sets
+
+
+def scale_set_jobs(y: int) -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title("Scale-set jobs and runners by pool")
+        .description(
+            "Pools whose demand comes from a runner scale set: jobs and runners by state in "
+            "the last message's statistics (assigned includes running: what the pool is "
+            "sized on; the desired count is 'Runners per pool'). ARC's gha_assigned_jobs, "
+            "gha_running_jobs, gha_busy_runners and gha_idle_runners."
+        )
+        .datasource(DATASOURCE)
+        .grid_pos(place(0, y, 12, 8))
+        .with_target(
+            query(
+                f"max by (pool, state) (ecs_reconciler_scale_set_jobs{{{POOL}, "
+                f'state=~"assigned|running|available"}})',
+                "{{pool}} {{state}} jobs",
+                "A",
+            )
+        )
+        .with_target(
+            query(
+                f"max by (pool, state) (ecs_reconciler_scale_set_runners{{{POOL}, "
+                f'state=~"busy|idle"}})',
+                "{{pool}} {{state}} runners",
+                "B",
+            )
+        )
+        .unit("short")
+        .min(0)
+        .decimals(0)
+        .legend(legend_table())
+    )
+
+
+def job_startup_p90(y: int) -> timeseries.Panel:
+    bucket = f"ecs_reconciler_job_startup_seconds_bucket{{{JOBS}}}"
+    return (
+        timeseries.Panel()
+        .title("Scale-set job startup p90 by pool")
+        .description(
+            "90th percentile of the time from a job being assigned to the pool's scale set "
+            "to a runner taking it (ARC's gha_job_startup_duration_seconds)."
+        )
+        .datasource(DATASOURCE)
+        .grid_pos(place(12, y, 12, 8))
+        .with_target(
+            query(
+                f"histogram_quantile(0.9, sum by (pool, le) (rate({bucket}[$__rate_interval])))",
+                "{{pool}}",
+            )
+        )
+        .unit("s")
+        .min(0)
+        .legend(legend_table())
+    )
+
+
 # ---------------------------------------------------------------- runners and jobs
 
 
@@ -715,6 +776,11 @@ SECTIONS: tuple[tuple[str, int, Callable[[int], list[Any]]], ...] = (
         "Runners and jobs per pool",
         18,
         lambda y: [runners(y), executions(y), durations(y + 9), utilisation(y + 9)],
+    ),
+    (
+        "Runner scale sets",
+        8,
+        lambda y: [scale_set_jobs(y), job_startup_p90(y)],
     ),
     (
         "Usage per organization and repository (cost allocation)",

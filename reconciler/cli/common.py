@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..github.scaleset.pools import ScaleSetPools
+
 import argparse
 import datetime
 import json
@@ -170,15 +175,20 @@ def runner_version_watch(
 
 
 def runner_provisioner(
-    source: RunnerStateSource, clients: AwsClients, kms_key: str | None = None
+    source: RunnerStateSource,
+    clients: AwsClients,
+    kms_key: str | None = None,
+    scale_sets: ScaleSetPools | None = None,
 ) -> RunnerProvisioner:
     """JIT registrations through SSM with GitHub as the source (encrypted with `kms_key`,
-    --jit-kms-key); otherwise names only."""
+    --jit-kms-key; scale-set pools' runners from their scale set); otherwise names only."""
     from ..github.jit import JitProvisioner
     from ..github.registry import GitHubRunnerStates
 
     if isinstance(source, GitHubRunnerStates):
-        return JitProvisioner(source.client, clients.client("ssm"), kms_key=kms_key)
+        return JitProvisioner(
+            source.client, clients.client("ssm"), kms_key=kms_key, scale_sets=scale_sets
+        )
     return NamingProvisioner()
 
 

@@ -31,8 +31,10 @@ from ..demand import (
     Redeliverer,
     WebhookReceiver,
 )
+from ..demand.scaleset import ScaleSetDemand, ScaleSetListeners
 from ..demand.store import CLIENT_CONFIG
 from ..github.registry import GitHubRunnerStates
+from ..github.scaleset.pools import ScaleSetPools
 from ..plan.guard import GuardPolicy
 from ..spec.gitrev import GitRevisionError
 from .apply import add_guard_options
@@ -157,12 +159,16 @@ def run(args: argparse.Namespace) -> int:
         secret = os.environ.get(WEBHOOK_SECRET_ENV, "")
         demand = _demand_book(args, clients) if secret else None
         redeliverer = _redeliverer(args, demand, source)
+        is_leader = (lambda: elector.is_leader) if elector else (lambda: True)
+        scale_sets = (
+            ScaleSetPools(source.client) if isinstance(source, GitHubRunnerStates) else None
+        )
         controller = Controller(
             settings,
             clients,
             source,
-            provisioner=runner_provisioner(source, clients, args.jit_kms_key),
-            is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
+            provisioner=runner_provisioner(source, clients, args.jit_kms_key, scale_sets),
+            is_leader=is_leader,
             git=git,
             demand=demand,
             github=source.client if isinstance(source, GitHubRunnerStates) else None,
@@ -172,6 +178,12 @@ def run(args: argparse.Namespace) -> int:
             fence=elector,
             audit=QueuedJobAudit(source.client, demand)
             if demand is not None and isinstance(source, GitHubRunnerStates)
+            else None,
+            # pools with demand.source scaleSet: a listener each, only while this replica leads
+            scale_set_listeners=ScaleSetListeners(
+                scale_sets, ScaleSetDemand(), args.identity, is_leader
+            )
+            if scale_sets is not None
             else None,
         )
         receiver = (

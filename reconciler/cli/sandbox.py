@@ -29,10 +29,12 @@ from ..demand import (
     Redeliverer,
     WebhookReceiver,
 )
+from ..demand.scaleset import ScaleSetDemand, ScaleSetListeners
 from ..github import GitHubClient, TokenAuth
 from ..github.janitor import RunnerJanitor
 from ..github.jit import JitProvisioner
 from ..github.registry import GitHubRunnerStates
+from ..github.scaleset.pools import ScaleSetPools
 from ..plan.guard import GuardPolicy
 from ..plan.render_text import render_text
 from ..reconcile import plan_cycle
@@ -186,6 +188,10 @@ def serve(paths: list[str], webhook_url: str, burst_period: float) -> int:
     return EXIT_OK
 
 
+#: ANSI: cursor home, clear to the end of the screen (what a live display does, no library).
+HOME_AND_CLEAR = "\x1b[H\x1b[J"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -207,11 +213,15 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
         store = DynamoDemandStore(clients.client("dynamodb"))
         store.ensure_table()
         book = DemandBook(store)
+        scale_sets = ScaleSetPools(github)
         controller = Controller(
             ControllerSettings(spec_paths=paths, resync_interval=5.0),
             clients,
             states,
-            provisioner=JitProvisioner(github, ssm, kms_key=JIT_KEY_ALIAS),
+            provisioner=JitProvisioner(github, ssm, kms_key=JIT_KEY_ALIAS, scale_sets=scale_sets),
+            scale_set_listeners=ScaleSetListeners(
+                scale_sets, ScaleSetDemand(), "sandbox", lambda: True
+            ),
             demand=book,
             github=github,
             janitor=RunnerJanitor(states, ssm, grace=30.0),
@@ -247,7 +257,9 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
         print(
             f"simulated GitHub at {sandbox.github.url}; a burst of jobs every {burst_period:.0f}s"
         )
-        print(f"edit {', '.join(paths)} and watch it converge; Ctrl-C stops.", flush=True)
+        header = f"edit {', '.join(paths)} and watch it converge; Ctrl-C stops."
+        print(header, flush=True)
+        redraw = sys.stdout.isatty()
         shown = ""
         ends = time.monotonic() + duration if duration else None
         try:
@@ -259,11 +271,11 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
                 pools = view.split("\n\n", 1)[-1]  # redraw when pools change, not every cycle
                 jobs = _jobs_line(world)
                 instances = _instances_line(clients)
-                if queued or pools + instances != shown:
-                    print(
-                        f"\n{utc_now().astimezone():%H:%M:%S}  {jobs}\n{instances}\n{view}",
-                        flush=True,
-                    )
+                frame = f"{utc_now().astimezone():%H:%M:%S}  {jobs}\n{instances}\n{view}"
+                if redraw:  # a terminal: the view redraws in place every second
+                    print(f"{HOME_AND_CLEAR}{header}\n\n{frame}", end="", flush=True)
+                elif queued or pools + instances != shown:  # a log: lines when pools change
+                    print(f"\n{frame}", flush=True)
                     shown = pools + instances
                 time.sleep(1.0)
         except KeyboardInterrupt:

@@ -33,10 +33,13 @@ from ..demand import (
     Redeliverer,
     pool_for,
 )
+from ..demand.scaleset import ScaleSetListeners
 from ..fencing import Fence, LeaseLost
 from ..github.client import GitHubClient, GitHubError
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
+from ..github.scaleset.messages import ScaleSetMessage
+from ..github.scaleset.pools import scale_set_pools
 from ..plan.expectations import Expectations
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
@@ -179,6 +182,7 @@ class Controller:
         wall_clock: UtcClock = utc_now,
         redeliverer: Redeliverer | None = None,
         audit: QueuedJobAudit | None = None,
+        scale_set_listeners: ScaleSetListeners | None = None,
         fence: Fence | None = None,
     ) -> None:
         """`fence`: the lease (with leader election), checked by every mutating call."""
@@ -205,6 +209,9 @@ class Controller:
         self.redeliverer = redeliverer
         self.audit = audit
         self._demand_pools: tuple[PoolDemandSpec, ...] | None = None  # known after a cycle
+        self.scale_set_listeners = scale_set_listeners
+        if scale_set_listeners is not None and scale_set_listeners.on_message is None:
+            scale_set_listeners.on_message = self.on_scale_set_message
         self.fence = fence
         self.expectations = Expectations()
 
@@ -216,6 +223,8 @@ class Controller:
         """Finish the action in flight, then return from `run`."""
         self._stop.set()
         self.triggers.fire(Triggers.STOP)
+        if self.scale_set_listeners is not None:
+            self.scale_set_listeners.stop()
 
     @property
     def stopping(self) -> bool:
@@ -266,7 +275,14 @@ class Controller:
             demand=self.demand,
             versions=self.versions,
             expectations=self.expectations,
+            scale_set_demand=(
+                self.scale_set_listeners.demand if self.scale_set_listeners is not None else None
+            ),
         )
+        if self.scale_set_listeners is not None and cycle.spec_set.ok and not self.stopping:
+            # every replica keeps its listeners in step with the specs; each listens only
+            # while it leads (a spec that fails to load leaves the listeners as they were)
+            self.scale_set_listeners.sync(scale_set_pools(cycle.spec_set.pools))
         self.cycles += 1
         self._demand_pools = cycle.demand_pools
         if self.demand is not None:
@@ -363,6 +379,12 @@ class Controller:
                 name, event.organization, event.repository, event.started_at, event.at
             )
         self.triggers.fire(f"webhook: job {event.job_id} {event.action}")
+
+    def on_scale_set_message(self, pool: str, message: ScaleSetMessage) -> None:
+        """A scale set's message was recorded: its metrics, and reconcile soon."""
+        self.metrics.record_scale_set_message(pool, message)
+        kinds = ", ".join(sorted({job.kind for job in message.jobs})) or "statistics"
+        self.triggers.fire(f"scale set {pool}: {kinds}")
 
     def _apply(self, cycle: Cycle) -> ApplyResult:
         refused = refused_actions(cycle.plan, self.settings.guard)

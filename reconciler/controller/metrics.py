@@ -29,6 +29,14 @@ Series (label values in parentheses):
     ecs_reconciler_spec_errors                           gauge
     ecs_reconciler_aws_api_calls_total{service,operation}   counter
     ecs_reconciler_github_api_calls_total{endpoint}          counter
+    ecs_reconciler_scale_set_jobs{pool,state}            gauge  (available | acquired |
+                                                                  assigned | running)
+    ecs_reconciler_scale_set_runners{pool,state}         gauge  (registered | busy | idle)
+    ecs_reconciler_job_startup_seconds{pool,organization,repository}     histogram
+
+The scale-set series are those of ARC's listener (gha_assigned_jobs, gha_running_jobs,
+gha_registered/busy/idle_runners, gha_job_startup_duration_seconds), from each message's
+statistics and JobStarted events; the desired count is `runners_desired` (the planner's).
 
 Label cardinality is bounded by configuration, never by traffic: no label carries a job,
 run, task or runner ID. `pool` is bounded by the specs (plus `_cluster` for errors that
@@ -63,6 +71,7 @@ from prometheus_client import (
 )
 
 from ..aws.executor import ApplyResult
+from ..github.scaleset.messages import JOB_COMPLETED, JOB_STARTED, ScaleSetMessage
 from ..plan.actions import Plan
 from ..plan.versions import VersionCheck
 
@@ -73,6 +82,8 @@ RECONCILE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RUNNER_STATES = ("busy", "idle", "unknown", "failed")
 JOB_LABELS = ("pool", "organization", "repository")
+SCALE_SET_JOB_STATES = ("available", "acquired", "assigned", "running")
+SCALE_SET_RUNNER_STATES = ("registered", "busy", "idle")
 NO_POOL = "_cluster"  # errors of actions and notes that belong to no pool
 OTHER_REPOSITORY = "_other"  # repositories beyond max_repositories
 OTHER_ORGANIZATION = "_other"  # organizations beyond max_organizations
@@ -195,6 +206,26 @@ class ControllerMetrics:
             ["endpoint"],
             registry=r,
         )
+        self.scale_set_jobs = Gauge(
+            PREFIX + "scale_set_jobs",
+            "Jobs of a pool's runner scale set by state, from its last message's statistics "
+            "(assigned includes running: what the pool is sized on).",
+            ["pool", "state"],
+            registry=r,
+        )
+        self.scale_set_runners = Gauge(
+            PREFIX + "scale_set_runners",
+            "Runners of a pool's scale set as GitHub counts them (registered | busy | idle).",
+            ["pool", "state"],
+            registry=r,
+        )
+        self.job_startup = Histogram(
+            PREFIX + "job_startup_seconds",
+            "Time from a job being assigned to the pool's scale set to a runner taking it.",
+            JOB_LABELS,
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._pools: set[str] = set()
         self._queued: set[tuple[str, str, str]] = set()
@@ -255,6 +286,10 @@ class ControllerMetrics:
             _remove(gauge, pool)
         for state in RUNNER_STATES:
             _remove(self.runners, pool, state)
+        for state in SCALE_SET_JOB_STATES:
+            _remove(self.scale_set_jobs, pool, state)
+        for state in SCALE_SET_RUNNER_STATES:
+            _remove(self.scale_set_runners, pool, state)
         for key in [key for key in self._queued if key[0] == pool]:
             _remove(self.queued_jobs, *key)
             self._queued.discard(key)
@@ -322,6 +357,41 @@ class ControllerMetrics:
         labels = self._labels(pool, organization, repository)
         self.job_duration.labels(*labels).observe(seconds)
         self.runner_seconds.labels(*labels).inc(seconds)
+
+    def record_scale_set_message(self, pool: str, message: ScaleSetMessage) -> None:
+        """A scale set's message: its statistics, and its jobs that started or completed."""
+        stats = message.statistics
+        jobs = (
+            stats.total_available_jobs,
+            stats.total_acquired_jobs,
+            stats.total_assigned_jobs,
+            stats.total_running_jobs,
+        )
+        for state, count in zip(SCALE_SET_JOB_STATES, jobs, strict=True):
+            self.scale_set_jobs.labels(pool, state).set(count)
+        runners = (
+            stats.total_registered_runners,
+            stats.total_busy_runners,
+            stats.total_idle_runners,
+        )
+        for state, count in zip(SCALE_SET_RUNNER_STATES, runners, strict=True):
+            self.scale_set_runners.labels(pool, state).set(count)
+        for job in message.of_kind(JOB_STARTED):
+            if job.runner_assign_time is None:
+                continue
+            if job.queue_time is not None:
+                self.record_job_started(
+                    pool, job.owner_name, job.repository, job.queue_time, job.runner_assign_time
+                )
+            if job.scale_set_assign_time is not None:
+                startup = (job.runner_assign_time - job.scale_set_assign_time).total_seconds()
+                labels = self._labels(pool, job.owner_name, job.repository)
+                self.job_startup.labels(*labels).observe(max(0.0, startup))
+        for job in message.of_kind(JOB_COMPLETED):
+            if job.runner_assign_time is not None and job.finish_time is not None:
+                self.record_job_completed(
+                    pool, job.owner_name, job.repository, job.runner_assign_time, job.finish_time
+                )
 
     def _labels(self, pool: str, organization: str, repository: str) -> tuple[str, str, str]:
         """(pool, organization, repository) labels within the caps (see the module doc)."""

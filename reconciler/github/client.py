@@ -234,6 +234,22 @@ class JitConfig:
     encoded_jit_config: str = field(repr=False)
 
 
+@dataclass(frozen=True)
+class RegistrationToken:
+    """A runner registration token (secret) and its expiry (epoch seconds, None if unsaid)."""
+
+    token: str = field(repr=False)
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AdminConnection:
+    """The Actions service's base URL and an admin token for it (a JWT, secret)."""
+
+    url: str
+    token: str = field(repr=False)
+
+
 @dataclass
 class _Cached:
     etag: str
@@ -361,6 +377,53 @@ class GitHubClient:
             raise RunnerBusy(422, "DELETE", _template(endpoint), _message(response))
         self._check(response, endpoint)
         return True
+
+    # -- runner scale sets: the way into the Actions service ---------------------------------
+
+    def create_registration_token(self, scope: Scope) -> RegistrationToken:
+        """``POST {scope}/actions/runners/registration-token`` (201): a one-hour token that
+        `runner_registration` exchanges for the Actions service's URL and admin token."""
+        endpoint = f"POST {scope.template}/actions/runners/registration-token"
+        url = f"{self.api_url}{scope.path}/actions/runners/registration-token"
+        body = self._json("POST", endpoint, url, None)
+        expires = body.get("expires_at")
+        return RegistrationToken(
+            str(body["token"]),
+            datetime.datetime.fromisoformat(expires).timestamp() if expires else None,
+        )
+
+    def runner_registration(self, config_url: str, token: RegistrationToken) -> AdminConnection:
+        """``POST {api}/actions/runner-registration`` with ``Authorization: RemoteAuth <token>``
+        and ``{"url": config_url, "runner_event": "register"}``: the Actions service's URL
+        and an admin token (a JWT). Not counted against the REST rate limit by GitHub, but
+        counted in `calls` like every request.
+
+        A 401/403 right after the token was made is retried (the token propagates), as
+        actions/scaleset does; other errors raise `GitHubError`.
+        """
+        endpoint = "POST /actions/runner-registration"
+        url = f"{self.api_url}/actions/runner-registration"
+        attempt = 0
+        while True:
+            response = self._send(
+                "POST",
+                endpoint,
+                url,
+                json={"url": config_url, "runner_event": "register"},
+                authorization=f"RemoteAuth {token.token}",
+            )
+            if response.status_code in (401, 403) and attempt < self.max_retries:
+                self._sleep(self._backoff_delay(attempt))
+                attempt += 1
+                continue
+            self._check(response, endpoint)
+            body = response.json()
+            service_url, admin_token = body.get("url"), body.get("token")
+            if not service_url or not admin_token:
+                raise GitHubError(
+                    response.status_code, "POST", _template(endpoint), "answer lacks url or token"
+                )
+            return AdminConnection(str(service_url), str(admin_token))
 
     # -- releases ------------------------------------------------------------------------------
 

@@ -41,6 +41,9 @@ from ..plan.state import (
 from ..runners import Provision, ProvisionFailed, runner_name, task_id_of
 from .client import GitHubClient, GitHubError, RunnerGroupNotFound, Scope
 from .registry import scope_of_tag
+from .scaleset.errors import ActionsServiceError, ScaleSetNotFound
+from .scaleset.messages import MessageFormatError
+from .scaleset.pools import ScaleSetPools
 
 PARAMETER_PREFIX = "/ecs-reconciler/jit"
 PARAMETER_PREFIX_ENVIRONMENT = "RUNNER_JIT_PARAMETER_PREFIX"
@@ -53,8 +56,19 @@ def parameter_name(prefix: str, pool: str, task_arn: str) -> str:
     return f"{prefix.rstrip('/')}/{pool}/{task_id_of(task_arn)}"
 
 
+_REGISTRATION_ERRORS = (
+    GitHubError,
+    RunnerGroupNotFound,
+    LookupError,
+    ActionsServiceError,
+    MessageFormatError,
+    ClientError,
+    BotoCoreError,
+)
+
+
 class JitProvisioner:
-    """Registers a JIT runner per task and parks its configuration in SSM."""
+    """Registers a JIT runner per placed task and parks its configuration in SSM."""
 
     def __init__(
         self,
@@ -62,8 +76,10 @@ class JitProvisioner:
         ssm: Any,
         prefix: str = PARAMETER_PREFIX,
         kms_key: str | None = None,
+        scale_sets: ScaleSetPools | None = None,
     ) -> None:
         self.github = github
+        self.scale_sets = scale_sets
         self.ssm = ssm
         self.prefix = prefix.rstrip("/")
         self.kms_key = kms_key
@@ -73,13 +89,26 @@ class JitProvisioner:
     def environment(self, pool: str, launch: Mapping[str, Any]) -> dict[str, str]:
         """Where every task of `pool` finds its parameter: the prefix its task id completes.
 
-        Checks first what would fail every binding (the scope tag, the runner group: one
-        GET, cached), so such a pool starts no task at all."""
-        try:
-            self._group_id(self._scope(pool, launch), launch["runner"]["group"])
-        except (GitHubError, RunnerGroupNotFound) as error:
-            raise ProvisionFailed(f"runner registration failed: {error}") from error
+        Checks first what would fail every binding (the scope tag; for a REST pool its
+        runner group: one GET, cached), so such a pool starts no task at all."""
+        scope = self._scope(pool, launch)
+        if self._scale_set_pool(pool) is None:
+            try:
+                self._group_id(scope, launch["runner"]["group"])
+            except _REGISTRATION_ERRORS as error:
+                raise ProvisionFailed(f"runner registration failed: {error}") from error
         return {PARAMETER_PREFIX_ENVIRONMENT: f"{self.prefix}/{pool}"}
+
+    def bind(self, pool: str, launch: Mapping[str, Any], task_arn: str) -> Provision:
+        """Create the registration of placed task `task_arn` and its parameter."""
+        try:
+            return self._bind(pool, launch, task_arn)
+        except ScaleSetNotFound as error:
+            if self.scale_sets is not None:
+                self.scale_sets.forget(pool)  # deleted on GitHub: created again next time
+            raise ProvisionFailed(f"runner registration failed: {error}") from error
+        except _REGISTRATION_ERRORS as error:
+            raise ProvisionFailed(f"runner registration failed: {error}") from error
 
     @staticmethod
     def _scope(pool: str, launch: Mapping[str, Any]) -> Scope:
@@ -88,12 +117,8 @@ class JitProvisioner:
             raise ProvisionFailed(f"pool {pool}: its launch has no usable {SCOPE_TAG} tag")
         return scope
 
-    def bind(self, pool: str, launch: Mapping[str, Any], task_arn: str) -> Provision:
-        """Create the registration of placed task `task_arn` and its parameter."""
-        try:
-            return self._bind(pool, launch, task_arn)
-        except (GitHubError, RunnerGroupNotFound, ClientError, BotoCoreError) as error:
-            raise ProvisionFailed(f"runner registration failed: {error}") from error
+    def _scale_set_pool(self, pool: str) -> Any:
+        return self.scale_sets.pool(pool) if self.scale_sets is not None else None
 
     def _group_id(self, scope: Scope, group: str) -> int:
         with self._lock:
@@ -106,15 +131,27 @@ class JitProvisioner:
 
     def _bind(self, pool: str, launch: Mapping[str, Any], task_arn: str) -> Provision:
         scope = self._scope(pool, launch)
-        runner = launch["runner"]
-        group_id = self._group_id(scope, runner["group"])
         name = runner_name(pool, task_arn)
-        config = self.github.create_jit_config(scope, name, group_id, runner["labels"])
+        scale_set_pool = self._scale_set_pool(pool)
+        remove: Any
+        if scale_set_pool is not None and self.scale_sets is not None:
+            # a scale set's runner: its JIT config comes from the scale set (generatejitconfig)
+            client = self.scale_sets.client(scale_set_pool.scope)
+            scale_set = self.scale_sets.scale_set(scale_set_pool)
+            jit = client.generate_jit_config(scale_set.id, name)
+            runner_id, encoded = jit.runner.id, jit.encoded_jit_config
+            remove = ("scale-set", scale_set_pool.scope)
+        else:
+            runner = launch["runner"]
+            group_id = self._group_id(scope, runner["group"])
+            config = self.github.create_jit_config(scope, name, group_id, runner["labels"])
+            runner_id, encoded = config.runner_id, config.encoded_jit_config
+            remove = ("rest", scope)
         parameter = parameter_name(self.prefix, pool, task_arn)
         try:
             self.ssm.put_parameter(
                 Name=parameter,
-                Value=config.encoded_jit_config,
+                Value=encoded,
                 Type="SecureString",
                 **({"KeyId": self.kms_key} if self.kms_key else {}),
                 Tags=[
@@ -123,18 +160,30 @@ class JitProvisioner:
                 ],
             )
         except Exception:
-            self.github.delete_runner(scope, config.runner_id)
+            self._remove_runner(remove, runner_id)
             raise
         return Provision(
             pool,
             name,
-            tags={RUNNER_NAME_TAG: name, RUNNER_ID_TAG: str(config.runner_id)},
-            handles={"scope": scope, "runner_id": config.runner_id, "parameter": parameter},
+            tags={RUNNER_NAME_TAG: name, RUNNER_ID_TAG: str(runner_id)},
+            handles={
+                "scope": scope,
+                "runner_id": runner_id,
+                "parameter": parameter,
+                "remove": remove,
+            },
         )
+
+    def _remove_runner(self, remove: Any, runner_id: int) -> None:
+        kind, scope = remove
+        if kind == "scale-set" and self.scale_sets is not None:
+            self.scale_sets.client(scope).remove_runner(runner_id)
+        else:
+            self.github.delete_runner(scope, runner_id)
 
     def abandon(self, provision: Provision) -> None:
         """The task could not be bound after all: delete the parameter and the registration."""
         handles = provision.handles
         with contextlib.suppress(self.ssm.exceptions.ParameterNotFound):
             self.ssm.delete_parameter(Name=handles["parameter"])
-        self.github.delete_runner(handles["scope"], handles["runner_id"])
+        self._remove_runner(handles.get("remove", ("rest", handles["scope"])), handles["runner_id"])

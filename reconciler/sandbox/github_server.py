@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..clock import WallClock, wall_time
 from . import payloads
+from .actions_service import ActionsService
 from .hooks import DELIVERY_TIMEOUT, HookDeliveries
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ _RUNNER = re.compile(_SCOPE + r"/actions/runners/(?P<id>\d+)")
 _GROUPS = re.compile(r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+)/actions/runner-groups")
 _RELEASES = re.compile(r"/repos/(?P<repository>[^/]+/[^/]+)/releases")
 _JOB = re.compile(r"/repos/(?P<repository>[^/]+/[^/]+)/actions/jobs/(?P<id>\d+)")
+_REGISTRATION_TOKEN = re.compile(_SCOPE + r"/actions/runners/registration-token")
 _ACCESS_TOKENS = re.compile(r"/app/installations/(?P<id>\d+)/access_tokens")
 _HOOK_DELIVERIES = re.compile(
     r"(?P<hook>/app/hook|/orgs/[^/]+/hooks/\d+|/repos/[^/]+/[^/]+/hooks/\d+)/deliveries"
@@ -132,6 +134,11 @@ class FakeGitHub:
         self._log: list[tuple[str, str]] = []
         self._exchanges: list[Exchange] = []
         self.hooks = HookDeliveries(clock=clock, timeout=delivery_timeout)
+        self._registration_tokens: dict[str, tuple[str, float]] = {}  # token -> (scope, expiry)
+        #: The Actions service behind runner scale sets (started and closed with this server).
+        self.actions = ActionsService(clock=clock)
+        self.actions.on_runner_registered = self._scale_set_runner_registered
+        self.actions.on_runner_removed = self.remove_runner
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -146,6 +153,7 @@ class FakeGitHub:
             target=self._server.serve_forever, args=(0.05,), name="fake-github", daemon=True
         )
         self._thread.start()
+        self.actions.start()
         return self
 
     @property
@@ -159,6 +167,7 @@ class FakeGitHub:
     def close(self) -> None:
         """Stop serving and release the port."""
         self.hooks.close()
+        self.actions.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -387,6 +396,8 @@ class FakeGitHub:
             base = f"http://{host}{self.prefix}"
             if match := _HOOK_DELIVERIES.fullmatch(path):
                 return self._hook_deliveries(method, match, query, authorization, base)
+            if method == "POST" and path == "/actions/runner-registration":
+                return self._runner_registration(authorization, body, host)
             if not self._authorized(authorization):
                 return _error(401, "Bad credentials")
             if method == "GET" and (match := _RUNNERS.fullmatch(path)):
@@ -418,6 +429,8 @@ class FakeGitHub:
                 return _Response(200, job) if job is not None else _error(404, "Not Found")
             if method == "POST" and (match := _JIT.fullmatch(path)):
                 return self._jit(match["scope"], body)
+            if method == "POST" and (match := _REGISTRATION_TOKEN.fullmatch(path)):
+                return self._registration_token(match["scope"])
             if method == "DELETE" and (match := _RUNNER.fullmatch(path)):
                 return self._delete(match["scope"], int(match["id"]))
         return _error(404, "Not Found")
@@ -462,6 +475,48 @@ class FakeGitHub:
             return _Response(202, {})
         delivery = self.hooks.delivery(hook, delivery_id) if method == "GET" else None
         return _Response(200, delivery) if delivery is not None else _error(404, "Not Found")
+
+    def _scale_set_runner_registered(
+        self, scope_path: str, name: str, labels: list[str], group_id: int
+    ) -> None:
+        """A scale set's JIT runner shows in the scope's REST runner list, offline until it
+        connects (scale-set runners are listed there on GitHub too)."""
+        with self._lock:
+            self._register(scope_path, name, labels, "offline", False, group_id)
+
+    def _registration_token(self, scope_path: str) -> _Response:
+        """A runner registration token for the scope: 201, valid one hour."""
+        token = secrets.token_hex(15).upper()
+        expires = self._clock() + 3600
+        self._registration_tokens[token] = (scope_path, expires)
+        expires_at = datetime.fromtimestamp(int(expires), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _Response(201, {"token": token, "expires_at": expires_at})
+
+    def _runner_registration(self, authorization: str, raw: bytes, host: str) -> _Response:
+        """``RemoteAuth <registration token>`` + ``{url, runner_event}`` -> the Actions
+        service's URL and an admin token bound to the token's scope. The config URL must
+        name that scope on this server's web host."""
+        scheme, _, token = authorization.partition(" ")
+        entry = self._registration_tokens.get(token) if scheme == "RemoteAuth" else None
+        if entry is None or entry[1] <= self._clock():
+            return _error(401, "Bad credentials")
+        try:
+            request = json.loads(raw)
+            url, event = str(request["url"]), str(request["runner_event"])
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "Problems parsing JSON")
+        scope_path = entry[0]
+        parts = urlsplit(url)
+        named = parts.path.rstrip("/")
+        expected = scope_path.removeprefix("/orgs").removeprefix("/repos")
+        if event != "register" or parts.netloc != host or named != expected:
+            return _error(404, "Not Found")
+        groups = [] if scope_path.startswith("/repos/") else self._groups_of(scope_path)
+        self.actions.set_runner_groups(
+            scope_path, [(1, "Default")] + [(g["id"], g["name"]) for g in groups if g["id"] != 1]
+        )
+        answer = {**self.actions.admin_connection(scope_path), "token_schema": "OAuthAccessToken"}
+        return _Response(200, answer)
 
     def _authorized(self, authorization: str) -> bool:
         scheme, _, token = authorization.partition(" ")
@@ -561,6 +616,7 @@ class FakeGitHub:
         if runner["busy"]:
             return _error(422, f'Bad request - Runner "{runner["name"]}" is still running a job')
         del runners[runner_id]
+        self.actions.runner_gone(runner["name"], notify=False)
         return _Response(204)
 
     def _register(

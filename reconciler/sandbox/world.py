@@ -62,6 +62,7 @@ class SimulatedJob:
     runner: str | None = None
     runner_id: int | None = None
     runner_group: tuple[int, str] | None = None
+    request_id: int | None = None  # the runner request, when a scale set got the job
 
     @property
     def organization(self) -> str:
@@ -86,8 +87,11 @@ class _Runner:
     runner_id: int
     group: tuple[int, str]
     job: SimulatedJob | None = None
+    scale_set_id: int | None = None  # a scale set's runner: the Actions service assigns its job
 
     def serves(self, job: SimulatedJob) -> bool:
+        if self.scale_set_id is not None or job.request_id is not None:
+            return False  # scale sets and their runners: GitHub's Actions service assigns
         if not {label.lower() for label in job.labels} <= self.labels:
             return False
         if self.scope_kind == "organization":
@@ -143,6 +147,7 @@ class GitHubWorld:
         for _ in range(count):
             job = SimulatedJob(next(self._ids), repository, tuple(labels), duration, now)
             self.jobs[job.job_id] = job
+            self._route_to_scale_set(job)
             self._send("queued", job)
             queued.append(job)
         return queued
@@ -160,8 +165,41 @@ class GitHubWorld:
         """Runners boot, jobs finish, queued jobs are assigned, webhooks are delivered."""
         self._observe_tasks()
         self._finish_jobs()
+        for job in self.queued:
+            if job.request_id is None:
+                self._route_to_scale_set(job)  # a scale set created since the job queued
+        self._start_scale_set_jobs()
         self._assign_jobs()
         self._deliver()
+
+    def _route_to_scale_set(self, job: SimulatedJob) -> None:
+        """GitHub gives a job to a scale set whose labels cover the job's and whose scope
+        includes the repository (repository, then organization, then enterprise)."""
+        actions = self.github.actions
+        scopes = [f"/repos/{job.repository}", f"/orgs/{job.organization}"]
+        scopes += sorted(
+            {s["scope"] for s in actions.scale_sets() if s["scope"].startswith("/enterprises/")}
+        )
+        for scope in scopes:
+            request_id = actions.queue_job(scope, list(job.labels), job.repository, job.job_id)
+            if request_id is not None:
+                job.request_id = request_id
+                return
+
+    def _start_scale_set_jobs(self) -> None:
+        """Jobs the Actions service gave to one of our scale-set runners start."""
+        by_name = {r.name: r for r in self._runners.values() if r.scale_set_id is not None}
+        waiting = {j.request_id: j for j in self.queued if j.request_id is not None}
+        for entry in self.github.actions.jobs("running"):
+            job = waiting.get(entry["request_id"])
+            runner = by_name.get(entry["runner_name"])
+            if job is None or runner is None or runner.job is not None:
+                continue
+            runner.job = job
+            job.started_at, job.runner = self.clock(), runner.name
+            job.runner_id, job.runner_group = runner.runner_id, runner.group
+            self.github.set_runner_status(runner.scope_path, runner.name, "online", busy=True)
+            self._send("in_progress", job)
 
     @property
     def queued(self) -> list[SimulatedJob]:
@@ -196,6 +234,8 @@ class GitHubWorld:
                     self.interrupted.append(runner.job)
                 with contextlib.suppress(KeyError):  # deregistered first when we stopped it
                     self.github.set_runner_status(runner.scope_path, runner.name, "offline", False)
+                if runner.scale_set_id is not None:
+                    self.github.actions.runner_gone(runner.name)
         for arn, task in running.items():
             if arn not in self._runners and arn not in self._done:
                 self._boot(task)
@@ -238,7 +278,8 @@ class GitHubWorld:
         self._next_look.pop(task["taskArn"], None)
         ssm.delete_parameter(Name=parameter)
         self.jit_configs.append(value)
-        name = json.loads(base64.b64decode(value))["name"]
+        config = json.loads(base64.b64decode(value))
+        name = config["name"]
         registered = {r["name"]: r for r in self.github.runners(scope.path)}
         if name not in registered:  # deregistered before it booted: the runner cannot start
             self._stop(task["clusterArn"], task["taskArn"], "runner exited: registration gone")
@@ -258,7 +299,10 @@ class GitHubWorld:
             labels,
             int(runner["id"]),
             (group_id, self.github.runner_group_name(scope.path, group_id)),
+            scale_set_id=config.get("scale_set_id"),
         )
+        if config.get("scale_set_id") is not None:
+            self.github.actions.runner_connected(name)  # may take an acquired job at once
 
     def _finish_jobs(self) -> None:
         now = self.clock()
@@ -268,6 +312,8 @@ class GitHubWorld:
                 continue
             job.completed_at = now
             self._send("completed", job)
+            if job.request_id is not None:
+                self.github.actions.complete_job(job.request_id)  # JobCompleted; runner gone
             self.github.remove_runner(runner.scope_path, runner.name)  # ephemeral: gone
             self._stop(runner.cluster, runner.task_arn, "Essential container in task exited")
             del self._runners[runner.task_arn]

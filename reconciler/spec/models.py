@@ -331,6 +331,19 @@ class SecretReference(SpecModel):
     value_from: str = Field(pattern=SECRET_ARN, description="Secrets Manager or SSM ARN.")
 
 
+class Demand(SpecModel):
+    """Where the pool learns which jobs wait for it."""
+
+    source: Literal["webhook", "scaleSet"] = Field(
+        default="webhook",
+        description="webhook: workflow_job webhooks (GitHub must reach the controller). "
+        "scaleSet: a GitHub runner scale set named after the pool, with its labels and "
+        "runner group; the leader long-polls its message queue (outbound HTTPS only) and "
+        "sizes the pool on its statistics (GitHub.com, GHES 3.10+; labels other than the "
+        "pool's name need GHES 3.18+).",
+    )
+
+
 class RunnerPoolSpec(SpecModel):
     """Desired state of one pool of ephemeral runners."""
 
@@ -352,6 +365,7 @@ class RunnerPoolSpec(SpecModel):
     scaling: Scaling
     rollout: Rollout = Field(default_factory=lambda: Rollout())
     deletion_policy: Literal["Drain", "Orphan"] = "Drain"
+    demand: Demand = Field(default_factory=lambda: Demand())
     environment: dict[Annotated[str, StringConstraints(pattern=ENV_NAME)], str] = Field(
         default_factory=dict, max_length=200
     )
@@ -407,6 +421,12 @@ class RunnerPoolSpec(SpecModel):
             raise FieldProblem(
                 ("iam", "executionRoleArn"),
                 "secrets need iam.executionRoleArn (ECS reads them with that role)",
+            )
+        if self.demand.source == "scaleSet" and self.scaling.max_per_repository is not None:
+            raise FieldProblem(
+                ("scaling", "maxPerRepository"),
+                "maxPerRepository needs webhook demand: a scale set's statistics do not say "
+                "which repository waits; remove it or use demand.source webhook",
             )
         if self.scope.repository and self.scaling.max_per_repository is not None:
             raise FieldProblem(
