@@ -37,6 +37,7 @@ from pathlib import Path
 from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.controller.server import ControllerServer
 from reconciler.demand import DemandBook, DynamoDemandStore, WebhookReceiver
+from reconciler.demand.writer import DEFAULT_WRITERS
 from reconciler.github import GitHubClient, TokenAuth
 from reconciler.github.jit import JitProvisioner
 from reconciler.github.registry import GitHubRunnerStates
@@ -123,6 +124,12 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=400, help="queued deliveries (default 400)")
     parser.add_argument("--timeout", type=float, default=180.0, help="give up after (s)")
     parser.add_argument("--log", default="WARNING", help="the controller's log level")
+    parser.add_argument(
+        "--demand-writers",
+        type=int,
+        default=DEFAULT_WRITERS,
+        help=f"threads storing deliveries in DynamoDB (default {DEFAULT_WRITERS}, as run)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=args.log, format="%(relativeCreated)7.0f %(name)s %(message)s")
     for noisy in ("moto", "httpx", "reconciler.sandbox.agent"):
@@ -130,13 +137,15 @@ def main() -> int:
     warnings.simplefilter("ignore")  # moto's CloudFormation parser warns about the stack
     if not 1 <= args.jobs <= 2000:
         parser.error("--jobs must be between 1 and 2000")
+    if args.demand_writers < 1:
+        parser.error("--demand-writers must be at least 1")
     instances = math.ceil((args.jobs + 2 * IDLE) / TASKS_PER_INSTANCE) + 1
     with tempfile.TemporaryDirectory() as tmp:
         specs = specs_in(Path(tmp), args.jobs)
         # moto in its own process, as AWS is: its work does not take this process's GIL
         with Sandbox([specs], github=True, mode="process") as sandbox:
             room_for(sandbox, instances)
-            return run_burst(sandbox, specs, args.jobs, args.timeout)
+            return run_burst(sandbox, specs, args.jobs, args.timeout, args.demand_writers)
 
 
 def room_for(sandbox: Sandbox, instances: int) -> None:
@@ -147,7 +156,7 @@ def room_for(sandbox: Sandbox, instances: int) -> None:
     sandbox.tick()
 
 
-def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float) -> int:
+def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers: int) -> int:
     assert sandbox.github is not None
     clients = sandbox.clients()  # the controller's: its calls are the ones counted
     store = DynamoDemandStore(sandbox.clients().client("dynamodb"))
@@ -163,7 +172,7 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float) -> int:
             github=github,
         )
         receiver = WebhookReceiver.queued(
-            SECRET, book, controller.demand_pools, controller.on_job_event
+            SECRET, book, controller.demand_pools, controller.on_job_event, writers=writers
         )
         server = ControllerServer("127.0.0.1", 0, controller.status, lambda: True, None, receiver)
         server.start()
