@@ -236,11 +236,12 @@ class GitHubWorld:
                     self.github.set_runner_status(runner.scope_path, runner.name, "offline", False)
                 if runner.scale_set_id is not None:
                     self.github.actions.runner_gone(runner.name)
+        registered: dict[str, dict[str, Any]] = {}  # by scope, read once this tick
         for arn, task in running.items():
             if arn not in self._runners and arn not in self._done:
-                self._boot(task)
+                self._boot(task, registered)
 
-    def _boot(self, task: dict[str, Any]) -> None:
+    def _boot(self, task: dict[str, Any], registered_by_scope: dict[str, dict[str, Any]]) -> None:
         """The runner image's entrypoint: find the JIT config by task id (waiting for it,
         bounded), delete it, come online."""
         environment = _environment(task)
@@ -280,7 +281,11 @@ class GitHubWorld:
         self.jit_configs.append(value)
         config = json.loads(base64.b64decode(value))
         name = config["name"]
-        registered = {r["name"]: r for r in self.github.runners(scope.path)}
+        registered = registered_by_scope.get(scope.path, {})
+        if name not in registered:  # read once a tick (a copy of every runner), or when
+            # registered since: bound while this tick ran
+            registered = {r["name"]: r for r in self.github.runners(scope.path)}
+            registered_by_scope[scope.path] = registered
         if name not in registered:  # deregistered before it booted: the runner cannot start
             self._stop(task["clusterArn"], task["taskArn"], "runner exited: registration gone")
             self._done.add(task["taskArn"])
