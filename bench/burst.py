@@ -22,6 +22,7 @@ is bounded by `--timeout`. Exit 0 when every job started in time.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import re
@@ -238,7 +239,13 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
     )
     missing = jobs - len(started)
     if missing:
-        print(f"burst: {missing} job(s) not started within {timeout:.0f}s")
+        print(
+            f"burst: {missing} job(s) not started within {timeout:.0f}s; runners online "
+            f"{len(world._runners)}, busy {world.busy_runners}, tasks waiting for their "
+            f"parameter {len(world._waiting)}, exited {len(world._done)}"
+        )
+        pools = controller.status.to_json().get("pools", {})
+        print(f"burst: the controller's last view: {json.dumps(pools, default=str)[:600]}")
     return 0 if not missing else 1
 
 
