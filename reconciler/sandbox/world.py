@@ -287,6 +287,7 @@ class GitHubWorld:
             registered = {r["name"]: r for r in self.github.runners(scope.path)}
             registered_by_scope[scope.path] = registered
         if name not in registered:  # deregistered before it booted: the runner cannot start
+            log.warning("task %s: runner %s is not registered; runner exits", task["taskArn"], name)
             self._stop(task["clusterArn"], task["taskArn"], "runner exited: registration gone")
             self._done.add(task["taskArn"])
             return
