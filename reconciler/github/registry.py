@@ -24,7 +24,8 @@ drained. One listing per scope per cycle (conditional, so an unchanged list cost
   fresh listing by name), and only GitHub's success or 404 (gone: it can take no job) lets
   the task stop; a refusal (HTTP 422, the runner is running a job) or no answer keeps it.
   A task whose runner is in no fresh listing either has no registration that could take a
-  job (JIT registrations exist before their task starts), so it may stop.
+  job, so it may stop (tasks are bound to their JIT registration seconds after placement;
+  only young tasks, which are never stopped, can still be unbound).
 """
 
 from __future__ import annotations
