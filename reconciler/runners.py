@@ -8,7 +8,6 @@ implements it with task tags; the GitHub integration will implement it with the 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,41 +45,68 @@ class ProvisionFailed(Exception):
 
 @dataclass(frozen=True)
 class Provision:
-    """What one runner task is started with: its runner name, extra tags and environment."""
+    """What one placed runner task is bound to: its runner name and the tags that say so."""
 
     pool: str
     name: str
     tags: dict[str, str] = field(default_factory=dict)
-    environment: dict[str, str] = field(default_factory=dict)  # never a secret: it is
-    # readable by anyone with ecs:DescribeTasks
     handles: dict[str, Any] = field(default_factory=dict, repr=False)  # for `abandon`
 
 
 class RunnerProvisioner(Protocol):
-    """Prepares each runner before its task starts, and cleans up when the start fails."""
+    """Binds each runner task to its runner *after* ECS placed it.
 
-    def prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
-        """A fresh runner name (and registration, if any) for one task of `pool`.
+    Tasks are started in batches (RunTask `count` up to 10), so every task of a batch is
+    started identically: `environment` is the same for all of them and never a secret (it
+    is readable by anyone with ecs:DescribeTasks). Only for a task ECS actually placed does
+    `bind` create what its runner needs, under names derived from the task's id, which the
+    runner finds by itself (the ECS task metadata endpoint gives it its task ARN). A task
+    ECS did not place therefore costs nothing and leaves nothing behind.
 
-        Raises ProvisionFailed when the runner cannot be prepared."""
+    `bind` and `abandon` are called from a small pool of worker threads: they must be
+    thread-safe."""
+
+    def environment(self, pool: str, launch: Mapping[str, Any]) -> dict[str, str]:
+        """The environment every runner task of `pool` is started with."""
+        ...
+
+    def bind(self, pool: str, launch: Mapping[str, Any], task_arn: str) -> Provision:
+        """Create the runner (registration, if any) of the placed task `task_arn`.
+
+        Raises ProvisionFailed when the runner cannot be prepared; nothing is left behind."""
         ...
 
     def abandon(self, provision: Provision) -> None:
-        """The task did not start: remove what `prepare` created."""
+        """The task could not be bound after all: remove what `bind` created."""
         ...
 
 
-def runner_name(pool: str) -> str:
-    """A unique runner name: the pool and a random suffix (GitHub allows 64 characters)."""
-    return f"{pool[:54]}-{secrets.token_hex(4)}"
+def task_id_of(task_arn: str) -> str:
+    """The short task id: the last part of the ARN."""
+    return task_arn.rsplit("/", 1)[-1]
+
+
+def runner_name(pool: str, task_arn: str) -> str:
+    """The runner name of a task: the pool and the task id (GitHub allows 64 characters).
+
+    Derived from the task, so the task's runner (and its parameter) can always be found from
+    the task alone, whether or not its tags were written."""
+    task_id = task_id_of(task_arn)
+    if not task_arn.startswith("arn:") or "/" not in task_arn or not task_id:
+        raise ValueError(f"not an ECS task ARN: {task_arn!r}")
+    return f"{pool[: max(1, 63 - len(task_id))]}-{task_id}"
 
 
 class NamingProvisioner:
     """No registration (the sandbox, or runners that register themselves): a name only."""
 
-    def prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
+    def environment(self, pool: str, launch: Mapping[str, Any]) -> dict[str, str]:
+        """Nothing: the runner needs no parameter."""
+        return {}
+
+    def bind(self, pool: str, launch: Mapping[str, Any], task_arn: str) -> Provision:
         """A name, carried as the task's runner-name tag."""
-        name = runner_name(pool)
+        name = runner_name(pool, task_arn)
         return Provision(pool, name, tags={RUNNER_NAME_TAG: name})
 
     def abandon(self, provision: Provision) -> None:

@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.validate import validate_parameters
 
-from reconciler.github.jit import PARAMETER_ENVIRONMENT
+from reconciler.github.jit import PARAMETER_ENVIRONMENT, PARAMETER_PREFIX_ENVIRONMENT
 
 from .cfn import Deployment, template
 
@@ -74,7 +74,7 @@ def test_runner_entrypoint_deletes_the_jit_parameter_before_starting_the_runner(
     delete = script.index("aws ssm delete-parameter")
     start = script.index("exec ./run.sh --jitconfig")
     assert read < delete < start
-    assert PARAMETER_ENVIRONMENT in script
+    assert PARAMETER_ENVIRONMENT in script and PARAMETER_PREFIX_ENVIRONMENT in script
 
 
 def test_dockerfile_runs_the_console_script_as_non_root() -> None:

@@ -8,6 +8,7 @@ runner start, the standby takes the lease in DynamoDB meanwhile, and the leader 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from reconciler.github.client import Scope
 from reconciler.github.jit import JitProvisioner
 from reconciler.github.registry import GitHubRunnerStates
 from reconciler.plan.guard import GuardPolicy, refused_actions
-from reconciler.plan.state import LEASE_EPOCH_TAG
+from reconciler.plan.state import LEASE_EPOCH_TAG, RUNNER_NAME_TAG
 from reconciler.reconcile import plan_cycle
 from reconciler.runners import Provision
 from reconciler.sandbox.github_server import FakeGitHub
@@ -51,18 +52,30 @@ class Clock:
 
 
 class PausedAtFirstStart:
-    """The real JIT provisioner, with the leader's process paused before its first runner."""
+    """The real JIT provisioner, with the leader's process paused before its first runner:
+    before its first RunTask (`at="start"`), or in a bind worker, after ECS placed the first
+    batch and before its first registration (`at="bind"`)."""
 
-    def __init__(self, provisioner: JitProvisioner, pause: Any) -> None:
+    def __init__(self, provisioner: JitProvisioner, pause: Any, at: str = "start") -> None:
         self.provisioner = provisioner
         self.pause = pause
+        self.at = at
         self.paused = False
+        self._lock = threading.Lock()
 
-    def prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
-        if not self.paused:
-            self.paused = True
-            self.pause()
-        return self.provisioner.prepare(pool, launch)
+    def _maybe_pause(self, where: str) -> None:
+        with self._lock:
+            if where == self.at and not self.paused:
+                self.paused = True
+                self.pause()
+
+    def environment(self, pool: str, launch: Mapping[str, Any]) -> dict[str, str]:
+        self._maybe_pause("start")
+        return self.provisioner.environment(pool, launch)
+
+    def bind(self, pool: str, launch: Mapping[str, Any], task_arn: str) -> Provision:
+        self._maybe_pause("bind")
+        return self.provisioner.bind(pool, launch, task_arn)
 
     def abandon(self, provision: Provision) -> None:
         self.provisioner.abandon(provision)
@@ -83,9 +96,13 @@ def running_tasks(sandbox: Sandbox) -> list[dict[str, Any]]:
     return ecs.describe_tasks(cluster=CLUSTER, tasks=arns, include=["TAGS"])["tasks"]
 
 
-@pytest.mark.parametrize("fenced_apply", [False, True], ids=["unfenced", "fenced"])
+@pytest.mark.parametrize(
+    ("fenced_apply", "at"),
+    [(False, "start"), (True, "start"), (True, "bind")],
+    ids=["unfenced", "fenced", "fenced-in-a-bind-worker"],
+)
 def test_a_deposed_leader_mutates_nothing_once_a_standby_took_over(
-    sandbox: Sandbox, specs: Path, github: FakeGitHub, fenced_apply: bool
+    sandbox: Sandbox, specs: Path, github: FakeGitHub, fenced_apply: bool, at: str
 ) -> None:
     clients = sandbox.clients()
     dynamodb = clients.client("dynamodb")
@@ -110,7 +127,7 @@ def test_a_deposed_leader_mutates_nothing_once_a_standby_took_over(
         states = GitHubRunnerStates(client)
         cycle = plan_cycle([specs], Observer(clients), states, utc_now())
         assert cycle.plan.counts()["runners_start"] == 4
-        provisioner = PausedAtFirstStart(JitProvisioner(client, clients.client("ssm")), pause)
+        provisioner = PausedAtFirstStart(JitProvisioner(client, clients.client("ssm")), pause, at)
         executor = Executor(
             clients,
             cycle.observed,
@@ -132,7 +149,11 @@ def test_a_deposed_leader_mutates_nothing_once_a_standby_took_over(
     if not fenced_apply:  # the old behaviour: the deposed leader starts its whole action
         assert jit_after >= 1 and ssm_after >= 1 and started
         return
-    assert (jit_after, ssm_after, started) == (0, 0, [])
+    if at == "bind":  # a worker's calls pass the same fence: the placed batch stays unbound
+        assert (jit_after, ssm_after) == (0, 0) and started
+        assert not any(tag["key"] == RUNNER_NAME_TAG for t in started for tag in t["tags"])
+    else:
+        assert (jit_after, ssm_after, started) == (0, 0, [])
     assert result.lease_lost and "lease not held" in result.lease_lost
     [(failed, message)] = result.failed
     assert failed.resource_type == "runner_tasks" and "lease lost" in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -333,3 +334,22 @@ def test_scope_paths() -> None:
     assert Scope("repository", "acme/app").path == "/repos/acme/app"
     with pytest.raises(ValueError):
         Scope("repository", "acme")
+
+
+def test_a_secondary_rate_limit_pauses_every_thread_using_the_client(
+    github: FakeGitHub, client: GitHubClient, waits: list[float]
+) -> None:
+    """GitHub: on a secondary rate limit, stop making requests until Retry-After passed.
+    The executor's bind workers share one client: one told to wait makes all wait."""
+    github.retry_after_next(7)
+    assert client.list_runners(ORG) == []  # this thread was told to wait, and waited
+    assert waits == [7.0]
+    other: list[object] = []
+    worker = threading.Thread(target=lambda: other.append(client.list_runners(ORG)))
+    worker.start()
+    worker.join(timeout=30)
+    assert other == [[]]
+    # the other thread waited out what was left of the pause before its first request
+    # (the test's sleep does not pass time, so all of it was left)
+    assert len(waits) == 2 and 6.0 < waits[1] <= 7.0
+    assert client.list_runners(ORG) == [] and len(waits) == 2  # each pause waited once

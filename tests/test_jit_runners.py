@@ -12,7 +12,7 @@ from reconciler.aws.executor import ApplyResult, Executor
 from reconciler.aws.observe import Observer
 from reconciler.clock import utc_now
 from reconciler.github import GitHubClient, TokenAuth
-from reconciler.github.jit import PARAMETER_ENVIRONMENT, JitProvisioner
+from reconciler.github.jit import PARAMETER_PREFIX_ENVIRONMENT, JitProvisioner
 from reconciler.github.registry import GitHubRunnerStates
 from reconciler.plan.guard import GuardPolicy, refused_actions
 from reconciler.plan.state import RUNNER_ID_TAG, RUNNER_NAME_TAG
@@ -75,7 +75,10 @@ def test_each_task_gets_its_own_registration_and_never_sees_the_secret_in_ecs(
     parameters = ssm.get_parameters_by_path(
         Path="/ecs-reconciler/jit", Recursive=True, WithDecryption=True
     )["Parameters"]
-    assert {p["Name"].rsplit("/", 1)[-1] for p in parameters} == names
+    # each parameter is named after its task, which finds it by its own task id
+    assert {p["Name"].rsplit("/", 1)[-1] for p in parameters} == {
+        a.rsplit("/", 1)[-1] for a in arns
+    }
     assert all(p["Type"] == "SecureString" for p in parameters)
     described_parameters = ssm.describe_parameters(
         ParameterFilters=[{"Key": "Path", "Option": "Recursive", "Values": ["/ecs-reconciler/jit"]}]
@@ -85,8 +88,9 @@ def test_each_task_gets_its_own_registration_and_never_sees_the_secret_in_ecs(
     visible = json.dumps(described, default=str)
     for parameter in parameters:
         assert parameter["Value"] not in visible, "a JIT config leaked into DescribeTasks"
-        assert parameter["Name"] in visible  # only its name is handed to the task
-    assert PARAMETER_ENVIRONMENT in visible
+        # only the prefix its task id completes is handed to the task
+        assert parameter["Name"].rsplit("/", 1)[0] in visible
+    assert PARAMETER_PREFIX_ENVIRONMENT in visible
 
 
 def test_an_unknown_runner_group_fails_that_pool_only_and_leaves_nothing_behind(

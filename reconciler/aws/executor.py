@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ from ..plan.state import (
     LEASE_EPOCH_TAG,
     MANAGED_BY_TAG,
     MANAGED_BY_VALUE,
-    RUNNER_NAME_TAG,
+    START_TOKEN_TAG,
     STARTED_BY,
     ObservedState,
 )
@@ -46,6 +47,8 @@ from .observe import batches, tag_dict
 
 log = logging.getLogger(__name__)
 AWS_ERRORS = (ClientError, BotoCoreError)
+RUN_TASK_MAX_COUNT = 10  # RunTask's `count`: "You can specify up to 10 tasks for each call"
+DEFAULT_BIND_WORKERS = 8  # GitHub and SSM calls in flight at once while binding runners
 
 
 class ActionFailed(Exception):
@@ -114,9 +117,14 @@ class Executor:
         provisioner: RunnerProvisioner | None = None,
         fence: Fence | None = None,
         expectations: Expectations | None = None,
+        bind_workers: int = DEFAULT_BIND_WORKERS,
     ) -> None:
         """`fence`: the lease (None: a single replica, nothing to fence). `expectations`:
-        the controller's, kept across cycles (default: this apply's own)."""
+        the controller's, kept across cycles (default: this apply's own). `bind_workers`:
+        runners bound to their placed tasks at once."""
+        if bind_workers < 1:
+            raise ValueError(f"bind_workers must be at least 1, not {bind_workers}")
+        self.bind_workers = bind_workers
         self.clients = clients
         self.observed = observed
         self.runner_states = runner_states
@@ -372,99 +380,148 @@ class Executor:
     # ----------------------------------------------------------- runner tasks
 
     def _run(self, action: Action, _: int) -> str:
-        """Start `count` runners, one RunTask each: every runner has its own name (and
-        registration); a start that surely failed gives its registration back."""
+        """Start `count` runners in batches of up to 10 identical tasks a RunTask, and bind
+        each task ECS placed to its own runner (registration, parameter, tags) on the worker
+        pool while the next batch is requested. A shortfall stops the batches; tasks not
+        placed cost nothing (no registration was made for them)."""
         arn = self._revisions.get(action.spec_hash)
         if arn is None:
             raise ActionFailed(f"no registered revision with spec hash {action.spec_hash}")
         launch = action.after
         pool = action.pool or action.name
-        for number in range(action.count):
-            try:
-                provision = self.provisioner.prepare(pool, launch)
-            except ProvisionFailed as error:
-                raise ActionFailed(
-                    f"started {number} of {action.count} runner(s): {error}"
-                ) from error
-            slot = self.expectations.next_slot(pool, self.epoch)
-            token = start_token(pool, arn, self.epoch, slot, self.expectations.incarnation)
-            try:
-                response = self.clients.ecs.run_task(
-                    cluster=action.cluster,
-                    taskDefinition=arn,
-                    count=1,
-                    **placement(launch),
-                    overrides=_environment_override(provision.environment),
-                    startedBy=STARTED_BY,
-                    tags=_aws_tags(
-                        {**launch["tags"], **provision.tags, LEASE_EPOCH_TAG: str(self.epoch)}
-                    ),
-                    enableECSManagedTags=True,
-                    clientToken=token,
+        try:
+            environment = self.provisioner.environment(pool, launch)
+        except ProvisionFailed as error:
+            raise ActionFailed(f"started 0 of {action.count} runner(s): {error}") from error
+        placed, shortfall, unclear = 0, "", ""
+        with Binder(self, pool, launch, action.cluster) as binder:
+            while placed < action.count and not shortfall and not unclear:
+                count = min(RUN_TASK_MAX_COUNT, action.count - placed)
+                slot = self.expectations.next_slot(pool, self.epoch, count)
+                token = start_token(
+                    pool, arn, self.epoch, slot, self.expectations.incarnation, count
                 )
-            except LeaseLost:
-                # nothing more may be sent, not even the clean-up: if this start never
-                # happened, the janitor of the next leader removes its registration
-                self.expectations.expect_start(pool, provision.name)
-                raise
-            except ClientError as error:
-                if not _rejected(error):
-                    self._unclear_start(action, number, pool, provision.name, error)
-                    continue
-                self.provisioner.abandon(provision)
-                raise
-            except BotoCoreError as error:
-                self._unclear_start(action, number, pool, provision.name, error)
-                continue
-            if not response.get("tasks"):
-                self.provisioner.abandon(provision)
-                if launch.get("capacityPending"):  # the plan is adding the instances for these
-                    return (
-                        f"started {number} of {action.count} runner(s); "
-                        f"{action.count - number} wait for the instances being added"
-                    )
-                reasons = sorted({f.get("reason", "unknown") for f in response.get("failures", [])})
-                raise ActionFailed(
-                    f"started {number} of {action.count} runner(s); ECS placed no more"
-                    + (f" ({', '.join(reasons)})" if reasons else " (no capacity?)")
+                tasks, problem = self._run_batch(action, arn, environment, count, token)
+                for task_arn in tasks:
+                    self.expectations.expect_start(pool, "", task_arn, action.cluster, token)
+                binder.submit(tasks)
+                placed += len(tasks)
+                if problem and problem.startswith("unclear:"):
+                    unclear = problem.removeprefix("unclear:")
+                elif problem or len(tasks) < count:
+                    shortfall = problem or "ECS placed fewer tasks than asked"
+            binder.wait()  # LeaseLost from a worker ends the apply here
+        bound = binder.summary()
+        if unclear:
+            raise ActionFailed(f"started {placed} of {action.count} runner(s){bound}; {unclear}")
+        if shortfall:
+            if launch.get("capacityPending"):  # the plan is adding the instances for these
+                return (
+                    f"started {placed} of {action.count} runner(s){bound}; "
+                    f"{action.count - placed} wait for the instances being added"
                 )
-            started = response["tasks"][0]["taskArn"]
-            self.expectations.expect_start(pool, provision.name, started, action.cluster)
-        return f"started {action.count} runner(s)"
+            raise ActionFailed(
+                f"started {placed} of {action.count} runner(s){bound}; ECS placed no more "
+                f"({shortfall})"
+            )
+        if binder.failed:
+            raise ActionFailed(f"started {placed} of {action.count} runner(s){bound}")
+        return f"started {action.count} runner(s){bound}"
 
-    def _unclear_start(
-        self, action: Action, number: int, pool: str, runner: str, error: Exception
-    ) -> None:
-        """RunTask failed without saying whether the task exists: look it up by runner name.
+    def _run_batch(
+        self, action: Action, arn: str, environment: dict[str, str], count: int, token: str
+    ) -> tuple[list[str], str]:
+        """One RunTask of `count` identical tasks: the task ARNs ECS placed, and why not all
+        ("" when all were; "unclear: ..." when RunTask failed without a clear answer)."""
+        launch = action.after
+        pool = action.pool or action.name
+        try:
+            response = self.clients.ecs.run_task(
+                cluster=action.cluster,
+                taskDefinition=arn,
+                count=count,
+                **placement(launch),
+                overrides=_environment_override(environment),
+                startedBy=STARTED_BY,
+                tags=_aws_tags(
+                    {**launch["tags"], LEASE_EPOCH_TAG: str(self.epoch), START_TOKEN_TAG: token}
+                ),
+                enableECSManagedTags=True,
+                clientToken=token,
+            )
+        except LeaseLost:
+            # nothing more may be sent: these starts may have happened; the next leader
+            # sees them listed (unbound: their runners give up waiting and exit)
+            for _ in range(count):
+                self.expectations.expect_start(pool, token=token, cluster=action.cluster)
+            raise
+        except ClientError as error:
+            if _rejected(error):
+                raise  # surely not started; nothing was created for it
+            return self._unclear_batch(action, count, token, error)
+        except BotoCoreError as error:
+            return self._unclear_batch(action, count, token, error)
+        tasks = [task["taskArn"] for task in response.get("tasks", [])]
+        reasons = sorted({f.get("reason", "unknown") for f in response.get("failures", [])})
+        return tasks, ", ".join(reasons) if len(tasks) < count else ""
 
-        Found: it started. Not found (ECS lists new tasks late): it may still appear, so it
-        is counted as starting and its registration is kept, and the action fails."""
-        task_arn = self._find_task(action.cluster, runner)
-        self.expectations.expect_start(pool, runner, task_arn, action.cluster)
-        if task_arn:
-            log.warning("RunTask for runner %s failed (%s), but its task exists", runner, error)
-            return
-        raise ActionFailed(
-            f"started {number} of {action.count} runner(s); RunTask for runner {runner} failed "
-            f"without a clear answer and no task of that runner is listed ({error}): counted "
-            "as starting until it is listed or expires; its registration is kept (the janitor "
-            "removes it if no task carries it)"
-        ) from error
+    def _unclear_batch(
+        self, action: Action, count: int, token: str, error: Exception
+    ) -> tuple[list[str], str]:
+        """RunTask failed without saying whether its tasks exist: look them up by the
+        batch's token tag. Those found started (and are bound); when none is listed (ECS
+        lists new tasks late), the batch counts as `count` starts of that token until its
+        tasks are listed or the expectation expires."""
+        pool = action.pool or action.name
+        found = self._find_tasks(action.cluster, token)
+        if found:
+            log.warning("RunTask failed (%s), but %d task(s) of its batch exist", error, len(found))
+            return found, ""
+        for _ in range(count):
+            self.expectations.expect_start(pool, token=token, cluster=action.cluster)
+        return [], (
+            f"unclear:RunTask of {count} failed without a clear answer and no task of its "
+            f"batch is listed ({error}): counted as starting until listed or expired"
+        )
 
-    def _find_task(self, cluster: str, runner: str) -> str:
-        """The ARN of our task running `runner` in `cluster`, or "" (also when unreadable)."""
-        ecs = self.clients.ecs
+    def _find_tasks(self, cluster: str, token: str) -> list[str]:
+        """Our tasks in `cluster` started by the batch of `token` (none when unreadable)."""
+        ecs, found = self.clients.ecs, []
         try:
             pages = ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=STARTED_BY)
             arns = [arn for page in pages for arn in page.get("taskArns", [])]
             for chunk in batches(arns, 100):
                 described = ecs.describe_tasks(cluster=cluster, tasks=list(chunk), include=["TAGS"])
-                for task in described.get("tasks", []):
-                    if tag_dict(task.get("tags")).get(RUNNER_NAME_TAG) == runner:
-                        return str(task["taskArn"])
+                found += [
+                    str(task["taskArn"])
+                    for task in described.get("tasks", [])
+                    if tag_dict(task.get("tags")).get(START_TOKEN_TAG) == token
+                ]
         except AWS_ERRORS as error:
-            log.warning("could not look up the task of runner %s: %s", runner, error)
+            log.warning("could not look up the tasks of batch %s: %s", token, error)
+        return found
+
+    def _bind(self, pool: str, launch: dict[str, Any], cluster: str, task_arn: str) -> str:
+        """In a worker: bind one placed task to its runner, and tag it so. A task that cannot
+        be bound is stopped at once (its runner would only wait and exit); returns "" when
+        bound, else why not."""
+        try:
+            provision = self.provisioner.bind(pool, launch, task_arn)
+        except ProvisionFailed as error:
+            self._stop_unbound(cluster, task_arn, str(error))
+            return str(error)
+        try:
+            self.clients.ecs.tag_resource(resourceArn=task_arn, tags=_aws_tags(provision.tags))
+        except AWS_ERRORS as error:
+            self.provisioner.abandon(provision)
+            self._stop_unbound(cluster, task_arn, f"tagging failed: {error}")
+            return f"task {task_arn.rsplit('/', 1)[-1]} not tagged: {error}"
         return ""
+
+    def _stop_unbound(self, cluster: str, task_arn: str, why: str) -> None:
+        self.clients.ecs.stop_task(
+            cluster=cluster, task=task_arn, reason=f"ecs-reconciler: not bound: {why}"[:255]
+        )
 
     def _stop(self, action: Action, _: int) -> str:
         stopped, kept = 0, 0
@@ -488,6 +545,74 @@ class Executor:
         started = self._run(action, index)
         stopped = self._stop(action, index)
         return f"{started}, {stopped}"
+
+
+class Binder:
+    """Binds the tasks of one run action to their runners on a small worker pool, so the
+    GitHub and SSM calls of many runners are in flight at once (at most `bind_workers`;
+    GitHub's client pauses every worker when GitHub asks it to wait).
+
+    Every worker runs inside the apply's fence, so each of its mutating calls passes the
+    same choke point as the apply's own (`fencing.check`); a `LeaseLost` in any worker
+    cancels the bindings not begun and ends the apply from `wait`. Expectations are touched
+    only from the applying thread (`wait`)."""
+
+    def __init__(self, executor: Executor, pool: str, launch: dict[str, Any], cluster: str):
+        self.executor, self.pool, self.launch, self.cluster = executor, pool, launch, cluster
+        self._workers = ThreadPoolExecutor(
+            max_workers=executor.bind_workers, thread_name_prefix="bind-runner"
+        )
+        self._futures: dict[Future[str], str] = {}
+        self.bound = 0
+        self.failed: list[str] = []
+
+    def __enter__(self) -> Binder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._workers.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, task_arns: list[str]) -> None:
+        """Bind these placed tasks (in the background)."""
+        for task_arn in task_arns:
+            self._futures[self._workers.submit(self._bind, task_arn)] = task_arn
+
+    def _bind(self, task_arn: str) -> str:
+        with fencing.fenced(self.executor.fence):
+            return self.executor._bind(self.pool, self.launch, self.cluster, task_arn)
+
+    def wait(self) -> None:
+        """Wait for every binding; raise `LeaseLost` if a worker's call was refused."""
+        lost: LeaseLost | None = None
+        for future in as_completed(self._futures):
+            task_id = self._futures[future].rsplit("/", 1)[-1]
+            if future.cancelled():
+                continue
+            try:
+                why = future.result()
+            except LeaseLost as error:
+                lost = lost or error
+                for other in self._futures:
+                    other.cancel()
+                continue
+            except Exception as error:  # a worker's failure is this task's, not the apply's
+                log.warning("runner task %s: binding failed: %s", task_id, error)
+                self.failed.append(f"{task_id}: {error}")
+                continue
+            if why:
+                self.failed.append(f"{task_id}: {why}")
+                self.executor.expectations.expect_stop(self.pool, self._futures[future])
+            else:
+                self.bound += 1
+        if lost is not None:
+            raise lost
+
+    def summary(self) -> str:
+        """ ", N bound to their runners" and the failures, for the action's outcome."""
+        if not self.failed:
+            return ""
+        shown = "; ".join(self.failed[:3]) + ("; ..." if len(self.failed) > 3 else "")
+        return f" ({self.bound} bound; {len(self.failed)} not bound and stopped: {shown})"
 
 
 def _rejected(error: ClientError) -> bool:

@@ -62,6 +62,8 @@ class ControllerSettings:
     spec_paths: Sequence[str | Path] = ("specs",)
     resync_interval: float = 60.0
     debounce_ms: int = 300
+    # triggers arriving within this long of the first are one cycle (a webhook burst)
+    coalesce_ms: int = 250
     guard: GuardPolicy = field(default_factory=GuardPolicy)
     backoff_base: float = 5.0
     backoff_max: float = 300.0
@@ -72,9 +74,19 @@ class ControllerSettings:
 
 
 class Triggers:
-    """A thread-safe doorbell: anyone may ring it with a reason; the loop waits for it."""
+    """A thread-safe doorbell: anyone may ring it with a reason; the loop waits for it.
 
-    def __init__(self) -> None:
+    Rings close together are one wake-up: after the first, `wait` gathers the others for
+    `coalesce` seconds more (a burst of webhook deliveries becomes one cycle; a lone one
+    waits that long at most). A "stop" ends the wait at once."""
+
+    STOP = "stop"
+
+    def __init__(self, coalesce: float = 0.0, clock: Callable[[], float] = time.monotonic):
+        if coalesce < 0:
+            raise ValueError(f"coalesce must be >= 0 seconds, not {coalesce}")
+        self.coalesce = coalesce
+        self._clock = clock
         self._condition = threading.Condition()
         self._reasons: list[str] = []
 
@@ -89,6 +101,10 @@ class Triggers:
         with self._condition:
             if not self._reasons:
                 self._condition.wait(timeout=max(0.0, timeout))
+            if self._reasons and self.coalesce > 0:
+                until = self._clock() + self.coalesce
+                while self.STOP not in self._reasons and (left := until - self._clock()) > 0:
+                    self._condition.wait(timeout=left)
             reasons, self._reasons = self._reasons, []
             return reasons
 
@@ -181,7 +197,7 @@ class Controller:
         self.status = status or StatusBoard(wall_clock)
         self.is_leader = is_leader
         self.clock = clock
-        self.triggers = Triggers()
+        self.triggers = Triggers(coalesce=settings.coalesce_ms / 1000)
         self.backoff = PoolBackoff(settings.backoff_base, settings.backoff_max, clock)
         self._stop = threading.Event()
         self.cycles = 0
@@ -210,7 +226,7 @@ class Controller:
     def stop(self) -> None:
         """Finish the action in flight, then return from `run`."""
         self._stop.set()
-        self.triggers.fire("stop")
+        self.triggers.fire(Triggers.STOP)
         if self.scale_set_listeners is not None:
             self.scale_set_listeners.stop()
 

@@ -29,7 +29,10 @@ QUEUE_INDEX = "queued-by-pool"
 #: the store's DynamoDB client: a slow or unreachable table fails in seconds, not minutes (the
 #: demand writer retries on its own; a cycle uses the last demand known)
 CLIENT_CONFIG = Config(
-    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2}
+    connect_timeout=1,
+    read_timeout=2,
+    retries={"mode": "standard", "max_attempts": 2},
+    max_pool_connections=32,  # the demand writer's threads (16) and the controller's reads
 )
 
 

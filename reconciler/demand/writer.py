@@ -26,7 +26,10 @@ from .events import JobEvent
 log = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 2_000  # a burst of matrix jobs; each event is a few hundred bytes
-DEFAULT_WRITERS = 4
+# a 400-job burst is stored in seconds, not half a minute: at 4 writers (2 DynamoDB calls an
+# event) the controller saw the burst's last jobs 30 s after they were all delivered
+# (bench/burst.py, issue 19); DynamoDB takes far more concurrent writes than this
+DEFAULT_WRITERS = 16
 
 
 class DemandWriter:

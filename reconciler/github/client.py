@@ -2,7 +2,8 @@
 
 It retries 5xx answers and network errors with exponential backoff and jitter, honours
 ``Retry-After`` and primary rate limits (``x-ratelimit-remaining: 0`` -> wait for
-``x-ratelimit-reset``, up to ``max_wait``), never retries other 4xx, and sends conditional GETs
+``x-ratelimit-reset``, up to ``max_wait``; a rate-limited answer pauses every thread using the
+client, not only the one that got it), never retries other 4xx, and sends conditional GETs
 (``If-None-Match``) so unchanged lists cost no rate limit. Every HTTP request is counted in
 ``calls`` by endpoint template (``GET /orgs/{org}/actions/runners``); 304s also in
 ``not_modified``. Tokens and JIT configs are never logged.
@@ -20,6 +21,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -293,6 +295,11 @@ class GitHubClient:
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._etags: dict[str, _Cached] = {}
+        # GitHub asked to wait (a rate limit): no request of any thread before this
+        # (time.monotonic()); several threads may send at once (the executor's bind workers)
+        self._pause_lock = threading.Lock()
+        self._paused_until = 0.0
+        self._local = threading.local()
         self._http = httpx.Client(
             timeout=timeout,
             headers={
@@ -556,6 +563,7 @@ class GitHubClient:
         attempt = 0
         mutating = method != "GET"
         while True:
+            self._wait_out_pause()
             auth_header = authorization or self.auth.authorization(self._app_post)
             if mutating:
                 fencing.check(endpoint, self.mutation_budget)
@@ -583,6 +591,8 @@ class GitHubClient:
                 logger.warning(
                     "%s: HTTP %d, retrying in %.1fs", endpoint, response.status_code, wait
                 )
+                if response.status_code in (403, 429):  # rate limited: every thread waits
+                    self._local.waited_until = self._pause(wait)
             self._sleep(wait)
             attempt += 1
 
@@ -612,6 +622,26 @@ class GitHubClient:
                 raise RateLimited(status, method, _template(endpoint), _message(response), wait)
             raise GitHubError(status, method, _template(endpoint), _message(response))
         return wait
+
+    def _pause(self, seconds: float) -> float:
+        """GitHub asked to wait: no thread sends before `seconds` from now (returned, as
+        time.monotonic())."""
+        with self._pause_lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+            return self._paused_until
+
+    def _wait_out_pause(self) -> None:
+        """Before any request: wait out a pause another thread was told to take (GitHub:
+        stop making requests until the secondary limit's Retry-After has passed). A thread
+        waits out each pause once (the one told to wait already did)."""
+        until = self._paused_until
+        if until <= getattr(self._local, "waited_until", 0.0):
+            return
+        left = until - time.monotonic()
+        if left > 0:
+            logger.info("GitHub asked to wait: pausing %.1fs before the next request", left)
+            self._sleep(left)
+        self._local.waited_until = until
 
     def _backoff_delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: base * 2^attempt, scaled by a random 50-100%."""

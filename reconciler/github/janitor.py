@@ -3,13 +3,13 @@
 Run by the leader after each cycle, from what the cycle already saw (no extra listing of
 runners; one paginated SSM listing at most every `sweep_interval`):
 
-- a registered runner of ours (named `<pool>-<8 hex>` for a pool of the specs or of a running
-  task) that is offline, not busy, and belongs to no running task is deregistered once it has
-  been seen that way for `grace` seconds (a runner registered by a task still being placed is
-  not mistaken for an orphan: ECS lists a new task within seconds);
-- a JIT parameter (`/ecs-reconciler/jit/<pool>/<runner>`) older than `grace` whose runner is
-  in no running task is deleted (the entrypoint deletes its own; this catches tasks that died
-  before reading it).
+- a registered runner of ours (named `<pool>-<task id>`, or `<pool>-<8 hex>` by earlier
+  versions, for a pool of the specs or of a running task) that is offline, not busy, and
+  belongs to no running task is deregistered once it has been seen that way for `grace`
+  seconds (a runner registered by a task still being bound is not mistaken for an orphan);
+- a JIT parameter (`/ecs-reconciler/jit/<pool>/<task id>`, or `.../<runner>` by earlier
+  versions) older than `grace` whose task (or runner) is in no running task is deleted (the
+  entrypoint deletes its own; this catches tasks that died before reading it).
 
 Tasks whose runner never came online are not handled here: the runner-state source reports
 them as failed and the planner stops and replaces them, visibly in the plan.
@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..clock import WallClock, wall_time
 from ..plan.state import RUNNER_NAME_TAG, ObservedTask
+from ..runners import runner_name as task_runner_name
 from .client import GitHubError, RunnerBusy, Scope
 from .jit import PARAMETER_PREFIX
 from .registry import DEFAULT_GRACE_SECONDS, GitHubRunnerStates
@@ -35,6 +36,10 @@ from .registry import DEFAULT_GRACE_SECONDS, GitHubRunnerStates
 log = logging.getLogger(__name__)
 
 DEFAULT_SWEEP_SECONDS = 300.0
+# an ECS task id (32 hex; moto's are UUIDs) at the end of a runner name
+_TASK_ID = re.compile(
+    r"-([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
 _RUNNER_SUFFIX = re.compile(r"-[0-9a-f]{8}")
 
 
@@ -67,7 +72,7 @@ class RunnerJanitor:
         now = self.clock()
         if self._last_sweep is None or now - self._last_sweep >= self.sweep_interval:
             self._last_sweep = now
-            removed += self._delete_parameters(in_tasks)
+            removed += self._delete_parameters(in_tasks | {task.task_id for task in tasks})
         for line in removed:
             log.info("garbage collected: %s", line)
         return removed
@@ -117,9 +122,14 @@ class RunnerJanitor:
 
 
 def _is_ours(runner_name: str, pools: Collection[str]) -> bool:
-    """`<pool>-<8 hex>` for one of `pools` (see `reconciler.runners.runner_name`)."""
-    return any(
-        runner_name.startswith(pool[:54])
-        and _RUNNER_SUFFIX.fullmatch(runner_name[len(pool[:54]) :])
-        for pool in pools
-    )
+    """`<pool>-<task id>` (see `reconciler.runners.runner_name`), or `<pool>-<8 hex>` (what
+    earlier versions named runners), for one of `pools`."""
+    suffix = _TASK_ID.search(runner_name)
+    for pool in pools:
+        if suffix and runner_name == task_runner_name(pool, f"arn:task/{suffix.group(1)}"):
+            return True
+        if runner_name.startswith(pool[:54]) and _RUNNER_SUFFIX.fullmatch(
+            runner_name[len(pool[:54]) :]
+        ):
+            return True
+    return False

@@ -1,22 +1,31 @@
 """Just-in-time runner registrations, handed to their task through SSM Parameter Store.
 
-For each task it starts, the executor asks for a JIT configuration (runner group resolved
-by name, the pool's labels) and stores it as a SecureString parameter
-`/ecs-reconciler/jit/<pool>/<runner>`. The task is tagged with the runner's name and id
-(`ecs-reconciler:runner-id`: every stop deletes that registration first). Only the
-parameter's *name* goes into the task
-(environment override `RUNNER_JIT_PARAMETER`): a JIT configuration in a container override
-would be readable by anyone allowed `ecs:DescribeTasks`. The runner image's entrypoint
-(`deploy/runner-image/entrypoint.sh`) reads the parameter with the task role, deletes it, and
-starts the runner once. The task role's policy should allow `ssm:GetParameter` and
-`ssm:DeleteParameter` on `/ecs-reconciler/jit/*` only (with KMS decrypt of the key used).
-With `kms_key` (run --jit-kms-key) the parameters are encrypted with that customer managed key
-instead of the account's `aws/ssm` key, which every principal in the account may decrypt.
+Runner tasks are started in batches (RunTask `count` up to 10, every task identical) and
+bound to their runner only once ECS has placed them: for each placed task, the executor asks
+for a JIT configuration (runner group resolved by name, the pool's labels) named after the
+task (`<pool>-<task id>`) and stores it as a SecureString parameter
+`/ecs-reconciler/jit/<pool>/<task id>`; the task is then tagged with the runner's name and
+id (`ecs-reconciler:runner-id`: every stop deletes that registration first). A task ECS did
+not place costs no GitHub call and leaves nothing to clean up.
+
+Only the parameter's *prefix* goes into the task (environment override
+`RUNNER_JIT_PARAMETER_PREFIX`, the same for every task of a batch): a JIT configuration in a
+container override would be readable by anyone allowed `ecs:DescribeTasks`. The runner
+image's entrypoint (`deploy/runner-image/entrypoint.sh`) reads its task ARN from the ECS
+task metadata endpoint, waits (bounded, `RUNNER_JIT_WAIT_SECONDS`) for
+`<prefix>/<task id>`, reads it with the task role, deletes it, and starts the runner once.
+The task role's policy should allow `ssm:GetParameter` and `ssm:DeleteParameter` on
+`/ecs-reconciler/jit/*` only (with KMS decrypt of the key used). With `kms_key` (run
+--jit-kms-key) the parameters are encrypted with that customer managed key instead of the
+account's `aws/ssm` key, which every principal in the account may decrypt.
+
+`bind` runs in the executor's worker threads: the runner-group cache is guarded by a lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +38,7 @@ from ..plan.state import (
     RUNNER_NAME_TAG,
     SCOPE_TAG,
 )
-from ..runners import Provision, ProvisionFailed, runner_name
+from ..runners import Provision, ProvisionFailed, runner_name, task_id_of
 from .client import GitHubClient, GitHubError, RunnerGroupNotFound, Scope
 from .registry import scope_of_tag
 from .scaleset.errors import ActionsServiceError, ScaleSetNotFound
@@ -37,11 +46,29 @@ from .scaleset.messages import MessageFormatError
 from .scaleset.pools import ScaleSetPools
 
 PARAMETER_PREFIX = "/ecs-reconciler/jit"
+PARAMETER_PREFIX_ENVIRONMENT = "RUNNER_JIT_PARAMETER_PREFIX"
+# what tasks started by earlier versions carry: their parameter's whole name
 PARAMETER_ENVIRONMENT = "RUNNER_JIT_PARAMETER"
 
 
+def parameter_name(prefix: str, pool: str, task_arn: str) -> str:
+    """The SSM parameter holding the JIT configuration of the runner of `task_arn`."""
+    return f"{prefix.rstrip('/')}/{pool}/{task_id_of(task_arn)}"
+
+
+_REGISTRATION_ERRORS = (
+    GitHubError,
+    RunnerGroupNotFound,
+    LookupError,
+    ActionsServiceError,
+    MessageFormatError,
+    ClientError,
+    BotoCoreError,
+)
+
+
 class JitProvisioner:
-    """Registers a JIT runner per task and parks its configuration in SSM."""
+    """Registers a JIT runner per placed task and parks its configuration in SSM."""
 
     def __init__(
         self,
@@ -57,32 +84,55 @@ class JitProvisioner:
         self.prefix = prefix.rstrip("/")
         self.kms_key = kms_key
         self._groups: dict[tuple[Scope, str], int] = {}
+        self._lock = threading.Lock()
 
-    def prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
-        """Create the registration and its parameter; the task gets the parameter's name."""
+    def environment(self, pool: str, launch: Mapping[str, Any]) -> dict[str, str]:
+        """Where every task of `pool` finds its parameter: the prefix its task id completes.
+
+        Checks first what would fail every binding (the scope tag; for a REST pool its
+        runner group: one GET, cached), so such a pool starts no task at all."""
+        scope = self._scope(pool, launch)
+        if self._scale_set_pool(pool) is None:
+            try:
+                self._group_id(scope, launch["runner"]["group"])
+            except _REGISTRATION_ERRORS as error:
+                raise ProvisionFailed(f"runner registration failed: {error}") from error
+        return {PARAMETER_PREFIX_ENVIRONMENT: f"{self.prefix}/{pool}"}
+
+    def bind(self, pool: str, launch: Mapping[str, Any], task_arn: str) -> Provision:
+        """Create the registration of placed task `task_arn` and its parameter."""
         try:
-            return self._prepare(pool, launch)
+            return self._bind(pool, launch, task_arn)
         except ScaleSetNotFound as error:
             if self.scale_sets is not None:
                 self.scale_sets.forget(pool)  # deleted on GitHub: created again next time
             raise ProvisionFailed(f"runner registration failed: {error}") from error
-        except (
-            GitHubError,
-            RunnerGroupNotFound,
-            LookupError,
-            ActionsServiceError,
-            MessageFormatError,
-            ClientError,
-            BotoCoreError,
-        ) as error:
+        except _REGISTRATION_ERRORS as error:
             raise ProvisionFailed(f"runner registration failed: {error}") from error
 
-    def _prepare(self, pool: str, launch: Mapping[str, Any]) -> Provision:
+    @staticmethod
+    def _scope(pool: str, launch: Mapping[str, Any]) -> Scope:
         scope = scope_of_tag(launch["tags"].get(SCOPE_TAG, ""))
         if scope is None:
             raise ProvisionFailed(f"pool {pool}: its launch has no usable {SCOPE_TAG} tag")
-        name = runner_name(pool)
-        scale_set_pool = self.scale_sets.pool(pool) if self.scale_sets is not None else None
+        return scope
+
+    def _scale_set_pool(self, pool: str) -> Any:
+        return self.scale_sets.pool(pool) if self.scale_sets is not None else None
+
+    def _group_id(self, scope: Scope, group: str) -> int:
+        with self._lock:
+            known = self._groups.get((scope, group))
+        if known is None:  # two workers may both look it up once: harmless
+            known = self.github.runner_group_id(scope, group)
+            with self._lock:
+                self._groups[(scope, group)] = known
+        return known
+
+    def _bind(self, pool: str, launch: Mapping[str, Any], task_arn: str) -> Provision:
+        scope = self._scope(pool, launch)
+        name = runner_name(pool, task_arn)
+        scale_set_pool = self._scale_set_pool(pool)
         remove: Any
         if scale_set_pool is not None and self.scale_sets is not None:
             # a scale set's runner: its JIT config comes from the scale set (generatejitconfig)
@@ -93,13 +143,11 @@ class JitProvisioner:
             remove = ("scale-set", scale_set_pool.scope)
         else:
             runner = launch["runner"]
-            key = (scope, runner["group"])
-            if key not in self._groups:
-                self._groups[key] = self.github.runner_group_id(scope, runner["group"])
-            config = self.github.create_jit_config(scope, name, self._groups[key], runner["labels"])
+            group_id = self._group_id(scope, runner["group"])
+            config = self.github.create_jit_config(scope, name, group_id, runner["labels"])
             runner_id, encoded = config.runner_id, config.encoded_jit_config
             remove = ("rest", scope)
-        parameter = f"{self.prefix}/{pool}/{name}"
+        parameter = parameter_name(self.prefix, pool, task_arn)
         try:
             self.ssm.put_parameter(
                 Name=parameter,
@@ -118,7 +166,6 @@ class JitProvisioner:
             pool,
             name,
             tags={RUNNER_NAME_TAG: name, RUNNER_ID_TAG: str(runner_id)},
-            environment={PARAMETER_ENVIRONMENT: parameter},
             handles={
                 "scope": scope,
                 "runner_id": runner_id,
@@ -135,7 +182,7 @@ class JitProvisioner:
             self.github.delete_runner(scope, runner_id)
 
     def abandon(self, provision: Provision) -> None:
-        """The task did not start: delete the parameter and the registration."""
+        """The task could not be bound after all: delete the parameter and the registration."""
         handles = provision.handles
         with contextlib.suppress(self.ssm.exceptions.ParameterNotFound):
             self.ssm.delete_parameter(Name=handles["parameter"])

@@ -13,16 +13,19 @@ drained. One listing per scope per cycle (conditional, so an unchanged list cost
 - a *stopped* task whose registration still exists -> failed: GitHub removes an ephemeral
   runner once it has run its job, and we deregister before we stop, so the runner exited
   without doing its job (a crash): evidence for halting a rollout.
-- A runner younger than `grace` seconds is unknown, whatever GitHub says: a runner that
-  has just come online may be about to receive its job (other controllers lost jobs by
-  reaping runners seconds after they registered).
+- A runner younger than `grace` seconds is unknown unless GitHub says it is busy: a runner
+  that has just come online may be about to receive its job (other controllers lost jobs by
+  reaping runners seconds after they registered). A busy one is busy at any age, so a
+  burst's young busy runners are not counted as spare ones covering its pending jobs
+  (bench/burst.py: the last 10-25% of a 400-job burst waited out the grace).
 - GitHub decides every stop. `confirm_stoppable` trusts neither the busy flag nor the
   cycle's listing (minutes old, perhaps): it deletes the task's runner by id (the
   `ecs-reconciler:runner-id` tag of a JIT runner, else the id listed, else the id of a
   fresh listing by name), and only GitHub's success or 404 (gone: it can take no job) lets
   the task stop; a refusal (HTTP 422, the runner is running a job) or no answer keeps it.
   A task whose runner is in no fresh listing either has no registration that could take a
-  job (JIT registrations exist before their task starts), so it may stop.
+  job, so it may stop (tasks are bound to their JIT registration seconds after placement;
+  only young tasks, which are never stopped, can still be unbound).
 """
 
 from __future__ import annotations
@@ -128,9 +131,9 @@ class GitHubRunnerStates:
         if task.last_status == "STOPPED":  # ephemeral runners that ran their job are gone
             return RunnerState.FAILED if runner is not None else RunnerState.UNKNOWN
         if runner is not None and runner.status == "online":
-            if self._young(task):
-                return RunnerState.UNKNOWN
-            return RunnerState.BUSY if runner.busy else RunnerState.IDLE
+            if runner.busy:  # at any age: busy is never stopped, and the planner must count
+                return RunnerState.BUSY  # it (a burst's young busy runners are not spare)
+            return RunnerState.UNKNOWN if self._young(task) else RunnerState.IDLE
         if (runner is None or not runner.busy) and self._boot_timed_out(task):
             return RunnerState.FAILED
         return RunnerState.UNKNOWN

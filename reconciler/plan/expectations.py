@@ -10,10 +10,13 @@ the planner counts what is still in flight (`InFlight`). An expectation that the
 never settles is forgotten after `ttl` seconds (a task that stopped before it was ever
 listed, say), so a lost one delays a pool by at most that long.
 
-Each start also gets a *slot*: a sequence number per pool and lease epoch, which with the
-pool, the revision and the epoch makes the RunTask client token (`start_token`): retrying
-one start is idempotent, and no two starts share a token (ECS keeps a RunTask token for 24
-hours per cluster, and refuses a reused token with other parameters).
+Each RunTask (a batch of up to 10 identical tasks) gets *slots*: a run of sequence numbers
+per pool and lease epoch, one per task, which with the pool, the revision, the epoch and the
+batch size makes the RunTask client token (`start_token`): retrying one batch is idempotent,
+and no two batches share a token (ECS keeps a RunTask token for 24 hours per cluster, and
+refuses a reused token with other parameters). Every task of a batch is tagged with its
+token, so a batch whose RunTask failed without a clear answer is counted as `count` starts
+of that token, settled as tasks carrying it are listed.
 
 Pure bookkeeping: no I/O; the controller's one thread uses it (not thread-safe).
 """
@@ -28,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .state import RUNNER_NAME_TAG, ObservedTask
+from .state import RUNNER_NAME_TAG, START_TOKEN_TAG, ObservedTask
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ class _Start:
     task_arn: str  # "" when RunTask's outcome is unknown (looked up by runner name)
     issued_at: float
     cluster: str = ""
+    token: str = ""  # the batch's client token (settles a start whose task ARN is unknown)
 
 
 @dataclass(frozen=True)
@@ -74,19 +78,30 @@ class Expectations:
         self._slots: Counter[tuple[str, int]] = Counter()
 
     def expect_start(
-        self, pool: str, runner_name: str, task_arn: str = "", cluster: str = ""
+        self,
+        pool: str,
+        runner_name: str = "",
+        task_arn: str = "",
+        cluster: str = "",
+        token: str = "",
     ) -> None:
-        """A RunTask was issued for `runner_name` (its task ARN when ECS answered)."""
-        self._starts.append(_Start(pool, runner_name, task_arn, self.clock(), cluster))
+        """A RunTask was issued for one task: its runner's name and task ARN when known,
+        else the batch's client `token` (a start known by none of them is refused)."""
+        if not (runner_name or task_arn or token):
+            raise ValueError("a start needs a runner name, a task ARN or a batch token")
+        self._starts.append(_Start(pool, runner_name, task_arn, self.clock(), cluster, token))
 
     def expect_stop(self, pool: str, task_arn: str) -> None:
         """A StopTask was issued for `task_arn`."""
         self._stops[task_arn] = _Stop(pool, task_arn, self.clock())
 
-    def next_slot(self, pool: str, epoch: int) -> int:
-        """The next start slot of `pool` in lease epoch `epoch` (0, 1, 2, ...)."""
+    def next_slot(self, pool: str, epoch: int, count: int = 1) -> int:
+        """The first of the next `count` start slots of `pool` in lease epoch `epoch`
+        (0, 1, 2, ...; a batch of 10 takes 10)."""
+        if count < 1:
+            raise ValueError(f"a batch has at least one task, not {count}")
         slot = self._slots[(pool, epoch)]
-        self._slots[(pool, epoch)] += 1
+        self._slots[(pool, epoch)] += count
         return slot
 
     def unlisted(self, tasks: Iterable[ObservedTask]) -> dict[str, list[str]]:
@@ -104,10 +119,18 @@ class Expectations:
         listed = list(tasks)
         arns = {task.arn for task in listed} | set(stopped)
         names = {task.tags.get(RUNNER_NAME_TAG, "") for task in listed} - {""}
+        # tasks of a batch listed, by token, not already settling a start known by ARN
+        known = {start.task_arn for start in self._starts}
+        tokens = Counter(
+            task.tags.get(START_TOKEN_TAG, "") for task in listed if task.arn not in known
+        )
         now = self.clock()
         starts: list[_Start] = []
         for start in self._starts:
             if start.task_arn in arns or start.runner_name in names:
+                continue
+            if not start.task_arn and start.token and tokens[start.token] > 0:
+                tokens[start.token] -= 1
                 continue
             if now - start.issued_at >= self.ttl:
                 log.warning(
@@ -135,10 +158,14 @@ class Expectations:
         )
 
 
-def start_token(pool: str, revision_arn: str, epoch: int, slot: int, incarnation: str) -> str:
-    """RunTask's client token for one start: deterministic per (pool, revision, slot, epoch).
+def start_token(
+    pool: str, revision_arn: str, epoch: int, slot: int, incarnation: str, count: int = 1
+) -> str:
+    """RunTask's client token for one batch of `count` tasks from `slot`: deterministic per
+    (pool, revision, slot, count, epoch).
 
     Without a lease (epoch 0) the process's incarnation keeps a restarted controller from
     reusing an earlier process's tokens; with one, every term has a new epoch anyway."""
-    key = f"{pool}/{revision_arn}/{epoch}/{slot}" + ("" if epoch else f"/{incarnation}")
+    key = f"{pool}/{revision_arn}/{epoch}/{slot}" + (f"+{count}" if count != 1 else "")
+    key += "" if epoch else f"/{incarnation}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -19,6 +19,9 @@ DELETION_POLICY_TAG = "ecs-reconciler:deletion-policy"
 SCOPE_TAG = "ecs-reconciler:scope"  # on runner tasks: where the runner registers, kind:name
 RUNNER_NAME_TAG = "ecs-reconciler:runner-name"  # on runner tasks: its GitHub runner name
 RUNNER_ID_TAG = "ecs-reconciler:runner-id"  # on runner tasks: its JIT registration's runner id
+# on runner tasks: the RunTask client token of the batch that started them (every task of a
+# batch carries the same tags; the runner name and id are tagged once the task is bound)
+START_TOKEN_TAG = "ecs-reconciler:start-token"
 # on runner tasks and scaled Auto Scaling groups: the lease epoch of the term that started /
 # resized them (0 without leader election)
 LEASE_EPOCH_TAG = "ecs-reconciler:lease-epoch"

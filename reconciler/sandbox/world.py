@@ -2,9 +2,11 @@
 
 `GitHubWorld` plays GitHub and the runner image around a real controller:
 
-- **runners boot**: a runner task of ours that ECS (moto) runs reads its JIT parameter from
-  SSM, deletes it, and comes online in `FakeGitHub` as the runner it was registered as, just
-  as `deploy/runner-image/entrypoint.sh` does;
+- **runners boot**: a runner task of ours that ECS (moto) runs finds its JIT parameter from
+  its task id (`RUNNER_JIT_PARAMETER_PREFIX/<task id>`; the controller binds a task to its
+  runner only after ECS placed it), waits for it at most `jit_wait` seconds, reads it,
+  deletes it, and comes online in `FakeGitHub` as the runner it was registered as, just as
+  `deploy/runner-image/entrypoint.sh` does (a task that waited in vain exits);
 - **jobs**: `queue_jobs` queues jobs for a repository; each tick GitHub assigns queued jobs,
   oldest first, to idle online runners whose labels cover the job's and whose scope
   (enterprise, organization, repository) includes the repository; the runner is busy for the
@@ -35,7 +37,7 @@ from typing import Any
 from ..aws.clients import AwsClients
 from ..aws.observe import tag_dict
 from ..clock import WallClock, wall_time
-from ..github.jit import PARAMETER_ENVIRONMENT
+from ..github.jit import PARAMETER_ENVIRONMENT, PARAMETER_PREFIX_ENVIRONMENT
 from ..github.registry import scope_of_tag
 from ..plan.state import SCOPE_TAG
 from ..spec.loader import SpecSet
@@ -112,11 +114,15 @@ class GitHubWorld:
     content_type: str = "json"  # the hook's content type: json | form (payload=<urlencoded>)
     hook_owner: str | None = None  # the hook's owner: None (the GitHub App), /orgs/x, /repos/o/r
     runner_version: str = "2.328.0"  # what runners report when they connect
+    jit_wait: float = 120.0  # how long a runner waits for its JIT parameter (the image's default)
     jobs: dict[int, SimulatedJob] = field(default_factory=dict)
     interrupted: list[SimulatedJob] = field(default_factory=list)
     jit_configs: list[str] = field(default_factory=list)
     _runners: dict[str, _Runner] = field(default_factory=dict)
     _done: set[str] = field(default_factory=set)
+    _waiting: dict[str, float] = field(default_factory=dict)  # task ARN -> first wait
+    _next_look: dict[str, float] = field(default_factory=dict)  # task ARN -> next look
+    _ssm: Any = None  # one client for every runner's SSM calls (creating one takes ~50 ms)
     _outbox: deque[dict[str, Any]] = field(default_factory=deque)
     hook: str | None = None  # the API path of the hook deliveries go through
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1001))
@@ -204,6 +210,11 @@ class GitHubWorld:
         )
 
     @property
+    def online_runners(self) -> int:
+        """Runners online (idle or busy) in the world's tasks."""
+        return len(self._runners)
+
+    @property
     def busy_runners(self) -> int:
         """Runners running a job now."""
         return sum(1 for runner in self._runners.values() if runner.job is not None)
@@ -225,33 +236,58 @@ class GitHubWorld:
                     self.github.set_runner_status(runner.scope_path, runner.name, "offline", False)
                 if runner.scale_set_id is not None:
                     self.github.actions.runner_gone(runner.name)
+        registered: dict[str, dict[str, Any]] = {}  # by scope, read once this tick
         for arn, task in running.items():
             if arn not in self._runners and arn not in self._done:
-                self._boot(task)
+                self._boot(task, registered)
 
-    def _boot(self, task: dict[str, Any]) -> None:
-        """The runner image's entrypoint: fetch the JIT config, delete it, come online."""
-        parameter = _environment(task).get(PARAMETER_ENVIRONMENT)
+    def _boot(self, task: dict[str, Any], registered_by_scope: dict[str, dict[str, Any]]) -> None:
+        """The runner image's entrypoint: find the JIT config by task id (waiting for it,
+        bounded), delete it, come online."""
+        environment = _environment(task)
+        parameter = environment.get(PARAMETER_ENVIRONMENT)
+        if parameter is None and PARAMETER_PREFIX_ENVIRONMENT in environment:
+            task_id = task["taskArn"].rsplit("/", 1)[-1]  # from the task metadata endpoint
+            parameter = f"{environment[PARAMETER_PREFIX_ENVIRONMENT]}/{task_id}"
         scope = scope_of_tag(tag_dict(task.get("tags")).get(SCOPE_TAG, ""))
         if parameter is None or scope is None:
             self._done.add(task["taskArn"])  # not a JIT runner: nothing to simulate
             return
-        ssm = self.clients.client("ssm")
+        if self.clock() < self._next_look.get(task["taskArn"], 0.0):
+            return  # the entrypoint looks once a second
+        self._next_look[task["taskArn"]] = self.clock() + 1.0
+        if self._ssm is None:
+            self._ssm = self.clients.client("ssm")
+        ssm = self._ssm
         try:
             value = ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
         except ssm.exceptions.ParameterNotFound:
+            waited = self.clock() - self._waiting.setdefault(task["taskArn"], self.clock())
+            if waited < self.jit_wait:
+                return  # not bound yet: look again at the next tick
             log.warning(
-                "task %s: JIT parameter %s missing; runner exits", task["taskArn"], parameter
+                "task %s: JIT parameter %s missing after %.0fs; runner exits",
+                task["taskArn"],
+                parameter,
+                waited,
             )
             self._stop(task["clusterArn"], task["taskArn"], "runner exited: no JIT configuration")
             self._done.add(task["taskArn"])
+            self._waiting.pop(task["taskArn"], None)
             return
+        self._waiting.pop(task["taskArn"], None)
+        self._next_look.pop(task["taskArn"], None)
         ssm.delete_parameter(Name=parameter)
         self.jit_configs.append(value)
         config = json.loads(base64.b64decode(value))
         name = config["name"]
-        registered = {r["name"]: r for r in self.github.runners(scope.path)}
+        registered = registered_by_scope.get(scope.path, {})
+        if name not in registered:  # read once a tick (a copy of every runner), or when
+            # registered since: bound while this tick ran
+            registered = {r["name"]: r for r in self.github.runners(scope.path)}
+            registered_by_scope[scope.path] = registered
         if name not in registered:  # deregistered before it booted: the runner cannot start
+            log.warning("task %s: runner %s is not registered; runner exits", task["taskArn"], name)
             self._stop(task["clusterArn"], task["taskArn"], "runner exited: registration gone")
             self._done.add(task["taskArn"])
             return

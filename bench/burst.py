@@ -1,0 +1,253 @@
+"""A matrix burst on one organization pool with room: N queued jobs at once, how soon are
+their runner tasks requested and RUNNING, and what did it cost in calls (issue 19)?
+
+    .venv/bin/python bench/burst.py [--jobs 400] [--timeout 180]
+
+The sandbox (moto's HTTP server, the simulated ECS agent, the simulated GitHub) holds the
+platform pool alone with small tasks (256 CPU, 512 MiB: 14 a moto instance) and instances
+enough for the burst from the start. The controller runs in this process as `run` runs it
+(its loop and triggers, JIT runners through SSM, GitHub runner states, the demand book in
+DynamoDB fed by the webhook receiver on 127.0.0.1). `GitHubWorld` queues N jobs of one
+repository and POSTs their N signed `queued` deliveries one after another to `/webhook`,
+then plays the runners: a task that runs reads its JIT configuration and comes online, and
+takes a job (jobs last longer than the bench, so no runner exits).
+
+Prints, from the first delivery: when the deliveries were all sent; the time to 25/50/75/100%
+of the burst's N new runner tasks requested (listed by ECS) and RUNNING; the time to
+25/50/75/100% of the jobs started on a runner; and the controller's RunTask calls, GitHub
+calls and SSM calls during the burst. Everything listens on 127.0.0.1 only, and every wait
+is bounded by `--timeout`. Exit 0 when every job started in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from reconciler.controller.loop import Controller, ControllerSettings
+from reconciler.controller.server import ControllerServer
+from reconciler.demand import DemandBook, DynamoDemandStore, WebhookReceiver
+from reconciler.demand.writer import DEFAULT_WRITERS
+from reconciler.github import GitHubClient, TokenAuth
+from reconciler.github.jit import JitProvisioner
+from reconciler.github.registry import GitHubRunnerStates
+from reconciler.plan.guard import GuardPolicy
+from reconciler.plan.state import STARTED_BY
+from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from reconciler.sandbox.world import GitHubWorld
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER = "ci-runners"
+GROUP = "ci-runners-linux-x64"  # behind the pool's capacity provider, linux-x64
+POOL = "platform-linux-dind"
+LABELS = ("self-hosted", "linux", "x64", "dind")
+SECRET = b"burst-bench-secret"
+IDLE = 2
+TASKS_PER_INSTANCE = 14  # moto offers 7,482 MiB per instance; 512 MiB per runner
+QUARTERS = (0.25, 0.5, 0.75, 1.0)
+
+
+def specs_in(directory: Path, jobs: int) -> Path:
+    """The example capacity providers and the platform pool alone: small tasks without a
+    Docker sidecar, room for the burst in `max` and the per-repository cap."""
+    target = directory / "specs"
+    target.mkdir()
+    shutil.copy(REPO / "specs" / "capacity-providers.yaml", target)
+    text = (REPO / "specs" / "org-platform-dind.yaml").read_text()
+    ceiling = jobs + 2 * IDLE
+    for old, new in (
+        ("cpu: 2048", "cpu: 256"),
+        ("memory: 4096", "memory: 512"),
+        ("max: 40", f"max: {ceiling}"),
+        ("maxPerRepository: 10", f"maxPerRepository: {ceiling}"),
+        ("  docker:\n    mode: dind\n", "  docker:\n    mode: none\n"),
+    ):
+        if old not in text:
+            raise SystemExit(f"burst: the example pool no longer has {old!r}")
+        text = text.replace(old, new)
+    text = re.sub(r"\n    image: docker:[^\n]*", "", text)  # no sidecar: 512 MiB is enough
+    (target / "org-platform-dind.yaml").write_text(text)
+    return target
+
+
+class Sampler(threading.Thread):
+    """Every `period` seconds: our runner tasks listed (requested) and RUNNING, read-only."""
+
+    def __init__(self, sandbox: Sandbox, period: float = 0.5) -> None:
+        super().__init__(name="burst-sampler", daemon=True)
+        self.ecs = sandbox.clients(read_only=True).ecs
+        self.period = period
+        self.samples: list[tuple[float, int, int]] = []  # (monotonic, listed, running)
+        self.stop_event = threading.Event()
+
+    def count(self) -> tuple[int, int]:
+        arns = self.ecs.list_tasks(cluster=CLUSTER, startedBy=STARTED_BY, desiredStatus="RUNNING")[
+            "taskArns"
+        ]
+        running = 0
+        for index in range(0, len(arns), 100):
+            tasks = self.ecs.describe_tasks(cluster=CLUSTER, tasks=arns[index : index + 100])
+            running += sum(1 for t in tasks["tasks"] if t.get("lastStatus") == "RUNNING")
+        return len(arns), running
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.period):
+            listed, running = self.count()
+            self.samples.append((time.monotonic(), listed, running))
+
+
+def first_reaching(samples: Sequence[tuple[float, int]], target: float) -> float | None:
+    """The first time a sampled value reached `target`, or None."""
+    return next((at for at, value in samples if value >= target), None)
+
+
+def quarters(times: Callable[[float], float | None], total: int) -> list[str]:
+    cells = []
+    for share in QUARTERS:
+        at = times(math.ceil(total * share))
+        cells.append("-" if at is None else f"{at:.1f}")
+    return cells
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=400, help="queued deliveries (default 400)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="give up after (s)")
+    parser.add_argument("--log", default="WARNING", help="the controller's log level")
+    parser.add_argument(
+        "--demand-writers",
+        type=int,
+        default=DEFAULT_WRITERS,
+        help=f"threads storing deliveries in DynamoDB (default {DEFAULT_WRITERS}, as run)",
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=args.log, format="%(relativeCreated)7.0f %(name)s %(message)s")
+    for noisy in ("moto", "httpx", "reconciler.sandbox.agent"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.simplefilter("ignore")  # moto's CloudFormation parser warns about the stack
+    if not 1 <= args.jobs <= 2000:
+        parser.error("--jobs must be between 1 and 2000")
+    if args.demand_writers < 1:
+        parser.error("--demand-writers must be at least 1")
+    instances = math.ceil((args.jobs + 2 * IDLE) / TASKS_PER_INSTANCE) + 1
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = specs_in(Path(tmp), args.jobs)
+        # moto in its own process, as AWS is: its work does not take this process's GIL
+        with Sandbox([specs], github=True, mode="process") as sandbox:
+            room_for(sandbox, instances)
+            return run_burst(sandbox, specs, args.jobs, args.timeout, args.demand_writers)
+
+
+def room_for(sandbox: Sandbox, instances: int) -> None:
+    """The pool's group at `instances` from the start (its stack caps it lower), registered."""
+    sandbox.clients().autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName=GROUP, MaxSize=instances, DesiredCapacity=instances
+    )
+    sandbox.tick()
+
+
+def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers: int) -> int:
+    assert sandbox.github is not None
+    clients = sandbox.clients()  # the controller's: its calls are the ones counted
+    store = DynamoDemandStore(sandbox.clients().client("dynamodb"))
+    store.ensure_table()
+    book = DemandBook(store)
+    with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
+        controller = Controller(
+            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
+            clients,
+            GitHubRunnerStates(github, boot_timeout=600),
+            provisioner=JitProvisioner(github, clients.client("ssm")),
+            demand=book,
+            github=github,
+        )
+        receiver = WebhookReceiver.queued(
+            SECRET, book, controller.demand_pools, controller.on_job_event, writers=writers
+        )
+        server = ControllerServer("127.0.0.1", 0, controller.status, lambda: True, None, receiver)
+        server.start()
+        loop = threading.Thread(target=controller.run, name="controller", daemon=True)
+        world = GitHubWorld(
+            sandbox.github, sandbox.clients(), [CLUSTER], f"http://{server.address}/webhook", SECRET
+        )
+        sampler = Sampler(sandbox)
+        try:
+            loop.start()
+            deadline = time.monotonic() + timeout
+            warm = time.monotonic() + 60
+            while len(world._runners) < IDLE:  # the warm pool is up (read as older code has it)
+                if time.monotonic() > warm:
+                    raise SystemExit("burst: the idle runners never came online")
+                world.tick()
+                time.sleep(0.2)
+            baseline = sampler.count()[0]
+            aws_before, github_before = clients.calls.snapshot(), github.calls.total()
+            sampler.start()
+            began, began_wall = time.monotonic(), world.clock()
+            queued = world.queue_jobs("platform/monorepo", LABELS, jobs, duration=3600)
+            world.tick()  # POSTs the N deliveries, one after another
+            delivered = time.monotonic() - began
+            while not all(job.started_at for job in queued):
+                if time.monotonic() > deadline:
+                    break
+                world.tick()
+                time.sleep(0.1)
+            sampler.stop_event.set()
+            sampler.join()
+            aws_after, github_after = clients.calls.snapshot(), github.calls.total()
+        finally:
+            controller.stop()
+            loop.join(timeout=30)
+            server.close()
+            receiver.close()
+
+    listed = [(at - began, n - baseline) for at, n, _ in sampler.samples]
+    running = [(at - began, n - baseline) for at, _, n in sampler.samples]
+    started = sorted(job.started_at - began_wall for job in queued if job.started_at)
+
+    def job_time(count: float) -> float | None:
+        return started[int(count) - 1] if 0 < count <= len(started) else None
+
+    calls = {k: aws_after.get(k, 0) - aws_before.get(k, 0) for k in aws_after}
+    ssm = {k: v for k, v in calls.items() if k.startswith("ssm:") and v}
+    print(f"burst: {jobs} queued jobs, {jobs} deliveries sent in {delivered:.1f}s")
+    print("seconds from the first delivery | 25% | 50% | 75% | 100%")
+    print(
+        "tasks requested (listed)        | "
+        + " | ".join(quarters(lambda n: first_reaching(listed, n), jobs))
+    )
+    print(
+        "tasks RUNNING                   | "
+        + " | ".join(quarters(lambda n: first_reaching(running, n), jobs))
+    )
+    print("jobs started on a runner        | " + " | ".join(quarters(job_time, jobs)))
+    print(
+        f"calls: RunTask {calls.get('ecs:RunTask', 0)}, GitHub {github_after - github_before}, "
+        f"SSM {sum(ssm.values())} ({', '.join(f'{k[4:]} {v}' for k, v in sorted(ssm.items()))})"
+        f", controller cycles {controller.cycles}"
+    )
+    missing = jobs - len(started)
+    if missing:
+        print(
+            f"burst: {missing} job(s) not started within {timeout:.0f}s; runners online "
+            f"{len(world._runners)}, busy {world.busy_runners}, tasks waiting for their "
+            f"parameter {len(world._waiting)}, exited {len(world._done)}"
+        )
+        pools = controller.status.to_json().get("pools", {})
+        print(f"burst: the controller's last view: {json.dumps(pools, default=str)[:600]}")
+    return 0 if not missing else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
