@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from reconciler.plan.state import (
 from reconciler.reconcile import Cycle, plan_cycle
 from reconciler.sandbox.runners import TaskTagRunnerStates
 from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.server import MotoServer
 from reconciler.spec.loader import load_specs
 from tests.conftest import CAPACITY_PROVIDER, POOL
 
@@ -145,6 +147,13 @@ def specs(spec_dir) -> Path:
             "pool.yaml": SANDBOX_POOL.replace("idle: 1", "idle: 12").replace("max: 10", "max: 20"),
         }
     )
+
+
+@pytest.fixture
+def sandbox(specs: Path, moto_server: MotoServer) -> Iterator[Sandbox]:
+    """The agent acts only on tick(): these tests step registration and scale-in themselves."""
+    with Sandbox([specs], server=moto_server, agent_interval=None) as running:
+        yield running
 
 
 def cycle_and_apply(sandbox: Sandbox, specs: Path) -> tuple[Cycle, list[Action]]:
