@@ -64,14 +64,16 @@ def start_controller(
     return controller, thread
 
 
-def test_spec_edit_reconciles_within_two_seconds(sandbox: Sandbox, specs: Path) -> None:
+def test_spec_edit_reconciles_without_waiting_for_the_resync(sandbox: Sandbox, specs: Path) -> None:
     controller, thread = start_controller(sandbox, specs, resync=300)
     try:
         assert len(running_tasks(sandbox, PLATFORM)) == 2
         cycles = controller.cycles
         edit(specs / "org-platform-dind.yaml", "    idle: 2\n", "    idle: 3\n")
         elapsed = wait_for(lambda: controller.cycles > cycles, 10)
-        assert elapsed <= 2.0, f"reconciled {elapsed:.2f}s after the write"
+        # the resync is 300 s away: the watch triggered it (the latency itself, ~0.3 s, is a
+        # figure for bench/; a CPU-saturated CI machine needs the slack)
+        assert elapsed <= 5.0, f"reconciled {elapsed:.2f}s after the write"
         wait_for(
             lambda: "specs changed" in controller.status.to_json()["controller"]["lastCycleReason"],
             10,
