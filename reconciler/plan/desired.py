@@ -11,14 +11,11 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from ..spec.loader import SpecSet
 from ..spec.models import (
     DIND_MIN_MEMORY,
-    WEEKDAYS,
     CapacityProvider,
-    IdleSchedule,
     RunnerPool,
     Scaling,
 )
@@ -156,7 +153,7 @@ def idle_target_now(scaling: Scaling, now: datetime.datetime) -> tuple[int, str]
     active = [
         (schedule.idle, index)
         for index, schedule in enumerate(scaling.schedules)
-        if _in_window(schedule, now)
+        if schedule.covers(now)
     ]
     if active:
         idle, index = max(active)
@@ -165,14 +162,6 @@ def idle_target_now(scaling: Scaling, now: datetime.datetime) -> tuple[int, str]
     else:
         idle, why = scaling.idle, "no schedule active"
     return idle, why
-
-
-def _in_window(schedule: IdleSchedule, now: datetime.datetime) -> bool:
-    local = now.astimezone(ZoneInfo(schedule.timezone))
-    return (
-        WEEKDAYS[local.weekday()] in schedule.days
-        and schedule.from_ <= local.strftime("%H:%M") < schedule.to
-    )
 
 
 def render_task_definition(pool: RunnerPool, region: str) -> dict[str, Any]:

@@ -37,9 +37,8 @@ import datetime
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
-from ..spec.models import WEEKDAYS, QueueWaitSlo, SloWindow, duration_seconds
+from ..spec.models import WEEKDAYS, QueueWaitSlo, duration_seconds
 
 SLOT_SECONDS = 300
 SLOTS_PER_WEEK = 7 * 24 * 3600 // SLOT_SECONDS
@@ -195,15 +194,7 @@ class SloSizing:
 
 def slo_active(slo: QueueWaitSlo, now: datetime.datetime) -> bool:
     """True when `now` is inside one of the objective's windows (or it has none)."""
-    return not slo.windows or any(_in_window(window, now) for window in slo.windows)
-
-
-def _in_window(window: SloWindow, now: datetime.datetime) -> bool:
-    local = now.astimezone(ZoneInfo(window.timezone))
-    return (
-        WEEKDAYS[local.weekday()] in window.days
-        and window.from_ <= local.strftime("%H:%M") < window.to
-    )
+    return not slo.windows or any(window.covers(now) for window in slo.windows)
 
 
 def slo_sizing(

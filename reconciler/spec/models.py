@@ -8,8 +8,9 @@ forbids unknown fields, and every default is written here, once.
 
 from __future__ import annotations
 
+import datetime
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -211,14 +212,15 @@ class Logging(SpecModel):
     )
 
 
-class IdleSchedule(SpecModel):
-    """More warm idle runners on given days between `from` and `to` (local time, [from, to))."""
+class WeeklyWindow(SpecModel):
+    """Given days between `from` and `to`, in a time zone's local wall time ([from, to))."""
+
+    _noun: ClassVar[str] = "windows"  # what a window across midnight is split into
 
     days: list[Weekday] = Field(min_length=1, max_length=7)
     from_: str = Field(alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM")
     to: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="HH:MM or 24:00")
     timezone: str = Field(description="IANA time zone, for example Asia/Tokyo.")
-    idle: int = Field(ge=0)
 
     @field_validator("days")
     @classmethod
@@ -231,14 +233,30 @@ class IdleSchedule(SpecModel):
         return _known_timezone(value)
 
     @model_validator(mode="after")
-    def _window_not_empty(self) -> IdleSchedule:
+    def _window_not_empty(self) -> Self:
         if self.from_ >= self.to:
             raise FieldProblem(
                 ("to",),
                 f"window {self.from_}-{self.to} is empty: 'to' must be after 'from' "
-                "(split a window across midnight into two schedules, ending at 24:00)",
+                f"(split a window across midnight into two {self._noun}, ending at 24:00)",
             )
         return self
+
+    def covers(self, now: datetime.datetime) -> bool:
+        """Whether `now` (aware) falls inside the window, on the zone's local wall clock (so
+        a daylight-saving change moves the window with the local hours)."""
+        local = now.astimezone(ZoneInfo(self.timezone))
+        return WEEKDAYS[local.weekday()] in self.days and (
+            self.from_ <= local.strftime("%H:%M") < self.to
+        )
+
+
+class IdleSchedule(WeeklyWindow):
+    """More warm idle runners on given days between `from` and `to` (local time, [from, to))."""
+
+    _noun: ClassVar[str] = "schedules"
+
+    idle: int = Field(ge=0)
 
 
 DURATION = r"^[1-9]\d{0,5}(s|m)$"
@@ -249,33 +267,8 @@ def duration_seconds(value: str) -> int:
     return int(value[:-1]) * (60 if value.endswith("m") else 1)
 
 
-class SloWindow(SpecModel):
+class SloWindow(WeeklyWindow):
     """When the queue-wait objective applies (local time, [from, to)); outside, floors only."""
-
-    days: list[Weekday] = Field(min_length=1, max_length=7)
-    from_: str = Field(alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM")
-    to: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="HH:MM or 24:00")
-    timezone: str = Field(description="IANA time zone, for example Asia/Tokyo.")
-
-    @field_validator("days")
-    @classmethod
-    def _unique_days(cls, values: list[str]) -> list[str]:
-        return _unique_items(values)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        return _known_timezone(value)
-
-    @model_validator(mode="after")
-    def _window_not_empty(self) -> SloWindow:
-        if self.from_ >= self.to:
-            raise FieldProblem(
-                ("to",),
-                f"window {self.from_}-{self.to} is empty: 'to' must be after 'from' "
-                "(split a window across midnight into two windows, ending at 24:00)",
-            )
-        return self
 
 
 class RunnerStartup(SpecModel):
