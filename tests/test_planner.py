@@ -774,6 +774,29 @@ def test_image_bump_rolls_canary_first_then_by_max_surge(
         assert "finish their job before being replaced" in messages(result, "info")
 
 
+def test_the_runners_a_rollout_replaces_do_not_change_when_a_task_reaches_running(
+    tmp_path: Path,
+) -> None:
+    """Oldest is by ECS `createdAt`: `startedAt` appears only at RUNNING, so two plans a moment
+    apart (the CLI's plan and the apply's) would otherwise pick different runners."""
+    old = desired_of(tmp_path, pool_spec(idle=3), provider_spec())
+    new = desired_of(tmp_path, pool_spec(idle=3, version="2.329.0"), provider_spec())
+    old_revision = revision_of(old, "pool-a", 1)
+    outdated, states = runners(old, "pool-a", "iii", old_revision)
+    created = [dataclasses.replace(t, created_at=t.started_at) for t in outdated]
+    # the oldest task was PENDING (no startedAt) and has just reached RUNNING: a late startedAt
+    running = [dataclasses.replace(created[0], started_at=9_999.0), *created[1:]]
+    picks = []
+    for tasks in (created, running):
+        observed = dataclasses.replace(
+            converged(new),
+            task_definitions={new.pools["pool-a"].family: [old_revision]},
+            tasks=tasks,
+        )
+        picks.append(only(plan(new, observed, states, now=NOW), "replace", "runner_tasks.pool-a"))
+    assert picks[0].task_arns == picks[1].task_arns == (outdated[0].arn,)
+
+
 # ---------------------------------------------------------------------------- scaling
 
 SCALE_CASES = [

@@ -418,7 +418,8 @@ def _observed_task(
     is_stopped = task.get("desiredStatus") == "STOPPED" or task.get("lastStatus") == "STOPPED"
     if is_stopped != stopped:
         return None
-    started = task.get("startedAt") or task.get("createdAt")
+    created = task.get("createdAt")
+    started = task.get("startedAt") or created
     runner: dict[str, Any] = next(
         (c for c in task.get("containers", []) if c.get("name") == "runner"), {}
     )
@@ -434,6 +435,7 @@ def _observed_task(
         capacity_provider=task.get("capacityProviderName", ""),
         stopped_reason=task.get("stoppedReason", "") if stopped else "",
         exit_code=runner.get("exitCode") if stopped else None,
+        created_at=created.timestamp() if created is not None else None,
     )
 
 

@@ -448,7 +448,9 @@ def _state(task: ObservedTask, runner_states: Mapping[str, RunnerState]) -> Runn
 
 
 def _oldest_first(tasks: list[ObservedTask]) -> list[ObservedTask]:
-    return sorted(tasks, key=lambda t: (t.started_at or 0.0, t.arn))
+    """By creation time, which ECS sets once: `startedAt` appears when a task reaches RUNNING,
+    so ordering by it would change between two plans of the same tasks."""
+    return sorted(tasks, key=lambda t: (t.created_at or t.started_at or 0.0, t.arn))
 
 
 def _plan_runner_tasks(

@@ -203,6 +203,7 @@ class ObservedTask:
     capacity_provider: str = ""
     stopped_reason: str = ""  # stopped tasks only
     exit_code: int | None = None  # stopped tasks only: the runner container's
+    created_at: float | None = None  # set once by RunTask; unlike started_at it never moves
 
     @property
     def task_id(self) -> str:
