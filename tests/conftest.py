@@ -1,4 +1,11 @@
-"""Shared fixtures: spec texts to mutate, spec trees, a sandbox per test, git helpers."""
+"""Shared fixtures: spec texts to mutate, spec trees, a sandbox per test, git helpers.
+
+Expensive fixtures that only one module uses (a simulated day, a key pair, a sweep of states)
+are session-scoped in that module: xdist interleaves tests of several modules in one worker,
+and pytest tears a module fixture down, and later sets it up again, each time it moves to a
+test of another module. A session fixture defined in a module is still seen by that module
+alone.
+"""
 
 from __future__ import annotations
 
@@ -176,13 +183,14 @@ def run_cli(
     )
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> float:
-    """Seconds until `condition()` held; fails the test after `timeout`."""
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0, every: float = 0.2) -> float:
+    """Seconds until `condition()` held; fails the test after `timeout`. Checked `every`
+    seconds: conditions often ask moto, whose CPU the other tests of the machine share."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if condition():
             return time.monotonic() - start
-        time.sleep(0.05)
+        time.sleep(every)
     raise AssertionError(f"condition not met within {timeout}s")
 
 

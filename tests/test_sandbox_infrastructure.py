@@ -40,18 +40,18 @@ PLAN = InfrastructurePlan(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per process, see conftest.py
 def server() -> Iterator[MotoServer]:
     with MotoServer() as moto:
         yield moto
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per process, see conftest.py
 def account(server: MotoServer) -> SeededAccount:
     return seed_account(server.endpoint_url, REGION, PLAN)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per process, see conftest.py
 def first_sync(server: MotoServer, account: SeededAccount) -> AgentSyncResult:
     return SimulatedEcsAgent(server.endpoint_url, REGION).sync()
 

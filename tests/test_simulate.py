@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 PARAMETERS = SimulationParameters()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per process, see conftest.py
 def trace_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("trace") / "day.jsonl"
     with open(path, "w") as out:
@@ -41,17 +41,17 @@ def trace_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per process, see conftest.py
 def jobs(trace_file) -> list[TraceJob]:
     return read_trace(trace_file)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per process, see conftest.py
 def spec_set() -> SpecSet:
     return load_specs([REPO / "specs"])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per process, see conftest.py
 def worlds(jobs, spec_set) -> dict[str, World]:
     """Every policy run once on the day."""
     result = {}

@@ -193,11 +193,16 @@ class DynamoDemandStore:
                 raise
 
     def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
+        return self._put_once(f"delivery#{delivery}", now)
+
+    def _put_once(self, key: str, now: datetime.datetime) -> bool:
+        """One conditional PutItem of `key` (expiring with the table's TTL): True if this call
+        wrote it, False if it was there already."""
+        self.calls["PutItem"] += 1
         try:
-            self.calls["PutItem"] += 1
             self.dynamodb.put_item(
                 TableName=self.table,
-                Item={"pk": {"S": f"delivery#{delivery}"}, "ttl": {"N": _expiry(now)}},
+                Item={"pk": {"S": key}, "ttl": {"N": _expiry(now)}},
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as error:
@@ -271,18 +276,7 @@ class DynamoDemandStore:
 
     def claim_redelivery(self, guid: str, now: datetime.datetime) -> bool:
         """One conditional PutItem `redelivery#<guid>`: one replica, one request, ever."""
-        self.calls["PutItem"] += 1
-        try:
-            self.dynamodb.put_item(
-                TableName=self.table,
-                Item={"pk": {"S": f"redelivery#{guid}"}, "ttl": {"N": _expiry(now)}},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._put_once(f"redelivery#{guid}", now)
 
     def release_redelivery(self, guid: str) -> None:
         self.calls["DeleteItem"] += 1

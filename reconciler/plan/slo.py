@@ -128,9 +128,21 @@ class ArrivalHistory:
     counts: Mapping[int, Mapping[int, int]] = field(default_factory=dict)  # week -> slot -> jobs
     observed_from: Mapping[int, int] = field(default_factory=dict)  # week -> first slot watched
     squares: Mapping[int, Mapping[int, int]] = field(default_factory=dict)  # week -> slot -> sum
+    # a snapshot: loaded (or, in the simulator, built) once per cycle and read by every pool's
+    # sizing, whose windows overlap; the mappings must not change while it is read
+    _memo: dict[tuple[int, int, float], Arrivals] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def learned(self, week: int, slot: int, decay: float) -> Arrivals:
         """`slot`'s arrivals: decayed means over the observed weeks before `week`."""
+        key = (week, slot, decay)
+        known = self._memo.get(key)
+        if known is None:
+            known = self._memo[key] = self._learn(week, slot, decay)
+        return known
+
+    def _learn(self, week: int, slot: int, decay: float) -> Arrivals:
         jobs = squares = weight = 0.0
         for past in range(week - HISTORY_WEEKS, week):
             first = self.observed_from.get(past)
