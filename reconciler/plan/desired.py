@@ -112,6 +112,8 @@ def render_pool(
         pending=pending,
         labels=tuple(spec.labels),
         runner_group=spec.runner_group,
+        spot_fallback=spec.spot.fallback_capacity_provider if spec.spot else "",
+        spot_retry_after=spec.spot.retry_after_seconds if spec.spot else 600,
         max_surge=spec.rollout.surge_for(max(count, 1)),
         canary=spec.rollout.canary,
         max_failures=spec.rollout.max_failures,
@@ -277,4 +279,5 @@ def render_capacity_provider(provider: CapacityProvider) -> DesiredCapacityProvi
         tags={**spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE},
         scaling=spec.scaling,
         min_instance_lifetime=spec.min_instance_lifetime,
+        spot=spec.mixed_instances is not None,
     )
