@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from botocore.exceptions import ClientError
 
@@ -38,6 +38,7 @@ from ..verify.images import ImageReference
 from .agent import SimulatedEcsAgent
 from .github_server import FakeGitHub
 from .infrastructure import AsgPlan, InfrastructurePlan, SeedError, SubnetPlan, seed_account
+from .moto_fidelity import SPOT_SHORTAGE_TAG
 from .runners import SimulatedRunners
 from .server import (
     DEFAULT_REGION,
@@ -444,6 +445,47 @@ class Sandbox:
             for cluster in self.clusters:
                 self.runners.register_new(cluster)
 
+    def fail_spot_launches(self, group: str) -> None:
+        """From now on the Auto Scaling group's launches fail for lack of spot capacity
+        (a `Failed` scaling activity per attempt, no instance; see `moto_fidelity`)."""
+        self.clients().autoscaling.create_or_update_tags(Tags=[_shortage_tag(group)])
+
+    def restore_spot_launches(self, group: str) -> None:
+        """Spot capacity is back: the group launches the instances its desired capacity still
+        lacks (Auto Scaling retries failed launches by itself; moto launches when the desired
+        capacity is set, so it is set again to the same value)."""
+        autoscaling = self.clients().autoscaling
+        autoscaling.delete_tags(Tags=[_shortage_tag(group)])
+        (found,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
+            "AutoScalingGroups"
+        ]
+        autoscaling.set_desired_capacity(
+            AutoScalingGroupName=group, DesiredCapacity=found["DesiredCapacity"]
+        )
+
+    def interrupt_spot_instance(self, instance_id: str) -> None:
+        """A spot interruption notice reaches the instance: with ECS_ENABLE_SPOT_INSTANCE_DRAINING
+        (set by the stack's launch templates) its ECS agent sets the container instance
+        DRAINING ("Spot Instance draining", Amazon ECS Developer Guide). The instance itself is
+        left running (EC2 reclaims it two minutes later; terminate it to play that)."""
+        ecs = self.clients().ecs
+        for cluster in self.clusters:
+            arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+            described = (
+                ecs.describe_container_instances(cluster=cluster, containerInstances=arns)[
+                    "containerInstances"
+                ]
+                if arns
+                else []
+            )
+            found = [i["containerInstanceArn"] for i in described if i["ec2InstanceId"] == instance_id]
+            if found:
+                ecs.update_container_instances_state(
+                    cluster=cluster, containerInstances=found, status="DRAINING"
+                )
+                return
+        raise ValueError(f"instance {instance_id} is not registered in {self.clusters}")
+
     def _sync_agent(self) -> None:
         with self._agent_lock:
             if self._agent is not None:
@@ -475,6 +517,16 @@ class Sandbox:
             if self.github is not None
             else {}
         )
+
+
+def _shortage_tag(group: str) -> dict[str, Any]:
+    return {
+        "ResourceId": group,
+        "ResourceType": "auto-scaling-group",
+        "Key": SPOT_SHORTAGE_TAG,
+        "Value": "true",
+        "PropagateAtLaunch": False,
+    }
 
 
 def _add_runner_groups(github: FakeGitHub, spec_set: SpecSet) -> None:
