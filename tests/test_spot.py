@@ -62,8 +62,11 @@ T = NOW.timestamp()
             "",
             "has no mixedInstances",
         ),
-        (SPOT_POOL.replace("fallbackCapacityProvider: linux", "fallbackCapacityProvider: x"),
-         "", "no CapacityProvider named 'x'"),
+        (
+            SPOT_POOL.replace("fallbackCapacityProvider: linux", "fallbackCapacityProvider: x"),
+            "",
+            "no CapacityProvider named 'x'",
+        ),
         (
             SPOT_POOL.replace("fallbackCapacityProvider: linux", "fallbackCapacityProvider: spot"),
             "",
@@ -122,7 +125,9 @@ def desired_state(spec_dir, pool: str = SPOT_POOL) -> DesiredState:
     return render_desired(spec_set, NOW, "us-east-1")
 
 
-FAILED = LaunchActivity("Failed", T - 60, "Could not launch Spot Instances. InsufficientInstanceCapacity")
+FAILED = LaunchActivity(
+    "Failed", T - 60, "Could not launch Spot Instances. InsufficientInstanceCapacity"
+)
 
 
 @pytest.mark.parametrize(
@@ -159,7 +164,9 @@ def test_a_pool_without_spot_stays_on_its_provider_whatever_the_activities(spec_
 
 def test_the_plan_places_new_runners_on_the_fallback_and_says_why(spec_dir) -> None:
     desired = desired_state(spec_dir)
-    observed = dataclasses.replace(converged(desired, ""), launch_activities={SPOT_GROUP: (FAILED,)})
+    observed = dataclasses.replace(
+        converged(desired, ""), launch_activities={SPOT_GROUP: (FAILED,)}
+    )
     result = plan(desired, observed, {}, NOW)
     (run,) = [a for a in result.actions if a.action == "run"]
     assert run.after["capacityProvider"] == "linux"
@@ -246,6 +253,12 @@ def test_spot_launch_failures_move_new_runners_to_on_demand_and_back(
     sandbox: Sandbox, specs: Path
 ) -> None:
     # both groups start with 2 instances (room for 6 runners each); the pool wants 9
+    autoscaling = sandbox.clients().autoscaling
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[SPOT_GROUP])[
+        "AutoScalingGroups"
+    ]
+    overrides = group["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]  # the stack's
+    assert [o["InstanceType"] for o in overrides] == ["m6i.2xlarge", "m5.2xlarge", "m6a.2xlarge"]
     sandbox.fail_spot_launches(SPOT_GROUP)
     first = cycle_and_apply(sandbox, specs)  # 9 asked on spot: 6 placed, 1 instance more
     scale_out = [a for a in first.plan.actions if a.address == f"auto_scaling_group.{SPOT_GROUP}"]
@@ -258,6 +271,9 @@ def test_spot_launch_failures_move_new_runners_to_on_demand_and_back(
     assert any("spot cannot launch" in n.message for n in second.plan.notes)
     assert runners_by_provider(sandbox) == {"spot": 6, "linux": 3}
 
+    activities = autoscaling.describe_scaling_activities(AutoScalingGroupName=SPOT_GROUP)
+    newest = activities["Activities"][0]
+    assert newest["StatusCode"] == "Failed" and "Spot capacity" in newest["StatusMessage"]
     sandbox.restore_spot_launches(SPOT_GROUP)  # the group launches its third instance
     sandbox.tick()
     (specs / "pool.yaml").write_text(SANDBOX_POOL.replace("idle: 9", "idle: 12"))

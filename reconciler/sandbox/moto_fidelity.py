@@ -121,7 +121,8 @@ def _record_launch_activities() -> None:
         for state in self.instance_states:
             if state.instance.id not in before:
                 description = f"Launching a new EC2 instance: {state.instance.id}"
-                activities.insert(0, _activity(self, description, cause, "Successful", "", utcnow()))
+                activity = _activity(self, description, cause, "Successful", "", utcnow())
+                activities.insert(0, activity)
 
     def describe_scaling_activities(self: Any) -> Any:
         name = self._get_param("AutoScalingGroupName")

@@ -63,6 +63,7 @@ MAX_GROUP_SIZE = 10
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation" / "ecs-reconciler.yaml"
 STACK_NAME = "ecs-reconciler"
 CAPACITY_CLASSES = 3  # Class1..Class3 in the template
+SPOT_TYPES_PER_CLASS = 3  # a spot class's mixed instances policy overrides in the template
 #: The JIT configuration key the stack creates (JitParameterKeyAlias).
 JIT_KEY_ALIAS = "alias/ecs-reconciler-jit"
 CONTROLLER_SECRET_NAME = "ecs-reconciler/github"
@@ -120,8 +121,11 @@ def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
                 tags={MANAGED_BY_TAG: MANAGED_BY_VALUE}
                 if provider.spec.scaling == "reconciler"
                 else {},
+                spot_instance_types=tuple(mixed.instance_types) if mixed else (),
+                on_demand_base_capacity=mixed.on_demand_base_capacity if mixed else 0,
             )
             for provider in spec_set.capacity_providers
+            for mixed in [provider.spec.mixed_instances]
         ],
         log_groups=sorted({p.spec.logging.log_group for p in spec_set.pools}),
         roles=roles,
@@ -213,6 +217,12 @@ class StackPlan:
                 parameters[f"Class{index}MaxSize"] = str(asg.max_size)
                 owned = asg.tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE
                 parameters[f"Class{index}ScaledBy"] = "reconciler" if owned else "ecs"
+                if len(asg.spot_instance_types) >= SPOT_TYPES_PER_CLASS:  # else on-demand
+                    spot_types = asg.spot_instance_types[:SPOT_TYPES_PER_CLASS]
+                    parameters[f"Class{index}SpotInstanceTypes"] = ",".join(spot_types)
+                    parameters[f"Class{index}OnDemandBaseCapacity"] = str(
+                        asg.on_demand_base_capacity
+                    )
         return parameters
 
 
@@ -478,7 +488,9 @@ class Sandbox:
                 if arns
                 else []
             )
-            found = [i["containerInstanceArn"] for i in described if i["ec2InstanceId"] == instance_id]
+            found = [
+                i["containerInstanceArn"] for i in described if i["ec2InstanceId"] == instance_id
+            ]
             if found:
                 ecs.update_container_instances_state(
                     cluster=cluster, containerInstances=found, status="DRAINING"
