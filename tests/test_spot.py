@@ -30,7 +30,7 @@ from reconciler.sandbox.runners import TaskTagRunnerStates
 from reconciler.sandbox.scenario import Sandbox
 from reconciler.sandbox.server import MotoServer
 from reconciler.spec.loader import load_specs
-from tests.conftest import CAPACITY_PROVIDER, POOL
+from tests.conftest import CAPACITY_PROVIDER, POOL, REPO
 from tests.test_planner import converged, revision_of, runners
 
 SPOT_GROUP = "ci-spot"
@@ -113,6 +113,12 @@ def test_mixed_instances_is_validated(spec_dir, edit: str, message: str) -> None
     text = SPOT_PROVIDER.replace("instanceTypes: [m6i.2xlarge, m5.2xlarge, m6a.2xlarge]", edit)
     errors = [str(e) for e in load_specs([spec_dir({"spot.yaml": text})]).errors]
     assert (errors == []) if not message else (len(errors) == 1 and message in errors[0]), errors
+
+
+def test_the_documented_spot_example_validates_with_the_example_specs() -> None:
+    spec_set = load_specs([REPO / "specs", REPO / "docs" / "examples" / "spot"])
+    assert spec_set.ok, [str(e) for e in spec_set.errors]
+    assert "platform-linux-spot" in {p.metadata.name for p in spec_set.pools}
 
 
 # ------------------------------------------------------------------ placement (pure)
