@@ -24,6 +24,7 @@ from reconciler.plan.state import (
     LaunchActivity,
     ObservedState,
     RunnerState,
+    mixed_instances_of,
 )
 from reconciler.reconcile import Cycle, plan_cycle
 from reconciler.sandbox.runners import TaskTagRunnerStates
@@ -180,6 +181,44 @@ def test_the_plan_places_new_runners_on_the_fallback_and_says_why(spec_dir) -> N
     assert any("spot cannot launch" in n.message and n.pool == "pool-a" for n in result.notes)
 
 
+def group_policy(types: list[str], base: int = 0, above: int | None = 0) -> dict:
+    """A MixedInstancesPolicy as DescribeAutoScalingGroups answers it."""
+    distribution = {
+        "OnDemandBaseCapacity": base,
+        "SpotAllocationStrategy": "price-capacity-optimized",
+    }
+    if above is not None:
+        distribution["OnDemandPercentageAboveBaseCapacity"] = above
+    return {
+        "LaunchTemplate": {"Overrides": [{"InstanceType": t} for t in types]},
+        "InstancesDistribution": distribution,
+    }
+
+
+STACK_TYPES = ["m6i.2xlarge", "m5.2xlarge", "m6a.2xlarge"]
+
+
+@pytest.mark.parametrize(
+    ("groups", "says"),
+    [
+        ({SPOT_GROUP: group_policy(STACK_TYPES), ONDEMAND_GROUP: None}, ""),
+        ({SPOT_GROUP: None}, "the spec says spot (mixedInstances) but the group has no"),
+        ({SPOT_GROUP: group_policy(STACK_TYPES[:2])}, "instanceTypes differ"),
+        # the API's default above the base is 100% on-demand: no spot at all
+        ({SPOT_GROUP: group_policy(STACK_TYPES, above=None)}, "onDemandPercentageAboveBase"),
+        ({ONDEMAND_GROUP: group_policy(STACK_TYPES)}, "the spec does not state"),
+    ],
+)
+def test_a_group_that_does_not_launch_what_mixed_instances_says_is_a_warning(
+    spec_dir, groups: dict, says: str
+) -> None:
+    desired = desired_state(spec_dir)
+    mixed = {name: mixed_instances_of(policy) for name, policy in groups.items()}
+    result = plan(desired, dataclasses.replace(converged(desired), mixed_instances=mixed), {}, NOW)
+    warnings = [n.message for n in result.notes if "Auto Scaling group" in n.message]
+    assert (len(warnings) == 1 and says in warnings[0]) if says else warnings == [], warnings
+
+
 def test_idle_runners_on_a_draining_instance_are_replaced_busy_ones_kept(spec_dir) -> None:
     desired = desired_state(spec_dir, SPOT_POOL.replace("idle: 1", "idle: 3"))
     # idle, busy and idle on the interrupted instance, one idle runner on another
@@ -270,6 +309,7 @@ def test_spot_launch_failures_move_new_runners_to_on_demand_and_back(
     scale_out = [a for a in first.plan.actions if a.address == f"auto_scaling_group.{SPOT_GROUP}"]
     assert scale_out and scale_out[0].after == {"desiredCapacity": 3}
     assert runners_by_provider(sandbox) == {"spot": 6}  # the launch failed: no room for 3
+    assert not any("mixed instances" in n.message for n in first.plan.notes)  # as the spec
 
     second = cycle_and_apply(sandbox, specs)  # the failed activity is seen: fallback
     (run,) = [a for a in second.plan.actions if a.action == "run"]

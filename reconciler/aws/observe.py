@@ -37,6 +37,7 @@ from ..plan.state import (
     ObservedTaskDefinition,
     group_name_of,
     is_owned,
+    mixed_instances_of,
 )
 from .clients import AwsClients
 
@@ -308,6 +309,9 @@ class Observer:
                         arn = group["AutoScalingGroupARN"]
                         state.auto_scaling_groups[group["AutoScalingGroupName"]] = arn
                         state.auto_scaling_groups[arn] = arn
+                        state.mixed_instances[group["AutoScalingGroupName"]] = mixed_instances_of(
+                            group.get("MixedInstancesPolicy")
+                        )
                         if group["AutoScalingGroupName"] in scaled:
                             state.scaling_groups[group["AutoScalingGroupName"]] = _group(group)
             except AWS_ERRORS as error:

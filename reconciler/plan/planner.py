@@ -38,6 +38,7 @@ from .state import (
     ObservedTask,
     ObservedTaskDefinition,
     RunnerState,
+    group_name_of,
     pool_of_family,
 )
 
@@ -207,6 +208,7 @@ def _plan_capacity_providers(
             )
             _block_pools_using(name, desired, builder)
             continue
+        _check_mixed_instances(name, provider, observed, builder)
         after = _provider_document(provider, group_arn)
         if current is None:
             builder.actions.append(
@@ -254,6 +256,41 @@ def _plan_capacity_providers(
                     patch=patch_of(before, after),
                 )
             )
+
+
+def _check_mixed_instances(
+    name: str, provider: DesiredCapacityProvider, observed: ObservedState, builder: _Builder
+) -> None:
+    """The group (infrastructure) launches what `spec.mixedInstances` says: a warning if not
+    (a pool would fall back on the wrong premise, or run on spot without knowing it)."""
+    group = group_name_of(provider.auto_scaling_group)
+    actual = observed.mixed_instances.get(group)
+    wanted = provider.mixed_instances
+    if actual is not None and actual and not actual["spotAllocationStrategy"]:
+        # not reported: its default is not compared
+        actual = {**actual, "spotAllocationStrategy": wanted.get("spotAllocationStrategy", "")}
+    if actual is None or actual == wanted:
+        return
+    if wanted and actual:
+        differs = ", ".join(k for k in wanted if wanted[k] != actual.get(k))
+        detail = f"{differs} differ ({_mix(wanted)} in the spec, {_mix(actual)} in the group)"
+    elif wanted:
+        detail = "the spec says spot (mixedInstances) but the group has no mixed instances policy"
+    else:
+        detail = f"the group has a mixed instances policy ({_mix(actual)}) the spec does not state"
+    builder.note(
+        "warning",
+        f"capacity provider {name}: Auto Scaling group {group}: {detail}; fix the group or "
+        "spec.mixedInstances (the group is infrastructure, never changed here)",
+    )
+
+
+def _mix(policy: Mapping[str, Any]) -> str:
+    return (
+        f"{'/'.join(policy['instanceTypes'])}, on-demand base {policy['onDemandBaseCapacity']} "
+        f"+ {policy['onDemandPercentageAboveBaseCapacity']}%"
+        + (f", {policy['spotAllocationStrategy']}" if policy["spotAllocationStrategy"] else "")
+    )
 
 
 def _block_pools_using(provider: str, desired: DesiredState, builder: _Builder) -> None:

@@ -47,6 +47,24 @@ def group_name_of(reference: str) -> str:
     return reference.split(marker, 1)[1] if marker in reference else reference
 
 
+def mixed_instances_of(policy: dict[str, Any] | None) -> dict[str, Any]:
+    """A group's MixedInstancesPolicy (DescribeAutoScalingGroups) in the comparable shape of
+    a spec's `mixedInstances`; {} for a group without one. Absent distribution fields take the
+    API's defaults (on-demand base 0, 100% on-demand above it)."""
+    if not policy:
+        return {}
+    distribution = policy.get("InstancesDistribution", {})
+    overrides = policy.get("LaunchTemplate", {}).get("Overrides", [])
+    return {
+        "instanceTypes": [o["InstanceType"] for o in overrides if o.get("InstanceType")],
+        "onDemandBaseCapacity": int(distribution.get("OnDemandBaseCapacity", 0)),
+        "onDemandPercentageAboveBaseCapacity": int(
+            distribution.get("OnDemandPercentageAboveBaseCapacity", 100)
+        ),
+        "spotAllocationStrategy": str(distribution.get("SpotAllocationStrategy", "")),
+    }
+
+
 def is_owned(tags: dict[str, str]) -> bool:
     """True when a resource carries our managed-by tag."""
     return tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE
@@ -75,7 +93,9 @@ class DesiredCapacityProvider:
     tags: dict[str, str]
     scaling: str = "managed"  # managed (ECS) | reconciler (bin packing, see plan.capacity)
     min_instance_lifetime: int = 600  # seconds registered before an empty one may go
-    spot: bool = False  # its group launches spot instances (mixedInstances in the spec)
+    # the group's mixed instances policy as the spec states it ({}: on-demand only), in the
+    # shape of `mixed_instances_of` (the group is infrastructure: only compared, never changed)
+    mixed_instances: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -287,6 +307,8 @@ class ObservedState:
     launch_activities: dict[str, tuple[LaunchActivity, ...]] = field(default_factory=dict)
     # container instances set DRAINING (ECS spot instance draining, or by hand), by ARN
     draining_instances: set[str] = field(default_factory=set)
+    # every group's mixed instances policy, by group name (`mixed_instances_of`; {}: none)
+    mixed_instances: dict[str, dict[str, Any]] = field(default_factory=dict)
     subnets: dict[str, str] = field(default_factory=dict)  # ID or Name tag -> ID
     security_groups: dict[str, str] = field(default_factory=dict)  # ID or Name tag -> ID
     problems: dict[str, str] = field(default_factory=dict)  # scope (cluster/pool) -> message
