@@ -532,6 +532,7 @@ def _plan_runner_tasks(
     starting = [t for t in current if states[t.arn] is RunnerState.UNKNOWN]
     busy = sum(1 for t in tasks if states[t.arn] is RunnerState.BUSY)
     target, why = pool.target(busy)
+    placed = builder.placements.get(pool.name, pool.capacity_provider)
     rollout = rollout_of(pool, observed, current, outdated, runner_states)
     builder.pools.append(
         PoolSummary(
@@ -546,6 +547,10 @@ def _plan_runner_tasks(
             count_reason=why,
             failed=len(failed),
             rollout_halted=rollout.message if rollout.halted else "",
+            spot_fallback=""
+            if placed == pool.capacity_provider
+            else builder.placements.get(pool.name, ""),
+            draining=sum(1 for t in draining if states[t.arn] not in STOPPABLE),
         )
     )
     stop = [t for t in misplaced if states[t.arn] in STOPPABLE]
@@ -579,7 +584,6 @@ def _plan_runner_tasks(
         reason = f"scale out: {len(tasks)} running, {why}"
         if expected:
             reason = f"scale out: {len(tasks)} running + {expected} starting, {why}"
-        placed = builder.placements.get(pool.name, pool.capacity_provider)
         if placed != pool.capacity_provider:
             reason += f"; on {placed} (spot fallback)"
         if rollout.halted:
