@@ -266,7 +266,7 @@ def _check_mixed_instances(
     group = group_name_of(provider.auto_scaling_group)
     actual = observed.mixed_instances.get(group)
     wanted = provider.mixed_instances
-    if actual is not None and actual and not actual["spotAllocationStrategy"]:
+    if actual and not actual["spotAllocationStrategy"]:
         # not reported: its default is not compared
         actual = {**actual, "spotAllocationStrategy": wanted.get("spotAllocationStrategy", "")}
     if actual is None or actual == wanted:
@@ -547,9 +547,7 @@ def _plan_runner_tasks(
             count_reason=why,
             failed=len(failed),
             rollout_halted=rollout.message if rollout.halted else "",
-            spot_fallback=""
-            if placed == pool.capacity_provider
-            else builder.placements.get(pool.name, ""),
+            spot_fallback="" if placed == pool.capacity_provider else placed,
             draining=sum(1 for t in draining if states[t.arn] not in STOPPABLE),
         )
     )

@@ -32,9 +32,11 @@ from __future__ import annotations
 import inspect
 import sys
 import threading
+import uuid
 from typing import Any
 
 _FARGATE = frozenset({"FARGATE", "FARGATE_SPOT"})
+_ACTIVITIES_KEPT = 1000  # per group, newest first (Auto Scaling keeps six weeks of them)
 #: sandbox control (never set on real groups): while present, the group's launches fail
 SPOT_SHORTAGE_TAG = "ecs-reconciler-sandbox:spot-shortage"
 SPOT_SHORTAGE_MESSAGE = (
@@ -103,6 +105,7 @@ def _record_launch_activities() -> None:
             f"difference between desired and actual capacity, increasing the capacity from "
             f"{len(self.instance_states)} to {len(self.instance_states) + count_needed}."
         )
+        del activities[_ACTIVITIES_KEPT:]
         if any(tag.get("Key") == SPOT_SHORTAGE_TAG for tag in self.tags):
             activities.insert(
                 0,
@@ -141,8 +144,6 @@ def _activity(
     group: Any, description: str, cause: str, status: str, message: str, now: Any
 ) -> dict[str, Any]:
     """One scaling activity, in the shape of the API's `Activity`."""
-    import uuid
-
     activity: dict[str, Any] = {
         "ActivityId": str(uuid.uuid4()),
         "AutoScalingGroupName": group.name,
