@@ -138,6 +138,9 @@ class Deployment:
                 return separator.join(str(i) for i in self.resolve(items))
             if function == "Fn::Base64":
                 return self.resolve(argument)
+            if function == "Fn::Select":
+                index, items = argument
+                return self.resolve(items)[int(self.resolve(index))]
             if function.startswith("Fn::"):
                 raise ValueError(f"unsupported intrinsic function {function}")
         resolved = {k: self.resolve(v) for k, v in value.items()}

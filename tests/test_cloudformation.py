@@ -466,3 +466,26 @@ def test_hand_seeding_is_listed_in_the_deploy_readme() -> None:
     readme = (REPO / "deploy" / "README.md").read_text()
     for item in scenario.HAND_SEEDED:
         assert item in " ".join(readme.split()), item
+
+
+def test_a_spot_class_gets_a_mixed_instances_policy_over_its_launch_template() -> None:
+    types = "m6i.2xlarge,m5.2xlarge,m6a.2xlarge"
+    stack = deployment(Class1SpotInstanceTypes=types, Class1OnDemandBaseCapacity="1")
+    groups = stack.of_type("AWS::AutoScaling::AutoScalingGroup")
+    spot = groups["Class1Group"]["Properties"]
+    assert "LaunchTemplate" not in spot
+    policy = spot["MixedInstancesPolicy"]
+    assert [o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"]] == types.split(",")
+    assert policy["LaunchTemplate"]["LaunchTemplateSpecification"]["LaunchTemplateId"] == (
+        "<Class1LaunchTemplate>"
+    )
+    assert policy["InstancesDistribution"] == {
+        "OnDemandBaseCapacity": "1",
+        "OnDemandPercentageAboveBaseCapacity": 0,
+        "SpotAllocationStrategy": "price-capacity-optimized",
+    }
+    # interrupted instances drain (ECS spot instance draining) in every class's user data
+    data = stack.resources()["Class1LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    assert "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true" in str(data["UserData"])
+    on_demand = groups["Class2Group"]["Properties"]
+    assert "MixedInstancesPolicy" not in on_demand and "LaunchTemplate" in on_demand

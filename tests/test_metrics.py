@@ -171,6 +171,16 @@ def test_rollout_halted_is_a_gauge_per_pool() -> None:
     assert value(metrics, "ecs_reconciler_rollout_halted", pool="arm") == 0
 
 
+def test_spot_fallback_and_runners_on_draining_instances_are_gauges_per_pool() -> None:
+    metrics = populated_metrics()
+    assert value(metrics, "ecs_reconciler_spot_fallback", pool="linux") == 0
+    on_fallback = PoolSummary("linux", "ci", 4, 3, 1, 2, 0, 0, spot_fallback="linux-od", draining=1)
+    metrics.record_cycle(Plan(pools=(on_fallback, summary("arm", 2, 0, 1))), 0.1, None)
+    assert value(metrics, "ecs_reconciler_spot_fallback", pool="linux") == 1
+    assert value(metrics, "ecs_reconciler_runners_draining", pool="linux") == 1
+    assert value(metrics, "ecs_reconciler_spot_fallback", pool="arm") == 0
+
+
 def test_pools_removed_from_the_plan_leave_the_gauges() -> None:
     metrics = populated_metrics()
     metrics.record_cycle(Plan(pools=(summary("arm", 1, 0, 1),)), 0.1, None)

@@ -52,7 +52,7 @@ SUBNET, SECURITY_GROUP = "subnet-0123456789abcdef0", "sg-0123456789abcdef0"
 GROUPS = {
     name: f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:uuid-{name}:"
     f"autoScalingGroupName/{name}"
-    for name in ("ci-linux", "ci-old", "ci-linux-v2")
+    for name in ("ci-linux", "ci-old", "ci-linux-v2", "ci-spot")
 }
 STATE_CODES = {"i": RunnerState.IDLE, "b": RunnerState.BUSY, "u": RunnerState.UNKNOWN}
 SCALING_BLOCK = "    min: 0\n    max: 10\n    idle: 1\n"

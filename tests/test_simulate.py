@@ -21,7 +21,7 @@ from reconciler.simulate.policies import (
 )
 from reconciler.simulate.report import percentile, run_policy
 from reconciler.simulate.trace import TraceJob, generate_trace, read_trace, write_trace
-from reconciler.simulate.world import SimPool, World
+from reconciler.simulate.world import World
 from reconciler.spec.loader import SpecSet, load_specs
 
 from .conftest import run_cli as cli
@@ -56,13 +56,8 @@ def worlds(jobs, spec_set) -> dict[str, World]:
     """Every policy run once on the day."""
     result = {}
     for name in POLICY_NAMES:
-        world = World(
-            jobs,
-            [SimPool.of(pool) for pool in spec_set.pools],
-            make_policy(name, spec_set, PARAMETERS),
-            PARAMETERS,
-        )
-        world.run()
+        world = run_policy(name, jobs, spec_set, PARAMETERS).world
+        assert world is not None
         result[name] = world
     return result
 

@@ -650,39 +650,50 @@ def spec_errors(y: int) -> stat.Panel:
     )
 
 
-def runner_version_stale(y: int) -> stat.Panel:
-    return (
-        single_value(
-            "Stale runner version by pool",
-            "1 (orange): a runner release newer than the pool's spec.runner.version is older "
-            "than the controller's --runner-version-max-age (RunnerVersionStale). GitHub "
-            "stops giving jobs to a runner version 30 days after a newer one is published.",
-            place(0, y, 12, 4),
-        )
-        .with_target(
-            instant(f"max by (pool) (ecs_reconciler_runner_version_stale{{{POOL}}})", "{{pool}}")
-        )
-        .unit("short")
-        .decimals(0)
-        .thresholds(thresholds((None, "green"), (1, "orange")))
-    )
+#: per-pool flags shown as one tile per pool: (title, description, gauge, colour from 1)
+STALE_RUNNER_VERSION = (
+    "Stale runner version by pool",
+    "1 (orange): a runner release newer than the pool's spec.runner.version is older "
+    "than the controller's --runner-version-max-age (RunnerVersionStale). GitHub "
+    "stops giving jobs to a runner version 30 days after a newer one is published.",
+    "ecs_reconciler_runner_version_stale",
+    "orange",
+)
+ROLLOUT_HALTED = (
+    "Halted rollout by pool",
+    "1 (red): the pool's new revision failed rollout.maxFailures times, its rollout is "
+    "halted and the previous revision keeps serving (Degraded, RolloutHalted) until "
+    "the spec changes again.",
+    "ecs_reconciler_rollout_halted",
+    "red",
+)
+SPOT_FALLBACK = (
+    "On the on-demand fallback by pool",
+    "1 (orange): the pool's spot group failed to launch an instance (Auto Scaling "
+    "activity) and no launch succeeded since: its new runners go to its "
+    "spec.spot.fallbackCapacityProvider until spot launches or spec.spot.retryAfter passes.",
+    "ecs_reconciler_spot_fallback",
+    "orange",
+)
+RUNNERS_DRAINING = (
+    "Busy runners on draining instances by pool",
+    "Busy or starting runners on instances set DRAINING (a spot interruption, or by "
+    "hand): never stopped, their jobs are lost if the instance goes first. Idle ones "
+    "are replaced on other instances at once.",
+    "ecs_reconciler_runners_draining",
+    "red",
+)
 
 
-def rollout_halted(y: int) -> stat.Panel:
+def pool_stat(flag: tuple[str, str, str, str], x: int, y: int) -> stat.Panel:
+    """The last value of a per-pool gauge, one tile per pool, green at 0."""
+    title, description, metric, colour = flag
     return (
-        single_value(
-            "Halted rollout by pool",
-            "1 (red): the pool's new revision failed rollout.maxFailures times, its rollout is "
-            "halted and the previous revision keeps serving (Degraded, RolloutHalted) until "
-            "the spec changes again.",
-            place(12, y, 12, 4),
-        )
-        .with_target(
-            instant(f"max by (pool) (ecs_reconciler_rollout_halted{{{POOL}}})", "{{pool}}")
-        )
+        single_value(title, description, place(x, y, 12, 4))
+        .with_target(instant(f"max by (pool) ({metric}{{{POOL}}})", "{{pool}}"))
         .unit("short")
         .decimals(0)
-        .thresholds(thresholds((None, "green"), (1, "red")))
+        .thresholds(thresholds((None, "green"), (1, colour)))
     )
 
 
@@ -815,9 +826,14 @@ SECTIONS: tuple[tuple[str, int, Callable[[int], list[Any]]], ...] = (
             spec_errors(y + 4),
             aws_calls(y + 8),
             github_calls(y + 8),
-            runner_version_stale(y + 17),
-            rollout_halted(y + 17),
+            pool_stat(STALE_RUNNER_VERSION, 0, y + 17),
+            pool_stat(ROLLOUT_HALTED, 12, y + 17),
         ],
+    ),
+    (
+        "Spot capacity",
+        4,
+        lambda y: [pool_stat(SPOT_FALLBACK, 0, y), pool_stat(RUNNERS_DRAINING, 12, y)],
     ),
 )
 

@@ -27,6 +27,7 @@ from ..plan.state import (
     SPEC_HASH_TAG,
     STARTED_BY,
     DesiredState,
+    LaunchActivity,
     ObservedAutoScalingGroup,
     ObservedCapacityProvider,
     ObservedCluster,
@@ -36,12 +37,16 @@ from ..plan.state import (
     ObservedTaskDefinition,
     group_name_of,
     is_owned,
+    mixed_instances_of,
 )
 from .clients import AwsClients
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BUILT_IN_PROVIDERS = frozenset({"FARGATE", "FARGATE_SPOT"})
+# newest scaling activities read per spot group and cycle: one call, no paging (a failing
+# group records one failed activity per launch attempt, so recent failures are on top)
+ACTIVITY_WINDOW = 20
 AWS_ERRORS = (ClientError, BotoCoreError)
 
 
@@ -88,6 +93,8 @@ class Observer:
         self._capacity_providers(desired, state)
         self._auto_scaling_groups(desired, state)
         self._container_instances(desired, state)
+        self._draining_instances(desired, state)
+        self._launch_activities(desired, state)
         self._network(desired, state)
         for cluster in desired.clusters:
             if cluster in state.clusters:
@@ -302,12 +309,56 @@ class Observer:
                         arn = group["AutoScalingGroupARN"]
                         state.auto_scaling_groups[group["AutoScalingGroupName"]] = arn
                         state.auto_scaling_groups[arn] = arn
+                        state.mixed_instances[group["AutoScalingGroupName"]] = mixed_instances_of(
+                            group.get("MixedInstancesPolicy")
+                        )
                         if group["AutoScalingGroupName"] in scaled:
                             state.scaling_groups[group["AutoScalingGroupName"]] = _group(group)
             except AWS_ERRORS as error:
                 state.problems["auto-scaling-groups"] = (
                     f"cannot describe Auto Scaling groups: {error}"
                 )
+
+    def _launch_activities(self, desired: DesiredState, state: ObservedState) -> None:
+        """The newest instance launches of every spot group (one DescribeScalingActivities
+        call each, `ACTIVITY_WINDOW` records): did spot launch, or fail, lately?"""
+        providers = desired.capacity_providers
+        spot_providers = {
+            pool.capacity_provider
+            for pool in desired.pools.values()
+            if pool.spot_fallback and pool.capacity_provider in providers
+        }
+        groups = {group_name_of(providers[name].auto_scaling_group) for name in spot_providers}
+        for group in sorted(groups):
+            try:
+                response = self.clients.autoscaling.describe_scaling_activities(
+                    AutoScalingGroupName=group, MaxRecords=ACTIVITY_WINDOW
+                )
+            except AWS_ERRORS as error:
+                log.warning("cannot read scaling activities of %s: %s", group, error)
+                continue  # unknown: spot is assumed to launch (as before this was read)
+            state.launch_activities[group] = tuple(
+                _launch_activity(activity)
+                for activity in response.get("Activities", [])
+                if _is_launch(activity)
+            )
+
+    def _draining_instances(self, desired: DesiredState, state: ObservedState) -> None:
+        """Container instances set DRAINING (ECS spot instance draining sets an interrupted
+        spot instance DRAINING): one ListContainerInstances call per cluster."""
+        for cluster in desired.clusters:
+            if cluster not in state.clusters:
+                continue
+            try:
+                state.draining_instances.update(
+                    arn
+                    for page in self.clients.ecs.get_paginator("list_container_instances").paginate(
+                        cluster=cluster, status="DRAINING"
+                    )
+                    for arn in page.get("containerInstanceArns", [])
+                )
+            except AWS_ERRORS as error:
+                log.warning("cannot list draining container instances of %s: %s", cluster, error)
 
     def _container_instances(self, desired: DesiredState, state: ObservedState) -> None:
         """Join the instances of reconciler-scaled groups with their container instances."""
@@ -436,6 +487,23 @@ def _observed_task(
         stopped_reason=task.get("stoppedReason", "") if stopped else "",
         exit_code=runner.get("exitCode") if stopped else None,
         created_at=created.timestamp() if created is not None else None,
+        container_instance_arn=task.get("containerInstanceArn", ""),
+    )
+
+
+def _is_launch(activity: dict[str, Any]) -> bool:
+    """An activity that launches an instance: Auto Scaling describes them as "Launching a new
+    EC2 instance: i-..." (or "Launching a new EC2 instance.  Status Reason: ..." when it
+    failed)."""
+    return str(activity.get("Description", "")).startswith("Launching a new EC2 instance")
+
+
+def _launch_activity(activity: dict[str, Any]) -> LaunchActivity:
+    when = activity.get("EndTime") or activity.get("StartTime")
+    return LaunchActivity(
+        status=str(activity.get("StatusCode", "")),
+        at=when.timestamp() if when is not None else 0.0,
+        message=str(activity.get("StatusMessage", "")),
     )
 
 

@@ -72,6 +72,14 @@ def register(verbs: Any) -> None:
         default=SimulationParameters.spot_discount,
         help="spot discount off on-demand (0..1, default %(default)s)",
     )
+    parser.add_argument(
+        "--spot-interruptions",
+        type=float,
+        default=0.0,
+        metavar="PER_HOUR",
+        help="interruption notices per spot instance-hour (spot instances: --spot-share of "
+        "them); each is reclaimed 2 minutes after its notice (default 0: none)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -105,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             slo_wait_s=args.slo,
             instance_prices_usd={**INSTANCE_PRICES_USD, **_prices(args.price or ())},
             spot_share=args.spot_share,
+            spot_interruptions_per_hour=args.spot_interruptions,
             spot_discount=args.spot_discount,
         )
     except ValueError as error:

@@ -18,6 +18,10 @@ Series (label values in parentheses):
     ecs_reconciler_runners_outdated{pool}                gauge  (on an old task definition)
     ecs_reconciler_runner_version_stale{pool}            gauge  (1: RunnerVersionStale)
     ecs_reconciler_rollout_halted{pool}                  gauge  (1: RolloutHalted)
+    ecs_reconciler_spot_fallback{pool}                   gauge  (1: new runners on the
+                                                                  on-demand fallback)
+    ecs_reconciler_runners_draining{pool}                gauge  (busy or starting runners on
+                                                                  draining instances)
     ecs_reconciler_queued_jobs{pool,organization,repository}             gauge
     ecs_reconciler_job_queue_wait_seconds{pool,organization,repository}  histogram
     ecs_reconciler_jobs_started_total{pool,organization,weekday,hour}    counter (UTC)
@@ -146,6 +150,20 @@ class ControllerMetrics:
             ["pool"],
             registry=r,
         )
+        self.spot_fallback = Gauge(
+            PREFIX + "spot_fallback",
+            "1 while the pool's spot group cannot launch and its new runners go to its "
+            "on-demand fallback provider, else 0.",
+            ["pool"],
+            registry=r,
+        )
+        self.runners_draining = Gauge(
+            PREFIX + "runners_draining",
+            "Busy or starting runners on draining instances (a spot interruption): never "
+            "stopped, their jobs are lost if the instance goes before they finish.",
+            ["pool"],
+            registry=r,
+        )
         self.queued_jobs = Gauge(
             PREFIX + "queued_jobs",
             "Jobs waiting for a runner of the pool.",
@@ -260,6 +278,8 @@ class ControllerMetrics:
             self.runners_running.labels(summary.name).set(summary.running)
             self.runners_outdated.labels(summary.name).set(summary.outdated)
             self.rollout_halted.labels(summary.name).set(int(bool(summary.rollout_halted)))
+            self.spot_fallback.labels(summary.name).set(int(bool(summary.spot_fallback)))
+            self.runners_draining.labels(summary.name).set(summary.draining)
             for state, count in zip(
                 RUNNER_STATES,
                 (summary.busy, summary.idle, summary.unknown, summary.failed),
@@ -292,6 +312,8 @@ class ControllerMetrics:
             self.runners_outdated,
             self.runner_version_stale,
             self.rollout_halted,
+            self.spot_fallback,
+            self.runners_draining,
         ):
             _remove(gauge, pool)
         for state in RUNNER_STATES:

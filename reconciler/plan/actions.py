@@ -121,6 +121,8 @@ class PoolSummary:
     count_reason: str = ""
     failed: int = 0  # runners that never came online (being stopped and replaced)
     rollout_halted: str = ""  # why the pool's rollout is halted, when it is
+    spot_fallback: str = ""  # the on-demand provider new runners go to while spot cannot launch
+    draining: int = 0  # busy or starting runners kept on draining (interrupted) instances
 
     def to_json(self) -> dict[str, Any]:
         """The summary in the plan's JSON format."""
@@ -135,6 +137,8 @@ class PoolSummary:
             "outdated": self.outdated,
             "failed": self.failed,
             "rollout_halted": self.rollout_halted,
+            "spot_fallback": self.spot_fallback,
+            "draining": self.draining,
             "count_reason": self.count_reason,
         }
 

@@ -91,13 +91,16 @@ def plan_capacity(
     starts: Mapping[str, int],
     now: float,
     scale_in_allowed: bool = True,
+    placements: Mapping[str, str] | None = None,
 ) -> CapacityPlan:
     """Scale-out and scale-in actions for every reconciler-scaled capacity provider.
 
     `starts` is the runner tasks each pool starts this cycle; `scale_in_allowed` is False when
     the cycle could not observe everything (nothing is removed on a partial picture); `now`
-    is epoch seconds.
+    is epoch seconds; `placements` names the provider a pool's new runners go to when it is not
+    the pool's own (a spot pool on its on-demand fallback, see `plan.spot`).
     """
+    placed = placements or {}
     result = CapacityPlan([], [], set())
     actions, notes = result.actions, result.notes
     for provider in sorted(desired.capacity_providers.values(), key=lambda p: p.name):
@@ -118,7 +121,11 @@ def plan_capacity(
                 )
             )
             continue
-        pools = [p for p in desired.pools.values() if p.capacity_provider == provider.name]
+        pools = [
+            p
+            for p in desired.pools.values()
+            if placed.get(p.name, p.capacity_provider) == provider.name
+        ]
         tasks = [
             _resources(pool.task_definition)
             for pool in pools

@@ -16,6 +16,7 @@ from ..spec.loader import SpecSet
 from ..spec.models import (
     DIND_MIN_MEMORY,
     CapacityProvider,
+    MixedInstances,
     RunnerPool,
     Scaling,
 )
@@ -112,6 +113,8 @@ def render_pool(
         pending=pending,
         labels=tuple(spec.labels),
         runner_group=spec.runner_group,
+        spot_fallback=spec.spot.fallback_capacity_provider if spec.spot else "",
+        spot_retry_after=spec.spot.retry_after_seconds if spec.spot else 600,
         max_surge=spec.rollout.surge_for(max(count, 1)),
         canary=spec.rollout.canary,
         max_failures=spec.rollout.max_failures,
@@ -253,6 +256,18 @@ def _logs(group: str, region: str, stream_prefix: str) -> dict[str, Any]:
     }
 
 
+def _mixed_instances(mixed: MixedInstances | None) -> dict[str, Any]:
+    """The spec's mixed instances policy in the shape of `state.mixed_instances_of`."""
+    if mixed is None:
+        return {}
+    return {
+        "instanceTypes": list(mixed.instance_types),
+        "onDemandBaseCapacity": mixed.on_demand_base_capacity,
+        "onDemandPercentageAboveBaseCapacity": mixed.on_demand_percentage_above_base_capacity,
+        "spotAllocationStrategy": mixed.spot_allocation_strategy,
+    }
+
+
 def render_capacity_provider(provider: CapacityProvider) -> DesiredCapacityProvider:
     """The desired state of one capacity provider."""
     spec = provider.spec
@@ -277,4 +292,5 @@ def render_capacity_provider(provider: CapacityProvider) -> DesiredCapacityProvi
         tags={**spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE},
         scaling=spec.scaling,
         min_instance_lifetime=spec.min_instance_lifetime,
+        mixed_instances=_mixed_instances(spec.mixed_instances),
     )

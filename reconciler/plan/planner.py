@@ -25,6 +25,7 @@ from .actions import Action, Note, Phase, Plan, PoolSummary
 from .capacity import plan_capacity
 from .expectations import InFlight
 from .rollout import failures_tag_value, rollout_of
+from .spot import spot_placement
 from .state import (
     DELETION_POLICY_TAG,
     ROLLOUT_FAILURES_TAG,
@@ -37,6 +38,7 @@ from .state import (
     ObservedTask,
     ObservedTaskDefinition,
     RunnerState,
+    group_name_of,
     pool_of_family,
 )
 
@@ -50,6 +52,7 @@ class _Builder:
     # set when something could not be observed: nothing is deleted on a partial picture
     deletions_held: str = ""
     in_flight: InFlight = field(default_factory=InFlight)
+    placements: dict[str, str] = field(default_factory=dict)  # pool -> provider of new runners
 
     def note(self, severity: str, message: str, pool: str | None = None) -> None:
         self.notes.append(Note(severity, message, pool))  # type: ignore[arg-type]
@@ -85,6 +88,7 @@ def plan(
         if pool.cluster in blind.clusters or blind.all_revisions or pool.family in blind.families:
             continue
         _plan_task_definition(pool, observed, runner_states, builder)
+        _place_new_runners(pool, desired, observed, builder, now.timestamp())
         _plan_runner_tasks(pool, observed, runner_states, builder)
     _plan_removed_pools(desired, observed, runner_states, builder)
     if not blind.capacity_providers:
@@ -113,6 +117,7 @@ def _plan_instances(
         starts,
         now,
         scale_in_allowed=desired.complete and not builder.deletions_held,
+        placements=builder.placements,
     )
     builder.actions = [
         dataclasses.replace(action, after={**action.after, "capacityPending": True})
@@ -203,6 +208,7 @@ def _plan_capacity_providers(
             )
             _block_pools_using(name, desired, builder)
             continue
+        _check_mixed_instances(name, provider, observed, builder)
         after = _provider_document(provider, group_arn)
         if current is None:
             builder.actions.append(
@@ -250,6 +256,41 @@ def _plan_capacity_providers(
                     patch=patch_of(before, after),
                 )
             )
+
+
+def _check_mixed_instances(
+    name: str, provider: DesiredCapacityProvider, observed: ObservedState, builder: _Builder
+) -> None:
+    """The group (infrastructure) launches what `spec.mixedInstances` says: a warning if not
+    (a pool would fall back on the wrong premise, or run on spot without knowing it)."""
+    group = group_name_of(provider.auto_scaling_group)
+    actual = observed.mixed_instances.get(group)
+    wanted = provider.mixed_instances
+    if actual and not actual["spotAllocationStrategy"]:
+        # not reported: its default is not compared
+        actual = {**actual, "spotAllocationStrategy": wanted.get("spotAllocationStrategy", "")}
+    if actual is None or actual == wanted:
+        return
+    if wanted and actual:
+        differs = ", ".join(k for k in wanted if wanted[k] != actual.get(k))
+        detail = f"{differs} differ ({_mix(wanted)} in the spec, {_mix(actual)} in the group)"
+    elif wanted:
+        detail = "the spec says spot (mixedInstances) but the group has no mixed instances policy"
+    else:
+        detail = f"the group has a mixed instances policy ({_mix(actual)}) the spec does not state"
+    builder.note(
+        "warning",
+        f"capacity provider {name}: Auto Scaling group {group}: {detail}; fix the group or "
+        "spec.mixedInstances (the group is infrastructure, never changed here)",
+    )
+
+
+def _mix(policy: Mapping[str, Any]) -> str:
+    return (
+        f"{'/'.join(policy['instanceTypes'])}, on-demand base {policy['onDemandBaseCapacity']} "
+        f"+ {policy['onDemandPercentageAboveBaseCapacity']}%"
+        + (f", {policy['spotAllocationStrategy']}" if policy["spotAllocationStrategy"] else "")
+    )
 
 
 def _block_pools_using(provider: str, desired: DesiredState, builder: _Builder) -> None:
@@ -439,6 +480,20 @@ def _plan_task_definition(
 # ------------------------------------------------------------------ runner tasks
 
 
+def _place_new_runners(
+    pool: DesiredPool,
+    desired: DesiredState,
+    observed: ObservedState,
+    builder: _Builder,
+    now: float,
+) -> None:
+    """Spot pools: this cycle's new runners go to the fallback while spot cannot launch."""
+    placement = spot_placement(pool, desired, observed, now)
+    builder.placements[pool.name] = placement.provider
+    if placement.reason:
+        builder.note("warning" if placement.on_fallback else "info", placement.reason, pool.name)
+
+
 #: runners that may be stopped (after the runner-state source confirms it right before)
 STOPPABLE = (RunnerState.IDLE, RunnerState.FAILED)
 
@@ -463,7 +518,9 @@ def _plan_runner_tasks(
     tasks = [t for t in observed.tasks_by_pool.get(pool.name, []) if t.arn not in stopping]
     misplaced = [t for t in tasks if t.cluster != pool.cluster]
     tasks = [t for t in tasks if t.cluster == pool.cluster]
-    states = {t.arn: _state(t, runner_states) for t in tasks + misplaced}
+    draining = [t for t in tasks if t.container_instance_arn in observed.draining_instances]
+    tasks = [t for t in tasks if t not in draining]
+    states = {t.arn: _state(t, runner_states) for t in tasks + misplaced + draining}
     failed = _oldest_first([t for t in tasks if states[t.arn] is RunnerState.FAILED])
     expected = builder.in_flight.starts.get(pool.name, 0)  # started, not listed yet
     running = len(tasks) + expected
@@ -475,6 +532,7 @@ def _plan_runner_tasks(
     starting = [t for t in current if states[t.arn] is RunnerState.UNKNOWN]
     busy = sum(1 for t in tasks if states[t.arn] is RunnerState.BUSY)
     target, why = pool.target(busy)
+    placed = builder.placements.get(pool.name, pool.capacity_provider)
     rollout = rollout_of(pool, observed, current, outdated, runner_states)
     builder.pools.append(
         PoolSummary(
@@ -489,6 +547,8 @@ def _plan_runner_tasks(
             count_reason=why,
             failed=len(failed),
             rollout_halted=rollout.message if rollout.halted else "",
+            spot_fallback="" if placed == pool.capacity_provider else placed,
+            draining=sum(1 for t in draining if states[t.arn] not in STOPPABLE),
         )
     )
     stop = [t for t in misplaced if states[t.arn] in STOPPABLE]
@@ -496,6 +556,7 @@ def _plan_runner_tasks(
         _stop(builder, pool, stop, f"runner moved to cluster {pool.cluster}")
     if failed:
         _stop(builder, pool, failed, "runner never came online (boot timeout): replaced")
+    _leave_draining_instances(builder, pool, draining, states)
     network = _resolve_network(pool, observed, builder)
     blocked = pool.name in builder.blocked_pools or network is None
     if blocked:
@@ -521,6 +582,8 @@ def _plan_runner_tasks(
         reason = f"scale out: {len(tasks)} running, {why}"
         if expected:
             reason = f"scale out: {len(tasks)} running + {expected} starting, {why}"
+        if placed != pool.capacity_provider:
+            reason += f"; on {placed} (spot fallback)"
         if rollout.halted:
             reason += "; on the previous revision (rollout halted)"
         elif rollout.old_hash:
@@ -547,7 +610,7 @@ def _plan_runner_tasks(
                     count=len(batch),
                     task_arns=tuple(t.arn for t in batch),
                     spec_hash=pool.spec_hash,
-                    after=_launch(pool, network),
+                    after=_launch(pool, network, provider=builder.placements.get(pool.name, "")),
                 )
             )
     busy_outdated = [t for t in outdated if states[t.arn] is not RunnerState.IDLE]
@@ -556,6 +619,37 @@ def _plan_runner_tasks(
             "info",
             f"{len(busy_outdated)} runner(s) on an outdated revision are busy or unknown; "
             "they finish their job before being replaced",
+            pool.name,
+        )
+
+
+def _leave_draining_instances(
+    builder: _Builder,
+    pool: DesiredPool,
+    draining: list[ObservedTask],
+    states: Mapping[str, RunnerState],
+) -> None:
+    """Runners on DRAINING instances (ECS spot instance draining: the instance goes within
+    two minutes) no longer count: idle ones are stopped (GitHub decides, as every stop) and
+    replaced on other instances by this cycle's scale out; busy ones keep their job, and the
+    plan says so (ECS does not stop standalone tasks on a draining instance, nor do we)."""
+    idle = _oldest_first([t for t in draining if states[t.arn] in STOPPABLE])
+    if idle:
+        _stop(
+            builder,
+            pool,
+            idle,
+            f"{len(idle)} idle runner(s) on draining instance(s) (spot interruption): "
+            "replaced on other instances",
+        )
+    held = [t for t in draining if t not in idle]
+    if held:
+        busy = sum(1 for t in held if states[t.arn] is RunnerState.BUSY)
+        builder.note(
+            "warning",
+            f"{len(held)} runner(s) on draining instance(s) (spot interruption) are "
+            f"busy ({busy}) or starting ({len(held) - busy}): never stopped; their jobs may be "
+            "lost when the instance goes",
             pool.name,
         )
 
@@ -597,13 +691,17 @@ def _resolve_network(
 
 
 def _launch(
-    pool: DesiredPool, network: dict[str, list[str]] | None, spec_hash: str = ""
+    pool: DesiredPool,
+    network: dict[str, list[str]] | None,
+    spec_hash: str = "",
+    provider: str = "",
 ) -> dict[str, object]:
-    """What a started task will look like: shown in the plan, used as-is by apply."""
+    """What a started task will look like: shown in the plan, used as-is by apply.
+    `provider`: where it is placed, when not the pool's own (spot fallback)."""
     spec_hash = spec_hash or pool.spec_hash
     return {
         "taskDefinition": f"{pool.family} (spec hash {spec_hash})",
-        "capacityProvider": pool.capacity_provider,
+        "capacityProvider": provider or pool.capacity_provider,
         "network": network,
         "tags": {**pool.task_tags, SPEC_HASH_TAG: spec_hash},
         "runner": {"labels": list(pool.labels), "group": pool.runner_group},
@@ -631,7 +729,7 @@ def _run(
             pool=pool.name,
             count=count,
             spec_hash=spec_hash,
-            after=_launch(pool, network, spec_hash),
+            after=_launch(pool, network, spec_hash, builder.placements.get(pool.name, "")),
         )
     )
 

@@ -47,6 +47,24 @@ def group_name_of(reference: str) -> str:
     return reference.split(marker, 1)[1] if marker in reference else reference
 
 
+def mixed_instances_of(policy: dict[str, Any] | None) -> dict[str, Any]:
+    """A group's MixedInstancesPolicy (DescribeAutoScalingGroups) in the comparable shape of
+    a spec's `mixedInstances`; {} for a group without one. Absent distribution fields take the
+    API's defaults (on-demand base 0, 100% on-demand above it)."""
+    if not policy:
+        return {}
+    distribution = policy.get("InstancesDistribution", {})
+    overrides = policy.get("LaunchTemplate", {}).get("Overrides", [])
+    return {
+        "instanceTypes": [o["InstanceType"] for o in overrides if o.get("InstanceType")],
+        "onDemandBaseCapacity": int(distribution.get("OnDemandBaseCapacity", 0)),
+        "onDemandPercentageAboveBaseCapacity": int(
+            distribution.get("OnDemandPercentageAboveBaseCapacity", 100)
+        ),
+        "spotAllocationStrategy": str(distribution.get("SpotAllocationStrategy", "")),
+    }
+
+
 def is_owned(tags: dict[str, str]) -> bool:
     """True when a resource carries our managed-by tag."""
     return tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE
@@ -75,6 +93,9 @@ class DesiredCapacityProvider:
     tags: dict[str, str]
     scaling: str = "managed"  # managed (ECS) | reconciler (bin packing, see plan.capacity)
     min_instance_lifetime: int = 600  # seconds registered before an empty one may go
+    # the group's mixed instances policy as the spec states it ({}: on-demand only), in the
+    # shape of `mixed_instances_of` (the group is infrastructure: only compared, never changed)
+    mixed_instances: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,6 +125,9 @@ class DesiredPool:
     pending: int = 0  # queued jobs this pool serves, capped per repository
     labels: tuple[str, ...] = ()
     runner_group: str = "Default"
+    # spot: the on-demand provider new runners go to while spot cannot launch ("": no spot)
+    spot_fallback: str = ""
+    spot_retry_after: int = 600  # seconds after a failed spot launch before spot is tried again
 
     def target(self, busy: int) -> tuple[int, str]:
         """Runners wanted: clamp(busy + pending + idle target, min, max), and why.
@@ -204,6 +228,7 @@ class ObservedTask:
     stopped_reason: str = ""  # stopped tasks only
     exit_code: int | None = None  # stopped tasks only: the runner container's
     created_at: float | None = None  # set once by RunTask; unlike started_at it never moves
+    container_instance_arn: str = ""  # where ECS placed it ("" while not placed)
 
     @property
     def task_id(self) -> str:
@@ -251,6 +276,21 @@ class ObservedAutoScalingGroup:
 
 
 @dataclass(frozen=True)
+class LaunchActivity:
+    """An Auto Scaling scaling activity that launched (or failed to launch) an instance
+    (DescribeScalingActivities: StatusCode, StatusMessage, StartTime / EndTime)."""
+
+    status: str  # Successful | Failed | Cancelled | InProgress ...
+    at: float  # epoch seconds: EndTime, or StartTime while it runs
+    message: str = ""  # StatusMessage: why it failed
+
+    @property
+    def failed(self) -> bool:
+        """The launch did not happen."""
+        return self.status in ("Failed", "Cancelled")
+
+
+@dataclass(frozen=True)
 class ObservedState:
     """What AWS shows, normalized; `problems` names what could not be observed."""
 
@@ -263,6 +303,12 @@ class ObservedState:
     auto_scaling_groups: dict[str, str] = field(default_factory=dict)  # name or ARN -> ARN
     # groups of providers with `scaling: reconciler`, by name, with their instances
     scaling_groups: dict[str, ObservedAutoScalingGroup] = field(default_factory=dict)
+    # recent instance launches of spot groups, by group name, newest first
+    launch_activities: dict[str, tuple[LaunchActivity, ...]] = field(default_factory=dict)
+    # container instances set DRAINING (ECS spot instance draining, or by hand), by ARN
+    draining_instances: set[str] = field(default_factory=set)
+    # every group's mixed instances policy, by group name (`mixed_instances_of`; {}: none)
+    mixed_instances: dict[str, dict[str, Any]] = field(default_factory=dict)
     subnets: dict[str, str] = field(default_factory=dict)  # ID or Name tag -> ID
     security_groups: dict[str, str] = field(default_factory=dict)  # ID or Name tag -> ID
     problems: dict[str, str] = field(default_factory=dict)  # scope (cluster/pool) -> message

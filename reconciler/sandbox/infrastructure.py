@@ -72,6 +72,9 @@ class AsgPlan:
     desired_capacity: int = 0
     protect_from_scale_in: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
+    # spot: the mixed instances policy's instance types (the stack takes three); () on-demand
+    spot_instance_types: tuple[str, ...] = ()
+    on_demand_base_capacity: int = 0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,18 @@ pool; weighted strategies across several providers are not simulated). It is app
 moto server process (`python -m reconciler.sandbox.moto_fidelity` starts moto with it) or, in
 thread mode, in the process that hosts moto. It changes moto, the simulated AWS, never the
 reconciler.
+
+Auto Scaling scaling activities: moto's DescribeScalingActivities always answers an empty
+list, and its groups always launch. `apply()` also makes every instance launch of a group
+record an activity (Amazon EC2 Auto Scaling API Reference, `Activity`: ActivityId,
+AutoScalingGroupName, Description "Launching a new EC2 instance: i-...", Cause, StartTime,
+EndTime, StatusCode Successful | Failed ..., StatusMessage, Progress), newest first as
+DescribeScalingActivities lists them, and lets the sandbox take a group's spot capacity away:
+while the group carries the tag `SPOT_SHORTAGE_TAG`, its launches fail (no instance, desired
+capacity kept, one `Failed` activity whose message is EC2's InsufficientInstanceCapacity for
+spot: "There is no Spot capacity available that matches your request", EC2 API error codes).
+Auto Scaling keeps retrying a failed launch by itself; moto launches only when the desired
+capacity is set, so the sandbox sets it again (same value) after removing the tag.
 """
 
 from __future__ import annotations
@@ -20,9 +32,17 @@ from __future__ import annotations
 import inspect
 import sys
 import threading
+import uuid
 from typing import Any
 
 _FARGATE = frozenset({"FARGATE", "FARGATE_SPOT"})
+_ACTIVITIES_KEPT = 1000  # per group, newest first (Auto Scaling keeps six weeks of them)
+#: sandbox control (never set on real groups): while present, the group's launches fail
+SPOT_SHORTAGE_TAG = "ecs-reconciler-sandbox:spot-shortage"
+SPOT_SHORTAGE_MESSAGE = (
+    "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot "
+    "capacity available that matches your request. Launching EC2 instance failed."
+)
 _applied = False
 _candidates = threading.local()
 
@@ -64,7 +84,80 @@ def apply() -> None:
 
     EC2ContainerServiceBackend.run_task = run_task_on_provider_instances  # type: ignore[method-assign]
     EC2ContainerServiceBackend._can_be_placed = staticmethod(can_be_placed_on_candidate)  # type: ignore[method-assign,assignment]
+    _record_launch_activities()
     _applied = True
+
+
+def _record_launch_activities() -> None:
+    """Launches record scaling activities; a group tagged SPOT_SHORTAGE_TAG fails them;
+    DescribeScalingActivities answers with what was recorded."""
+    from moto.autoscaling.models import FakeAutoScalingGroup
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+
+    launch = FakeAutoScalingGroup.replace_autoscaling_group_instances
+
+    def launch_or_fail(self: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
+        activities = self.__dict__.setdefault("_sandbox_activities", [])
+        cause = (
+            f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} an instance was started in response to a "
+            f"difference between desired and actual capacity, increasing the capacity from "
+            f"{len(self.instance_states)} to {len(self.instance_states) + count_needed}."
+        )
+        del activities[_ACTIVITIES_KEPT:]
+        if any(tag.get("Key") == SPOT_SHORTAGE_TAG for tag in self.tags):
+            activities.insert(
+                0,
+                _activity(
+                    self,
+                    f"Launching a new EC2 instance.  Status Reason: {SPOT_SHORTAGE_MESSAGE}",
+                    cause,
+                    "Failed",
+                    SPOT_SHORTAGE_MESSAGE,
+                    utcnow(),
+                ),
+            )
+            return
+        before = {state.instance.id for state in self.instance_states}
+        launch(self, count_needed, propagated_tags)
+        for state in self.instance_states:
+            if state.instance.id not in before:
+                description = f"Launching a new EC2 instance: {state.instance.id}"
+                activity = _activity(self, description, cause, "Successful", "", utcnow())
+                activities.insert(0, activity)
+
+    def describe_scaling_activities(self: Any) -> Any:
+        name = self._get_param("AutoScalingGroupName")
+        limit = min(int(self._get_param("MaxRecords") or 100), 100)
+        groups = self.autoscaling_backend.autoscaling_groups
+        chosen = [groups[name]] if name in groups else ([] if name else list(groups.values()))
+        found = [a for group in chosen for a in group.__dict__.get("_sandbox_activities", [])]
+        found.sort(key=lambda a: a["StartTime"], reverse=True)
+        return ActionResult({"Activities": found[:limit]})
+
+    FakeAutoScalingGroup.replace_autoscaling_group_instances = launch_or_fail  # type: ignore[method-assign]
+    AutoScalingResponse.describe_scaling_activities = describe_scaling_activities  # type: ignore[method-assign]
+
+
+def _activity(
+    group: Any, description: str, cause: str, status: str, message: str, now: Any
+) -> dict[str, Any]:
+    """One scaling activity, in the shape of the API's `Activity`."""
+    activity: dict[str, Any] = {
+        "ActivityId": str(uuid.uuid4()),
+        "AutoScalingGroupName": group.name,
+        "AutoScalingGroupARN": group.arn,
+        "Description": description,
+        "Cause": cause,
+        "StartTime": now,
+        "EndTime": now,
+        "StatusCode": status,
+        "Progress": 100,
+    }
+    if message:
+        activity["StatusMessage"] = message
+    return activity
 
 
 def _instances_of_provider(ecs_backend: Any, provider_name: str) -> set[str]:

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from botocore.exceptions import ClientError
 
@@ -38,6 +38,7 @@ from ..verify.images import ImageReference
 from .agent import SimulatedEcsAgent
 from .github_server import FakeGitHub
 from .infrastructure import AsgPlan, InfrastructurePlan, SeedError, SubnetPlan, seed_account
+from .moto_fidelity import SPOT_SHORTAGE_TAG
 from .runners import SimulatedRunners
 from .server import (
     DEFAULT_REGION,
@@ -62,6 +63,7 @@ MAX_GROUP_SIZE = 10
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation" / "ecs-reconciler.yaml"
 STACK_NAME = "ecs-reconciler"
 CAPACITY_CLASSES = 3  # Class1..Class3 in the template
+SPOT_TYPES_PER_CLASS = 3  # a spot class's mixed instances policy overrides in the template
 #: The JIT configuration key the stack creates (JitParameterKeyAlias).
 JIT_KEY_ALIAS = "alias/ecs-reconciler-jit"
 CONTROLLER_SECRET_NAME = "ecs-reconciler/github"
@@ -119,8 +121,11 @@ def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:
                 tags={MANAGED_BY_TAG: MANAGED_BY_VALUE}
                 if provider.spec.scaling == "reconciler"
                 else {},
+                spot_instance_types=tuple(mixed.instance_types) if mixed else (),
+                on_demand_base_capacity=mixed.on_demand_base_capacity if mixed else 0,
             )
             for provider in spec_set.capacity_providers
+            for mixed in [provider.spec.mixed_instances]
         ],
         log_groups=sorted({p.spec.logging.log_group for p in spec_set.pools}),
         roles=roles,
@@ -212,6 +217,12 @@ class StackPlan:
                 parameters[f"Class{index}MaxSize"] = str(asg.max_size)
                 owned = asg.tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE
                 parameters[f"Class{index}ScaledBy"] = "reconciler" if owned else "ecs"
+                if len(asg.spot_instance_types) >= SPOT_TYPES_PER_CLASS:  # else on-demand
+                    spot_types = asg.spot_instance_types[:SPOT_TYPES_PER_CLASS]
+                    parameters[f"Class{index}SpotInstanceTypes"] = ",".join(spot_types)
+                    parameters[f"Class{index}OnDemandBaseCapacity"] = str(
+                        asg.on_demand_base_capacity
+                    )
         return parameters
 
 
@@ -444,6 +455,49 @@ class Sandbox:
             for cluster in self.clusters:
                 self.runners.register_new(cluster)
 
+    def fail_spot_launches(self, group: str) -> None:
+        """From now on the Auto Scaling group's launches fail for lack of spot capacity
+        (a `Failed` scaling activity per attempt, no instance; see `moto_fidelity`)."""
+        self.clients().autoscaling.create_or_update_tags(Tags=[_shortage_tag(group)])
+
+    def restore_spot_launches(self, group: str) -> None:
+        """Spot capacity is back: the group launches the instances its desired capacity still
+        lacks (Auto Scaling retries failed launches by itself; moto launches when the desired
+        capacity is set, so it is set again to the same value)."""
+        autoscaling = self.clients().autoscaling
+        autoscaling.delete_tags(Tags=[_shortage_tag(group)])
+        (found,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
+            "AutoScalingGroups"
+        ]
+        autoscaling.set_desired_capacity(
+            AutoScalingGroupName=group, DesiredCapacity=found["DesiredCapacity"]
+        )
+
+    def interrupt_spot_instance(self, instance_id: str) -> None:
+        """A spot interruption notice reaches the instance: with ECS_ENABLE_SPOT_INSTANCE_DRAINING
+        (set by the stack's launch templates) its ECS agent sets the container instance
+        DRAINING ("Spot Instance draining", Amazon ECS Developer Guide). The instance itself is
+        left running (EC2 reclaims it two minutes later; terminate it to play that)."""
+        ecs = self.clients().ecs
+        for cluster in self.clusters:
+            arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+            described = (
+                ecs.describe_container_instances(cluster=cluster, containerInstances=arns)[
+                    "containerInstances"
+                ]
+                if arns
+                else []
+            )
+            found = [
+                i["containerInstanceArn"] for i in described if i["ec2InstanceId"] == instance_id
+            ]
+            if found:
+                ecs.update_container_instances_state(
+                    cluster=cluster, containerInstances=found, status="DRAINING"
+                )
+                return
+        raise ValueError(f"instance {instance_id} is not registered in {self.clusters}")
+
     def _sync_agent(self) -> None:
         with self._agent_lock:
             if self._agent is not None:
@@ -475,6 +529,16 @@ class Sandbox:
             if self.github is not None
             else {}
         )
+
+
+def _shortage_tag(group: str) -> dict[str, Any]:
+    return {
+        "ResourceId": group,
+        "ResourceType": "auto-scaling-group",
+        "Key": SPOT_SHORTAGE_TAG,
+        "Value": "true",
+        "PropagateAtLaunch": False,
+    }
 
 
 def _add_runner_groups(github: FakeGitHub, spec_set: SpecSet) -> None:

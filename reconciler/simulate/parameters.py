@@ -120,9 +120,16 @@ class SimulationParameters:
     instance_prices_usd: dict[str, float] = field(default_factory=lambda: dict(INSTANCE_PRICES_USD))
     #: USD per vCPU-hour of an instance type without a listed price
     vcpu_hour_usd: float = VCPU_HOUR_USD
-    #: share of instance-hours bought as spot (0: all on-demand). Spot interruptions are not
-    #: modelled, so this only prices the hours; it cannot say what interruptions cost in waits
+    #: share of instances launched as spot (0: all on-demand): prices the hours, and with
+    #: `spot_interruptions_per_hour` each spot instance may be reclaimed
     spot_share: float = 0.0
+    #: interruption notices per spot instance-hour (assumption: the EC2 Spot Instance
+    #: Advisor gives each type a monthly bucket, "<5%" to ">20%"; 0.05/h is a harsh hour).
+    #: 0: no interruption. Drawn from `spot_seed`, so every policy sees the same dice
+    spot_interruptions_per_hour: float = 0.0
+    #: the interruption notice: EC2 reclaims a spot instance two minutes after it
+    spot_notice_s: float = 120.0
+    spot_seed: int = 7
     #: spot discount off on-demand (assumption: ~65%, typical of m6i / m7g in Tokyo per the
     #: EC2 Spot Instance Advisor's "savings over on-demand"; varies by pool and hour)
     spot_discount: float = 0.65
@@ -130,6 +137,11 @@ class SimulationParameters:
     def __post_init__(self) -> None:
         if not 0 <= self.spot_share <= 1:
             raise ValueError(f"spot share must be within 0..1, got {self.spot_share}")
+        if self.spot_interruptions_per_hour < 0 or self.spot_notice_s < 0:
+            raise ValueError(
+                "spot interruptions per hour and the notice must be >= 0, got "
+                f"{self.spot_interruptions_per_hour} and {self.spot_notice_s}"
+            )
         if not 0 <= self.spot_discount < 1:
             raise ValueError(f"spot discount must be within 0..1 (excl.), got {self.spot_discount}")
         negative = {name: usd for name, usd in self.instance_prices_usd.items() if usd < 0}

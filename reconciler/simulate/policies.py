@@ -46,7 +46,7 @@ from ..spec.loader import SpecSet
 from ..spec.models import RunnerPool
 from .parameters import InstanceType, SimulationParameters
 from .trace import TraceJob
-from .world import Job, Policy, Runner, SimPool, World, new_instances_needed
+from .world import Instance, Job, Policy, Runner, SimPool, World, new_instances_needed
 
 REGION = "ap-northeast-1"
 _RUNNER_STATES = {"idle": RunnerState.IDLE, "busy": RunnerState.BUSY}
@@ -77,7 +77,7 @@ class BinPackScaler:
         for empty instances the spare room does not need (as `plan.capacity` does)."""
         parameters = self.parameters
         for provider in sorted({pool.capacity_provider for pool in world.pools.values()}):
-            instances = world.provider_instances(provider)
+            instances = [i for i in world.provider_instances(provider) if not i.draining]
             waiting = world.unplaced.get(provider) or ()
             kind = parameters.instance_type(provider)
             spare = [
@@ -145,7 +145,7 @@ class ManagedScaling:
                 if settings and settings.instance_warmup_period is not None
                 else parameters.managed_default_warmup_s
             )
-            instances = world.provider_instances(provider)
+            instances = [i for i in world.provider_instances(provider) if not i.draining]
             kind = parameters.instance_type(provider)
             waiting = world.unplaced.get(provider) or ()
             needed = sum(1 for i in instances if i.tasks) + new_instances_needed(
@@ -263,7 +263,16 @@ class PlannerPolicy(Policy):
         now = world.datetime()
         pending = self.book.pending(self.demand_specs)
         runners = [r for r in world.runners.values() if r.state != "stopping"]
-        observed = dataclasses.replace(self.observed, tasks=[self._task(r) for r in runners])
+        tasks = [self._task(r) for r in runners]
+        draining = {_instance_arn(i) for i in world.instances.values() if i.draining}
+        if draining:  # ECS spot draining: the planner replaces the idle runners on them
+            tasks = [
+                dataclasses.replace(task, container_instance_arn=_instance_arn(r.instance))
+                if r.instance is not None and r.instance.draining
+                else task
+                for task, r in zip(tasks, runners, strict=True)
+            ]
+        observed = dataclasses.replace(self.observed, tasks=tasks, draining_instances=draining)
         states = {r.arn: _RUNNER_STATES.get(r.state, RunnerState.UNKNOWN) for r in runners}
         desired = self.desired(now, pending)
         if isinstance(self.instances, BinPackScaler):
@@ -371,6 +380,16 @@ class PlannerPolicy(Policy):
 
     def runner_stopped(self, runner: Runner) -> None:
         self._tasks.pop(runner.id, None)
+
+    def instance_interrupted(self, instance: Instance) -> None:
+        self._trigger()  # the container instance state change reaches the controller
+
+    def instance_reclaimed(self, instance: Instance) -> None:
+        self._trigger()
+
+
+def _instance_arn(instance: Instance | None) -> str:
+    return f"arn:aws:ecs:sim:000000000000:container-instance/{instance.id if instance else 0}"
 
 
 def planner_desired(
@@ -490,6 +509,13 @@ class ArcPolicy(Policy):
         moment = self.world.now + self.parameters.arc_reaction_s
         self.world.at(moment, self._scale, job.pool, self.assigned[job.pool.name])
 
+    def instance_reclaimed(self, instance: Instance) -> None:
+        """The runner pods died with the node: the runner set is topped up (no reaction to
+        the notice itself, and no draining of idle runners before it)."""
+        for pool in self.world.pools.values():
+            moment = self.world.now + self.parameters.arc_reaction_s
+            self.world.at(moment, self._scale, pool, self.assigned[pool.name])
+
     def _scale(self, pool: SimPool, assigned: int) -> None:
         """Patch the runner set to the desired count as the listener saw it."""
         world = self.world
@@ -576,6 +602,13 @@ class StaticPolicy(Policy):
 
     def runner_stopped(self, runner: Runner) -> None:
         self.world.request_runner(runner.pool)
+
+    def instance_reclaimed(self, instance: Instance) -> None:
+        """The fleet's Auto Scaling group replaces the reclaimed instance."""
+        parameters = self.parameters
+        kind = parameters.instance_type(instance.provider)
+        boot = parameters.asg_launch_s + parameters.instance_boot_s
+        self.world.launch_instances(instance.provider, 1, kind, boot)
 
 
 def peak_concurrency(world: World) -> dict[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class PolicyReport:
     unserved: int
     totals: Totals
     slo_s: float
+    world: World | None = field(default=None, repr=False)  # the replayed world, for tests
 
     def to_json(self) -> dict[str, Any]:
         """The `--format json` object for this policy."""
@@ -77,6 +78,11 @@ class PolicyReport:
             "cost_usd": round(totals.usd, 2),
             "runners_started": totals.runners_started,
             "instances_launched": totals.instances_launched,
+            "spot": {
+                "interruptions": totals.spot_interruptions,
+                "jobs_interrupted": totals.jobs_interrupted,
+                "idle_runners_reclaimed": totals.idle_reclaimed,
+            },
             "unserved_jobs": self.unserved,
             "pools": {
                 name: {
@@ -109,7 +115,7 @@ def run_policy(
         progress,
     )
     totals = world.run()
-    report = PolicyReport(name, [], {}, {}, {}, 0, totals, parameters.slo_wait_s)
+    report = PolicyReport(name, [], {}, {}, {}, 0, totals, parameters.slo_wait_s, world)
     for job in world.jobs:
         if job.pool is None or job.started is None:
             report.unserved += 1
@@ -168,6 +174,14 @@ def render_text(reports: Sequence[PolicyReport]) -> str:
             p90s = (f"{item[section].get(name, {}).get('p90', 0):.0f}" for item in data)
             table.append((name, *p90s))
         out.append(_table(table))
+    if any(item["spot"]["interruptions"] for item in data):
+        spot = [
+            f"{item['policy']}: {item['spot']['interruptions']} reclaimed, "
+            f"{item['spot']['jobs_interrupted']} job(s) failed, "
+            f"{item['spot']['idle_runners_reclaimed']} idle runner(s) lost"
+            for item in data
+        ]
+        out.append("spot interruptions: " + "; ".join(spot) + "\n")
     unserved = [f"{item['policy']}: {item['unserved_jobs']}" for item in data]
     if any(item["unserved_jobs"] for item in data):
         out.append("jobs no pool could run (or never started): " + ", ".join(unserved) + "\n")

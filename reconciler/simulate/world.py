@@ -7,6 +7,11 @@ A discrete-event model (heapq, simulated epoch seconds, nothing sleeps). What it
   room (binpack placement), pulls its image (cold on an instance that never ran the pool,
   warm after), starts, and its runner registers with GitHub. A stopped task frees its room
   after a short delay. Instances are terminated only when empty.
+- Spot (with `spot_share` and `spot_interruptions_per_hour`): a spot instance may get an
+  interruption notice; ECS spot draining sets it DRAINING at once (nothing new is placed on
+  it, `Policy.instance_interrupted` tells the policy), and EC2 reclaims it `spot_notice_s`
+  later: its runners die, and a job running on one fails (GitHub's `completed`, conclusion
+  failure; re-running it is left to people, not modelled: it counts as interrupted).
 - GitHub: a job is queued at its trace arrival; an idle registered runner whose pool serves it
   (labels and scope, `PoolDemandSpec.serves`) takes the oldest waiting job it can serve (FIFO,
   an assumption: GitHub does not document the order); the job runs for its trace run time; the
@@ -22,6 +27,7 @@ from __future__ import annotations
 import datetime
 import heapq
 import itertools
+import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -76,6 +82,7 @@ class Instance:
     tasks: set[Runner] = field(default_factory=set)
     images: set[str] = field(default_factory=set)  # pools whose image is cached here
     empty_since: float = 0.0
+    draining: bool = False  # a spot interruption notice came: nothing new is placed here
 
     def fits(self, pool: SimPool) -> bool:
         """Room for one more task of the pool."""
@@ -111,6 +118,7 @@ class Job:
     started: float | None = None
     completed: float | None = None
     runner: Runner | None = None
+    interrupted: bool = False  # its runner's spot instance was reclaimed: the job failed
 
     @property
     def record(self) -> JobRecord:
@@ -150,6 +158,12 @@ class Policy:
     def instance_ready(self, instance: Instance) -> None:
         """An instance registered with ECS."""
 
+    def instance_interrupted(self, instance: Instance) -> None:
+        """A spot instance got its interruption notice and is DRAINING (reclaimed soon)."""
+
+    def instance_reclaimed(self, instance: Instance) -> None:
+        """EC2 reclaimed an interrupted spot instance; its runners died with it."""
+
 
 @dataclass
 class Totals:
@@ -164,6 +178,9 @@ class Totals:
     usd: float = 0.0  # instance cost (SimulationParameters.usd_per_hour)
     runners_started: int = 0
     instances_launched: int = 0
+    spot_interruptions: int = 0  # spot instances reclaimed
+    jobs_interrupted: int = 0  # jobs that failed because their instance was reclaimed
+    idle_reclaimed: int = 0  # idle runners still on an instance when it was reclaimed
     # (time, queued jobs, runners, busy runners, instances)
     samples: list[tuple[float, int, int, int, int]] = field(default_factory=list)
 
@@ -202,6 +219,7 @@ class World:
         self._sequence = itertools.count()
         self._ids = itertools.count(1)
         self._progress = progress
+        self._spot_dice = random.Random(parameters.spot_seed)
 
     # ------------------------------------------------------------------ clock
 
@@ -307,11 +325,15 @@ class World:
         self.at(self.now + self.parameters.job_dispatch_s, self._start_job, job)
 
     def _start_job(self, job: Job) -> None:
+        if job.interrupted:
+            return
         job.started = self.now
         self.policy.job_started(job)
         self.at(self.now + job.trace.run_time, self._complete_job, job)
 
     def _complete_job(self, job: Job) -> None:
+        if job.interrupted:
+            return  # failed when its instance was reclaimed
         job.completed = self.now
         self.completed += 1
         self.totals.busy_s += job.trace.run_time
@@ -368,7 +390,7 @@ class World:
         candidates = [
             i
             for i in self.instances.values()
-            if i.ready and i.provider == pool.capacity_provider and i.fits(pool)
+            if i.ready and not i.draining and i.provider == pool.capacity_provider and i.fits(pool)
         ]
         if candidates:  # binpack: the fullest instance that still fits
             self._place(runner, min(candidates, key=lambda i: (i.free_cpu, i.free_memory, i.id)))
@@ -401,6 +423,7 @@ class World:
             self.instances[instance.id] = instance
             self.totals.instances_launched += 1
             self.at(self.now + boot_s, self._instance_ready, instance)
+            self._maybe_interrupt(instance)
             launched.append(instance)
         return launched
 
@@ -419,6 +442,44 @@ class World:
 
     # ------------------------------------------------------------------ ECS internals
 
+    def _maybe_interrupt(self, instance: Instance) -> None:
+        """A spot instance (`spot_share` of them) gets its notice after an exponential time."""
+        parameters, dice = self.parameters, self._spot_dice
+        rate = parameters.spot_interruptions_per_hour
+        if rate <= 0 or dice.random() >= parameters.spot_share:
+            return
+        self.at(self.now + dice.expovariate(rate / 3600), self._interrupt, instance)
+
+    def _interrupt(self, instance: Instance) -> None:
+        if instance.terminated is not None:
+            return
+        instance.draining = True
+        self.totals.spot_interruptions += 1
+        self.policy.instance_interrupted(instance)
+        self.at(self.now + self.parameters.spot_notice_s, self._reclaim, instance)
+
+    def _reclaim(self, instance: Instance) -> None:
+        """EC2 takes the instance back: its runners die with it."""
+        if instance.terminated is not None:
+            return
+        for runner in list(instance.tasks):
+            job = runner.job if runner.state == "busy" else None
+            if job is not None:
+                job.interrupted, job.completed = True, self.now
+                job.started = job.started if job.started is not None else self.now
+                self.completed += 1
+                self.totals.jobs_interrupted += 1
+                self.policy.job_completed(job)
+            self.totals.idle_reclaimed += runner.state == "idle"
+            self._leave_idle(runner)
+            if runner.state in ("provisioning", "starting"):
+                self.totals.starting_s += self.now - runner.requested
+            runner.state = "stopping"
+            self._stopped(runner)  # the policy may terminate the (now empty) instance itself
+        if instance.terminated is None:
+            self.terminate_instance(instance)
+        self.policy.instance_reclaimed(instance)
+
     def _instance_ready(self, instance: Instance) -> None:
         if instance.terminated is not None:
             return
@@ -426,7 +487,7 @@ class World:
         for runner in list(instance.tasks):  # a dedicated instance's runner
             self._place(runner, instance)
         waiting = self.unplaced.get(instance.provider)
-        if waiting:
+        if waiting and not instance.draining:
             kept: deque[Runner] = deque()
             for runner in waiting:
                 if instance.fits(runner.pool):
@@ -460,6 +521,8 @@ class World:
         self.at(self.now + self.parameters.task_stop_s, self._stopped, runner)
 
     def _stopped(self, runner: Runner) -> None:
+        if runner.state == "stopped":
+            return  # its instance was reclaimed while it stopped
         runner.state = "stopped"
         del self.runners[runner.id]
         instance = runner.instance

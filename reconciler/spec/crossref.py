@@ -49,7 +49,76 @@ def check_references(resources: Sequence[LoadedResource]) -> list[Diagnostic]:
                     "spec.capacityProvider",
                 )
             )
+        diagnostics += _spot_placement(loaded, pool, providers)
     diagnostics += _shared_auto_scaling_groups(resources)
+    return diagnostics
+
+
+def _spot_placement(
+    loaded: LoadedResource, pool: RunnerPool, providers: dict[str, LoadedResource]
+) -> list[Diagnostic]:
+    """A pool on a spot provider says so (`spot`), and its fallback is an on-demand provider
+    of its cluster; a pool that says spot is on a spot provider."""
+    primary = providers.get(pool.spec.capacity_provider)
+    primary_spot = (
+        primary is not None
+        and isinstance(primary.resource, CapacityProvider)
+        and primary.resource.spec.mixed_instances is not None
+    )
+    spot = pool.spec.spot
+    if primary is not None and primary_spot and spot is None:
+        return [
+            Diagnostic(
+                loaded.locate("spec", "capacityProvider"),
+                f"CapacityProvider {pool.spec.capacity_provider!r} launches spot instances "
+                f"(mixedInstances, {primary.locate('spec', 'mixedInstances')}): set spot."
+                "fallbackCapacityProvider to an on-demand provider (spot runners can be "
+                "interrupted), or use an on-demand provider",
+                "spec.spot",
+            )
+        ]
+    if spot is None:
+        return []
+    diagnostics = []
+    if primary is not None and not primary_spot:
+        diagnostics.append(
+            Diagnostic(
+                loaded.locate("spec", "spot"),
+                f"spot is set, but CapacityProvider {pool.spec.capacity_provider!r} has no "
+                "mixedInstances (it launches on-demand only): remove spot, or give the "
+                "provider its group's mixed instances policy",
+                "spec.spot",
+            )
+        )
+    name = spot.fallback_capacity_provider
+    fallback = providers.get(name)
+    where = loaded.locate("spec", "spot", "fallbackCapacityProvider")
+    field = "spec.spot.fallbackCapacityProvider"
+    if fallback is None or not isinstance(fallback.resource, CapacityProvider):
+        known = ", ".join(sorted(providers)) or "none defined"
+        diagnostics.append(
+            Diagnostic(
+                where, f"no CapacityProvider named {name!r} is defined (known: {known})", field
+            )
+        )
+    elif fallback.resource.spec.mixed_instances:
+        diagnostics.append(
+            Diagnostic(
+                where,
+                f"the fallback {name!r} launches spot instances too "
+                f"({fallback.locate('spec', 'mixedInstances')}): name an on-demand provider",
+                field,
+            )
+        )
+    elif fallback.resource.spec.cluster != pool.spec.cluster:
+        diagnostics.append(
+            Diagnostic(
+                where,
+                f"the fallback {name!r} belongs to cluster {fallback.resource.spec.cluster!r}, "
+                f"not to this pool's cluster {pool.spec.cluster!r}",
+                field,
+            )
+        )
     return diagnostics
 
 

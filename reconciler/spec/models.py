@@ -408,6 +408,30 @@ class SecretReference(SpecModel):
     value_from: str = Field(pattern=SECRET_ARN, description="Secrets Manager or SSM ARN.")
 
 
+class SpotPlacement(SpecModel):
+    """The pool may run on spot capacity (its capacityProvider's group launches spot instances)
+    and names where its runners go while spot cannot launch."""
+
+    fallback_capacity_provider: str = Field(
+        min_length=1,
+        max_length=255,
+        description="An on-demand CapacityProvider of the same cluster: new runners are placed "
+        "there while the spot group's launches fail (Auto Scaling activities), and on spot "
+        "again once it launches or retryAfter has passed.",
+    )
+    retry_after: str = Field(
+        default="10m",
+        pattern=DURATION,
+        description="How long after the last failed spot launch new runners go back to spot "
+        "without a successful launch seen (a bounded back-off), e.g. 10m.",
+    )
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """The back-off in seconds."""
+        return duration_seconds(self.retry_after)
+
+
 class Demand(SpecModel):
     """Where the pool learns which jobs wait for it."""
 
@@ -436,6 +460,12 @@ class RunnerPoolSpec(SpecModel):
     resources: Resources
     network: Network
     capacity_provider: str = Field(min_length=1, max_length=255)
+    spot: SpotPlacement | None = Field(
+        default=None,
+        description="Set when the pool may run on spot: capacityProvider is then a spot "
+        "provider (mixedInstances), and the fallback takes its runners while spot cannot "
+        "launch. Left out: the pool runs on on-demand capacity only.",
+    )
     iam: Iam = Field(default_factory=lambda: Iam())
     logging: Logging = Field(default_factory=lambda: Logging())
     stop_timeout: int = Field(default=30, ge=2, le=120, description="Seconds before SIGKILL.")
@@ -499,6 +529,12 @@ class RunnerPoolSpec(SpecModel):
                 ("iam", "executionRoleArn"),
                 "secrets need iam.executionRoleArn (ECS reads them with that role)",
             )
+        if self.spot and self.spot.fallback_capacity_provider == self.capacity_provider:
+            raise FieldProblem(
+                ("spot", "fallbackCapacityProvider"),
+                f"the fallback must be another (on-demand) capacity provider than "
+                f"capacityProvider ({self.capacity_provider})",
+            )
         if self.demand.source == "scaleSet" and self.scaling.max_per_repository is not None:
             raise FieldProblem(
                 ("scaling", "maxPerRepository"),
@@ -529,6 +565,52 @@ class ManagedScaling(SpecModel):
         return self
 
 
+class MixedInstances(SpecModel):
+    """The Auto Scaling group's mixed instances policy: several instance types, spot above an
+    on-demand base (the names of the group's `InstancesDistribution`). The group is
+    infrastructure; the reconciler checks it against this and treats the provider as spot."""
+
+    instance_types: list[
+        Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
+    ] = Field(
+        min_length=2,
+        max_length=40,
+        description="Instance types of similar size (launch template overrides), in "
+        "priority order: several, so one type's shortage does not stop launches.",
+    )
+    on_demand_base_capacity: int = Field(
+        default=0, ge=0, le=10_000, description="Instances always launched on-demand first."
+    )
+    on_demand_percentage_above_base_capacity: int = Field(
+        default=0,
+        ge=0,
+        le=99,
+        description="Share (%) of on-demand instances above the base; the rest is spot "
+        "(below 100, or the group launches no spot at all).",
+    )
+    spot_allocation_strategy: Literal[
+        "price-capacity-optimized",
+        "capacity-optimized",
+        "capacity-optimized-prioritized",
+        "lowest-price",
+    ] = "price-capacity-optimized"
+
+    @field_validator("instance_types")
+    @classmethod
+    def _unique_types(cls, values: list[str]) -> list[str]:
+        return _unique_items(values)
+
+    @field_validator("on_demand_percentage_above_base_capacity", mode="before")
+    @classmethod
+    def _some_spot(cls, value: object) -> object:
+        if value == 100:
+            raise ValueError(
+                "100% on-demand above the base launches no spot: leave mixedInstances out "
+                "for an on-demand provider"
+            )
+        return value
+
+
 class CapacityProviderSpec(SpecModel):
     """An ECS capacity provider over an existing Auto Scaling group, attached to a cluster."""
 
@@ -549,6 +631,11 @@ class CapacityProviderSpec(SpecModel):
         le=86_400,
         description="scaling: reconciler: seconds an instance stays registered before it may "
         "be removed when empty, so a burst that follows soon finds it warm (boots take minutes).",
+    )
+    mixed_instances: MixedInstances | None = Field(
+        default=None,
+        description="Set when the group launches spot instances (a mixed instances policy); "
+        "pools on it must say spot (with an on-demand fallback). Left out: on-demand.",
     )
     managed_scaling: ManagedScaling = Field(default_factory=lambda: ManagedScaling())
     managed_termination_protection: Enabled = "DISABLED"
