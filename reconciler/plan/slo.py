@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..spec.models import WEEKDAYS, QueueWaitSlo, duration_seconds
@@ -128,19 +128,25 @@ class ArrivalHistory:
     counts: Mapping[int, Mapping[int, int]] = field(default_factory=dict)  # week -> slot -> jobs
     observed_from: Mapping[int, int] = field(default_factory=dict)  # week -> first slot watched
     squares: Mapping[int, Mapping[int, int]] = field(default_factory=dict)  # week -> slot -> sum
-    # a snapshot: loaded (or, in the simulator, built) once per cycle and read by every pool's
-    # sizing, whose windows overlap; the mappings must not change while it is read
-    _memo: dict[tuple[int, int, float], Arrivals] = field(
+    # learned(week, ...) reads only the weeks before `week`; up to the newest week watched
+    # those are over and never change again, so what was learned of them is kept (the sizing
+    # windows overlap, and the simulator asks the same slots cycle after cycle)
+    _memo: dict[tuple[object, ...], Arrivals] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
-    def learned(self, week: int, slot: int, decay: float) -> Arrivals:
-        """`slot`'s arrivals: decayed means over the observed weeks before `week`."""
-        key = (week, slot, decay)
+    def _kept(self, key: tuple[object, ...], week: int, learn: Callable[[], Arrivals]) -> Arrivals:
+        """`learn()`, which reads the weeks before `week`: kept if those are all over."""
+        if week > max(self.observed_from, default=week):
+            return learn()  # it reads the week in progress
         known = self._memo.get(key)
         if known is None:
-            known = self._memo[key] = self._learn(week, slot, decay)
+            known = self._memo[key] = learn()
         return known
+
+    def learned(self, week: int, slot: int, decay: float) -> Arrivals:
+        """`slot`'s arrivals: decayed means over the observed weeks before `week`."""
+        return self._kept((week, slot, decay), week, lambda: self._learn(week, slot, decay))
 
     def _learn(self, week: int, slot: int, decay: float) -> Arrivals:
         jobs = squares = weight = 0.0
@@ -160,9 +166,16 @@ class ArrivalHistory:
         """The arrivals of the `hours` around `slot`, pooled (their mean rate; dispersion
         from their summed squares)."""
         half = hours * 3600 // SLOT_SECONDS // 2
+        last_week = week + (slot + half - 1) // SLOTS_PER_WEEK
+        return self._kept(
+            ("around", week, slot, decay, hours),
+            last_week,
+            lambda: self._pool(week, range(slot - half, slot + half), decay),
+        )
+
+    def _pool(self, week: int, slots: range, decay: float) -> Arrivals:
         around = [
-            self.learned(week + (s // SLOTS_PER_WEEK), s % SLOTS_PER_WEEK, decay)
-            for s in range(slot - half, slot + half)
+            self.learned(week + (s // SLOTS_PER_WEEK), s % SLOTS_PER_WEEK, decay) for s in slots
         ]
         jobs = sum(a.rate for a in around)
         if not jobs:

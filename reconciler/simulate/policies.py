@@ -197,6 +197,7 @@ class PlannerPolicy(Policy):
         self.slo_pools = [p for p in spec_set.pools if p.spec.scaling.slo is not None]
         # the arrival store's books, read without copies (a cycle runs every few seconds)
         self.arrivals = MemoryArrivalStore()
+        self._arrival_histories: dict[str, ArrivalHistory] = {}
         self.cycles = 0
         self._scheduled = False
         self._free_at = 0.0
@@ -337,14 +338,14 @@ class PlannerPolicy(Policy):
         """What the arrival store would load now (the controller watches every week it runs)."""
         week, slot = week_and_slot(now)
         books = self.arrivals
-        histories = {}
         for name in self._slo_names:
             watched = books.observed_from.setdefault(name, {})
             watched.setdefault(week, slot)
-            histories[name] = ArrivalHistory(
-                books.counts.setdefault(name, {}), watched, books.squares.setdefault(name, {})
-            )
-        return histories
+            if name not in self._arrival_histories:  # one per pool: it keeps what it learned
+                self._arrival_histories[name] = ArrivalHistory(
+                    books.counts.setdefault(name, {}), watched, books.squares.setdefault(name, {})
+                )
+        return self._arrival_histories
 
     def _apply(self, actions: tuple[Action, ...], by_arn: dict[str, Runner]) -> None:
         """Execute the plan's runner-task actions (the world re-checks idleness on stop)."""
