@@ -67,7 +67,7 @@ def test_leader_killed_mid_burst_every_job_served_one_session_at_a_time(
                     return
                 time.sleep(0.2)
             done = sum(1 for job in jobs if job.completed_at)
-            pytest.fail(f"timed out: {done}/30 done, sessions {actions.session_owners}")
+            pytest.fail(f"timed out: {done}/{len(jobs)} done, sessions {actions.session_owners}")
 
         tick_until(lambda: sum(1 for job in jobs if job.started_at) >= 5, 60)
         first.kill()  # mid-burst: messages in flight stay unacknowledged
