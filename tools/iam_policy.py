@@ -138,9 +138,15 @@ TAG_ON_CREATE = (
 
 @cache
 def _client(service: str) -> Any:
-    return boto3.session.Session().client(
+    return _session().client(
         service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
+
+
+@cache
+def _session() -> Any:
+    """One session for every service's model (a session keeps the models it loaded)."""
+    return boto3.session.Session()
 
 
 def _operations(service: str) -> dict[str, str]:
@@ -155,7 +161,13 @@ def _modules(package: Path = PACKAGE) -> Iterator[tuple[Path, ast.Module]]:
     for path in sorted(package.rglob("*.py")):
         if path.relative_to(package).parts[0] in EXCLUDED:
             continue
-        yield path, ast.parse(path.read_text(), filename=str(path))
+        yield path, _parsed(path, path.stat().st_mtime_ns)
+
+
+@cache
+def _parsed(path: Path, mtime_ns: int) -> ast.Module:
+    """A module's syntax tree, parsed once per version of the file (only read afterwards)."""
+    return ast.parse(path.read_text(), filename=str(path))
 
 
 def _last_name(node: ast.expr) -> str | None:
