@@ -43,7 +43,7 @@ from reconciler.github import GitHubClient, TokenAuth
 from reconciler.github.jit import JitProvisioner
 from reconciler.github.registry import GitHubRunnerStates
 from reconciler.plan.guard import GuardPolicy
-from reconciler.plan.state import STARTED_BY
+from reconciler.sandbox.runners import describe_runner_tasks, runner_task_arns
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
 from reconciler.sandbox.world import GitHubWorld
 
@@ -89,17 +89,18 @@ class Sampler(threading.Thread):
         self.ecs = sandbox.clients(read_only=True).ecs
         self.period = period
         self.samples: list[tuple[float, int, int]] = []  # (monotonic, listed, running)
+        self.running: set[str] = set()
         self.stop_event = threading.Event()
 
     def count(self) -> tuple[int, int]:
-        arns = self.ecs.list_tasks(cluster=CLUSTER, startedBy=STARTED_BY, desiredStatus="RUNNING")[
-            "taskArns"
-        ]
-        running = 0
-        for index in range(0, len(arns), 100):
-            tasks = self.ecs.describe_tasks(cluster=CLUSTER, tasks=arns[index : index + 100])
-            running += sum(1 for t in tasks["tasks"] if t.get("lastStatus") == "RUNNING")
-        return len(arns), running
+        """Tasks listed, and RUNNING: a task seen RUNNING is not described again (the
+        burst's jobs outlast the bench), so sampling loads moto little."""
+        arns = runner_task_arns(self.ecs, CLUSTER)
+        fresh = [arn for arn in arns if arn not in self.running]
+        described = describe_runner_tasks(self.ecs, CLUSTER, fresh)
+        self.running |= {t["taskArn"] for t in described if t.get("lastStatus") == "RUNNING"}
+        self.running &= set(arns)
+        return len(arns), len(self.running)
 
     def run(self) -> None:
         while not self.stop_event.wait(self.period):

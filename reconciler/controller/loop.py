@@ -62,8 +62,10 @@ class ControllerSettings:
     spec_paths: Sequence[str | Path] = ("specs",)
     resync_interval: float = 60.0
     debounce_ms: int = 300
-    # triggers arriving within this long of the first are one cycle (a webhook burst)
+    # triggers arriving less than coalesce_ms apart are one cycle (a webhook burst), for
+    # at most coalesce_max_ms after the first
     coalesce_ms: int = 250
+    coalesce_max_ms: int = 2000
     guard: GuardPolicy = field(default_factory=GuardPolicy)
     backoff_base: float = 5.0
     backoff_max: float = 300.0
@@ -76,16 +78,30 @@ class ControllerSettings:
 class Triggers:
     """A thread-safe doorbell: anyone may ring it with a reason; the loop waits for it.
 
-    Rings close together are one wake-up: after the first, `wait` gathers the others for
-    `coalesce` seconds more (a burst of webhook deliveries becomes one cycle; a lone one
-    waits that long at most). A "stop" ends the wait at once."""
+    Rings close together are one wake-up: after the first, `wait` gathers the others until
+    none came for `coalesce` seconds, and at most `coalesce_max` seconds after the first (a
+    burst of webhook deliveries becomes one cycle, however long GitHub takes to send it,
+    within that bound; a lone delivery waits `coalesce` at most). A "stop" ends the wait at
+    once."""
 
     STOP = "stop"
 
-    def __init__(self, coalesce: float = 0.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        coalesce: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        coalesce_max: float | None = None,
+    ):
+        """`coalesce_max` defaults to `coalesce` (a fixed window after the first ring)."""
+        coalesce_max = coalesce if coalesce_max is None else coalesce_max
         if coalesce < 0:
             raise ValueError(f"coalesce must be >= 0 seconds, not {coalesce}")
+        if coalesce_max < coalesce:
+            raise ValueError(
+                f"coalesce_max ({coalesce_max}s) must be at least coalesce ({coalesce}s)"
+            )
         self.coalesce = coalesce
+        self.coalesce_max = coalesce_max
         self._clock = clock
         self._condition = threading.Condition()
         self._reasons: list[str] = []
@@ -102,8 +118,15 @@ class Triggers:
             if not self._reasons:
                 self._condition.wait(timeout=max(0.0, timeout))
             if self._reasons and self.coalesce > 0:
-                until = self._clock() + self.coalesce
-                while self.STOP not in self._reasons and (left := until - self._clock()) > 0:
+                first = self._clock()
+                quiet_from, seen = first, len(self._reasons)
+                while self.STOP not in self._reasons:
+                    if len(self._reasons) > seen:  # another ring: the quiet gap starts again
+                        quiet_from, seen = self._clock(), len(self._reasons)
+                    until = min(quiet_from + self.coalesce, first + self.coalesce_max)
+                    left = until - self._clock()
+                    if left <= 0:
+                        break
                     self._condition.wait(timeout=left)
             reasons, self._reasons = self._reasons, []
             return reasons
@@ -197,7 +220,9 @@ class Controller:
         self.status = status or StatusBoard(wall_clock)
         self.is_leader = is_leader
         self.clock = clock
-        self.triggers = Triggers(coalesce=settings.coalesce_ms / 1000)
+        self.triggers = Triggers(
+            coalesce=settings.coalesce_ms / 1000, coalesce_max=settings.coalesce_max_ms / 1000
+        )
         self.backoff = PoolBackoff(settings.backoff_base, settings.backoff_max, clock)
         self._stop = threading.Event()
         self.cycles = 0
