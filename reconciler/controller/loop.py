@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import fencing
 from ..aws.clients import AwsClients
-from ..aws.executor import ApplyResult, Executor
+from ..aws.executor import DEFAULT_BIND_WORKERS, ApplyResult, Executor
 from ..aws.observe import Observer
 from ..clock import UtcClock, utc_now
 from ..demand import (
@@ -66,6 +66,7 @@ class ControllerSettings:
     # at most coalesce_max_ms after the first
     coalesce_ms: int = 250
     coalesce_max_ms: int = 2000
+    bind_workers: int = DEFAULT_BIND_WORKERS  # runner tasks bound to registrations at once
     guard: GuardPolicy = field(default_factory=GuardPolicy)
     backoff_base: float = 5.0
     backoff_max: float = 300.0
@@ -450,6 +451,7 @@ class Controller:
             provisioner=self.provisioner,
             fence=self.fence,
             expectations=self.expectations,
+            bind_workers=self.settings.bind_workers,
         )
         # stop after the action in flight on SIGTERM, or when the lease is lost mid-apply
         result = executor.apply(
