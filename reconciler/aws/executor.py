@@ -21,7 +21,7 @@ Correct when things go wrong:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +37,22 @@ from ..plan.state import (
     LEASE_EPOCH_TAG,
     MANAGED_BY_TAG,
     MANAGED_BY_VALUE,
+    RUNNER_ID_TAG,
+    RUNNER_NAME_TAG,
+    SCOPE_TAG,
     START_TOKEN_TAG,
     STARTED_BY,
+    DesiredPool,
     ObservedState,
 )
-from ..runners import NamingProvisioner, ProvisionFailed, RunnerProvisioner, RunnerStateSource
+from ..runners import (
+    NamingProvisioner,
+    ProvisionFailed,
+    RunnerProvisioner,
+    RunnerStateSource,
+    Unbound,
+    runner_name,
+)
 from .clients import AwsClients
 from .observe import batches, tag_dict
 
@@ -522,6 +533,49 @@ class Executor:
         self.clients.ecs.stop_task(
             cluster=cluster, task=task_arn, reason=f"ecs-reconciler: not bound: {why}"[:255]
         )
+
+    def rebind(self, unbound: Unbound, pools: Mapping[str, DesiredPool]) -> list[str]:
+        """Tasks that lost their binding (`runners.unbound_tasks`): a task whose runner is
+        registered after all (its binding was cut off before the tag) is tagged with it; the
+        others are bound now (`unbound.bind`, on the worker pool) or stopped (`unbound.stop`:
+        too old, their runner is giving up). Fenced like `apply`: `LeaseLost` ends it at once.
+        Returns one line per task."""
+        with fencing.fenced(self.fence):
+            return self._rebind(unbound, pools)
+
+    def _rebind(self, unbound: Unbound, pools: Mapping[str, DesiredPool]) -> list[str]:
+        done: list[str] = []
+        to_bind: dict[tuple[str, str, str], list[str]] = {}
+        for task in (*unbound.bind, *unbound.stop):
+            name = runner_name(task.pool, task.arn)
+            runner_id = self.runner_states.registered(task, name)
+            try:
+                if runner_id is not None:
+                    tags = {RUNNER_NAME_TAG: name, RUNNER_ID_TAG: str(runner_id)}
+                    self.clients.ecs.tag_resource(resourceArn=task.arn, tags=_aws_tags(tags))
+                    done.append(f"task {task.task_id}: its runner {name} was registered; tagged")
+                elif task in unbound.bind:
+                    group = (task.pool, task.cluster, task.tags.get(SCOPE_TAG, ""))
+                    to_bind.setdefault(group, []).append(task.arn)
+                else:
+                    self._stop_unbound(task.cluster, task.arn, "too old to bind")
+                    self.expectations.expect_stop(task.pool, task.arn)
+                    done.append(f"task {task.task_id}: never bound and too old to bind; stopped")
+            except AWS_ERRORS as error:  # the next cycle sees it unbound again
+                done.append(f"task {task.task_id}: not re-bound: {error}")
+        for (pool, cluster, scope), arns in sorted(to_bind.items()):
+            desired = pools[pool]
+            launch = {
+                "tags": {SCOPE_TAG: scope},
+                "runner": {"labels": list(desired.labels), "group": desired.runner_group},
+            }
+            with Binder(self, pool, launch, cluster) as binder:
+                binder.submit(arns)
+                binder.wait()
+            done.append(f"pool {pool}: {binder.bound} unbound task(s) bound{binder.summary()}")
+        for line in done:
+            log.info("re-binding: %s", line)
+        return done
 
     def _stop(self, action: Action, _: int) -> str:
         stopped, kept = 0, 0

@@ -46,7 +46,7 @@ from ..plan.expectations import Expectations
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
 from ..reconcile import Cycle, plan_cycle, slo_pool_names
-from ..runners import RunnerProvisioner, RunnerStateSource
+from ..runners import RunnerProvisioner, RunnerStateSource, UnboundWatch
 from ..spec.loader import SPEC_SUFFIXES
 from .gitsource import GitSource
 from .metrics import NO_POOL_JOBS, ControllerMetrics
@@ -244,6 +244,7 @@ class Controller:
             scale_set_listeners.on_message = self.on_scale_set_message
         self.fence = fence
         self.expectations = Expectations()
+        self.unbound = UnboundWatch(clock=clock)  # tasks that lost their binding
 
     def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
         """The pools of the last cycle's specs, for the demand book; None before the first."""
@@ -333,6 +334,12 @@ class Controller:
         elif leader and cycle.plan.has_changes and not self.stopping:
             result = self._apply(cycle)
         self._waiting_for_capacity = result is not None and _waits_for_capacity(cycle)
+        if leader and _saw_everything(cycle) and not self.stopping:
+            unbound = self.unbound.check(cycle.observed.tasks, now.timestamp(), cycle.desired.pools)
+            if unbound:
+                self._fenced(
+                    "re-binding", lambda: self._executor(cycle).rebind(unbound, cycle.desired.pools)
+                )
         if leader and self.janitor is not None and _saw_everything(cycle) and not self.stopping:
             janitor = self.janitor
             self._fenced(
@@ -435,15 +442,8 @@ class Controller:
         kinds = ", ".join(sorted({job.kind for job in message.jobs})) or "statistics"
         self.triggers.fire(f"scale set {pool}: {kinds}")
 
-    def _apply(self, cycle: Cycle) -> ApplyResult:
-        refused = refused_actions(cycle.plan, self.settings.guard)
-        waiting = self.backoff.waiting()
-        for action in cycle.plan.actions:
-            if action.pool in waiting and action not in refused:
-                refused[action] = (
-                    f"pool {action.pool} backing off ({waiting[action.pool]:.0f}s left)"
-                )
-        executor = Executor(
+    def _executor(self, cycle: Cycle) -> Executor:
+        return Executor(
             self.clients,
             cycle.observed,
             self.runner_states,
@@ -453,6 +453,16 @@ class Controller:
             expectations=self.expectations,
             bind_workers=self.settings.bind_workers,
         )
+
+    def _apply(self, cycle: Cycle) -> ApplyResult:
+        refused = refused_actions(cycle.plan, self.settings.guard)
+        waiting = self.backoff.waiting()
+        for action in cycle.plan.actions:
+            if action.pool in waiting and action not in refused:
+                refused[action] = (
+                    f"pool {action.pool} backing off ({waiting[action.pool]:.0f}s left)"
+                )
+        executor = self._executor(cycle)
         # stop after the action in flight on SIGTERM, or when the lease is lost mid-apply
         result = executor.apply(
             cycle.plan, refused, should_stop=lambda: self.stopping or not self.is_leader()

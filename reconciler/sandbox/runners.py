@@ -39,6 +39,10 @@ class TaskTagRunnerStates:
             return False
         return _state(tag_dict(described[0].get("tags"))) is RunnerState.IDLE
 
+    def registered(self, task: ObservedTask, name: str) -> int | None:
+        """Simulated runners have no registration."""
+        return None
+
 
 def _state(tags: dict[str, str]) -> RunnerState:
     value = tags.get(RUNNER_TAG, "")
