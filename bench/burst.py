@@ -33,16 +33,20 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.aws.executor import DEFAULT_BIND_WORKERS
 from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.controller.server import ControllerServer
 from reconciler.demand import DemandBook, DynamoDemandStore, WebhookReceiver
 from reconciler.demand.writer import DEFAULT_WRITERS
 from reconciler.github import GitHubClient, TokenAuth
 from reconciler.github.jit import JitProvisioner
+from reconciler.github.limits import SecondaryLimits, WriteBudget
 from reconciler.github.registry import GitHubRunnerStates
 from reconciler.plan.guard import GuardPolicy
+from reconciler.runners import runner_name, task_id_of
 from reconciler.sandbox.runners import describe_runner_tasks, runner_task_arns
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
 from reconciler.sandbox.world import GitHubWorld
@@ -86,7 +90,8 @@ class Sampler(threading.Thread):
 
     def __init__(self, sandbox: Sandbox, period: float = 0.5) -> None:
         super().__init__(name="burst-sampler", daemon=True)
-        self.ecs = sandbox.clients(read_only=True).ecs
+        sampling = sandbox.clients(read_only=True)
+        self.ecs, self.ecs_calls = sampling.ecs, sampling.calls
         self.period = period
         self.samples: list[tuple[float, int, int]] = []  # (monotonic, listed, running)
         self.running: set[str] = set()
@@ -132,6 +137,25 @@ def main() -> int:
         default=DEFAULT_WRITERS,
         help=f"threads storing deliveries in DynamoDB (default {DEFAULT_WRITERS}, as run)",
     )
+    parser.add_argument(
+        "--room",
+        type=int,
+        default=0,
+        help="a shortfall: instances for about this many runners besides the idle ones "
+        "(default 0: room for the whole burst)",
+    )
+    parser.add_argument(
+        "--bind-workers",
+        type=int,
+        default=DEFAULT_BIND_WORKERS,
+        help=f"as run --bind-workers (default {DEFAULT_BIND_WORKERS})",
+    )
+    parser.add_argument(
+        "--github-write-budget",
+        default="off",
+        help="as run --github-write-budget (default off here: the simulated GitHub has no "
+        "secondary limits; run's default is GitHub's documented 80/500)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=args.log, format="%(relativeCreated)7.0f %(name)s %(message)s")
     for noisy in ("moto", "httpx", "reconciler.sandbox.agent"):
@@ -141,13 +165,23 @@ def main() -> int:
         parser.error("--jobs must be between 1 and 2000")
     if args.demand_writers < 1:
         parser.error("--demand-writers must be at least 1")
+    if not 0 <= args.room < args.jobs or args.bind_workers < 1:
+        parser.error("--room must be from 0 to --jobs - 1 and --bind-workers at least 1")
+    try:
+        budget = WriteBudget.parse(args.github_write_budget)
+    except ValueError as error:
+        parser.error(str(error))
     instances = math.ceil((args.jobs + 2 * IDLE) / TASKS_PER_INSTANCE) + 1
+    if args.room:
+        instances = math.ceil((args.room + IDLE) / TASKS_PER_INSTANCE)
+        print(f"burst: shortfall: room for {instances * TASKS_PER_INSTANCE - IDLE} runners")
     with tempfile.TemporaryDirectory() as tmp:
         specs = specs_in(Path(tmp), args.jobs)
         # moto in its own process, as AWS is: its work does not take this process's GIL
         with Sandbox([specs], github=True, mode="process") as sandbox:
             room_for(sandbox, instances)
-            return run_burst(sandbox, specs, args.jobs, args.timeout, args.demand_writers)
+            settings = BurstSettings(args.demand_writers, args.bind_workers, budget)
+            return run_burst(sandbox, specs, args.jobs, args.timeout, settings)
 
 
 def room_for(sandbox: Sandbox, instances: int) -> None:
@@ -158,15 +192,34 @@ def room_for(sandbox: Sandbox, instances: int) -> None:
     sandbox.tick()
 
 
-def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers: int) -> int:
+@dataclass(frozen=True)
+class BurstSettings:
+    """The controller's knobs the bench exposes (as `run` has them)."""
+
+    writers: int
+    bind_workers: int
+    budget: WriteBudget | None
+
+
+def run_burst(
+    sandbox: Sandbox, specs: Path, jobs: int, timeout: float, knobs: BurstSettings
+) -> int:
     assert sandbox.github is not None
     clients = sandbox.clients()  # the controller's: its calls are the ones counted
-    store = DynamoDemandStore(sandbox.clients().client("dynamodb"))
+    demand_clients = sandbox.clients()  # the webhook receiver's writers
+    store = DynamoDemandStore(demand_clients.client("dynamodb"))
     store.ensure_table()
     book = DemandBook(store)
-    with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
+    limits = SecondaryLimits(budget=knobs.budget)
+    github_url = sandbox.github.url
+    with GitHubClient(github_url, TokenAuth(SANDBOX_GITHUB_TOKEN), limits=limits) as github:
+        settings = ControllerSettings(
+            spec_paths=[specs],
+            guard=GuardPolicy(max_stop_share=1.0),
+            bind_workers=knobs.bind_workers,
+        )
         controller = Controller(
-            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
+            settings,
             clients,
             GitHubRunnerStates(github, boot_timeout=600),
             provisioner=JitProvisioner(github, clients.client("ssm")),
@@ -174,13 +227,14 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
             github=github,
         )
         receiver = WebhookReceiver.queued(
-            SECRET, book, controller.demand_pools, controller.on_job_event, writers=writers
+            SECRET, book, controller.demand_pools, controller.on_job_event, writers=knobs.writers
         )
         server = ControllerServer("127.0.0.1", 0, controller.status, lambda: True, None, receiver)
         server.start()
         loop = threading.Thread(target=controller.run, name="controller", daemon=True)
+        world_clients = sandbox.clients()  # the simulated runners' (their ECS and SSM calls)
         world = GitHubWorld(
-            sandbox.github, sandbox.clients(), [CLUSTER], f"http://{server.address}/webhook", SECRET
+            sandbox.github, world_clients, [CLUSTER], f"http://{server.address}/webhook", SECRET
         )
         sampler = Sampler(sandbox)
         try:
@@ -194,6 +248,8 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
                 time.sleep(0.2)
             baseline = sampler.count()[0]
             aws_before, github_before = clients.calls.snapshot(), github.calls.total()
+            others_before = [c.calls.total() for c in (demand_clients, world_clients)]
+            sampler_before = sampler.ecs_calls.total()
             sampler.start()
             began, began_wall = time.monotonic(), world.clock()
             queued = world.queue_jobs("platform/monorepo", LABELS, jobs, duration=3600)
@@ -207,6 +263,11 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
             sampler.stop_event.set()
             sampler.join()
             aws_after, github_after = clients.calls.snapshot(), github.calls.total()
+            others = [
+                c.calls.total() - before
+                for c, before in zip((demand_clients, world_clients), others_before, strict=True)
+            ]
+            others.append(sampler.ecs_calls.total() - sampler_before)
         finally:
             controller.stop()
             loop.join(timeout=30)
@@ -238,6 +299,15 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
         f"SSM {sum(ssm.values())} ({', '.join(f'{k[4:]} {v}' for k, v in sorted(ssm.items()))})"
         f", controller cycles {controller.cycles}"
     )
+    print(
+        f"moto requests during the burst: controller {sum(calls.values())}, demand writers "
+        f"{others[0]}, simulated runners {others[1]}, this bench's sampler {others[2]} "
+        "(the simulated ECS agent's not counted)"
+    )
+    print(
+        f"controller: {knobs.bind_workers} bind workers, GitHub write budget "
+        f"{knobs.budget or 'off'}; {leftovers(sandbox, world)}"
+    )
     missing = jobs - len(started)
     if missing:
         print(
@@ -248,6 +318,28 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
         pools = controller.status.to_json().get("pools", {})
         print(f"burst: the controller's last view: {json.dumps(pools, default=str)[:600]}")
     return 0 if not missing else 1
+
+
+def leftovers(sandbox: Sandbox, world: GitHubWorld) -> str:
+    """Registrations and JIT parameters of no running task (what a shortfall must not leave)."""
+    assert sandbox.github is not None
+    ecs = sandbox.clients(read_only=True).ecs
+    arns = runner_task_arns(ecs, CLUSTER)
+    running = {task_id_of(arn) for arn in arns}
+    names = [r["name"] for r in sandbox.github.runners("/orgs/platform")]
+    orphans = set(names) - {runner_name(POOL, arn) for arn in arns}
+    ssm = sandbox.clients(read_only=True).client("ssm")
+    pages = ssm.get_paginator("get_parameters_by_path").paginate(
+        Path="/ecs-reconciler/jit", Recursive=True
+    )
+    parameters = [p["Name"] for page in pages for p in page["Parameters"]]
+    stray = [p for p in parameters if p.rsplit("/", 1)[-1] not in running]
+    created = sum(1 for m, p in sandbox.github.request_log if m == "POST" and "jitconfig" in p)
+    return (
+        f"registrations {len(names)} ({len(orphans)} of no running task), JIT parameters "
+        f"left {len(parameters)} ({len(stray)} of no running task), JIT configurations "
+        f"created {created}"
+    )
 
 
 if __name__ == "__main__":
