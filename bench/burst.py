@@ -156,6 +156,12 @@ def main() -> int:
         help="as run --github-write-budget (default off here: the simulated GitHub has no "
         "secondary limits; run's default is GitHub's documented 80/500)",
     )
+    parser.add_argument(
+        "--bind-in-cycle",
+        action="store_true",
+        help="each apply waits for its bindings (before this change; run binds in the "
+        "background across cycles)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=args.log, format="%(relativeCreated)7.0f %(name)s %(message)s")
     for noisy in ("moto", "httpx", "reconciler.sandbox.agent"):
@@ -180,7 +186,9 @@ def main() -> int:
         # moto in its own process, as AWS is: its work does not take this process's GIL
         with Sandbox([specs], github=True, mode="process") as sandbox:
             room_for(sandbox, instances)
-            settings = BurstSettings(args.demand_writers, args.bind_workers, budget)
+            settings = BurstSettings(
+                args.demand_writers, args.bind_workers, budget, not args.bind_in_cycle
+            )
             return run_burst(sandbox, specs, args.jobs, args.timeout, settings)
 
 
@@ -199,6 +207,7 @@ class BurstSettings:
     writers: int
     bind_workers: int
     budget: WriteBudget | None
+    background: bool  # bind across cycles, as run does
 
 
 def run_burst(
@@ -217,6 +226,7 @@ def run_burst(
             spec_paths=[specs],
             guard=GuardPolicy(max_stop_share=1.0),
             bind_workers=knobs.bind_workers,
+            background_binding=knobs.background,
         )
         controller = Controller(
             settings,
@@ -305,7 +315,9 @@ def run_burst(
         "(the simulated ECS agent's not counted)"
     )
     print(
-        f"controller: {knobs.bind_workers} bind workers, GitHub write budget "
+        f"controller: {knobs.bind_workers} bind workers "
+        f"({'in the background' if knobs.background else 'each apply waits'}), "
+        "GitHub write budget "
         f"{knobs.budget or 'off'}; {leftovers(sandbox, world)}"
     )
     missing = jobs - len(started)

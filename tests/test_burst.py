@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from reconciler.aws.executor import RUN_TASK_MAX_COUNT, ApplyResult, Executor
+from reconciler.aws.executor import (
+    RUN_TASK_MAX_COUNT,
+    ApplyResult,
+    Bindings,
+    Collected,
+    Executor,
+)
 from reconciler.aws.observe import Observer
 from reconciler.clock import utc_now
 from reconciler.controller.loop import Triggers
@@ -39,7 +45,7 @@ from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.sandbox.scenario import Sandbox
 from reconciler.sandbox.server import MotoServer
 
-from .conftest import platform_pool_alone
+from .conftest import platform_pool_alone, wait_for
 
 TOKEN = "burst-token"
 CLUSTER = "ci-runners"
@@ -183,15 +189,23 @@ def burst_specs(tmp_path: Path, idle: int) -> Path:
     )
 
 
-def apply_once(sandbox: Sandbox, specs: Path, github: FakeGitHub) -> tuple[ApplyResult, Any]:
-    """One plan + apply with JIT runners; returns the result and the controller's clients."""
+def apply_once(
+    sandbox: Sandbox, specs: Path, github: FakeGitHub, bindings: Bindings | None = None
+) -> tuple[ApplyResult, Any]:
+    """One plan + apply with JIT runners; returns the result and the controller's clients.
+    With the controller's `bindings`, waits until the background bindings are done."""
     clients = sandbox.clients()
     with GitHubClient(github.url, TokenAuth(TOKEN)) as client:
         states = GitHubRunnerStates(client)
         cycle = plan_cycle([specs], Observer(clients), states, utc_now())
         provisioner = JitProvisioner(client, clients.client("ssm"))
-        executor = Executor(clients, cycle.observed, states, provisioner=provisioner)
-        return executor.apply(cycle.plan, refused_actions(cycle.plan, GuardPolicy())), clients
+        executor = Executor(
+            clients, cycle.observed, states, provisioner=provisioner, bindings=bindings
+        )
+        result = executor.apply(cycle.plan, refused_actions(cycle.plan, GuardPolicy()))
+        if bindings is not None:
+            wait_for(lambda: not bindings.pending(), timeout=60)
+        return result, clients
 
 
 def our_tasks(sandbox: Sandbox) -> list[dict[str, Any]]:
@@ -254,16 +268,24 @@ def test_a_burst_is_started_ten_a_run_task_and_each_task_binds_its_own_runner(
 def test_a_shortfall_registers_only_the_tasks_ecs_placed_and_leaves_nothing_behind(
     tmp_path: Path, moto_server: MotoServer, github: FakeGitHub
 ) -> None:
+    """As `run` does it: the runners are bound in the background, after the apply."""
     specs = burst_specs(tmp_path, 60)
+    bindings = Bindings(workers=4)
     with Sandbox([specs], server=moto_server, instances_per_group=3) as sandbox:
         # the group may not grow: room for 3 x 7 = 21 tasks of 512 CPU / 1024 MiB
         sandbox.clients().autoscaling.update_auto_scaling_group(
             AutoScalingGroupName=GROUP, MaxSize=3
         )
-        result, clients = apply_once(sandbox, specs, github)
+        result, clients = apply_once(sandbox, specs, github, bindings)
         tasks = our_tasks(sandbox)
         parameters = jit_parameters(sandbox)
+    collected = bindings.collect(Expectations())
+    bindings.close()
     placed = len(tasks)
+    assert collected == Collected(bound=placed)
+    assert all(
+        tags_of(task)[RUNNER_NAME_TAG] == runner_name(POOL, task["taskArn"]) for task in tasks
+    )
     assert 0 < placed < 60
     # no registration, parameter or clean-up call for a task ECS did not place
     assert len(github.runners("/orgs/platform")) == placed == len(parameters)
@@ -349,7 +371,7 @@ def test_tasks_placed_but_never_bound_are_bound_by_a_later_cycle_or_stopped(
         tasks = {task["taskArn"]: tags_of(task) for task in our_tasks(sandbox)}
         parameters = jit_parameters(sandbox)
     assert any("was registered; tagged" in line for line in done)
-    assert any(f"{len(rest)} unbound task(s) bound" in line for line in done)
+    assert any(f"binding {len(rest)} unbound task(s)" in line for line in done)
     assert any("too old to bind; stopped" in line for line in done)
     assert old.arn not in tasks and len(tasks) == 3
     assert executor.expectations.observe(cycle.observed.tasks).stops == {old.arn}

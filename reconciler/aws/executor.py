@@ -21,6 +21,7 @@ Correct when things go wrong:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -129,10 +130,14 @@ class Executor:
         fence: Fence | None = None,
         expectations: Expectations | None = None,
         bind_workers: int = DEFAULT_BIND_WORKERS,
+        bindings: Bindings | None = None,
     ) -> None:
         """`fence`: the lease (None: a single replica, nothing to fence). `expectations`:
         the controller's, kept across cycles (default: this apply's own). `bind_workers`:
-        runners bound to their placed tasks at once."""
+        runners bound to their placed tasks at once. `bindings`: the controller's, kept
+        across cycles: runners are bound in the background and the apply does not wait for
+        them (default: each run action binds its tasks and waits)."""
+        self.bindings = bindings
         if bind_workers < 1:
             raise ValueError(f"bind_workers must be at least 1, not {bind_workers}")
         self.bind_workers = bind_workers
@@ -572,7 +577,7 @@ class Executor:
             with Binder(self, pool, launch, cluster) as binder:
                 binder.submit(arns)
                 binder.wait()
-            done.append(f"pool {pool}: {binder.bound} unbound task(s) bound{binder.summary()}")
+            done.append(f"pool {pool}: binding {len(arns)} unbound task(s){binder.summary()}")
         for line in done:
             log.info("re-binding: %s", line)
         return done
@@ -613,8 +618,11 @@ class Binder:
 
     def __init__(self, executor: Executor, pool: str, launch: dict[str, Any], cluster: str):
         self.executor, self.pool, self.launch, self.cluster = executor, pool, launch, cluster
-        self._workers = ThreadPoolExecutor(
-            max_workers=executor.bind_workers, thread_name_prefix="bind-runner"
+        self.shared = executor.bindings  # the controller's: binds in the background
+        self._workers = (
+            ThreadPoolExecutor(max_workers=executor.bind_workers, thread_name_prefix="bind-runner")
+            if self.shared is None
+            else None
         )
         self._futures: dict[Future[str], str] = {}
         self.bound = 0
@@ -624,38 +632,35 @@ class Binder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._workers.shutdown(wait=True, cancel_futures=True)
+        if self._workers is not None:
+            self._workers.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, task_arns: list[str]) -> None:
         """Bind these placed tasks (in the background)."""
+        if self.shared is not None:
+            self.shared.submit(self.executor, self.pool, self.launch, self.cluster, task_arns)
+            return
+        assert self._workers is not None
         for task_arn in task_arns:
-            self._futures[self._workers.submit(self._bind, task_arn)] = task_arn
-
-    def _bind(self, task_arn: str) -> str:
-        with fencing.fenced(self.executor.fence):
-            return self.executor._bind(self.pool, self.launch, self.cluster, task_arn)
+            work = _fenced_binding(self.executor, self.pool, self.launch, self.cluster, task_arn)
+            self._futures[self._workers.submit(work)] = task_arn
 
     def wait(self) -> None:
-        """Wait for every binding; raise `LeaseLost` if a worker's call was refused."""
+        """Wait for every binding; raise `LeaseLost` if a worker's call was refused. (With
+        the controller's shared bindings: nothing to wait for, `Bindings.collect` settles.)"""
         lost: LeaseLost | None = None
         for future in as_completed(self._futures):
-            task_id = self._futures[future].rsplit("/", 1)[-1]
             if future.cancelled():
                 continue
-            try:
-                why = future.result()
-            except LeaseLost as error:
-                lost = lost or error
+            settled = _settle(future, self._futures[future])
+            if settled.lost is not None:
+                lost = lost or settled.lost
                 for other in self._futures:
                     other.cancel()
-                continue
-            except Exception as error:  # a worker's failure is this task's, not the apply's
-                log.warning("runner task %s: binding failed: %s", task_id, error)
-                self.failed.append(f"{task_id}: {error}")
-                continue
-            if why:
-                self.failed.append(f"{task_id}: {why}")
-                self.executor.expectations.expect_stop(self.pool, self._futures[future])
+            elif settled.failure:
+                self.failed.append(settled.failure)
+                if settled.stopped:
+                    self.executor.expectations.expect_stop(self.pool, self._futures[future])
             else:
                 self.bound += 1
         if lost is not None:
@@ -663,10 +668,119 @@ class Binder:
 
     def summary(self) -> str:
         """ ", N bound to their runners" and the failures, for the action's outcome."""
+        if self.shared is not None:
+            return "; binding them in the background"
         if not self.failed:
             return ""
         shown = "; ".join(self.failed[:3]) + ("; ..." if len(self.failed) > 3 else "")
         return f" ({self.bound} bound; {len(self.failed)} not bound and stopped: {shown})"
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """How one binding ended: bound (no failure), failed (stopped or not), or lease lost."""
+
+    failure: str = ""
+    stopped: bool = False
+    lost: LeaseLost | None = None
+
+
+def _fenced_binding(
+    executor: Executor, pool: str, launch: dict[str, Any], cluster: str, task_arn: str
+) -> Callable[[], str]:
+    """The work of one binding on a worker thread, inside the apply's fence: each of its
+    mutating calls passes the same choke point as the apply's own (`fencing.check`)."""
+
+    def bind() -> str:
+        with fencing.fenced(executor.fence):
+            return executor._bind(pool, launch, cluster, task_arn)
+
+    return bind
+
+
+def _settle(future: Future[str], task_arn: str) -> _Settled:
+    """The outcome of a finished binding of `task_arn` (never raises)."""
+    task_id = task_arn.rsplit("/", 1)[-1]
+    try:
+        why = future.result()
+    except LeaseLost as error:
+        return _Settled(lost=error)
+    except Exception as error:  # a worker's failure is this task's, not the apply's
+        log.warning("runner task %s: binding failed: %s", task_id, error)
+        return _Settled(failure=f"{task_id}: {error}")
+    return _Settled(failure=f"{task_id}: {why}", stopped=True) if why else _Settled()
+
+
+@dataclass
+class Collected:
+    """The bindings `Bindings.collect` found finished: bound, failed by pool, lease lost."""
+
+    bound: int = 0
+    failed: dict[str, list[str]] = field(default_factory=dict)
+    lease_lost: int = 0
+
+
+class Bindings:
+    """The controller's runner bindings, in flight across cycles on one worker pool.
+
+    A cycle's run actions only request the tasks (RunTask) and hand each placed task here;
+    the next cycle need not wait for GitHub and SSM, so demand that arrives while a burst is
+    being bound is requested at once. Each binding runs inside the fence of the apply that
+    placed its task. The controller's thread calls `collect` each cycle: failed bindings
+    (their task was stopped) become expected stops and back their pool off, as a failed
+    action does. `pending` says which tasks are still being bound, so that they are not
+    taken for tasks that lost their binding."""
+
+    def __init__(self, workers: int = DEFAULT_BIND_WORKERS) -> None:
+        if workers < 1:
+            raise ValueError(f"bind workers must be at least 1, not {workers}")
+        self._workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind-runner")
+        self._lock = threading.Lock()
+        self._futures: dict[Future[str], tuple[str, str]] = {}  # -> (pool, task ARN)
+
+    def submit(
+        self,
+        executor: Executor,
+        pool: str,
+        launch: dict[str, Any],
+        cluster: str,
+        task_arns: list[str],
+    ) -> None:
+        """Bind these placed tasks in the background."""
+        for task_arn in task_arns:
+            work = _fenced_binding(executor, pool, launch, cluster, task_arn)
+            with self._lock:
+                self._futures[self._workers.submit(work)] = (pool, task_arn)
+
+    def pending(self) -> set[str]:
+        """The task ARNs still being bound."""
+        with self._lock:
+            return {arn for future, (_, arn) in self._futures.items() if not future.done()}
+
+    def collect(self, expectations: Expectations) -> Collected:
+        """Settle the bindings that finished since the last call."""
+        with self._lock:
+            finished = {f: key for f, key in self._futures.items() if f.done()}
+            for future in finished:
+                del self._futures[future]
+        collected = Collected()
+        for future, (pool, task_arn) in finished.items():
+            if future.cancelled():
+                continue
+            settled = _settle(future, task_arn)
+            if settled.lost is not None:
+                collected.lease_lost += 1  # unbound: the next leader binds it or stops it
+            elif settled.failure:
+                collected.failed.setdefault(pool, []).append(settled.failure)
+                if settled.stopped:
+                    expectations.expect_stop(pool, task_arn)
+            else:
+                collected.bound += 1
+        return collected
+
+    def close(self) -> None:
+        """Finish the bindings begun, cancel the others (their tasks are re-bound later)."""
+        self._workers.shutdown(wait=True, cancel_futures=True)
 
 
 def _rejected(error: ClientError) -> bool:

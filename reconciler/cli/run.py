@@ -191,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
             coalesce_ms=args.coalesce_ms,
             coalesce_max_ms=args.coalesce_max_ms,
             bind_workers=args.bind_workers,
+            background_binding=True,
         )
         elector = _elector(args, clients) if args.leader_election else None
         source = runner_state_source(args, clients)

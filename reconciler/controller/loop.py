@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import fencing
 from ..aws.clients import AwsClients
-from ..aws.executor import DEFAULT_BIND_WORKERS, ApplyResult, Executor
+from ..aws.executor import DEFAULT_BIND_WORKERS, ApplyResult, Bindings, Executor
 from ..aws.observe import Observer
 from ..clock import UtcClock, utc_now
 from ..demand import (
@@ -67,6 +67,9 @@ class ControllerSettings:
     coalesce_ms: int = 250
     coalesce_max_ms: int = 2000
     bind_workers: int = DEFAULT_BIND_WORKERS  # runner tasks bound to registrations at once
+    # bind runners in the background, across cycles (run does): the next cycle need not wait
+    # for GitHub and SSM; False: each apply waits for its bindings
+    background_binding: bool = False
     guard: GuardPolicy = field(default_factory=GuardPolicy)
     backoff_base: float = 5.0
     backoff_max: float = 300.0
@@ -245,6 +248,7 @@ class Controller:
         self.fence = fence
         self.expectations = Expectations()
         self.unbound = UnboundWatch(clock=clock)  # tasks that lost their binding
+        self.bindings = Bindings(settings.bind_workers) if settings.background_binding else None
 
     def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
         """The pools of the last cycle's specs, for the demand book; None before the first."""
@@ -286,6 +290,8 @@ class Controller:
                 reasons = self.triggers.wait(self._next_wake()) or [timer]
         finally:
             watcher.stop_event.set()
+            if self.bindings is not None:
+                self.bindings.close()
 
     def _next_wake(self) -> float:
         pending = self.backoff.waiting()
@@ -298,6 +304,7 @@ class Controller:
         """One cycle: observe and plan; apply when leading and the specs are valid."""
         log.info("reconcile (%s)", reason)
         started = time.monotonic()
+        self._collect_bindings()
         now = self.wall_clock()
         cycle = plan_cycle(
             self.settings.spec_paths,
@@ -335,7 +342,12 @@ class Controller:
             result = self._apply(cycle)
         self._waiting_for_capacity = result is not None and _waits_for_capacity(cycle)
         if leader and _saw_everything(cycle) and not self.stopping:
-            unbound = self.unbound.check(cycle.observed.tasks, now.timestamp(), cycle.desired.pools)
+            binding = self.bindings.pending() if self.bindings is not None else set()
+            unbound = self.unbound.check(
+                [task for task in cycle.observed.tasks if task.arn not in binding],
+                now.timestamp(),
+                cycle.desired.pools,
+            )
             if unbound:
                 self._fenced(
                     "re-binding", lambda: self._executor(cycle).rebind(unbound, cycle.desired.pools)
@@ -367,6 +379,25 @@ class Controller:
         if self.github is not None:
             self.metrics.record_github_calls(self.github.calls)
         return cycle, result
+
+    def _collect_bindings(self) -> None:
+        """Settle the background bindings that finished: a pool whose runners could not be
+        bound backs off, as when its run action fails."""
+        if self.bindings is None:
+            return
+        collected = self.bindings.collect(self.expectations)
+        for pool, failures in sorted(collected.failed.items()):
+            delay = self.backoff.failed(pool)
+            shown = "; ".join(failures[:3]) + ("; ..." if len(failures) > 3 else "")
+            log.warning(
+                "pool %s: %d runner(s) not bound and stopped (%s); retrying in %.0fs",
+                pool,
+                len(failures),
+                shown,
+                delay,
+            )
+        if collected.lease_lost:
+            log.warning("%d binding(s) refused: the lease was lost", collected.lease_lost)
 
     def _fenced(self, what: str, work: Callable[[], object]) -> None:
         """Leader-only work outside the apply, with its mutating calls fenced as well."""
@@ -452,6 +483,7 @@ class Controller:
             fence=self.fence,
             expectations=self.expectations,
             bind_workers=self.settings.bind_workers,
+            bindings=self.bindings,
         )
 
     def _apply(self, cycle: Cycle) -> ApplyResult:
