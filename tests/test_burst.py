@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from reconciler.aws.executor import (
+    RUN_TASK_CONCURRENCY,
     RUN_TASK_MAX_COUNT,
     ApplyResult,
     Bindings,
@@ -292,8 +293,10 @@ def test_a_shortfall_registers_only_the_tasks_ecs_placed_and_leaves_nothing_behi
     assert clients.calls["ssm:PutParameter"] == placed
     assert clients.calls["ssm:DeleteParameter"] == 0 and clients.calls["ecs:StopTask"] == 0
     assert not [path for method, path in github.request_log if method == "DELETE"]
-    # the batches stop at the first that ECS could not fill
-    assert clients.calls["ecs:RunTask"] <= math.ceil(placed / RUN_TASK_MAX_COUNT) + 1
+    # the batches stop at the first that ECS could not fill (and those already in flight)
+    assert clients.calls["ecs:RunTask"] <= math.ceil(placed / RUN_TASK_MAX_COUNT) + (
+        RUN_TASK_CONCURRENCY
+    )
     # the rest waits for the instances the plan adds (capped here): said, not failed
     assert any(f"started {placed} of 60 runner(s)" in outcome for _, outcome in result.done)
 

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -61,6 +61,11 @@ log = logging.getLogger(__name__)
 AWS_ERRORS = (ClientError, BotoCoreError)
 RUN_TASK_MAX_COUNT = 10  # RunTask's `count`: "You can specify up to 10 tasks for each call"
 DEFAULT_BIND_WORKERS = 8  # GitHub and SSM calls in flight at once while binding runners
+# RunTask calls of one run action in flight at once: a 400-runner burst is 40 batches, and
+# each waits for its answer (ECS's RunTask rate: a burst of 100, 40 a second refilled, per
+# account and Region: "Amazon ECS API request throttling", Amazon ECS API Reference)
+RUN_TASK_CONCURRENCY = 4
+T = TypeVar("T")
 
 
 class ActionFailed(Exception):
@@ -409,25 +414,51 @@ class Executor:
             environment = self.provisioner.environment(pool, launch)
         except ProvisionFailed as error:
             raise ActionFailed(f"started 0 of {action.count} runner(s): {error}") from error
-        placed, shortfall, unclear = 0, "", ""
-        with Binder(self, pool, launch, action.cluster) as binder:
-            while placed < action.count and not shortfall and not unclear:
-                count = min(RUN_TASK_MAX_COUNT, action.count - placed)
+        placed, shortfall, unclear, refused = 0, "", "", ""
+        with (
+            Binder(self, pool, launch, action.cluster) as binder,
+            ThreadPoolExecutor(RUN_TASK_CONCURRENCY, "run-task") as requests,
+        ):
+            batches: list[tuple[int, str, Future[tuple[list[str], str]]]] = []
+            for first in range(0, action.count, RUN_TASK_MAX_COUNT):
+                count = min(RUN_TASK_MAX_COUNT, action.count - first)
                 slot = self.expectations.next_slot(pool, self.epoch, count)
                 token = start_token(
                     pool, arn, self.epoch, slot, self.expectations.incarnation, count
                 )
-                tasks, problem = self._run_batch(action, arn, environment, count, token)
+                batch = self._fenced(self._run_batch, action, arn, environment, count, token)
+                batches.append((count, token, requests.submit(batch)))
+            for count, token, future in batches:  # in order: a shortfall stops the rest
+                if (shortfall or unclear or refused) and future.cancel():
+                    continue  # not sent (those sent already are settled: they may have placed)
+                try:
+                    tasks, problem = future.result()
+                except LeaseLost:
+                    # nothing more may be sent: these starts may have happened; the next
+                    # leader sees them listed (unbound: it binds them, or they give up)
+                    for batch_in_flight in batches:
+                        batch_in_flight[2].cancel()
+                    for _ in range(count):
+                        self.expectations.expect_start(pool, token=token, cluster=action.cluster)
+                    raise
+                except AWS_ERRORS as error:  # refused (4xx): surely not started
+                    refused = refused or str(error)
+                    continue
+                if problem.startswith("unclear:") and not tasks:
+                    for _ in range(count):  # counted as starting until listed or expired
+                        self.expectations.expect_start(pool, token=token, cluster=action.cluster)
                 for task_arn in tasks:
                     self.expectations.expect_start(pool, "", task_arn, action.cluster, token)
                 binder.submit(tasks)
                 placed += len(tasks)
-                if problem and problem.startswith("unclear:"):
-                    unclear = problem.removeprefix("unclear:")
-                elif problem or len(tasks) < count:
+                if problem.startswith("unclear:"):
+                    unclear = unclear or problem.removeprefix("unclear:")
+                elif (problem or len(tasks) < count) and not shortfall:
                     shortfall = problem or "ECS placed fewer tasks than asked"
             binder.wait()  # LeaseLost from a worker ends the apply here
         bound = binder.summary()
+        if refused:
+            raise ActionFailed(f"started {placed} of {action.count} runner(s){bound}; {refused}")
         if unclear:
             raise ActionFailed(f"started {placed} of {action.count} runner(s){bound}; {unclear}")
         if shortfall:
@@ -444,13 +475,22 @@ class Executor:
             raise ActionFailed(f"started {placed} of {action.count} runner(s){bound}")
         return f"started {action.count} runner(s){bound}"
 
+    def _fenced(self, work: Callable[..., T], *args: Any) -> Callable[[], T]:
+        """`work(*args)` for another thread, inside this apply's fence."""
+
+        def fenced_work() -> T:
+            with fencing.fenced(self.fence):
+                return work(*args)
+
+        return fenced_work
+
     def _run_batch(
         self, action: Action, arn: str, environment: dict[str, str], count: int, token: str
     ) -> tuple[list[str], str]:
         """One RunTask of `count` identical tasks: the task ARNs ECS placed, and why not all
-        ("" when all were; "unclear: ..." when RunTask failed without a clear answer)."""
+        ("" when all were; "unclear: ..." when RunTask failed without a clear answer). Runs
+        on a request thread: touches no expectations."""
         launch = action.after
-        pool = action.pool or action.name
         try:
             response = self.clients.ecs.run_task(
                 cluster=action.cluster,
@@ -465,12 +505,6 @@ class Executor:
                 enableECSManagedTags=True,
                 clientToken=token,
             )
-        except LeaseLost:
-            # nothing more may be sent: these starts may have happened; the next leader
-            # sees them listed (unbound: their runners give up waiting and exit)
-            for _ in range(count):
-                self.expectations.expect_start(pool, token=token, cluster=action.cluster)
-            raise
         except ClientError as error:
             if _rejected(error):
                 raise  # surely not started; nothing was created for it
@@ -487,14 +521,11 @@ class Executor:
         """RunTask failed without saying whether its tasks exist: look them up by the
         batch's token tag. Those found started (and are bound); when none is listed (ECS
         lists new tasks late), the batch counts as `count` starts of that token until its
-        tasks are listed or the expectation expires."""
-        pool = action.pool or action.name
+        tasks are listed or the expectation expires (recorded by `_run`)."""
         found = self._find_tasks(action.cluster, token)
         if found:
             log.warning("RunTask failed (%s), but %d task(s) of its batch exist", error, len(found))
             return found, ""
-        for _ in range(count):
-            self.expectations.expect_start(pool, token=token, cluster=action.cluster)
         return [], (
             f"unclear:RunTask of {count} failed without a clear answer and no task of its "
             f"batch is listed ({error}): counted as starting until listed or expired"
