@@ -166,6 +166,8 @@ def main() -> int:
     logging.basicConfig(level=args.log, format="%(relativeCreated)7.0f %(name)s %(message)s")
     for noisy in ("moto", "httpx", "reconciler.sandbox.agent"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.log.upper() == "INFO":  # and how long each cycle's inputs took
+        logging.getLogger("reconciler.reconcile").setLevel(logging.DEBUG)
     warnings.simplefilter("ignore")  # moto's CloudFormation parser warns about the stack
     if not 1 <= args.jobs <= 2000:
         parser.error("--jobs must be between 1 and 2000")
