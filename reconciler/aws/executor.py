@@ -65,6 +65,7 @@ DEFAULT_BIND_WORKERS = 8  # GitHub and SSM calls in flight at once while binding
 # each waits for its answer (ECS's RunTask rate: a burst of 100, 40 a second refilled, per
 # account and Region: "Amazon ECS API request throttling", Amazon ECS API Reference)
 RUN_TASK_CONCURRENCY = 4
+NOT_SENT = "not sent: an earlier batch was not filled"
 T = TypeVar("T")
 
 
@@ -420,19 +421,24 @@ class Executor:
             ThreadPoolExecutor(RUN_TASK_CONCURRENCY, "run-task") as requests,
         ):
             batches: list[tuple[int, str, Future[tuple[list[str], str]]]] = []
+            full = threading.Event()  # a batch was not filled: the others are not sent
             for first in range(0, action.count, RUN_TASK_MAX_COUNT):
                 count = min(RUN_TASK_MAX_COUNT, action.count - first)
                 slot = self.expectations.next_slot(pool, self.epoch, count)
                 token = start_token(
                     pool, arn, self.epoch, slot, self.expectations.incarnation, count
                 )
-                batch = self._fenced(self._run_batch, action, arn, environment, count, token)
+                batch = self._fenced(
+                    self._run_batch_unless, full, action, arn, environment, count, token
+                )
                 batches.append((count, token, requests.submit(batch)))
             for count, token, future in batches:  # in order: a shortfall stops the rest
                 if (shortfall or unclear or refused) and future.cancel():
                     continue  # not sent (those sent already are settled: they may have placed)
                 try:
                     tasks, problem = future.result()
+                    if problem == NOT_SENT:
+                        continue
                 except LeaseLost:
                     # nothing more may be sent: these starts may have happened; the next
                     # leader sees them listed (unbound: it binds them, or they give up)
@@ -483,6 +489,29 @@ class Executor:
                 return work(*args)
 
         return fenced_work
+
+    def _run_batch_unless(
+        self,
+        full: threading.Event,
+        action: Action,
+        arn: str,
+        environment: dict[str, str],
+        count: int,
+        token: str,
+    ) -> tuple[list[str], str]:
+        """`_run_batch`, unless an earlier batch was not filled (`full` set; then nothing is
+        sent: ([], NOT_SENT)); sets `full` when this one is not, so that no other request
+        thread sends its batch after a shortfall (at most those in flight meanwhile)."""
+        if full.is_set():
+            return [], NOT_SENT
+        try:
+            tasks, problem = self._run_batch(action, arn, environment, count, token)
+        except BaseException:  # refused, or the lease lost: send no more either
+            full.set()
+            raise
+        if problem or len(tasks) < count:
+            full.set()
+        return tasks, problem
 
     def _run_batch(
         self, action: Action, arn: str, environment: dict[str, str], count: int, token: str
