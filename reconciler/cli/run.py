@@ -131,33 +131,40 @@ def register(verbs: Any) -> None:
         metavar="SECONDS",
         help="read the hook's delivery log this often (default 60: one request a minute)",
     )
-    parser.add_argument(
-        "--bind-workers",
-        type=_bounded_int("--bind-workers", 1, 64),
-        default=DEFAULT_BIND_WORKERS,
-        metavar="N",
-        help="runner tasks bound to their JIT registration at once after ECS placed them "
-        f"(GitHub and SSM calls in flight; 1-64, default {DEFAULT_BIND_WORKERS}); GitHub's "
-        "--github-concurrency and --github-write-budget still apply",
-    )
-    parser.add_argument(
-        "--coalesce-ms",
-        type=_bounded_int("--coalesce-ms", 0, 10_000),
-        default=ControllerSettings.coalesce_ms,
-        metavar="MS",
-        help="triggers (webhook deliveries) less than MS apart are one reconcile cycle "
-        f"(0-10000, default {ControllerSettings.coalesce_ms}; 0: a cycle per wake-up); a lone "
-        "delivery waits this long",
-    )
-    parser.add_argument(
-        "--coalesce-max-ms",
-        type=_bounded_int("--coalesce-max-ms", 0, 60_000),
-        default=ControllerSettings.coalesce_max_ms,
-        metavar="MS",
-        help="a burst of triggers is gathered at most this long after its first before the "
-        f"cycle starts (0-60000, at least --coalesce-ms; default "
-        f"{ControllerSettings.coalesce_max_ms})",
-    )
+    for flag, low, high, default, what in (
+        (
+            "--bind-workers",
+            1,
+            64,
+            DEFAULT_BIND_WORKERS,
+            "runner tasks bound to their JIT registration at once after ECS placed them "
+            "(GitHub and SSM calls in flight); GitHub's --github-concurrency and "
+            "--github-write-budget still apply",
+        ),
+        (
+            "--coalesce-ms",
+            0,
+            10_000,
+            ControllerSettings.coalesce_ms,
+            "triggers (webhook deliveries) less than MS apart are one reconcile cycle (0: a "
+            "cycle per wake-up); a lone delivery waits this long",
+        ),
+        (
+            "--coalesce-max-ms",
+            0,
+            60_000,
+            ControllerSettings.coalesce_max_ms,
+            "a burst of triggers is gathered at most this long after its first before the "
+            "cycle starts (at least --coalesce-ms)",
+        ),
+    ):
+        parser.add_argument(
+            flag,
+            type=_bounded_int(flag, low, high),
+            default=default,
+            metavar="N" if low else "MS",
+            help=f"{what} ({low}-{high}, default {default})",
+        )
     parser.add_argument(
         "--workdir",
         default=".ecs-reconciler",
