@@ -58,7 +58,7 @@ def client(github: FakeGitHub, waits: list[float]) -> Iterator[GitHubClient]:
         yield c
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def app_key() -> tuple[bytes, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
