@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from reconciler.sandbox.soak import Soak, SoakSettings
 
@@ -29,6 +30,7 @@ def main() -> int:
     parser.add_argument("--max-runners", type=int, default=6, help="the pool's max")
     parser.add_argument("--jobs-per-minute", type=float, default=10.0, help="load")
     parser.add_argument("--no-faults", action="store_true", help="the same run without faults")
+    parser.add_argument("--keep", type=Path, help="a new directory for the specs and logs, kept")
     args = parser.parse_args()
     try:
         lease = tuple(float(part) for part in args.lease.split(","))
@@ -46,8 +48,11 @@ def main() -> int:
     except ValueError as error:
         parser.error(str(error))
     began = time.monotonic()
+    if args.keep is not None and args.keep.exists():
+        parser.error(f"--keep {args.keep}: exists already")
     report = Soak(
         settings,
+        keep=args.keep,
         progress=lambda m: print(
             f"[{time.monotonic() - began:6.1f}s] {m}", file=sys.stderr, flush=True
         ),

@@ -48,6 +48,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -233,6 +234,7 @@ class Replica:
     process: subprocess.Popen[str] | None = None
     url: str = ""
     stopped: bool = False
+    restarting: bool = False  # a start is scheduled
     log: IO[str] | None = None
 
     @property
@@ -241,7 +243,9 @@ class Replica:
 
     @property
     def up(self) -> bool:
-        return self.process is not None and self.process.poll() is None and not self.stopped
+        """Running, not stopped, serving."""
+        alive = self.process is not None and self.process.poll() is None
+        return alive and not self.stopped and bool(self.url)
 
 
 @dataclass
@@ -290,8 +294,13 @@ class Soak:
         settings: SoakSettings,
         server: MotoServer | None = None,
         progress: Callable[[str], None] = lambda message: None,
+        keep: Path | None = None,
     ) -> None:
+        """`server`: a running moto server to use (reset first); `keep`: a directory for
+        the specs and the replicas' logs, kept (default: a temporary one, kept only if an
+        invariant failed)."""
         self.settings = settings
+        self.keep = keep
         self.server = server
         self.progress = progress
         self.injector = Injector(settings.seed)
@@ -320,9 +329,11 @@ class Soak:
     def run(self) -> SoakReport:
         """The whole soak; its directory (specs, the replicas' logs) is removed when every
         invariant held, else kept and named in the report."""
-        self.workdir = Path(tempfile.mkdtemp(prefix="soak-"))
+        if self.keep is not None:
+            self.keep.mkdir(parents=True, exist_ok=False)
+        self.workdir = self.keep or Path(tempfile.mkdtemp(prefix="soak-"))
         report = self._run()
-        if report.ok:
+        if report.ok and self.keep is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
             report.kept = self.workdir
@@ -367,8 +378,13 @@ class Soak:
                 self.aws.listen(replica.slot)
                 self.github.listen(replica.slot)
                 self._spawn(replica)
-            for replica in self.replicas:
-                self._started(replica)
+            deadline = time.monotonic() + 120.0
+            while not all(r.url for r in self.replicas):
+                if time.monotonic() > deadline or any(
+                    r.process is not None and r.process.poll() is not None for r in self.replicas
+                ):
+                    raise RuntimeError(f"the replicas did not start: see {self.workdir}")
+                time.sleep(0.1)
             self._chaos(load)
             self._settle()
         return SoakReport(
@@ -427,6 +443,7 @@ class Soak:
         for pending in [p for p in self._pending if p[0] <= started]:
             self._pending.remove(pending)
             pending[1]()
+        self._restart_exited()
         self.balancer.upstreams = [r.url for r in self.replicas if r.up]
         try:
             self.world.tick()
@@ -481,6 +498,7 @@ class Soak:
         elif kind.startswith("leader: SIGKILL"):
             leader.process.kill()
             leader.process.wait()
+            leader.restarting = True
             self._later(1.0, lambda: self._start(leader))
         else:
             self.injector.outages[leader.slot] = time.monotonic() + min(
@@ -526,9 +544,20 @@ class Soak:
         replica.stopped = False
 
     def _start(self, replica: Replica) -> None:
+        """A new process in the slot, unless one runs (as ECS restarts a service's task)."""
+        replica.restarting = False
         if replica.process is None or replica.process.poll() is not None:
             self._spawn(replica)
-            self._started(replica)
+
+    def _restart_exited(self) -> None:
+        """A replica that exited by itself (say it found DynamoDB unavailable at start and
+        gave up) is started again 2 s later, as ECS's service scheduler would."""
+        for replica in self.replicas:
+            process = replica.process
+            if process is not None and process.poll() is not None and not replica.restarting:
+                self.progress(f"{replica.identity} exited ({process.returncode}): restarting")
+                replica.restarting = True
+                self._later(2.0, lambda replica=replica: self._start(replica))  # type: ignore[misc]
 
     def _spawn(self, replica: Replica) -> None:
         """Start a new process (a new identity) in `replica`'s slot."""
@@ -577,17 +606,20 @@ class Soak:
             text=True,
             cwd=self.workdir,  # not the repository: `-m` puts the working directory first
         )
+        replica.url, replica.stopped = "", False
+        threading.Thread(
+            target=self._read_banner, args=(replica, replica.process), daemon=True
+        ).start()
 
-    def _started(self, replica: Replica) -> None:
-        """Wait for the process's banner: where it serves."""
-        assert replica.process is not None and replica.process.stdout is not None
-        assert replica.log is not None
-        banner = replica.process.stdout.readline()
-        if "serving " not in banner:
-            raise RuntimeError(f"{replica.identity} did not start: see {replica.log.name}")
-        replica.url = banner.split("serving ", 1)[1].strip().removesuffix("/status")
-        replica.stopped = False
-        self.progress(f"started {replica.identity} at {replica.url}")
+    def _read_banner(self, replica: Replica, process: subprocess.Popen[str]) -> None:
+        """In a thread: the process's first line says where it serves; then it is up."""
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        if "serving " in banner and replica.process is process:
+            replica.url = banner.split("serving ", 1)[1].strip().removesuffix("/status")
+            self.progress(f"started {replica.identity} at {replica.url}")
+        for _ in process.stdout:  # keep reading: a full pipe would block the process
+            pass
 
     def _stop_replicas(self) -> None:
         for replica in self.replicas:
