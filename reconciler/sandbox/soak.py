@@ -71,15 +71,20 @@ from ..simulate.trace import (
 from ..spec.loader import load_specs
 from .chaos import CallLedger, ChaosAws, ChaosGitHub, Injector, WebhookBalancer
 from .runners import running_runner_tasks
-from .scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from .scenario import (
+    PLATFORM_POOL_FILE,
+    SANDBOX_GITHUB_TOKEN,
+    WITHOUT_SIDECAR,
+    Sandbox,
+    platform_pool_alone,
+)
 from .server import MotoServer
 from .world import GitHubWorld
 
-REPO = Path(__file__).resolve().parents[2]
 CLUSTER = "ci-runners"
 GROUP = "ci-runners-linux-x64"
 POOL = "platform-linux-dind"
-POOL_FILE = "org-platform-dind.yaml"
+POOL_FILE = PLATFORM_POOL_FILE
 SCOPE = "/orgs/platform"
 LEASE_TABLE = "ecs-reconciler-leases"
 SECRET = "soak-webhook-secret"
@@ -193,23 +198,18 @@ def soak_specs(directory: Path, max_runners: int, idle: int) -> Path:
     """The example capacity providers and the platform pool alone: tasks of 1024 CPU and
     2048 MiB without a Docker sidecar (three to a moto instance, so the group scales), no
     SLO (the floors are the targets), `max_runners` and `idle`."""
-    target = directory / "specs"
-    target.mkdir(parents=True)
-    shutil.copy(REPO / "specs" / "capacity-providers.yaml", target)
-    text = (REPO / "specs" / POOL_FILE).read_text()
-    for old, new in (
-        ("cpu: 2048", "cpu: 1024"),
-        ("memory: 4096", "memory: 2048"),
-        ("max: 40", f"max: {max_runners}"),
-        ("    idle: 2\n", f"    idle: {idle}\n"),
-        ("  docker:\n    mode: dind\n", "  docker:\n    mode: none\n"),
-    ):
-        if old not in text:
-            raise ValueError(f"the example pool no longer has {old!r}")
-        text = text.replace(old, new)
-    text = re.sub(r"\n    image: docker:[^\n]*", "", text)
-    text = re.sub(r"    slo:[^\n]*\n(      [^\n]*\n)*", "", text)
-    (target / POOL_FILE).write_text(text)
+    target = platform_pool_alone(
+        directory,
+        (
+            ("cpu: 2048", "cpu: 1024"),
+            ("memory: 4096", "memory: 2048"),
+            ("max: 40", f"max: {max_runners}"),
+            ("    idle: 2\n", f"    idle: {idle}\n"),
+            WITHOUT_SIDECAR,
+        ),
+    )
+    pool = target / POOL_FILE
+    pool.write_text(re.sub(r"    slo:[^\n]*\n(      [^\n]*\n)*", "", pool.read_text()))
     load_specs([target])  # raises if the edits broke it
     return target
 
