@@ -377,7 +377,10 @@ class ChaosAws(EcsListingLag):
 
 
 class ChaosGitHub(ForwardingProxy):
-    """The simulated GitHub as the replicas see it: faults and the call ledger."""
+    """The simulated GitHub as the replicas see it: faults and the call ledger. Links in its
+    answers (pagination) name the proxy, as they name api.github.com on GitHub."""
+
+    preserve_host = True
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ import json
 import math
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,10 +45,14 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 class ForwardingProxy:
     """An HTTP forwarder to `upstream` on 127.0.0.1, with one port per named listener."""
 
+    #: forward the client's Host header (as a reverse proxy can), so that an upstream that
+    #: builds URLs from it (GitHub's pagination links) names the proxy, not itself
+    preserve_host = False
+
     def __init__(self, upstream: str, timeout: float = 30.0) -> None:
         self.upstream = urlsplit(upstream)
         self.timeout = timeout
-        self._servers: dict[str, ThreadingHTTPServer] = {}
+        self._servers: dict[str, _Server] = {}
 
     @property
     def url(self) -> str:
@@ -66,8 +71,7 @@ class ForwardingProxy:
         if name in self._servers:
             raise ValueError(f"listener {name!r} exists already")
         handler = type("Handler", (_Handler,), {"owner": self, "listener": name})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._servers[name] = server
         return self.url_of(name)
@@ -218,6 +222,15 @@ class EcsListingLag(ForwardingProxy):
         return json.dumps(document).encode()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is no error of ours."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 class Answer:
     """What the proxy answers: a status, headers and a body, or (`reset`) no answer at all:
     the connection is reset."""
@@ -237,6 +250,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if self.owner.preserve_host and "Host" in self.headers:
+            headers["Host"] = self.headers["Host"]
         answer = self.owner.handle(self.listener, self.command, self.path, headers, body)
         if answer.reset:  # RST instead of an answer: SO_LINGER with a zero timeout
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

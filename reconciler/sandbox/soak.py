@@ -426,16 +426,24 @@ class Soak:
         for _due, action in sorted(self._pending, key=lambda pending: pending[0]):
             action()
         self._pending.clear()
-        deadline = time.monotonic() + self.settings.settle_timeout
+        began = time.monotonic()
+        deadline = began + self.settings.settle_timeout
         self.progress("settling")
-        next_check = 0.0
+        next_check, next_report = 0.0, began + 30.0
         while time.monotonic() < deadline:
             self._step()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 5.0
-                if self._settled(final=False):
+                waiting = self._unsettled()
+                if not waiting:
+                    self.progress(f"settled in {time.monotonic() - began:.0f}s")
                     break
-        self._settled(final=True)
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + 30.0
+                    self.progress("waiting for: " + "; ".join(d for _, d in waiting))
+        self._check_lease(before=None)
+        for key, detail in self._unsettled():
+            self.invariants[key].fail(detail)
 
     def _step(self) -> None:
         """One tick: due resumes and restarts, the world, the continuous invariants."""
@@ -638,9 +646,9 @@ class Soak:
 
     # ------------------------------------------------------------------ the end
 
-    def _settled(self, final: bool) -> bool:
-        """True when every end-state invariant holds; `final`: record the failures."""
-        checks: list[tuple[str, str]] = []  # (invariant, what is wrong)
+    def _unsettled(self) -> list[tuple[str, str]]:
+        """The end-state invariants that do not hold (yet): (invariant, what is wrong)."""
+        checks: list[tuple[str, str]] = []
         unserved = [j for j in self.world.jobs.values() if j.completed_at is None]
         if unserved:
             checks.append(("served", f"{len(unserved)} job(s) not served, first {unserved[0]}"))
@@ -649,11 +657,7 @@ class Soak:
             plan = self._final_plan()
             if plan:
                 checks.append(("plan", plan))
-        if final:
-            self._check_lease(before=None)
-            for key, detail in checks:
-                self.invariants[key].fail(detail)
-        return not checks
+        return checks
 
     def _leaks(self) -> list[tuple[str, str]]:
         found = []
@@ -661,7 +665,7 @@ class Soak:
         registered = {r["name"]: r for r in self.world.github.runners(SCOPE)}
         names = {tag_dict(t.get("tags")).get(RUNNER_NAME_TAG) for t in tasks}
         orphans = [
-            t["taskArn"].rsplit("/", 1)[-1]
+            _describe(t, self.world)
             for t in tasks
             if registered.get(tag_dict(t.get("tags")).get(RUNNER_NAME_TAG, ""), {}).get("status")
             != "online"
@@ -751,6 +755,14 @@ class Soak:
         lines = (completed.stdout + completed.stderr).strip().splitlines()
         summary = next((line for line in reversed(lines) if line.strip()), "")
         return f"exit {completed.returncode}: {summary[:200]}"
+
+
+def _describe(task: dict[str, Any], world: GitHubWorld) -> str:
+    """A task, for the report: id, status, its runner name, and what the world made of it."""
+    arn = task["taskArn"]
+    seen = "booted" if arn in world._runners else "done" if arn in world._done else "waiting"
+    name = tag_dict(task.get("tags")).get(RUNNER_NAME_TAG, "no runner-name tag")
+    return f"{arn.rsplit('/', 1)[-1][:8]} {task.get('lastStatus')} {name[-12:]} ({seen})"
 
 
 def _status(url: str) -> dict[str, Any]:
