@@ -60,6 +60,7 @@ from typing import IO, Any
 from ..aws.observe import tag_dict
 from ..github.jit import PARAMETER_PREFIX
 from ..plan.state import POOL_TAG, RUNNER_NAME_TAG
+from ..runners import runner_name
 from ..simulate.trace import (
     DEFAULT_START,
     DIND,
@@ -651,7 +652,11 @@ class Soak:
         checks: list[tuple[str, str]] = []
         unserved = [j for j in self.world.jobs.values() if j.completed_at is None]
         if unserved:
-            checks.append(("served", f"{len(unserved)} job(s) not served, first {unserved[0]}"))
+            first = unserved[0]
+            state = f"on {first.runner}" if first.started_at else "queued"
+            checks.append(
+                ("served", f"{len(unserved)} job(s) not served, first {first.job_id} {state}")
+            )
         checks += self._leaks()
         if not checks:
             plan = self._final_plan()
@@ -663,16 +668,17 @@ class Soak:
         found = []
         tasks = running_runner_tasks(self.ecs, CLUSTER)
         registered = {r["name"]: r for r in self.world.github.runners(SCOPE)}
-        names = {tag_dict(t.get("tags")).get(RUNNER_NAME_TAG) for t in tasks}
+        # a task's runner is named after it (`runners.runner_name`), tagged or not: a binding
+        # cut short before the tag (a lost lease, a SIGKILL) still has a working runner
+        names = {t["taskArn"]: runner_name(POOL, t["taskArn"]) for t in tasks}
         orphans = [
             _describe(t, self.world)
             for t in tasks
-            if registered.get(tag_dict(t.get("tags")).get(RUNNER_NAME_TAG, ""), {}).get("status")
-            != "online"
+            if registered.get(names[t["taskArn"]], {}).get("status") != "online"
         ]
+        stale = sorted(name for name in registered if name not in names.values())
         if orphans:
             found.append(("tasks", f"{len(orphans)} task(s) with no online runner: {orphans[:3]}"))
-        stale = sorted(name for name in registered if name not in names)
         if stale:
             found.append(("registrations", f"{len(stale)} without a task: {stale[:3]}"))
         ssm = self.sandbox.clients(read_only=True).client("ssm")
