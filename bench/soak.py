@@ -35,7 +35,7 @@ def main() -> int:
     try:
         lease = tuple(float(part) for part in args.lease.split(","))
         if len(lease) != 3:
-            raise ValueError(args.lease)
+            raise ValueError(f"--lease must be DURATION,RENEW,RETRY seconds, got {args.lease!r}")
         settings = SoakSettings(
             minutes=args.minutes,
             seed=args.seed,
