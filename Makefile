@@ -9,7 +9,7 @@ TEST_WORKERS ?= 3
 # test-timeshift: a time inside the example specs' weekday 09:00-19:00 Asia/Tokyo window
 AT ?= 2026-11-30T10:30:00+09:00
 
-.PHONY: help venv lock run demo test test-unit test-timeshift lint format schema renovate-check workflows-check deploy-check slo-check clean
+.PHONY: help venv lock run demo soak test test-unit test-timeshift lint format schema renovate-check workflows-check deploy-check slo-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,6 +34,12 @@ run: $(STAMP) ## the controller on the embedded sandbox, with a live view of poo
 
 demo: $(STAMP) ## one pass on the embedded sandbox: validate -> plan -> apply -> plan (exit 0 if converged)
 	$(BIN)/ecs-reconciler sandbox run
+
+# soak: minutes of chaos and the seed (bench/soak.py; CI runs 30 minutes nightly)
+MINUTES ?= 3
+SEED ?= 1
+soak: $(STAMP) ## chaos soak: two controllers on the sandbox under faults, invariants checked (MINUTES, SEED)
+	$(BIN)/python bench/soak.py --minutes $(MINUTES) --seed $(SEED)
 
 test: $(STAMP) ## the whole suite (unit + end-to-end), $(TEST_WORKERS) workers
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile

@@ -25,8 +25,6 @@ import argparse
 import json
 import logging
 import math
-import re
-import shutil
 import sys
 import tempfile
 import threading
@@ -48,10 +46,14 @@ from reconciler.github.registry import GitHubRunnerStates
 from reconciler.plan.guard import GuardPolicy
 from reconciler.runners import runner_name, task_id_of
 from reconciler.sandbox.runners import describe_runner_tasks, runner_task_arns
-from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from reconciler.sandbox.scenario import (
+    SANDBOX_GITHUB_TOKEN,
+    WITHOUT_SIDECAR,
+    Sandbox,
+    platform_pool_alone,
+)
 from reconciler.sandbox.world import GitHubWorld
 
-REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"
 GROUP = "ci-runners-linux-x64"  # behind the pool's capacity provider, linux-x64
 POOL = "platform-linux-dind"
@@ -64,25 +66,22 @@ QUARTERS = (0.25, 0.5, 0.75, 1.0)
 
 def specs_in(directory: Path, jobs: int) -> Path:
     """The example capacity providers and the platform pool alone: small tasks without a
-    Docker sidecar, room for the burst in `max` and the per-repository cap."""
-    target = directory / "specs"
-    target.mkdir()
-    shutil.copy(REPO / "specs" / "capacity-providers.yaml", target)
-    text = (REPO / "specs" / "org-platform-dind.yaml").read_text()
+    Docker sidecar (512 MiB is enough then), room for the burst in `max` and the
+    per-repository cap."""
     ceiling = jobs + 2 * IDLE
-    for old, new in (
-        ("cpu: 2048", "cpu: 256"),
-        ("memory: 4096", "memory: 512"),
-        ("max: 40", f"max: {ceiling}"),
-        ("maxPerRepository: 10", f"maxPerRepository: {ceiling}"),
-        ("  docker:\n    mode: dind\n", "  docker:\n    mode: none\n"),
-    ):
-        if old not in text:
-            raise SystemExit(f"burst: the example pool no longer has {old!r}")
-        text = text.replace(old, new)
-    text = re.sub(r"\n    image: docker:[^\n]*", "", text)  # no sidecar: 512 MiB is enough
-    (target / "org-platform-dind.yaml").write_text(text)
-    return target
+    try:
+        return platform_pool_alone(
+            directory,
+            (
+                ("cpu: 2048", "cpu: 256"),
+                ("memory: 4096", "memory: 512"),
+                ("max: 40", f"max: {ceiling}"),
+                ("maxPerRepository: 10", f"maxPerRepository: {ceiling}"),
+                WITHOUT_SIDECAR,
+            ),
+        )
+    except ValueError as error:
+        raise SystemExit(f"burst: {error}") from None
 
 
 class Sampler(threading.Thread):
