@@ -200,7 +200,12 @@ SERVER_FIXTURES = frozenset({"moto", "moto_server", "sandbox"})
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses a server fixture `e2e` (modules that start servers or
-    processes otherwise say so with `pytestmark`); `make test-unit` runs the rest."""
+    processes otherwise say so with `pytestmark`); `make test-unit` runs the rest.
+
+    Files with a test marked `long` come first: xdist hands out files in this order, and a
+    long file started last keeps one worker busy after the others are done."""
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+    long_files = {item.path for item in items if item.get_closest_marker("long")}
+    items.sort(key=lambda item: item.path not in long_files)  # stable: order kept otherwise

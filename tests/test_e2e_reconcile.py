@@ -26,7 +26,7 @@ from reconciler.sandbox.scenario import Sandbox
 
 from .conftest import edit, run_cli
 
-pytestmark = pytest.mark.e2e  # starts servers or processes
+pytestmark = [pytest.mark.e2e, pytest.mark.long]  # starts servers or processes
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"

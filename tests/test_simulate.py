@@ -26,7 +26,7 @@ from reconciler.spec.loader import SpecSet, load_specs
 
 from .conftest import run_cli as cli
 
-pytestmark = pytest.mark.e2e  # the CLI in processes, a day of six policies
+pytestmark = [pytest.mark.e2e, pytest.mark.long]  # the CLI in processes, a day of six policies
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMETERS = SimulationParameters()

@@ -28,7 +28,10 @@ from reconciler.spec.loader import SpecSet, load_specs
 
 from .conftest import run_cli as cli
 
-pytestmark = pytest.mark.e2e  # simulations of a day and CLI processes: slower than units
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.long,
+]  # simulations of a day and CLI processes: slower than units
 
 REPO = Path(__file__).resolve().parent.parent
 

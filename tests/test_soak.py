@@ -267,6 +267,7 @@ def test_the_soak_specs_validate_and_bad_settings_are_refused(tmp_path: Path) ->
 
 
 @pytest.mark.e2e
+@pytest.mark.long  # 65-80 s
 def test_a_short_soak_holds_every_invariant(moto_server: MotoServer) -> None:
     """30 s of chaos (every process fault once, request faults throughout) on two `run`
     replicas, then the settle phase: every invariant holds. Invariants only, no timings:
