@@ -307,7 +307,7 @@ def test_the_views_operators_asked_for() -> None:
     assert share["type"] == "stat" and "day_of_week()" in exprs(share) and "hour()" in exprs(share)
     # SLO attainment and error budget, per pool: the bucket at the SLO over the count
     attainment = find("slo attainment", "pool")
-    assert "le=~\"30|30[.]0\"" in exprs(attainment) and "[$__range]" in exprs(attainment)
+    assert 'le=~"30|30[.]0"' in exprs(attainment) and "[$__range]" in exprs(attainment)
     assert [s["value"] for s in attainment["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [
         None,
         0.9,

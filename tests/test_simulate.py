@@ -225,8 +225,14 @@ def test_plot_of_pools_in_several_time_zones_needs_one_named(tmp_path, trace_fil
 
 
 def test_the_frontier_is_the_policies_no_other_beats_on_both_p90_and_cost():
-    points = [(2, 4755, "static"), (26, 1384, "reconciler"), (91, 967, "arc"),
-              (123, 626, "tagr"), (188, 1083, "ecs-managed"), (26, 1500, "twin")]
+    points = [
+        (2, 4755, "static"),
+        (26, 1384, "reconciler"),
+        (91, 967, "arc"),
+        (123, 626, "tagr"),
+        (188, 1083, "ecs-managed"),
+        (26, 1500, "twin"),
+    ]
     assert [name for _, _, name in pareto_front(points)] == ["static", "reconciler", "arc", "tagr"]
     assert pareto_front([(5, 5, "a"), (5, 5, "b")]) == [(5, 5, "a"), (5, 5, "b")]  # ties stay
     assert pareto_front([]) == []

@@ -348,9 +348,7 @@ def error_budget_remaining(y: int) -> bargauge.Panel:
             place(8, y, 8, 8),
         )
         .with_target(
-            instant(
-                f"1 - (1 - ({within_slo_share(ERROR_BUDGET_WINDOW)})) / {budget:g}", "{{pool}}"
-            )
+            instant(f"1 - (1 - ({within_slo_share(ERROR_BUDGET_WINDOW)})) / {budget:g}", "{{pool}}")
         )
         .unit("percentunit")
         .decimals(0)

@@ -259,13 +259,16 @@ def render_plot(reports: Sequence[PolicyReport], out: str | Path, timezone: str 
     titles = ("queued jobs", "runner tasks", "instances")
     for report in reports:
         samples = report.totals.samples
-        times = [datetime.datetime.fromtimestamp(s[0], zone) for s in samples]
+        times = matplotlib.dates.date2num(
+            [datetime.datetime.fromtimestamp(s[0], zone) for s in samples]
+        )
         for axis, column in zip(series, (1, 2, 4), strict=True):
             axis.plot(times, [s[column] for s in samples], label=report.policy, linewidth=0.8)
     for axis, title in zip(series, titles, strict=True):
         axis.set_ylabel(title)
         axis.grid(alpha=0.3)
     series[0].legend(loc="upper right", ncol=len(reports))
+    series[-1].xaxis.set_major_locator(matplotlib.dates.AutoDateLocator(tz=zone))
     series[-1].xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%a %H:%M", tz=zone))
     series[-1].set_xlabel(f"time ({timezone})")
     cdf, frontier = figure.add_subplot(grid[3, 0]), figure.add_subplot(grid[3, 1])
@@ -282,9 +285,7 @@ def render_plot(reports: Sequence[PolicyReport], out: str | Path, timezone: str 
     cdf.set_title("queue-wait distribution")
     cdf.grid(alpha=0.3)
     cdf.legend(loc="lower right", fontsize="small")
-    points = [
-        (percentile(sorted(r.waits), 90), r.totals.usd, r.policy) for r in reports if r.waits
-    ]
+    points = [(percentile(sorted(r.waits), 90), r.totals.usd, r.policy) for r in reports if r.waits]
     for p90, usd, name in points:
         frontier.scatter([max(p90, 0.1)], [usd])
         frontier.annotate(name, (max(p90, 0.1), usd), textcoords="offset points", xytext=(4, 4))
