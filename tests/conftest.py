@@ -157,12 +157,13 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def platform_pool_alone(tmp_path: Path, *edits: tuple[str, str]) -> Path:
     """A specs directory with the example capacity providers and the platform pool alone,
-    with small tasks (512 CPU, 1024 MiB) and `edits` (old, new) applied to the pool."""
+    with small tasks (512 CPU, 1024 MiB) and `edits` (old, new) applied to the pool; without
+    its idle schedules, like `specs`, so that it asks the same at any hour."""
     target = tmp_path / "specs"
     target.mkdir()
     shutil.copy(REPO / "specs" / "capacity-providers.yaml", target)
     pool = target / "org-platform-dind.yaml"
-    shutil.copy(REPO / "specs" / "org-platform-dind.yaml", pool)
+    pool.write_text(without_schedules((REPO / "specs" / "org-platform-dind.yaml").read_text()))
     for old, new in (("cpu: 2048", "cpu: 512"), ("memory: 4096", "memory: 1024"), *edits):
         edit(pool, old, new)
     return target
