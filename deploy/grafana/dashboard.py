@@ -304,8 +304,9 @@ def within_slo_share(window: str) -> str:
     )
 
 
-def per_pool_bars(title: str, description: str, position: GridPos) -> bargauge.Panel:
-    """One horizontal bar per pool, the last value of an instant query."""
+def bars(title: str, description: str, position: GridPos) -> bargauge.Panel:
+    """One horizontal bar per series (pool, organization), the last value of an instant
+    query."""
     return (
         bargauge.Panel()
         .title(title)
@@ -320,7 +321,7 @@ def per_pool_bars(title: str, description: str, position: GridPos) -> bargauge.P
 
 def slo_attainment(y: int) -> bargauge.Panel:
     return (
-        per_pool_bars(
+        bars(
             f"SLO attainment by pool: jobs started within {SLO_SECONDS} s",
             f"Share of each pool's jobs over the selected range that waited at most "
             f"{SLO_SECONDS} s for a runner. The SLO is met at {SLO_SHARE:.0%} (green).",
@@ -338,7 +339,7 @@ def slo_attainment(y: int) -> bargauge.Panel:
 def error_budget_remaining(y: int) -> bargauge.Panel:
     budget = 1 - SLO_SHARE
     return (
-        per_pool_bars(
+        bars(
             f"Error budget remaining by pool ({ERROR_BUDGET_WINDOW})",
             f"The SLO allows {budget:.0%} of a pool's jobs to wait longer than {SLO_SECONDS} s "
             f"over {ERROR_BUDGET_WINDOW}; this is the part of that allowance not yet used "
@@ -592,14 +593,12 @@ def utilisation(y: int) -> timeseries.Panel:
 
 def hours_by_organization(y: int) -> bargauge.Panel:
     return (
-        bargauge.Panel()
-        .title("Runner hours by organization (cost allocation)")
-        .description(
+        bars(
+            "Runner hours by organization (cost allocation)",
             "Runner time spent on jobs over the selected range, per organization: the basis "
-            "for charging runner costs back."
+            "for charging runner costs back.",
+            place(0, y, 10, 11),
         )
-        .datasource(DATASOURCE)
-        .grid_pos(place(0, y, 10, 11))
         .with_target(
             instant(
                 "sort_desc(sum by (organization) "
@@ -610,10 +609,8 @@ def hours_by_organization(y: int) -> bargauge.Panel:
         .unit("h")
         .decimals(1)
         .min(0)
-        .orientation(VizOrientation.HORIZONTAL)
         .display_mode(BarGaugeDisplayMode.GRADIENT)
         .color_scheme(_continuous(FieldColorModeId.CONTINUOUS_BL_PU))
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
 
 

@@ -279,12 +279,7 @@ def render_plot(reports: Sequence[PolicyReport], out: str | Path, timezone: str 
     slo_s = reports[0].slo_s if reports else 0.0
     cdf.axvline(slo_s, color="grey", linestyle="--", linewidth=0.8, label=f"SLO {slo_s:g} s")
     cdf.axhline(0.9, color="grey", linestyle=":", linewidth=0.8)
-    cdf.set_xscale("log")
-    cdf.set_xlabel("queue wait (s, log)")
-    cdf.set_ylabel("share of jobs started within")
-    cdf.set_title("queue-wait distribution")
-    cdf.grid(alpha=0.3)
-    cdf.legend(loc="lower right", fontsize="small")
+    _log_x_panel(cdf, "queue-wait distribution", "queue wait", "share of jobs started within")
     points = [(percentile(sorted(r.waits), 90), r.totals.usd, r.policy) for r in reports if r.waits]
     for p90, usd, name in points:
         frontier.scatter([max(p90, 0.1)], [usd])
@@ -299,12 +294,17 @@ def render_plot(reports: Sequence[PolicyReport], out: str | Path, timezone: str 
         label="frontier (no policy better on both)",
     )
     frontier.axvline(slo_s, color="grey", linestyle=":", linewidth=0.8)
-    frontier.set_xscale("log")
-    frontier.set_xlabel("queue wait p90 (s, log)")
-    frontier.set_ylabel("cost (USD)")
-    frontier.set_title("cost against p90")
-    frontier.grid(alpha=0.3)
-    frontier.legend(loc="upper right", fontsize="small")
+    _log_x_panel(frontier, "cost against p90", "queue wait p90", "cost (USD)")
     figure.tight_layout()
     figure.savefig(out, dpi=100)
     plt.close(figure)
+
+
+def _log_x_panel(axis: Any, title: str, seconds: str, ylabel: str) -> None:
+    """Title, labels, grid and legend of a panel whose x axis is seconds on a log scale."""
+    axis.set_xscale("log")
+    axis.set_xlabel(f"{seconds} (s, log)")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="best", fontsize="small")
