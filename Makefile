@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# test workers (pytest-xdist), each with its own moto server
+# test workers (pytest-xdist), each with its own moto server, each given whole files (module
+# fixtures are set up once; see tests/conftest.py)
 TEST_WORKERS ?= 3
 # test-timeshift: a time inside the example specs' weekday 09:00-19:00 Asia/Tokyo window
 AT ?= 2026-11-30T10:30:00+09:00
 
-.PHONY: help venv lock run demo test test-unit test-timeshift lint format schema renovate-check workflows-check deploy-check slo-check clean
+.PHONY: help venv lock run demo soak test test-unit test-timeshift lint format schema renovate-check workflows-check deploy-check slo-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,14 +35,20 @@ run: $(STAMP) ## the controller on the embedded sandbox, with a live view of poo
 demo: $(STAMP) ## one pass on the embedded sandbox: validate -> plan -> apply -> plan (exit 0 if converged)
 	$(BIN)/ecs-reconciler sandbox run
 
+# soak: minutes of chaos and the seed (bench/soak.py; CI runs 30 minutes nightly)
+MINUTES ?= 3
+SEED ?= 1
+soak: $(STAMP) ## chaos soak: two controllers on the sandbox under faults, invariants checked (MINUTES, SEED)
+	$(BIN)/python bench/soak.py --minutes $(MINUTES) --seed $(SEED)
+
 test: $(STAMP) ## the whole suite (unit + end-to-end), $(TEST_WORKERS) workers
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(STAMP) ## the tests that need no server or process, in seconds
 	$(BIN)/pytest -q -m "not e2e"
 
 test-timeshift: $(STAMP) ## the whole suite with every Python process's clock at AT (default: inside a schedule window)
-	$(BIN)/python tools/timeshift.py $(AT) -- $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python tools/timeshift.py $(AT) -- $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy on the package
 	$(BIN)/ruff check reconciler tests tools bench deploy

@@ -25,29 +25,35 @@ import argparse
 import json
 import logging
 import math
-import re
-import shutil
 import sys
 import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.aws.executor import DEFAULT_BIND_WORKERS
 from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.controller.server import ControllerServer
 from reconciler.demand import DemandBook, DynamoDemandStore, WebhookReceiver
 from reconciler.demand.writer import DEFAULT_WRITERS
 from reconciler.github import GitHubClient, TokenAuth
 from reconciler.github.jit import JitProvisioner
+from reconciler.github.limits import SecondaryLimits, WriteBudget
 from reconciler.github.registry import GitHubRunnerStates
 from reconciler.plan.guard import GuardPolicy
-from reconciler.plan.state import STARTED_BY
-from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
+from reconciler.runners import runner_name, task_id_of
+from reconciler.sandbox.runners import describe_runner_tasks, runner_task_arns
+from reconciler.sandbox.scenario import (
+    SANDBOX_GITHUB_TOKEN,
+    WITHOUT_SIDECAR,
+    Sandbox,
+    platform_pool_alone,
+)
 from reconciler.sandbox.world import GitHubWorld
 
-REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"
 GROUP = "ci-runners-linux-x64"  # behind the pool's capacity provider, linux-x64
 POOL = "platform-linux-dind"
@@ -60,25 +66,22 @@ QUARTERS = (0.25, 0.5, 0.75, 1.0)
 
 def specs_in(directory: Path, jobs: int) -> Path:
     """The example capacity providers and the platform pool alone: small tasks without a
-    Docker sidecar, room for the burst in `max` and the per-repository cap."""
-    target = directory / "specs"
-    target.mkdir()
-    shutil.copy(REPO / "specs" / "capacity-providers.yaml", target)
-    text = (REPO / "specs" / "org-platform-dind.yaml").read_text()
+    Docker sidecar (512 MiB is enough then), room for the burst in `max` and the
+    per-repository cap."""
     ceiling = jobs + 2 * IDLE
-    for old, new in (
-        ("cpu: 2048", "cpu: 256"),
-        ("memory: 4096", "memory: 512"),
-        ("max: 40", f"max: {ceiling}"),
-        ("maxPerRepository: 10", f"maxPerRepository: {ceiling}"),
-        ("  docker:\n    mode: dind\n", "  docker:\n    mode: none\n"),
-    ):
-        if old not in text:
-            raise SystemExit(f"burst: the example pool no longer has {old!r}")
-        text = text.replace(old, new)
-    text = re.sub(r"\n    image: docker:[^\n]*", "", text)  # no sidecar: 512 MiB is enough
-    (target / "org-platform-dind.yaml").write_text(text)
-    return target
+    try:
+        return platform_pool_alone(
+            directory,
+            (
+                ("cpu: 2048", "cpu: 256"),
+                ("memory: 4096", "memory: 512"),
+                ("max: 40", f"max: {ceiling}"),
+                ("maxPerRepository: 10", f"maxPerRepository: {ceiling}"),
+                WITHOUT_SIDECAR,
+            ),
+        )
+    except ValueError as error:
+        raise SystemExit(f"burst: {error}") from None
 
 
 class Sampler(threading.Thread):
@@ -86,20 +89,22 @@ class Sampler(threading.Thread):
 
     def __init__(self, sandbox: Sandbox, period: float = 0.5) -> None:
         super().__init__(name="burst-sampler", daemon=True)
-        self.ecs = sandbox.clients(read_only=True).ecs
+        sampling = sandbox.clients(read_only=True)
+        self.ecs, self.ecs_calls = sampling.ecs, sampling.calls
         self.period = period
         self.samples: list[tuple[float, int, int]] = []  # (monotonic, listed, running)
+        self.running: set[str] = set()
         self.stop_event = threading.Event()
 
     def count(self) -> tuple[int, int]:
-        arns = self.ecs.list_tasks(cluster=CLUSTER, startedBy=STARTED_BY, desiredStatus="RUNNING")[
-            "taskArns"
-        ]
-        running = 0
-        for index in range(0, len(arns), 100):
-            tasks = self.ecs.describe_tasks(cluster=CLUSTER, tasks=arns[index : index + 100])
-            running += sum(1 for t in tasks["tasks"] if t.get("lastStatus") == "RUNNING")
-        return len(arns), running
+        """Tasks listed, and RUNNING: a task seen RUNNING is not described again (the
+        burst's jobs outlast the bench), so sampling loads moto little."""
+        arns = runner_task_arns(self.ecs, CLUSTER)
+        fresh = [arn for arn in arns if arn not in self.running]
+        described = describe_runner_tasks(self.ecs, CLUSTER, fresh)
+        self.running |= {t["taskArn"] for t in described if t.get("lastStatus") == "RUNNING"}
+        self.running &= set(arns)
+        return len(arns), len(self.running)
 
     def run(self) -> None:
         while not self.stop_event.wait(self.period):
@@ -131,22 +136,61 @@ def main() -> int:
         default=DEFAULT_WRITERS,
         help=f"threads storing deliveries in DynamoDB (default {DEFAULT_WRITERS}, as run)",
     )
+    parser.add_argument(
+        "--room",
+        type=int,
+        default=0,
+        help="a shortfall: instances for about this many runners besides the idle ones "
+        "(default 0: room for the whole burst)",
+    )
+    parser.add_argument(
+        "--bind-workers",
+        type=int,
+        default=DEFAULT_BIND_WORKERS,
+        help=f"as run --bind-workers (default {DEFAULT_BIND_WORKERS})",
+    )
+    parser.add_argument(
+        "--github-write-budget",
+        default="off",
+        help="as run --github-write-budget (default off here: the simulated GitHub has no "
+        "secondary limits; run's default is GitHub's documented 80/500)",
+    )
+    parser.add_argument(
+        "--bind-in-cycle",
+        action="store_true",
+        help="each apply waits for its bindings (before this change; run binds in the "
+        "background across cycles)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=args.log, format="%(relativeCreated)7.0f %(name)s %(message)s")
     for noisy in ("moto", "httpx", "reconciler.sandbox.agent"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.log.upper() == "INFO":  # and how long each cycle's inputs took
+        logging.getLogger("reconciler.reconcile").setLevel(logging.DEBUG)
     warnings.simplefilter("ignore")  # moto's CloudFormation parser warns about the stack
     if not 1 <= args.jobs <= 2000:
         parser.error("--jobs must be between 1 and 2000")
     if args.demand_writers < 1:
         parser.error("--demand-writers must be at least 1")
+    if not 0 <= args.room < args.jobs or args.bind_workers < 1:
+        parser.error("--room must be from 0 to --jobs - 1 and --bind-workers at least 1")
+    try:
+        budget = WriteBudget.parse(args.github_write_budget)
+    except ValueError as error:
+        parser.error(str(error))
     instances = math.ceil((args.jobs + 2 * IDLE) / TASKS_PER_INSTANCE) + 1
+    if args.room:
+        instances = math.ceil((args.room + IDLE) / TASKS_PER_INSTANCE)
+        print(f"burst: shortfall: room for {instances * TASKS_PER_INSTANCE - IDLE} runners")
     with tempfile.TemporaryDirectory() as tmp:
         specs = specs_in(Path(tmp), args.jobs)
         # moto in its own process, as AWS is: its work does not take this process's GIL
         with Sandbox([specs], github=True, mode="process") as sandbox:
             room_for(sandbox, instances)
-            return run_burst(sandbox, specs, args.jobs, args.timeout, args.demand_writers)
+            settings = BurstSettings(
+                args.demand_writers, args.bind_workers, budget, not args.bind_in_cycle
+            )
+            return run_burst(sandbox, specs, args.jobs, args.timeout, settings)
 
 
 def room_for(sandbox: Sandbox, instances: int) -> None:
@@ -157,15 +201,36 @@ def room_for(sandbox: Sandbox, instances: int) -> None:
     sandbox.tick()
 
 
-def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers: int) -> int:
+@dataclass(frozen=True)
+class BurstSettings:
+    """The controller's knobs the bench exposes (as `run` has them)."""
+
+    writers: int
+    bind_workers: int
+    budget: WriteBudget | None
+    background: bool  # bind across cycles, as run does
+
+
+def run_burst(
+    sandbox: Sandbox, specs: Path, jobs: int, timeout: float, knobs: BurstSettings
+) -> int:
     assert sandbox.github is not None
     clients = sandbox.clients()  # the controller's: its calls are the ones counted
-    store = DynamoDemandStore(sandbox.clients().client("dynamodb"))
+    demand_clients = sandbox.clients()  # the webhook receiver's writers
+    store = DynamoDemandStore(demand_clients.client("dynamodb"))
     store.ensure_table()
     book = DemandBook(store)
-    with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
+    limits = SecondaryLimits(budget=knobs.budget)
+    github_url = sandbox.github.url
+    with GitHubClient(github_url, TokenAuth(SANDBOX_GITHUB_TOKEN), limits=limits) as github:
+        settings = ControllerSettings(
+            spec_paths=[specs],
+            guard=GuardPolicy(max_stop_share=1.0),
+            bind_workers=knobs.bind_workers,
+            background_binding=knobs.background,
+        )
         controller = Controller(
-            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
+            settings,
             clients,
             GitHubRunnerStates(github, boot_timeout=600),
             provisioner=JitProvisioner(github, clients.client("ssm")),
@@ -173,13 +238,14 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
             github=github,
         )
         receiver = WebhookReceiver.queued(
-            SECRET, book, controller.demand_pools, controller.on_job_event, writers=writers
+            SECRET, book, controller.demand_pools, controller.on_job_event, writers=knobs.writers
         )
         server = ControllerServer("127.0.0.1", 0, controller.status, lambda: True, None, receiver)
         server.start()
         loop = threading.Thread(target=controller.run, name="controller", daemon=True)
+        world_clients = sandbox.clients()  # the simulated runners' (their ECS and SSM calls)
         world = GitHubWorld(
-            sandbox.github, sandbox.clients(), [CLUSTER], f"http://{server.address}/webhook", SECRET
+            sandbox.github, world_clients, [CLUSTER], f"http://{server.address}/webhook", SECRET
         )
         sampler = Sampler(sandbox)
         try:
@@ -193,6 +259,8 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
                 time.sleep(0.2)
             baseline = sampler.count()[0]
             aws_before, github_before = clients.calls.snapshot(), github.calls.total()
+            others_before = [c.calls.total() for c in (demand_clients, world_clients)]
+            sampler_before = sampler.ecs_calls.total()
             sampler.start()
             began, began_wall = time.monotonic(), world.clock()
             queued = world.queue_jobs("platform/monorepo", LABELS, jobs, duration=3600)
@@ -206,6 +274,11 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
             sampler.stop_event.set()
             sampler.join()
             aws_after, github_after = clients.calls.snapshot(), github.calls.total()
+            others = [
+                c.calls.total() - before
+                for c, before in zip((demand_clients, world_clients), others_before, strict=True)
+            ]
+            others.append(sampler.ecs_calls.total() - sampler_before)
         finally:
             controller.stop()
             loop.join(timeout=30)
@@ -237,6 +310,17 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
         f"SSM {sum(ssm.values())} ({', '.join(f'{k[4:]} {v}' for k, v in sorted(ssm.items()))})"
         f", controller cycles {controller.cycles}"
     )
+    print(
+        f"moto requests during the burst: controller {sum(calls.values())}, demand writers "
+        f"{others[0]}, simulated runners {others[1]}, this bench's sampler {others[2]} "
+        "(the simulated ECS agent's not counted)"
+    )
+    print(
+        f"controller: {knobs.bind_workers} bind workers "
+        f"({'in the background' if knobs.background else 'each apply waits'}), "
+        "GitHub write budget "
+        f"{knobs.budget or 'off'}; {leftovers(sandbox, world)}"
+    )
     missing = jobs - len(started)
     if missing:
         print(
@@ -247,6 +331,28 @@ def run_burst(sandbox: Sandbox, specs: Path, jobs: int, timeout: float, writers:
         pools = controller.status.to_json().get("pools", {})
         print(f"burst: the controller's last view: {json.dumps(pools, default=str)[:600]}")
     return 0 if not missing else 1
+
+
+def leftovers(sandbox: Sandbox, world: GitHubWorld) -> str:
+    """Registrations and JIT parameters of no running task (what a shortfall must not leave)."""
+    assert sandbox.github is not None
+    ecs = sandbox.clients(read_only=True).ecs
+    arns = runner_task_arns(ecs, CLUSTER)
+    running = {task_id_of(arn) for arn in arns}
+    names = [r["name"] for r in sandbox.github.runners("/orgs/platform")]
+    orphans = set(names) - {runner_name(POOL, arn) for arn in arns}
+    ssm = sandbox.clients(read_only=True).client("ssm")
+    pages = ssm.get_paginator("get_parameters_by_path").paginate(
+        Path="/ecs-reconciler/jit", Recursive=True
+    )
+    parameters = [p["Name"] for page in pages for p in page["Parameters"]]
+    stray = [p for p in parameters if p.rsplit("/", 1)[-1] not in running]
+    created = sum(1 for m, p in sandbox.github.request_log if m == "POST" and "jitconfig" in p)
+    return (
+        f"registrations {len(names)} ({len(orphans)} of no running task), JIT parameters "
+        f"left {len(parameters)} ({len(stray)} of no running task), JIT configurations "
+        f"created {created}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ def plan_cycle(
     store, pools with a queue-wait objective (`scaling.slo`) size their warm runners from it;
     if it cannot be read they keep their floors and the plan says so.
     """
+    began = time.monotonic()
     spec_set = load_specs(spec_paths)
     demand_pools = tuple(
         PoolDemandSpec.of(pool) for pool in spec_set.pools if pool.spec.demand.source == "webhook"
@@ -105,12 +107,23 @@ def plan_cycle(
             log.warning("arrival store unreadable, queue-wait objectives not sized: %s", error)
             notes.append(Note("warning", f"learned arrivals not read (arrival store: {error})"))
     desired = render_desired(spec_set, now, observer.clients.region, pending, histories)
+    read = time.monotonic()
     observed = observer.observe(desired)
+    seen = time.monotonic()
     runner_states = runner_source.states([*observed.tasks, *observed.stopped_tasks])
+    asked = time.monotonic()
     in_flight = None
     if expectations is not None:
         stopped = observer.stopped_among(expectations.unlisted(observed.tasks))
         in_flight = expectations.observe(observed.tasks, stopped)
+    log.debug(
+        "cycle inputs: specs and demand %.2fs, AWS observed %.2fs, runner states %.2fs, "
+        "starts and stops in flight %.2fs",
+        read - began,
+        seen - read,
+        asked - seen,
+        time.monotonic() - asked,
+    )
     plan = make_plan(
         desired,
         observed,

@@ -8,7 +8,8 @@ implements it with task tags; the GitHub integration will implement it with the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +27,11 @@ class RunnerStateSource(Protocol):
         """Re-check, right before stopping it, that the runner is still idle (or failed)."""
         ...
 
+    def registered(self, task: ObservedTask, name: str) -> int | None:
+        """The id of the runner registered as `name` in the task's scope (as listed by the
+        last `states` call), or None: the runner of an unbound task may exist after all."""
+        ...
+
 
 class UnknownRunnerStates:
     """No source of runner state: everything is unknown, so nothing is ever stopped."""
@@ -37,6 +43,10 @@ class UnknownRunnerStates:
     def confirm_stoppable(self, task: ObservedTask) -> bool:
         """Never confirmed."""
         return False
+
+    def registered(self, task: ObservedTask, name: str) -> int | None:
+        """No registrations are known."""
+        return None
 
 
 class ProvisionFailed(Exception):
@@ -111,3 +121,64 @@ class NamingProvisioner:
 
     def abandon(self, provision: Provision) -> None:
         """Nothing was created."""
+
+
+# A runner task is bound (tagged with its runner name) by the apply that started it, seconds
+# after RunTask. One still unbound this long after it was created lost its binding (the lease
+# was lost, or the process died, between RunTask and binding): a later cycle binds it...
+REBIND_AFTER_SECONDS = 30.0
+# ...while its runner still waits for its configuration (the image's RUNNER_JIT_WAIT_SECONDS,
+# 120 s from its start, with margin for the binding itself); an older one is stopped instead.
+REBIND_UNTIL_SECONDS = 90.0
+
+
+@dataclass(frozen=True)
+class Unbound:
+    """Runner tasks that lost their binding: to bind now, and too old to bind (to stop)."""
+
+    bind: tuple[ObservedTask, ...] = ()
+    stop: tuple[ObservedTask, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.bind or self.stop)
+
+
+class UnboundWatch:
+    """Finds the running tasks that lost their binding (no runner-name tag).
+
+    A task's age is the longer of: since ECS created it (`created_at`, epoch seconds), and
+    since this watch first saw it unbound (monotonic; for a task whose creation time is not
+    reported, as moto's are not). Unbound for `bind_after` seconds: bound if younger than
+    `bind_until` and its pool is still specified, else stopped. The controller's one thread
+    uses it (not thread-safe)."""
+
+    def __init__(
+        self,
+        bind_after: float = REBIND_AFTER_SECONDS,
+        bind_until: float = REBIND_UNTIL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 <= bind_after < bind_until:
+            raise ValueError(f"need 0 <= bind_after < bind_until, got {bind_after}, {bind_until}")
+        self.bind_after, self.bind_until, self.clock = bind_after, bind_until, clock
+        self._first_seen: dict[str, float] = {}
+
+    def check(self, tasks: Sequence[ObservedTask], now: float, pools: Collection[str]) -> Unbound:
+        """The unbound tasks among `tasks` (observed at epoch `now`) old enough to act on."""
+        seen_at = self.clock()
+        unbound = [
+            task
+            for task in tasks
+            if not task.tags.get(RUNNER_NAME_TAG) and task.last_status != "STOPPED"
+        ]
+        self._first_seen = {task.arn: self._first_seen.get(task.arn, seen_at) for task in unbound}
+        bind: list[ObservedTask] = []
+        stop: list[ObservedTask] = []
+        for task in unbound:
+            age = seen_at - self._first_seen[task.arn]
+            if task.created_at is not None:
+                age = max(age, now - task.created_at)
+            if age < self.bind_after:
+                continue
+            (bind if age < self.bind_until and task.pool in pools else stop).append(task)
+        return Unbound(tuple(bind), tuple(stop))

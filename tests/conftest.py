@@ -1,10 +1,10 @@
 """Shared fixtures: spec texts to mutate, spec trees, a sandbox per test, git helpers.
 
-Expensive fixtures that only one module uses (a simulated day, a key pair, a sweep of states)
-are session-scoped in that module: xdist interleaves tests of several modules in one worker,
-and pytest tears a module fixture down, and later sets it up again, each time it moves to a
-test of another module. A session fixture defined in a module is still seen by that module
-alone.
+`make test` hands whole files to the xdist workers (`--dist loadfile`): a module's tests run
+in one worker, one after another, so a module fixture (a simulated day, a key pair) is set up
+once. Spread test by test, a worker interleaves modules, and pytest sets a module fixture up
+again each time it comes back to its module (`xdist_group` did not keep a group on one
+worker with pytest 9.2 and xdist 3.8: the simulated day ran on three workers).
 """
 
 from __future__ import annotations

@@ -70,13 +70,12 @@ def test_spec_edit_reconciles_without_waiting_for_the_resync(sandbox: Sandbox, s
         assert len(running_tasks(sandbox, PLATFORM)) == 2
         cycles = controller.cycles
         edit(specs / "org-platform-dind.yaml", "    idle: 2\n", "    idle: 3\n")
-        elapsed = wait_for(lambda: controller.cycles > cycles, 10)
-        # the resync is 300 s away: the watch triggered it (the latency itself, ~0.3 s, is a
-        # figure for bench/; a CPU-saturated CI machine needs the slack)
-        assert elapsed <= 5.0, f"reconciled {elapsed:.2f}s after the write"
+        # the resync is 300 s away: a cycle well before it, for "specs changed", is the watch's
+        # (the latency itself, ~0.3 s, is a figure for bench/, not a bound a loaded CI meets)
+        wait_for(lambda: controller.cycles > cycles, 30)
         wait_for(
             lambda: "specs changed" in controller.status.to_json()["controller"]["lastCycleReason"],
-            10,
+            30,
         )
         # the third runner needs an instance the cycle adds: started once it registered
         wait_for(lambda: len(running_tasks(sandbox, PLATFORM)) == 3, 15)

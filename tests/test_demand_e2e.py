@@ -62,7 +62,11 @@ def test_sixteen_jobs_three_repositories_capped_served_and_back_to_idle(
     with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
         states = GitHubRunnerStates(github, grace=1.0, boot_timeout=120)
         controller = Controller(
-            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
+            ControllerSettings(
+                spec_paths=[specs],
+                guard=GuardPolicy(max_stop_share=1.0),
+                background_binding=True,  # as run binds: across cycles
+            ),
             clients,
             states,
             provisioner=JitProvisioner(github, clients.client("ssm")),
@@ -140,6 +144,8 @@ def test_sixteen_jobs_three_repositories_capped_served_and_back_to_idle(
         finally:
             server.close()
             receiver.close()
+            assert controller.bindings is not None
+            controller.bindings.close()
 
     assert len(ran) == 16
     assert all(job.started_at and job.completed_at for job in ran), "a job never ran"

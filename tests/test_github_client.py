@@ -22,6 +22,7 @@ from reconciler.github import (
     TokenAuth,
     auth_from_environment,
 )
+from reconciler.github.limits import SecondaryLimits, WriteBudget
 from reconciler.sandbox.github_server import FakeGitHub
 
 pytestmark = pytest.mark.e2e  # starts servers or processes
@@ -57,7 +58,7 @@ def client(github: FakeGitHub, waits: list[float]) -> Iterator[GitHubClient]:
         yield c
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def app_key() -> tuple[bytes, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
@@ -353,3 +354,29 @@ def test_a_secondary_rate_limit_pauses_every_thread_using_the_client(
     # (the test's sleep does not pass time, so all of it was left)
     assert len(waits) == 2 and 6.0 < waits[1] <= 7.0
     assert client.list_runners(ORG) == [] and len(waits) == 2  # each pause waited once
+
+
+def test_jit_configurations_keep_the_write_budget_and_reads_do_not_spend_it(
+    github: FakeGitHub,
+) -> None:
+    """GitHub's content-creation limit (80 a minute in general) kept by the client: what
+    every bind worker goes through. A fake clock that the client's sleep advances."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limits = SecondaryLimits(budget=WriteBudget(2, 100), clock=lambda: now[0], sleep=sleep)
+    with GitHubClient(
+        github.url, TokenAuth(TOKEN), sleep=sleep, limits=limits, max_wait=90
+    ) as client:
+        for name in ("r-1", "r-2", "r-3"):
+            client.create_jit_config(ORG, name, 1, ["self-hosted"])
+        assert now[0] == pytest.approx(60.0)  # the 3rd waited for the minute's first place
+        client.list_runners(ORG)  # a read takes no write place
+        client.create_jit_config(ORG, "r-4", 1, ["self-hosted"])
+        assert now[0] == pytest.approx(60.0)  # the 2nd place of the minute since 0 is free
+        with pytest.raises(RateLimited, match="not sent: GitHub write budget 2/min, 4/h spent"):
+            limits.budget = WriteBudget(2, 4)  # the hour is full: the wait is beyond max_wait
+            client.create_jit_config(ORG, "r-5", 1, ["self-hosted"])
+        assert [r.name for r in client.list_runners(ORG)] == ["r-1", "r-2", "r-3", "r-4"]

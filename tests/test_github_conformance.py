@@ -265,14 +265,14 @@ def exercise_hook_deliveries(github: FakeGitHub, key: rsa.RSAPrivateKey, pem: by
             http.get(f"{hook}/deliveries/{failed['id']}")
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def dotcom_exchanges() -> list[Exchange]:
     with FakeGitHub() as github:
         exercise_client(github)
         return github.exchanges
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def ghes_exchanges() -> list[Exchange]:
     with FakeGitHub(prefix="/api/v3") as github:
         exercise_client(github)

@@ -850,7 +850,7 @@ def test_scaling(tmp_path: Path, codes: str, idle: int, expected: list, note: st
         assert note in messages(result, "info")
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def sweep_states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DesiredState]:
     """Specs for the sweep: an old revision, new ones at several sizes, pool-a removed."""
     root = tmp_path_factory.mktemp("sweep")

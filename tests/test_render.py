@@ -206,7 +206,7 @@ def test_json_of_no_changes(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- Markdown
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def three_hundred(tmp_path_factory: pytest.TempPathFactory) -> DesiredState:
     """300 pools and one capacity provider (loaded once: it is the slowest part)."""
     pools = [pool_spec(f"pool-{n:03d}") for n in range(300)]

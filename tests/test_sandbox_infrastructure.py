@@ -40,18 +40,18 @@ PLAN = InfrastructurePlan(
 )
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def server() -> Iterator[MotoServer]:
     with MotoServer() as moto:
         yield moto
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def account(server: MotoServer) -> SeededAccount:
     return seed_account(server.endpoint_url, REGION, PLAN)
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def first_sync(server: MotoServer, account: SeededAccount) -> AgentSyncResult:
     return SimulatedEcsAgent(server.endpoint_url, REGION).sync()
 

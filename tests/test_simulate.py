@@ -26,14 +26,13 @@ from reconciler.spec.loader import SpecSet, load_specs
 
 from .conftest import run_cli as cli
 
-# e2e: the CLI in processes; one xdist worker computes the module's day of simulation once
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("simulate")]
+pytestmark = pytest.mark.e2e  # the CLI in processes, a day of six policies
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMETERS = SimulationParameters()
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def trace_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("trace") / "day.jsonl"
     with open(path, "w") as out:
@@ -41,17 +40,17 @@ def trace_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def jobs(trace_file) -> list[TraceJob]:
     return read_trace(trace_file)
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def spec_set() -> SpecSet:
     return load_specs([REPO / "specs"])
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def worlds(jobs, spec_set) -> dict[str, World]:
     """Every policy run once on the day."""
     result = {}

@@ -40,7 +40,7 @@ def trace(tmp_path: Path, days: int, seed: int, start=DEFAULT_START, shape="gene
     return path
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def spec_set() -> SpecSet:
     return load_specs([REPO / "specs"])
 

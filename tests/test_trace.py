@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 FRIDAY = datetime.datetime(2026, 3, 6, tzinfo=TRACE_TIMEZONE)
 
 
-@pytest.fixture(scope="session")  # once per process, see conftest.py
+@pytest.fixture(scope="module")
 def weekend_payloads() -> list[dict]:
     """Friday and Saturday: working hours and a weekend night."""
     return list(generate_trace(2, seed=5, start=FRIDAY))

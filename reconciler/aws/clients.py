@@ -90,6 +90,9 @@ class AwsClients:
             user_agent_extra=f"ecs-reconciler/{__version__}",
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            # the bind workers (8 by default) and RunTask threads (4) share each client: with
+            # botocore's 10 connections a burst opened and discarded connections all along
+            max_pool_connections=32,
         )
         options: dict[str, Any] = {"config": config}
         if endpoint_url:

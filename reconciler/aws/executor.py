@@ -21,10 +21,11 @@ Correct when things go wrong:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -37,11 +38,22 @@ from ..plan.state import (
     LEASE_EPOCH_TAG,
     MANAGED_BY_TAG,
     MANAGED_BY_VALUE,
+    RUNNER_ID_TAG,
+    RUNNER_NAME_TAG,
+    SCOPE_TAG,
     START_TOKEN_TAG,
     STARTED_BY,
+    DesiredPool,
     ObservedState,
 )
-from ..runners import NamingProvisioner, ProvisionFailed, RunnerProvisioner, RunnerStateSource
+from ..runners import (
+    NamingProvisioner,
+    ProvisionFailed,
+    RunnerProvisioner,
+    RunnerStateSource,
+    Unbound,
+    runner_name,
+)
 from .clients import AwsClients
 from .observe import batches, tag_dict
 
@@ -49,6 +61,12 @@ log = logging.getLogger(__name__)
 AWS_ERRORS = (ClientError, BotoCoreError)
 RUN_TASK_MAX_COUNT = 10  # RunTask's `count`: "You can specify up to 10 tasks for each call"
 DEFAULT_BIND_WORKERS = 8  # GitHub and SSM calls in flight at once while binding runners
+# RunTask calls of one run action in flight at once: a 400-runner burst is 40 batches, and
+# each waits for its answer (ECS's RunTask rate: a burst of 100, 40 a second refilled, per
+# account and Region: "Amazon ECS API request throttling", Amazon ECS API Reference)
+RUN_TASK_CONCURRENCY = 4
+NOT_SENT = "not sent: an earlier batch was not filled"
+T = TypeVar("T")
 
 
 class ActionFailed(Exception):
@@ -118,10 +136,14 @@ class Executor:
         fence: Fence | None = None,
         expectations: Expectations | None = None,
         bind_workers: int = DEFAULT_BIND_WORKERS,
+        bindings: Bindings | None = None,
     ) -> None:
         """`fence`: the lease (None: a single replica, nothing to fence). `expectations`:
         the controller's, kept across cycles (default: this apply's own). `bind_workers`:
-        runners bound to their placed tasks at once."""
+        runners bound to their placed tasks at once. `bindings`: the controller's, kept
+        across cycles: runners are bound in the background and the apply does not wait for
+        them (default: each run action binds its tasks and waits)."""
+        self.bindings = bindings
         if bind_workers < 1:
             raise ValueError(f"bind_workers must be at least 1, not {bind_workers}")
         self.bind_workers = bind_workers
@@ -393,25 +415,56 @@ class Executor:
             environment = self.provisioner.environment(pool, launch)
         except ProvisionFailed as error:
             raise ActionFailed(f"started 0 of {action.count} runner(s): {error}") from error
-        placed, shortfall, unclear = 0, "", ""
-        with Binder(self, pool, launch, action.cluster) as binder:
-            while placed < action.count and not shortfall and not unclear:
-                count = min(RUN_TASK_MAX_COUNT, action.count - placed)
+        placed, shortfall, unclear, refused = 0, "", "", ""
+        with (
+            Binder(self, pool, launch, action.cluster) as binder,
+            ThreadPoolExecutor(RUN_TASK_CONCURRENCY, "run-task") as requests,
+        ):
+            batches: list[tuple[int, str, Future[tuple[list[str], str]]]] = []
+            full = threading.Event()  # a batch was not filled: the others are not sent
+            for first in range(0, action.count, RUN_TASK_MAX_COUNT):
+                count = min(RUN_TASK_MAX_COUNT, action.count - first)
                 slot = self.expectations.next_slot(pool, self.epoch, count)
                 token = start_token(
                     pool, arn, self.epoch, slot, self.expectations.incarnation, count
                 )
-                tasks, problem = self._run_batch(action, arn, environment, count, token)
+                batch = self._fenced(
+                    self._run_batch_unless, full, action, arn, environment, count, token
+                )
+                batches.append((count, token, requests.submit(batch)))
+            for count, token, future in batches:  # in order: a shortfall stops the rest
+                if (shortfall or unclear or refused) and future.cancel():
+                    continue  # not sent (those sent already are settled: they may have placed)
+                try:
+                    tasks, problem = future.result()
+                    if problem == NOT_SENT:
+                        continue
+                except LeaseLost:
+                    # nothing more may be sent: these starts may have happened; the next
+                    # leader sees them listed (unbound: it binds them, or they give up)
+                    for batch_in_flight in batches:
+                        batch_in_flight[2].cancel()
+                    for _ in range(count):
+                        self.expectations.expect_start(pool, token=token, cluster=action.cluster)
+                    raise
+                except AWS_ERRORS as error:  # refused (4xx): surely not started
+                    refused = refused or str(error)
+                    continue
+                if problem.startswith("unclear:") and not tasks:
+                    for _ in range(count):  # counted as starting until listed or expired
+                        self.expectations.expect_start(pool, token=token, cluster=action.cluster)
                 for task_arn in tasks:
                     self.expectations.expect_start(pool, "", task_arn, action.cluster, token)
                 binder.submit(tasks)
                 placed += len(tasks)
-                if problem and problem.startswith("unclear:"):
-                    unclear = problem.removeprefix("unclear:")
-                elif problem or len(tasks) < count:
+                if problem.startswith("unclear:"):
+                    unclear = unclear or problem.removeprefix("unclear:")
+                elif (problem or len(tasks) < count) and not shortfall:
                     shortfall = problem or "ECS placed fewer tasks than asked"
             binder.wait()  # LeaseLost from a worker ends the apply here
         bound = binder.summary()
+        if refused:
+            raise ActionFailed(f"started {placed} of {action.count} runner(s){bound}; {refused}")
         if unclear:
             raise ActionFailed(f"started {placed} of {action.count} runner(s){bound}; {unclear}")
         if shortfall:
@@ -428,13 +481,45 @@ class Executor:
             raise ActionFailed(f"started {placed} of {action.count} runner(s){bound}")
         return f"started {action.count} runner(s){bound}"
 
+    def _fenced(self, work: Callable[..., T], *args: Any) -> Callable[[], T]:
+        """`work(*args)` for another thread, inside this apply's fence."""
+
+        def fenced_work() -> T:
+            with fencing.fenced(self.fence):
+                return work(*args)
+
+        return fenced_work
+
+    def _run_batch_unless(
+        self,
+        full: threading.Event,
+        action: Action,
+        arn: str,
+        environment: dict[str, str],
+        count: int,
+        token: str,
+    ) -> tuple[list[str], str]:
+        """`_run_batch`, unless an earlier batch was not filled (`full` set; then nothing is
+        sent: ([], NOT_SENT)); sets `full` when this one is not, so that no other request
+        thread sends its batch after a shortfall (at most those in flight meanwhile)."""
+        if full.is_set():
+            return [], NOT_SENT
+        try:
+            tasks, problem = self._run_batch(action, arn, environment, count, token)
+        except BaseException:  # refused, or the lease lost: send no more either
+            full.set()
+            raise
+        if problem or len(tasks) < count:
+            full.set()
+        return tasks, problem
+
     def _run_batch(
         self, action: Action, arn: str, environment: dict[str, str], count: int, token: str
     ) -> tuple[list[str], str]:
         """One RunTask of `count` identical tasks: the task ARNs ECS placed, and why not all
-        ("" when all were; "unclear: ..." when RunTask failed without a clear answer)."""
+        ("" when all were; "unclear: ..." when RunTask failed without a clear answer). Runs
+        on a request thread: touches no expectations."""
         launch = action.after
-        pool = action.pool or action.name
         try:
             response = self.clients.ecs.run_task(
                 cluster=action.cluster,
@@ -449,12 +534,6 @@ class Executor:
                 enableECSManagedTags=True,
                 clientToken=token,
             )
-        except LeaseLost:
-            # nothing more may be sent: these starts may have happened; the next leader
-            # sees them listed (unbound: their runners give up waiting and exit)
-            for _ in range(count):
-                self.expectations.expect_start(pool, token=token, cluster=action.cluster)
-            raise
         except ClientError as error:
             if _rejected(error):
                 raise  # surely not started; nothing was created for it
@@ -471,14 +550,11 @@ class Executor:
         """RunTask failed without saying whether its tasks exist: look them up by the
         batch's token tag. Those found started (and are bound); when none is listed (ECS
         lists new tasks late), the batch counts as `count` starts of that token until its
-        tasks are listed or the expectation expires."""
-        pool = action.pool or action.name
+        tasks are listed or the expectation expires (recorded by `_run`)."""
         found = self._find_tasks(action.cluster, token)
         if found:
             log.warning("RunTask failed (%s), but %d task(s) of its batch exist", error, len(found))
             return found, ""
-        for _ in range(count):
-            self.expectations.expect_start(pool, token=token, cluster=action.cluster)
         return [], (
             f"unclear:RunTask of {count} failed without a clear answer and no task of its "
             f"batch is listed ({error}): counted as starting until listed or expired"
@@ -523,6 +599,49 @@ class Executor:
             cluster=cluster, task=task_arn, reason=f"ecs-reconciler: not bound: {why}"[:255]
         )
 
+    def rebind(self, unbound: Unbound, pools: Mapping[str, DesiredPool]) -> list[str]:
+        """Tasks that lost their binding (`runners.unbound_tasks`): a task whose runner is
+        registered after all (its binding was cut off before the tag) is tagged with it; the
+        others are bound now (`unbound.bind`, on the worker pool) or stopped (`unbound.stop`:
+        too old, their runner is giving up). Fenced like `apply`: `LeaseLost` ends it at once.
+        Returns one line per task."""
+        with fencing.fenced(self.fence):
+            return self._rebind(unbound, pools)
+
+    def _rebind(self, unbound: Unbound, pools: Mapping[str, DesiredPool]) -> list[str]:
+        done: list[str] = []
+        to_bind: dict[tuple[str, str, str], list[str]] = {}
+        for task in (*unbound.bind, *unbound.stop):
+            name = runner_name(task.pool, task.arn)
+            runner_id = self.runner_states.registered(task, name)
+            try:
+                if runner_id is not None:
+                    tags = {RUNNER_NAME_TAG: name, RUNNER_ID_TAG: str(runner_id)}
+                    self.clients.ecs.tag_resource(resourceArn=task.arn, tags=_aws_tags(tags))
+                    done.append(f"task {task.task_id}: its runner {name} was registered; tagged")
+                elif task in unbound.bind:
+                    group = (task.pool, task.cluster, task.tags.get(SCOPE_TAG, ""))
+                    to_bind.setdefault(group, []).append(task.arn)
+                else:
+                    self._stop_unbound(task.cluster, task.arn, "too old to bind")
+                    self.expectations.expect_stop(task.pool, task.arn)
+                    done.append(f"task {task.task_id}: never bound and too old to bind; stopped")
+            except AWS_ERRORS as error:  # the next cycle sees it unbound again
+                done.append(f"task {task.task_id}: not re-bound: {error}")
+        for (pool, cluster, scope), arns in sorted(to_bind.items()):
+            desired = pools[pool]
+            launch = {
+                "tags": {SCOPE_TAG: scope},
+                "runner": {"labels": list(desired.labels), "group": desired.runner_group},
+            }
+            with Binder(self, pool, launch, cluster) as binder:
+                binder.submit(arns)
+                binder.wait()
+            done.append(f"pool {pool}: binding {len(arns)} unbound task(s){binder.summary()}")
+        for line in done:
+            log.info("re-binding: %s", line)
+        return done
+
     def _stop(self, action: Action, _: int) -> str:
         stopped, kept = 0, 0
         pool = action.pool or action.name
@@ -559,8 +678,11 @@ class Binder:
 
     def __init__(self, executor: Executor, pool: str, launch: dict[str, Any], cluster: str):
         self.executor, self.pool, self.launch, self.cluster = executor, pool, launch, cluster
-        self._workers = ThreadPoolExecutor(
-            max_workers=executor.bind_workers, thread_name_prefix="bind-runner"
+        self.shared = executor.bindings  # the controller's: binds in the background
+        self._workers = (
+            ThreadPoolExecutor(max_workers=executor.bind_workers, thread_name_prefix="bind-runner")
+            if self.shared is None
+            else None
         )
         self._futures: dict[Future[str], str] = {}
         self.bound = 0
@@ -570,38 +692,35 @@ class Binder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._workers.shutdown(wait=True, cancel_futures=True)
+        if self._workers is not None:
+            self._workers.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, task_arns: list[str]) -> None:
         """Bind these placed tasks (in the background)."""
+        if self.shared is not None:
+            self.shared.submit(self.executor, self.pool, self.launch, self.cluster, task_arns)
+            return
+        assert self._workers is not None
         for task_arn in task_arns:
-            self._futures[self._workers.submit(self._bind, task_arn)] = task_arn
-
-    def _bind(self, task_arn: str) -> str:
-        with fencing.fenced(self.executor.fence):
-            return self.executor._bind(self.pool, self.launch, self.cluster, task_arn)
+            work = _fenced_binding(self.executor, self.pool, self.launch, self.cluster, task_arn)
+            self._futures[self._workers.submit(work)] = task_arn
 
     def wait(self) -> None:
-        """Wait for every binding; raise `LeaseLost` if a worker's call was refused."""
+        """Wait for every binding; raise `LeaseLost` if a worker's call was refused. (With
+        the controller's shared bindings: nothing to wait for, `Bindings.collect` settles.)"""
         lost: LeaseLost | None = None
         for future in as_completed(self._futures):
-            task_id = self._futures[future].rsplit("/", 1)[-1]
             if future.cancelled():
                 continue
-            try:
-                why = future.result()
-            except LeaseLost as error:
-                lost = lost or error
+            settled = _settle(future, self._futures[future])
+            if settled.lost is not None:
+                lost = lost or settled.lost
                 for other in self._futures:
                     other.cancel()
-                continue
-            except Exception as error:  # a worker's failure is this task's, not the apply's
-                log.warning("runner task %s: binding failed: %s", task_id, error)
-                self.failed.append(f"{task_id}: {error}")
-                continue
-            if why:
-                self.failed.append(f"{task_id}: {why}")
-                self.executor.expectations.expect_stop(self.pool, self._futures[future])
+            elif settled.failure:
+                self.failed.append(settled.failure)
+                if settled.stopped:
+                    self.executor.expectations.expect_stop(self.pool, self._futures[future])
             else:
                 self.bound += 1
         if lost is not None:
@@ -609,10 +728,119 @@ class Binder:
 
     def summary(self) -> str:
         """ ", N bound to their runners" and the failures, for the action's outcome."""
+        if self.shared is not None:
+            return "; binding them in the background"
         if not self.failed:
             return ""
         shown = "; ".join(self.failed[:3]) + ("; ..." if len(self.failed) > 3 else "")
         return f" ({self.bound} bound; {len(self.failed)} not bound and stopped: {shown})"
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """How one binding ended: bound (no failure), failed (stopped or not), or lease lost."""
+
+    failure: str = ""
+    stopped: bool = False
+    lost: LeaseLost | None = None
+
+
+def _fenced_binding(
+    executor: Executor, pool: str, launch: dict[str, Any], cluster: str, task_arn: str
+) -> Callable[[], str]:
+    """The work of one binding on a worker thread, inside the apply's fence: each of its
+    mutating calls passes the same choke point as the apply's own (`fencing.check`)."""
+
+    def bind() -> str:
+        with fencing.fenced(executor.fence):
+            return executor._bind(pool, launch, cluster, task_arn)
+
+    return bind
+
+
+def _settle(future: Future[str], task_arn: str) -> _Settled:
+    """The outcome of a finished binding of `task_arn` (never raises)."""
+    task_id = task_arn.rsplit("/", 1)[-1]
+    try:
+        why = future.result()
+    except LeaseLost as error:
+        return _Settled(lost=error)
+    except Exception as error:  # a worker's failure is this task's, not the apply's
+        log.warning("runner task %s: binding failed: %s", task_id, error)
+        return _Settled(failure=f"{task_id}: {error}")
+    return _Settled(failure=f"{task_id}: {why}", stopped=True) if why else _Settled()
+
+
+@dataclass
+class Collected:
+    """The bindings `Bindings.collect` found finished: bound, failed by pool, lease lost."""
+
+    bound: int = 0
+    failed: dict[str, list[str]] = field(default_factory=dict)
+    lease_lost: int = 0
+
+
+class Bindings:
+    """The controller's runner bindings, in flight across cycles on one worker pool.
+
+    A cycle's run actions only request the tasks (RunTask) and hand each placed task here;
+    the next cycle need not wait for GitHub and SSM, so demand that arrives while a burst is
+    being bound is requested at once. Each binding runs inside the fence of the apply that
+    placed its task. The controller's thread calls `collect` each cycle: failed bindings
+    (their task was stopped) become expected stops and back their pool off, as a failed
+    action does. `pending` says which tasks are still being bound, so that they are not
+    taken for tasks that lost their binding."""
+
+    def __init__(self, workers: int = DEFAULT_BIND_WORKERS) -> None:
+        if workers < 1:
+            raise ValueError(f"bind workers must be at least 1, not {workers}")
+        self._workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind-runner")
+        self._lock = threading.Lock()
+        self._futures: dict[Future[str], tuple[str, str]] = {}  # -> (pool, task ARN)
+
+    def submit(
+        self,
+        executor: Executor,
+        pool: str,
+        launch: dict[str, Any],
+        cluster: str,
+        task_arns: list[str],
+    ) -> None:
+        """Bind these placed tasks in the background."""
+        for task_arn in task_arns:
+            work = _fenced_binding(executor, pool, launch, cluster, task_arn)
+            with self._lock:
+                self._futures[self._workers.submit(work)] = (pool, task_arn)
+
+    def pending(self) -> set[str]:
+        """The task ARNs still being bound."""
+        with self._lock:
+            return {arn for future, (_, arn) in self._futures.items() if not future.done()}
+
+    def collect(self, expectations: Expectations) -> Collected:
+        """Settle the bindings that finished since the last call."""
+        with self._lock:
+            finished = {f: key for f, key in self._futures.items() if f.done()}
+            for future in finished:
+                del self._futures[future]
+        collected = Collected()
+        for future, (pool, task_arn) in finished.items():
+            if future.cancelled():
+                continue
+            settled = _settle(future, task_arn)
+            if settled.lost is not None:
+                collected.lease_lost += 1  # unbound: the next leader binds it or stops it
+            elif settled.failure:
+                collected.failed.setdefault(pool, []).append(settled.failure)
+                if settled.stopped:
+                    expectations.expect_stop(pool, task_arn)
+            else:
+                collected.bound += 1
+        return collected
+
+    def close(self) -> None:
+        """Finish the bindings begun, cancel the others (their tasks are re-bound later)."""
+        self._workers.shutdown(wait=True, cancel_futures=True)
 
 
 def _rejected(error: ClientError) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..aws.clients import AwsClients
 from ..clock import utc_now
+from ..github.limits import DOCUMENTED_CONCURRENCY, WriteBudget
 from ..plan.actions import Plan
 from ..plan.render_markdown import render_markdown
 from ..plan.render_text import render_text
@@ -37,6 +38,7 @@ RUNNER_STATE_ENV = "ECS_RECONCILER_RUNNER_STATES"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 JIT_KMS_KEY_ENV = "ECS_RECONCILER_JIT_KMS_KEY"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+DEFAULT_WRITE_BUDGET = "80/500"
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +75,24 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
         f"in the account may decrypt); env {JIT_KMS_KEY_ENV}",
     )
     parser.add_argument(
+        "--github-write-budget",
+        type=_write_budget,
+        default=_write_budget(DEFAULT_WRITE_BUDGET),
+        metavar="PER_MINUTE[/PER_HOUR]|off",
+        help="github runner states: GitHub's secondary limit on content-creating requests, "
+        "kept on our side: at most this many POSTs (JIT configurations) a sliding minute and "
+        f"hour (default {DEFAULT_WRITE_BUDGET}, as GitHub documents it in general; raise it "
+        "where GitHub allows more, or off)",
+    )
+    parser.add_argument(
+        "--github-concurrency",
+        type=_positive_int,
+        default=DOCUMENTED_CONCURRENCY,
+        metavar="N",
+        help="github runner states: GitHub requests in flight at once, every thread counted "
+        f"(default {DOCUMENTED_CONCURRENCY}, GitHub's documented secondary limit)",
+    )
+    parser.add_argument(
         "--now",
         type=_timestamp,
         help="plan as if it were this time (ISO 8601, for idle schedules); default: now",
@@ -96,6 +116,19 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
         f"published more than DAYS ago (default {DEFAULT_MAX_AGE.days}; GitHub stops giving "
         "jobs to it 30 days after)",
     )
+
+
+def _write_budget(text: str) -> WriteBudget | None:
+    try:
+        return WriteBudget.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _timestamp(text: str) -> datetime.datetime:
@@ -153,10 +186,13 @@ def runner_state_source(args: argparse.Namespace, clients: AwsClients) -> Runner
         return TaskTagRunnerStates(clients)
     if args.runner_states == "github":
         from ..github import GitHubClient, auth_from_environment
+        from ..github.limits import SecondaryLimits
         from ..github.registry import GitHubRunnerStates
 
+        limits = SecondaryLimits(args.github_concurrency, args.github_write_budget)
         return GitHubRunnerStates(
-            GitHubClient(auth=auth_from_environment()), boot_timeout=args.boot_timeout
+            GitHubClient(auth=auth_from_environment(), limits=limits),
+            boot_timeout=args.boot_timeout,
         )
     return UnknownRunnerStates()
 

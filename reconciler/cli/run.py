@@ -14,12 +14,14 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ..aws.clients import AwsClients, AwsConfigurationError
+from ..aws.executor import DEFAULT_BIND_WORKERS
 from ..controller.gitsource import GitSource
 from ..controller.lease import LeaderElector, LeaseConfig
 from ..controller.loop import Controller, ControllerSettings
@@ -129,6 +131,40 @@ def register(verbs: Any) -> None:
         metavar="SECONDS",
         help="read the hook's delivery log this often (default 60: one request a minute)",
     )
+    for flag, low, high, default, what in (
+        (
+            "--bind-workers",
+            1,
+            64,
+            DEFAULT_BIND_WORKERS,
+            "runner tasks bound to their JIT registration at once after ECS placed them "
+            "(GitHub and SSM calls in flight); GitHub's --github-concurrency and "
+            "--github-write-budget still apply",
+        ),
+        (
+            "--coalesce-ms",
+            0,
+            10_000,
+            ControllerSettings.coalesce_ms,
+            "triggers (webhook deliveries) less than MS apart are one reconcile cycle (0: a "
+            "cycle per wake-up); a lone delivery waits this long",
+        ),
+        (
+            "--coalesce-max-ms",
+            0,
+            60_000,
+            ControllerSettings.coalesce_max_ms,
+            "a burst of triggers is gathered at most this long after its first before the "
+            "cycle starts (at least --coalesce-ms)",
+        ),
+    ):
+        parser.add_argument(
+            flag,
+            type=_bounded_int(flag, low, high),
+            default=default,
+            metavar="N" if low else "MS",
+            help=f"{what} ({low}-{high}, default {default})",
+        )
     parser.add_argument(
         "--workdir",
         default=".ecs-reconciler",
@@ -148,12 +184,21 @@ def run(args: argparse.Namespace) -> int:
             git = GitSource(args.git_url, args.branch, Path(args.workdir) / "repo", args.git_path)
             git.sync()
             paths = [str(git.spec_dir)]
+        if args.coalesce_max_ms < args.coalesce_ms:
+            raise ValueError(
+                f"--coalesce-max-ms ({args.coalesce_max_ms}) must be at least --coalesce-ms "
+                f"({args.coalesce_ms})"
+            )
         settings = ControllerSettings(
             spec_paths=paths,
             resync_interval=args.resync,
             guard=GuardPolicy(max_stop_share=args.max_stop_share, allow_delete=args.allow_delete),
             git_poll_interval=args.git_poll,
             revision_refresh=args.revision_refresh,
+            coalesce_ms=args.coalesce_ms,
+            coalesce_max_ms=args.coalesce_max_ms,
+            bind_workers=args.bind_workers,
+            background_binding=True,
         )
         elector = _elector(args, clients) if args.leader_election else None
         source = runner_state_source(args, clients)
@@ -238,6 +283,19 @@ def run(args: argparse.Namespace) -> int:
             receiver.close()
     print("ecs-reconciler controller: stopped", flush=True)
     return EXIT_OK
+
+
+def _bounded_int(flag: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number within [low, high]."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes a whole number from {low} to {high}, not {text!r}"
+            )
+        return int(text)
+
+    return parse
 
 
 def _redeliverer(

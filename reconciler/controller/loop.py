@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import fencing
 from ..aws.clients import AwsClients
-from ..aws.executor import ApplyResult, Executor
+from ..aws.executor import DEFAULT_BIND_WORKERS, ApplyResult, Bindings, Executor
 from ..aws.observe import Observer
 from ..clock import UtcClock, utc_now
 from ..demand import (
@@ -46,7 +46,7 @@ from ..plan.expectations import Expectations
 from ..plan.guard import GuardPolicy, refused_actions
 from ..plan.state import family_of
 from ..reconcile import Cycle, plan_cycle, slo_pool_names
-from ..runners import RunnerProvisioner, RunnerStateSource
+from ..runners import RunnerProvisioner, RunnerStateSource, UnboundWatch
 from ..spec.loader import SPEC_SUFFIXES
 from .gitsource import GitSource
 from .metrics import NO_POOL_JOBS, ControllerMetrics
@@ -62,8 +62,14 @@ class ControllerSettings:
     spec_paths: Sequence[str | Path] = ("specs",)
     resync_interval: float = 60.0
     debounce_ms: int = 300
-    # triggers arriving within this long of the first are one cycle (a webhook burst)
+    # triggers arriving less than coalesce_ms apart are one cycle (a webhook burst), for
+    # at most coalesce_max_ms after the first
     coalesce_ms: int = 250
+    coalesce_max_ms: int = 2000
+    bind_workers: int = DEFAULT_BIND_WORKERS  # runner tasks bound to registrations at once
+    # bind runners in the background, across cycles (run does): the next cycle need not wait
+    # for GitHub and SSM; False: each apply waits for its bindings
+    background_binding: bool = False
     guard: GuardPolicy = field(default_factory=GuardPolicy)
     backoff_base: float = 5.0
     backoff_max: float = 300.0
@@ -76,16 +82,30 @@ class ControllerSettings:
 class Triggers:
     """A thread-safe doorbell: anyone may ring it with a reason; the loop waits for it.
 
-    Rings close together are one wake-up: after the first, `wait` gathers the others for
-    `coalesce` seconds more (a burst of webhook deliveries becomes one cycle; a lone one
-    waits that long at most). A "stop" ends the wait at once."""
+    Rings close together are one wake-up: after the first, `wait` gathers the others until
+    none came for `coalesce` seconds, and at most `coalesce_max` seconds after the first (a
+    burst of webhook deliveries becomes one cycle, however long GitHub takes to send it,
+    within that bound; a lone delivery waits `coalesce` at most). A "stop" ends the wait at
+    once."""
 
     STOP = "stop"
 
-    def __init__(self, coalesce: float = 0.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        coalesce: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        coalesce_max: float | None = None,
+    ):
+        """`coalesce_max` defaults to `coalesce` (a fixed window after the first ring)."""
+        coalesce_max = coalesce if coalesce_max is None else coalesce_max
         if coalesce < 0:
             raise ValueError(f"coalesce must be >= 0 seconds, not {coalesce}")
+        if coalesce_max < coalesce:
+            raise ValueError(
+                f"coalesce_max ({coalesce_max}s) must be at least coalesce ({coalesce}s)"
+            )
         self.coalesce = coalesce
+        self.coalesce_max = coalesce_max
         self._clock = clock
         self._condition = threading.Condition()
         self._reasons: list[str] = []
@@ -102,8 +122,15 @@ class Triggers:
             if not self._reasons:
                 self._condition.wait(timeout=max(0.0, timeout))
             if self._reasons and self.coalesce > 0:
-                until = self._clock() + self.coalesce
-                while self.STOP not in self._reasons and (left := until - self._clock()) > 0:
+                first = self._clock()
+                quiet_from, seen = first, len(self._reasons)
+                while self.STOP not in self._reasons:
+                    if len(self._reasons) > seen:  # another ring: the quiet gap starts again
+                        quiet_from, seen = self._clock(), len(self._reasons)
+                    until = min(quiet_from + self.coalesce, first + self.coalesce_max)
+                    left = until - self._clock()
+                    if left <= 0:
+                        break
                     self._condition.wait(timeout=left)
             reasons, self._reasons = self._reasons, []
             return reasons
@@ -197,7 +224,9 @@ class Controller:
         self.status = status or StatusBoard(wall_clock)
         self.is_leader = is_leader
         self.clock = clock
-        self.triggers = Triggers(coalesce=settings.coalesce_ms / 1000)
+        self.triggers = Triggers(
+            coalesce=settings.coalesce_ms / 1000, coalesce_max=settings.coalesce_max_ms / 1000
+        )
         self.backoff = PoolBackoff(settings.backoff_base, settings.backoff_max, clock)
         self._stop = threading.Event()
         self.cycles = 0
@@ -218,6 +247,8 @@ class Controller:
             scale_set_listeners.on_message = self.on_scale_set_message
         self.fence = fence
         self.expectations = Expectations()
+        self.unbound = UnboundWatch(clock=clock)  # tasks that lost their binding
+        self.bindings = Bindings(settings.bind_workers) if settings.background_binding else None
 
     def demand_pools(self) -> tuple[PoolDemandSpec, ...] | None:
         """The pools of the last cycle's specs, for the demand book; None before the first."""
@@ -259,6 +290,8 @@ class Controller:
                 reasons = self.triggers.wait(self._next_wake()) or [timer]
         finally:
             watcher.stop_event.set()
+            if self.bindings is not None:
+                self.bindings.close()
 
     def _next_wake(self) -> float:
         pending = self.backoff.waiting()
@@ -271,6 +304,7 @@ class Controller:
         """One cycle: observe and plan; apply when leading and the specs are valid."""
         log.info("reconcile (%s)", reason)
         started = time.monotonic()
+        self._collect_bindings()
         now = self.wall_clock()
         cycle = plan_cycle(
             self.settings.spec_paths,
@@ -307,6 +341,17 @@ class Controller:
         elif leader and cycle.plan.has_changes and not self.stopping:
             result = self._apply(cycle)
         self._waiting_for_capacity = result is not None and _waits_for_capacity(cycle)
+        if leader and _saw_everything(cycle) and not self.stopping:
+            binding = self.bindings.pending() if self.bindings is not None else set()
+            unbound = self.unbound.check(
+                [task for task in cycle.observed.tasks if task.arn not in binding],
+                now.timestamp(),
+                cycle.desired.pools,
+            )
+            if unbound:
+                self._fenced(
+                    "re-binding", lambda: self._executor(cycle).rebind(unbound, cycle.desired.pools)
+                )
         if leader and self.janitor is not None and _saw_everything(cycle) and not self.stopping:
             janitor = self.janitor
             self._fenced(
@@ -334,6 +379,25 @@ class Controller:
         if self.github is not None:
             self.metrics.record_github_calls(self.github.calls)
         return cycle, result
+
+    def _collect_bindings(self) -> None:
+        """Settle the background bindings that finished: a pool whose runners could not be
+        bound backs off, as when its run action fails."""
+        if self.bindings is None:
+            return
+        collected = self.bindings.collect(self.expectations)
+        for pool, failures in sorted(collected.failed.items()):
+            delay = self.backoff.failed(pool)
+            shown = "; ".join(failures[:3]) + ("; ..." if len(failures) > 3 else "")
+            log.warning(
+                "pool %s: %d runner(s) not bound and stopped (%s); retrying in %.0fs",
+                pool,
+                len(failures),
+                shown,
+                delay,
+            )
+        if collected.lease_lost:
+            log.warning("%d binding(s) refused: the lease was lost", collected.lease_lost)
 
     def _fenced(self, what: str, work: Callable[[], object]) -> None:
         """Leader-only work outside the apply, with its mutating calls fenced as well."""
@@ -409,6 +473,19 @@ class Controller:
         kinds = ", ".join(sorted({job.kind for job in message.jobs})) or "statistics"
         self.triggers.fire(f"scale set {pool}: {kinds}")
 
+    def _executor(self, cycle: Cycle) -> Executor:
+        return Executor(
+            self.clients,
+            cycle.observed,
+            self.runner_states,
+            progress=log.info,
+            provisioner=self.provisioner,
+            fence=self.fence,
+            expectations=self.expectations,
+            bind_workers=self.settings.bind_workers,
+            bindings=self.bindings,
+        )
+
     def _apply(self, cycle: Cycle) -> ApplyResult:
         refused = refused_actions(cycle.plan, self.settings.guard)
         waiting = self.backoff.waiting()
@@ -417,15 +494,7 @@ class Controller:
                 refused[action] = (
                     f"pool {action.pool} backing off ({waiting[action.pool]:.0f}s left)"
                 )
-        executor = Executor(
-            self.clients,
-            cycle.observed,
-            self.runner_states,
-            progress=log.info,
-            provisioner=self.provisioner,
-            fence=self.fence,
-            expectations=self.expectations,
-        )
+        executor = self._executor(cycle)
         # stop after the action in flight on SIGTERM, or when the lease is lost mid-apply
         result = executor.apply(
             cycle.plan, refused, should_stop=lambda: self.stopping or not self.is_leader()

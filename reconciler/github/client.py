@@ -34,6 +34,7 @@ from .. import fencing
 from ..clock import WallClock, wall_time
 from ..counting import CallCounter
 from .auth import AppAuth, Auth, auth_from_environment
+from .limits import BudgetExceeded, SecondaryLimits
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ class GitHubError(Exception):
         self.message = message
 
     def __str__(self) -> str:
-        what = "network error" if self.status == 0 else f"HTTP {self.status}"
+        what = f"HTTP {self.status}"
+        if self.status == 0:  # no answer: a network error, or not sent (our own budget)
+            what = "not sent" if isinstance(self, RateLimited) else "network error"
         return f"{self.method} {self.endpoint}: {what}: {self.message}"
 
 
@@ -273,7 +276,11 @@ class GitHubClient:
         timeout: float = 10.0,
         clock: WallClock = wall_time,
         mutation_timeout: httpx.Timeout = MUTATION_TIMEOUT,
+        limits: SecondaryLimits | None = None,
     ) -> None:
+        """`limits`: GitHub's secondary limits kept on our side (default: the documented
+        100 concurrent requests, no write budget; `run` adds its --github-write-budget)."""
+        self.limits = limits if limits is not None else SecondaryLimits()
         self.api_url = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
         self.auth = auth if auth is not None else auth_from_environment()
         self.max_retries = max_retries
@@ -565,17 +572,22 @@ class GitHubClient:
         while True:
             self._wait_out_pause()
             auth_header = authorization or self.auth.authorization(self._app_post)
-            if mutating:
-                fencing.check(endpoint, self.mutation_budget)
-            self.calls.add(endpoint)
             try:
-                response = self._http.request(
-                    method,
-                    url,
-                    headers={**(headers or {}), "Authorization": auth_header},
-                    json=json,
-                    timeout=self.mutation_timeout if mutating else httpx.USE_CLIENT_DEFAULT,
-                )
+                # a POST creates content: it waits for a place in the write budget first
+                slot = self.limits.slot(writes=method == "POST", max_wait=self.max_wait)
+                with slot:
+                    if mutating:  # after any wait for the budget: the lease is checked now
+                        fencing.check(endpoint, self.mutation_budget)
+                    self.calls.add(endpoint)
+                    response = self._http.request(
+                        method,
+                        url,
+                        headers={**(headers or {}), "Authorization": auth_header},
+                        json=json,
+                        timeout=self.mutation_timeout if mutating else httpx.USE_CLIENT_DEFAULT,
+                    )
+            except BudgetExceeded as exc:
+                raise RateLimited(0, method, _template(endpoint), str(exc), exc.wait) from exc
             except httpx.TransportError as exc:
                 if attempt >= self.max_retries:
                     raise GitHubError(

@@ -116,6 +116,12 @@ class GitHubRunnerStates:
             log.warning("runner %s kept: GitHub did not approve its removal: %s", name, error)
             return False
 
+    def registered(self, task: ObservedTask, name: str) -> int | None:
+        """The id of the runner called `name` in the task's scope, as listed this cycle."""
+        scope = _scope(task)
+        runner = self._runners.get(scope, {}).get(name) if scope is not None else None
+        return runner.id if runner is not None else None
+
     def _runner_id(self, task: ObservedTask, scope: Scope, name: str) -> int | None:
         """The task's runner id: tagged at start, else listed this cycle, else listed now."""
         tagged = task.tags.get(RUNNER_ID_TAG, "")

@@ -110,6 +110,7 @@ class SimulatedEcsAgent:
         self._ecr_by_region: dict[str, Any] = {}
         self._crashing: set[str] = set()
         self._started: set[str] = set()
+        self._definitions: dict[str, str] = {}  # task ARN -> its task definition ARN
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -306,14 +307,17 @@ class SimulatedEcsAgent:
         )
         return arn
 
-    def _running_tasks(self, cluster: str) -> list[dict[str, Any]]:
-        task_arns = [
+    def _running_task_arns(self, cluster: str) -> list[str]:
+        return [
             arn
             for page in self._ecs.get_paginator("list_tasks").paginate(
                 cluster=cluster, desiredStatus="RUNNING"
             )
             for arn in page["taskArns"]
         ]
+
+    def _running_tasks(self, cluster: str) -> list[dict[str, Any]]:
+        task_arns = self._running_task_arns(cluster)
         return [
             task
             for chunk in _chunks(task_arns, 100)
@@ -342,11 +346,8 @@ class SimulatedEcsAgent:
         running: set[str] = set()
         pullable: dict[str, bool] = {}
         for cluster in self._clusters():
-            for task in self._running_tasks(cluster):
-                arn = task["taskArn"]
-                reason = self._stop_reason(
-                    arn, self._images_of(task["taskDefinitionArn"]), pullable
-                )
+            for arn, definition in self._running_definitions(cluster).items():
+                reason = self._stop_reason(arn, self._images_of(definition), pullable)
                 if reason is None:
                     running.add(arn)
                     continue
@@ -354,7 +355,19 @@ class SimulatedEcsAgent:
                 logger.info("stopped %s: %s", arn, reason)
                 stopped.append(arn)
         self._started &= running
+        self._definitions = {arn: d for arn, d in self._definitions.items() if arn in running}
         return stopped
+
+    def _running_definitions(self, cluster: str) -> dict[str, str]:
+        """The task definition of each task meant to run in `cluster`: listed every sync,
+        described once (a task's definition never changes; describing hundreds of tasks
+        every second would load moto more than the controller under test)."""
+        arns = self._running_task_arns(cluster)
+        fresh = [arn for arn in arns if arn not in self._definitions]
+        for chunk in _chunks(fresh, 100):
+            for task in self._ecs.describe_tasks(cluster=cluster, tasks=chunk)["tasks"]:
+                self._definitions[task["taskArn"]] = task["taskDefinitionArn"]
+        return {arn: self._definitions[arn] for arn in arns if arn in self._definitions}
 
     def _stop_reason(
         self, task_arn: str, images: list[str], pullable: dict[str, bool]

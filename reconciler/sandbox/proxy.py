@@ -15,6 +15,11 @@ eventual consistency, RunTask's client-token idempotency, and RunTask failures a
 - `latency`: seconds to wait before forwarding a request, by ECS operation (`RunTask`...).
 
 Everything else passes through unchanged. It listens on 127.0.0.1 only.
+
+`ForwardingProxy` is the plain forwarder underneath: any number of listeners (`listen(name)`,
+one port each, so that callers can be told apart by the port they use), every request handed
+to `handle(listener, ...)`, which by default forwards it upstream. The soak's fault injector
+(`chaos.py`) builds on it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,46 +42,51 @@ ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
-class EcsListingLag:
-    """A proxy whose ListTasks answers lag behind RunTask by `lag` seconds (inf: until
-    `reveal`)."""
+class ForwardingProxy:
+    """An HTTP forwarder to `upstream` on 127.0.0.1, with one port per named listener."""
 
-    def __init__(
-        self, upstream: str, lag: float = math.inf, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    #: forward the client's Host header (as a reverse proxy can), so that an upstream that
+    #: builds URLs from it (GitHub's pagination links) names the proxy, not itself
+    preserve_host = False
+
+    def __init__(self, upstream: str, timeout: float = 30.0) -> None:
         self.upstream = urlsplit(upstream)
-        self.lag = lag
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._started: dict[str, float] = {}  # task ARN -> when RunTask answered with it
-        self.latency: dict[str, float] = {}  # ECS operation -> seconds before forwarding
-        self.hidden_answers = 0  # ListTasks answers that left a task out
-        self._tokens: dict[tuple[str, str], bytes] = {}  # (cluster, clientToken) -> answer
-        self._failing: set[tuple[str, str]] = set()  # tokens answered with 500
-        self._failures_left = 0
-        self._server: ThreadingHTTPServer | None = None
+        self.timeout = timeout
+        self._servers: dict[str, _Server] = {}
 
     @property
     def url(self) -> str:
-        """Where boto3 should send its requests."""
-        assert self._server is not None, "proxy not started"
-        host, port = self._server.server_address[:2]
+        """Where the first listener answers (boto3's or httpx's endpoint URL)."""
+        assert self._servers, "proxy not started"
+        return self.url_of(next(iter(self._servers)))
+
+    def url_of(self, name: str) -> str:
+        """Where the listener `name` answers."""
+        host, port = self._servers[name].server_address[:2]
         return f"http://{host!s}:{port}"
 
+    def listen(self, name: str = "") -> str:
+        """A listener on 127.0.0.1 at a port the OS picks; its requests are handled as
+        coming from `name`. Returns its URL."""
+        if name in self._servers:
+            raise ValueError(f"listener {name!r} exists already")
+        handler = type("Handler", (_Handler,), {"owner": self, "listener": name})
+        server = _Server(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._servers[name] = server
+        return self.url_of(name)
+
     def start(self) -> Self:
-        """Listen on 127.0.0.1 at a port the OS picks."""
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        """One unnamed listener."""
+        self.listen()
         return self
 
     def close(self) -> None:
         """Stop listening."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        for server in self._servers.values():
+            server.shutdown()
+            server.server_close()
+        self._servers.clear()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -86,6 +99,60 @@ class EcsListingLag:
     ) -> None:
         self.close()
 
+    def handle(
+        self, listener: str, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> Answer:
+        """One request that arrived on `listener`; by default `forward`ed."""
+        return self.forward(method, path, headers, body)
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        """Send one request upstream unchanged."""
+        return self._send(method, path, headers, body)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        upstream: str | None = None,
+    ) -> Answer:
+        """Forward to `upstream` (a base URL; default the proxy's own upstream)."""
+        where = urlsplit(upstream) if upstream else self.upstream
+        connection = http.client.HTTPConnection(
+            where.hostname or "127.0.0.1", where.port, timeout=self.timeout
+        )
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            answer = Answer(
+                response.status,
+                [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP],
+                response.read(),
+            )
+        finally:
+            connection.close()
+        return answer
+
+
+class EcsListingLag(ForwardingProxy):
+    """A proxy whose ListTasks answers lag behind RunTask by `lag` seconds (inf: until
+    `reveal`)."""
+
+    def __init__(
+        self, upstream: str, lag: float = math.inf, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__(upstream)
+        self.lag = lag
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._started: dict[str, float] = {}  # task ARN -> when RunTask answered with it
+        self.latency: dict[str, float] = {}  # ECS operation -> seconds before forwarding
+        self.hidden_answers = 0  # ListTasks answers that left a task out
+        self._tokens: dict[tuple[str, str], bytes] = {}  # (cluster, clientToken) -> answer
+        self._failing: set[tuple[str, str]] = set()  # tokens answered with 500
+        self._failures_left = 0
+
     def reveal(self) -> None:
         """Let ListTasks show every task started so far."""
         with self._lock:
@@ -96,7 +163,7 @@ class EcsListingLag:
         with self._lock:
             self._failures_left += count
 
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
         """Send one request upstream; adjust RunTask / ListTasks answers."""
         target = headers.get("X-Amz-Target", headers.get("x-amz-target", ""))
         delay = self.latency.get(target.removeprefix(ECS_TARGET), 0.0) if target else 0.0
@@ -109,7 +176,7 @@ class EcsListingLag:
             answer.body = self._hide(answer.body)
         return answer
 
-    def _run_task(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
+    def _run_task(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
         request = json.loads(body or b"{}")
         token = (str(request.get("cluster", "default")), str(request.get("clientToken", "")))
         with self._lock:
@@ -119,7 +186,7 @@ class EcsListingLag:
                 self._failing.add(token)
             failing = token in self._failing
         if earlier is not None:
-            answer = _Answer(200, [("Content-Type", "application/x-amz-json-1.1")], earlier)
+            answer = Answer(200, [("Content-Type", "application/x-amz-json-1.1")], earlier)
         else:
             answer = self._send(method, path, headers, body)
             if answer.status == 200:
@@ -129,25 +196,9 @@ class EcsListingLag:
                         self._tokens[token] = answer.body
         if failing:
             error = {"__type": "ServerException", "message": "Internal error (injected)"}
-            return _Answer(
+            return Answer(
                 500, [("Content-Type", "application/x-amz-json-1.1")], json.dumps(error).encode()
             )
-        return answer
-
-    def _send(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
-        connection = http.client.HTTPConnection(
-            self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30
-        )
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            answer = _Answer(
-                response.status,
-                [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP],
-                response.read(),
-            )
-        finally:
-            connection.close()
         return answer
 
     def _remember(self, body: bytes) -> None:
@@ -171,26 +222,50 @@ class EcsListingLag:
         return json.dumps(document).encode()
 
 
-class _Answer:
-    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is no error of ours."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class Answer:
+    """What the proxy answers: a status, headers and a body, or (`reset`) no answer at all:
+    the connection is reset."""
+
+    def __init__(
+        self, status: int, headers: list[tuple[str, str]], body: bytes, reset: bool = False
+    ) -> None:
+        self.status, self.headers, self.body, self.reset = status, headers, body, reset
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    owner: EcsListingLag
+    owner: ForwardingProxy
+    listener: str
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-        answer = self.owner.forward(self.command, self.path, headers, body)
-        self.send_response(answer.status)
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.end_headers()
-        self.wfile.write(answer.body)
+        if self.owner.preserve_host and "Host" in self.headers:
+            headers["Host"] = self.headers["Host"]
+        answer = self.owner.handle(self.listener, self.command, self.path, headers, body)
+        if answer.reset:  # RST instead of an answer: SO_LINGER with a zero timeout
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
+        try:
+            self.send_response(answer.status)
+            for name, value in answer.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
+        except OSError:  # the client gave up (its read timeout): nobody to answer
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
 

@@ -39,6 +39,10 @@ class TaskTagRunnerStates:
             return False
         return _state(tag_dict(described[0].get("tags"))) is RunnerState.IDLE
 
+    def registered(self, task: ObservedTask, name: str) -> int | None:
+        """Simulated runners have no registration."""
+        return None
+
 
 def _state(tags: dict[str, str]) -> RunnerState:
     value = tags.get(RUNNER_TAG, "")
@@ -47,14 +51,24 @@ def _state(tags: dict[str, str]) -> RunnerState:
 
 def running_runner_tasks(ecs: Any, cluster: str) -> list[dict[str, Any]]:
     """Our runner tasks still meant to run in `cluster`, described with their tags."""
+    return describe_runner_tasks(ecs, cluster, runner_task_arns(ecs, cluster))
+
+
+def runner_task_arns(ecs: Any, cluster: str) -> list[str]:
+    """The ARNs of our runner tasks still meant to run in `cluster` (ListTasks only: cheap,
+    where describing hundreds of tasks every tick would load moto more than the controller)."""
     pages = ecs.get_paginator("list_tasks").paginate(
         cluster=cluster, startedBy=STARTED_BY, desiredStatus="RUNNING"
     )
-    arns = [arn for page in pages for arn in page["taskArns"]]
+    return [arn for page in pages for arn in page["taskArns"]]
+
+
+def describe_runner_tasks(ecs: Any, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
+    """Those of `arns` still meant to run, described with their tags (100 a call)."""
     tasks: list[dict[str, Any]] = []
     for start in range(0, len(arns), 100):
         response = ecs.describe_tasks(
-            cluster=cluster, tasks=arns[start : start + 100], include=["TAGS"]
+            cluster=cluster, tasks=list(arns[start : start + 100]), include=["TAGS"]
         )
         tasks += [t for t in response["tasks"] if t.get("desiredStatus") == "RUNNING"]
     return tasks

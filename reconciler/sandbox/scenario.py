@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -76,6 +78,31 @@ HAND_SEEDED = (
     "specs name that one stack does not create: the template has one cluster, three "
     "capacity classes, one runner security group and fixed role and log group names",
 )
+
+
+#: the example spec set's organization pool, which the benchmarks and the soak run alone
+PLATFORM_POOL_FILE = "org-platform-dind.yaml"
+#: the edit that takes its Docker sidecar away (`platform_pool_alone` drops the image too)
+WITHOUT_SIDECAR = ("  docker:\n    mode: dind\n", "  docker:\n    mode: none\n")
+
+
+def platform_pool_alone(directory: Path, edits: Sequence[tuple[str, str]]) -> Path:
+    """`directory/specs` with the example capacity providers and the platform pool alone,
+    `edits` (old, new) applied to the pool; without a sidecar (`WITHOUT_SIDECAR`), its image
+    goes too. ValueError if the example pool no longer has an `old`."""
+    examples = TEMPLATE.parents[2] / "specs"
+    target = directory / "specs"
+    target.mkdir(parents=True)
+    shutil.copy(examples / "capacity-providers.yaml", target)
+    text = (examples / PLATFORM_POOL_FILE).read_text()
+    for old, new in edits:
+        if old not in text:
+            raise ValueError(f"the example pool no longer has {old!r}")
+        text = text.replace(old, new)
+    if WITHOUT_SIDECAR in edits:
+        text = re.sub(r"\n    image: docker:[^\n]*", "", text)
+    (target / PLATFORM_POOL_FILE).write_text(text)
+    return target
 
 
 def infrastructure_for(spec_set: SpecSet) -> InfrastructurePlan:

@@ -43,7 +43,7 @@ from ..plan.state import SCOPE_TAG
 from ..spec.loader import SpecSet
 from . import payloads
 from .github_server import FakeGitHub
-from .runners import running_runner_tasks
+from .runners import describe_runner_tasks, runner_task_arns
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ class GitHubWorld:
     _done: set[str] = field(default_factory=set)
     _waiting: dict[str, float] = field(default_factory=dict)  # task ARN -> first wait
     _next_look: dict[str, float] = field(default_factory=dict)  # task ARN -> next look
+    _described: dict[str, dict[str, Any]] = field(default_factory=dict)  # RUNNING, by ARN
     _ssm: Any = None  # one client for every runner's SSM calls (creating one takes ~50 ms)
     _outbox: deque[dict[str, Any]] = field(default_factory=deque)
     hook: str | None = None  # the API path of the hook deliveries go through
@@ -220,11 +221,17 @@ class GitHubWorld:
         return sum(1 for runner in self._runners.values() if runner.job is not None)
 
     def _observe_tasks(self) -> None:
+        """Our tasks RUNNING: listed every tick, described only until seen RUNNING (a task
+        keeps its tags and environment; describing hundreds every tick would load moto)."""
         running: dict[str, dict[str, Any]] = {}
         for cluster in self.clusters:
-            for task in running_runner_tasks(self.clients.ecs, cluster):
+            arns = runner_task_arns(self.clients.ecs, cluster)
+            fresh = [arn for arn in arns if arn not in self._described]
+            for task in describe_runner_tasks(self.clients.ecs, cluster, fresh):
                 if task.get("lastStatus") == "RUNNING":
-                    running[task["taskArn"]] = task
+                    self._described[task["taskArn"]] = task
+            running.update((arn, self._described[arn]) for arn in arns if arn in self._described)
+        self._described = {arn: task for arn, task in self._described.items() if arn in running}
         for arn, runner in list(self._runners.items()):
             if arn not in running:  # the task stopped under its runner
                 del self._runners[arn]
