@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.scenario import Sandbox, without_schedules
 from reconciler.sandbox.server import MotoServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,20 +79,6 @@ def spec_dir(tmp_path: Path):
         return root
 
     return write
-
-
-def without_schedules(text: str) -> str:
-    """A spec file's text with its idle `schedules:` blocks removed."""
-    kept: list[str] = []
-    block_indent: int | None = None
-    for line in text.splitlines(keepends=True):
-        indent = len(line) - len(line.lstrip())
-        if block_indent is not None and (not line.strip() or indent > block_indent):
-            continue
-        block_indent = indent if line.strip() == "schedules:" else None
-        if block_indent is None:
-            kept.append(line)
-    return "".join(kept)
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import commit, git, without_schedules
+from reconciler.sandbox.scenario import without_schedules
+
+from .conftest import commit, git
 
 pytestmark = pytest.mark.e2e  # starts servers or processes
 
