@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.scenario import Sandbox, without_schedules
 from reconciler.sandbox.server import MotoServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,20 +79,6 @@ def spec_dir(tmp_path: Path):
         return root
 
     return write
-
-
-def without_schedules(text: str) -> str:
-    """A spec file's text with its idle `schedules:` blocks removed."""
-    kept: list[str] = []
-    block_indent: int | None = None
-    for line in text.splitlines(keepends=True):
-        indent = len(line) - len(line.lstrip())
-        if block_indent is not None and (not line.strip() or indent > block_indent):
-            continue
-        block_indent = indent if line.strip() == "schedules:" else None
-        if block_indent is None:
-            kept.append(line)
-    return "".join(kept)
 
 
 @pytest.fixture
@@ -157,12 +143,13 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def platform_pool_alone(tmp_path: Path, *edits: tuple[str, str]) -> Path:
     """A specs directory with the example capacity providers and the platform pool alone,
-    with small tasks (512 CPU, 1024 MiB) and `edits` (old, new) applied to the pool."""
+    with small tasks (512 CPU, 1024 MiB) and `edits` (old, new) applied to the pool; without
+    its idle schedules, like `specs`, so that it asks the same at any hour."""
     target = tmp_path / "specs"
     target.mkdir()
     shutil.copy(REPO / "specs" / "capacity-providers.yaml", target)
     pool = target / "org-platform-dind.yaml"
-    shutil.copy(REPO / "specs" / "org-platform-dind.yaml", pool)
+    pool.write_text(without_schedules((REPO / "specs" / "org-platform-dind.yaml").read_text()))
     for old, new in (("cpu: 2048", "cpu: 512"), ("memory: 4096", "memory: 1024"), *edits):
         edit(pool, old, new)
     return target

@@ -305,6 +305,17 @@ def test_the_views_operators_asked_for() -> None:
     assert p90["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] in {"line", "dashed"}
     share = find("within 30 s", "mon-fri")
     assert share["type"] == "stat" and "day_of_week()" in exprs(share) and "hour()" in exprs(share)
+    # SLO attainment and error budget, per pool: the bucket at the SLO over the count
+    attainment = find("slo attainment", "pool")
+    assert 'le=~"30|30[.]0"' in exprs(attainment) and "[$__range]" in exprs(attainment)
+    assert [s["value"] for s in attainment["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [
+        None,
+        0.9,
+    ]
+    budget = find("error budget remaining", "pool")
+    assert exprs(budget).startswith("1 - (1 - (") and "[30d]" in exprs(budget)
+    assert "/ 0.1" in exprs(budget)
+    assert "/ 0.1" in exprs(find("burn rate", "pool")) and "[1h]" in exprs(find("burn rate"))
     # runners per pool
     runners = exprs(find("runners per pool"))
     for series in ("runners_desired", "runners_running", "busy", "idle"):

@@ -19,7 +19,7 @@ from reconciler.simulate.policies import (
     observed_world,
     planner_desired,
 )
-from reconciler.simulate.report import percentile, run_policy
+from reconciler.simulate.report import pareto_front, percentile, pools_time_zone, run_policy
 from reconciler.simulate.trace import TraceJob, generate_trace, read_trace, write_trace
 from reconciler.simulate.world import World
 from reconciler.spec.loader import SpecSet, load_specs
@@ -178,8 +178,60 @@ def test_missing_trace_and_empty_trace_are_errors(tmp_path):
 
 
 def test_plot_writes_a_png(tmp_path, trace_file):
+    """The wiring: two policies drawn (time series in the pools' zone, the queue-wait CDF,
+    cost against p90); the pure parts are checked below."""
     pytest.importorskip("matplotlib")
     out = tmp_path / "plot.png"
-    result = cli("simulate", str(trace_file), "--policy", "static", "--plot", str(out))
+    result = cli(
+        "simulate", str(trace_file), "--policy", "static", "--policy", "tagr", "--plot", str(out)
+    )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def specs_in_two_time_zones(tmp_path: Path) -> Path:
+    """The example specs (the large pool's schedule in Tokyo) with an objective window of the
+    platform pool in Berlin."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for path in (REPO / "specs").glob("*.yaml"):
+        text = path.read_text()
+        if path.name == "org-platform-dind.yaml":
+            window = '\n      windows: [{days: [mon], from: "08:00", to: "18:00", timezone: Europe/Berlin}]'
+            text = text.replace("percentile: 90", "percentile: 90" + window)
+        (specs / path.name).write_text(text)
+    return specs
+
+
+def test_the_plot_reads_the_clock_of_the_pools_time_zone(spec_set, tmp_path):
+    assert pools_time_zone(spec_set) == "Asia/Tokyo"  # the example specs' schedules
+    assert pools_time_zone(spec_set, "Europe/Berlin") == "Europe/Berlin"
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
+        pools_time_zone(spec_set, "Mars/Olympus")
+    berlin = specs_in_two_time_zones(tmp_path)
+    with pytest.raises(ValueError, match=r"several time zones \(Asia/Tokyo, Europe/Berlin\)"):
+        pools_time_zone(load_specs([berlin]))
+    assert pools_time_zone(load_specs([berlin]), "UTC") == "UTC"
+
+
+def test_plot_of_pools_in_several_time_zones_needs_one_named(tmp_path, trace_file):
+    specs = specs_in_two_time_zones(tmp_path)
+    out = tmp_path / "plot.png"
+    args = ["simulate", str(trace_file), "--specs", str(specs), "--policy", "static"]
+    result = cli(*args, "--plot", str(out))
+    assert result.returncode == 1 and "pass --plot-timezone" in result.stderr
+    assert not out.exists()
+
+
+def test_the_frontier_is_the_policies_no_other_beats_on_both_p90_and_cost():
+    points = [
+        (2, 4755, "static"),
+        (26, 1384, "reconciler"),
+        (91, 967, "arc"),
+        (123, 626, "tagr"),
+        (188, 1083, "ecs-managed"),
+        (26, 1500, "twin"),
+    ]
+    assert [name for _, _, name in pareto_front(points)] == ["static", "reconciler", "arc", "tagr"]
+    assert pareto_front([(5, 5, "a"), (5, 5, "b")]) == [(5, 5, "a"), (5, 5, "b")]  # ties stay
+    assert pareto_front([]) == []

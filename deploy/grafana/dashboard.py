@@ -15,11 +15,14 @@ Views (what the operators asked for):
   built with the groupingToMatrix transformation);
 - queue wait p90 against the 30 s SLO, and for weekday working hours the share of jobs
   that started within the SLO and the p90 itself;
+- SLO attainment per pool over the range, the error budget left over 30 days, and the
+  1-hour burn rate against the fast-burn page of deploy/prometheus;
 - runners desired / running / busy / idle per pool, utilisation, queued jobs;
 - job executions and durations per pool;
 - runner hours per organization and repository, for cost allocation;
 - the controller: reconcile duration p90, errors, last cycle, spec errors; AWS and GitHub
-  API calls by operation; pools on a stale runner version.
+  API calls by operation; pools on a stale runner version;
+- spot: pools on their on-demand fallback, busy runners on draining instances.
 """
 
 from __future__ import annotations
@@ -287,6 +290,96 @@ def working_hours_p90(y: int) -> stat.Panel:
     )
 
 
+ERROR_BUDGET_WINDOW = "30d"  # the SLO's period, as deploy/prometheus's budget rule reads it
+BURN_PAGE = 7.2  # deploy/prometheus: the fast-burn page (1 h and 5 m windows)
+
+
+def within_slo_share(window: str) -> str:
+    """Per pool, the share of the jobs started over `window` that waited at most the SLO."""
+    bucket = f"ecs_reconciler_job_queue_wait_seconds_bucket{{{JOBS}, {SLO_BUCKET}}}"
+    count = f"ecs_reconciler_job_queue_wait_seconds_count{{{JOBS}}}"
+    return (
+        f"sum by (pool) (increase({bucket}[{window}])) / "
+        f"sum by (pool) (increase({count}[{window}]))"
+    )
+
+
+def bars(title: str, description: str, position: GridPos) -> bargauge.Panel:
+    """One horizontal bar per series (pool, organization), the last value of an instant
+    query."""
+    return (
+        bargauge.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .grid_pos(position)
+        .orientation(VizOrientation.HORIZONTAL)
+        .display_mode(BarGaugeDisplayMode.BASIC)
+        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
+def slo_attainment(y: int) -> bargauge.Panel:
+    return (
+        bars(
+            f"SLO attainment by pool: jobs started within {SLO_SECONDS} s",
+            f"Share of each pool's jobs over the selected range that waited at most "
+            f"{SLO_SECONDS} s for a runner. The SLO is met at {SLO_SHARE:.0%} (green).",
+            place(0, y, 8, 8),
+        )
+        .with_target(instant(within_slo_share("$__range"), "{{pool}}"))
+        .unit("percentunit")
+        .decimals(1)
+        .min(0)
+        .max(1)
+        .thresholds(thresholds((None, "red"), (SLO_SHARE, "green")))
+    )
+
+
+def error_budget_remaining(y: int) -> bargauge.Panel:
+    budget = 1 - SLO_SHARE
+    return (
+        bars(
+            f"Error budget remaining by pool ({ERROR_BUDGET_WINDOW})",
+            f"The SLO allows {budget:.0%} of a pool's jobs to wait longer than {SLO_SECONDS} s "
+            f"over {ERROR_BUDGET_WINDOW}; this is the part of that allowance not yet used "
+            "(below 0: the SLO is missed over the period). Red below 0, orange below 25%. "
+            "Prometheus records the same as "
+            "pool:ecs_reconciler_queue_wait_slo_error_budget_remaining:ratio30d.",
+            place(8, y, 8, 8),
+        )
+        .with_target(
+            instant(f"1 - (1 - ({within_slo_share(ERROR_BUDGET_WINDOW)})) / {budget:g}", "{{pool}}")
+        )
+        .unit("percentunit")
+        .decimals(0)
+        .min(-1)
+        .max(1)
+        .thresholds(thresholds((None, "red"), (0, "orange"), (0.25, "green")))
+    )
+
+
+def error_budget_burn(y: int) -> timeseries.Panel:
+    budget = 1 - SLO_SHARE
+    return (
+        timeseries.Panel()
+        .title("Error budget burn rate by pool (1 h)")
+        .description(
+            f"Share of the last hour's jobs over {SLO_SECONDS} s, divided by the budget "
+            f"({budget:.0%}): 1 spends the budget exactly over the period; the fast-burn "
+            f"page (EcsReconcilerQueueWaitBudgetBurn) is at {BURN_PAGE:g} (dashed red)."
+        )
+        .datasource(DATASOURCE)
+        .grid_pos(place(16, y, 8, 8))
+        .with_target(query(f"(1 - ({within_slo_share('1h')})) / {budget:g}", "{{pool}}"))
+        .unit("short")
+        .decimals(1)
+        .min(0)
+        .thresholds(thresholds((None, "green"), (1, "orange"), (BURN_PAGE, "red")))
+        .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
+    )
+
+
 def queued_jobs(y: int) -> timeseries.Panel:
     return (
         timeseries.Panel()
@@ -500,14 +593,12 @@ def utilisation(y: int) -> timeseries.Panel:
 
 def hours_by_organization(y: int) -> bargauge.Panel:
     return (
-        bargauge.Panel()
-        .title("Runner hours by organization (cost allocation)")
-        .description(
+        bars(
+            "Runner hours by organization (cost allocation)",
             "Runner time spent on jobs over the selected range, per organization: the basis "
-            "for charging runner costs back."
+            "for charging runner costs back.",
+            place(0, y, 10, 11),
         )
-        .datasource(DATASOURCE)
-        .grid_pos(place(0, y, 10, 11))
         .with_target(
             instant(
                 "sort_desc(sum by (organization) "
@@ -518,10 +609,8 @@ def hours_by_organization(y: int) -> bargauge.Panel:
         .unit("h")
         .decimals(1)
         .min(0)
-        .orientation(VizOrientation.HORIZONTAL)
         .display_mode(BarGaugeDisplayMode.GRADIENT)
         .color_scheme(_continuous(FieldColorModeId.CONTINUOUS_BL_PU))
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
 
 
@@ -800,6 +889,11 @@ SECTIONS: tuple[tuple[str, int, Callable[[int], list[Any]]], ...] = (
             working_hours_p90(y + 10),
             queued_jobs(y + 16),
         ],
+    ),
+    (
+        f"SLO: attainment and error budget ({SLO_SHARE:.0%} of jobs within {SLO_SECONDS} s)",
+        8,
+        lambda y: [slo_attainment(y), error_budget_remaining(y), error_budget_burn(y)],
     ),
     (
         "Runners and jobs per pool",

@@ -1,7 +1,8 @@
 """`ecs-reconciler simulate TRACE`: replay a trace under scaling policies and compare them.
 
 Exit 0 when the simulation ran, 1 on bad input (unreadable or malformed trace, invalid
-specs, unknown policy, --plot without matplotlib).
+specs, unknown policy, --plot without matplotlib, pools in several time zones without
+--plot-timezone).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from ..simulate.parameters import INSTANCE_PRICES_USD, SimulationParameters
 from ..simulate.policies import POLICY_NAMES
-from ..simulate.report import render_plot, render_text, run_policy
+from ..simulate.report import pools_time_zone, render_plot, render_text, run_policy
 from ..simulate.trace import TraceError, read_trace
 from ..spec.diagnostics import render_text as render_diagnostics
 from ..spec.loader import load_specs
@@ -46,7 +47,17 @@ def register(verbs: Any) -> None:
     )
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--out", metavar="FILE", help="write the report to FILE (default stdout)")
-    parser.add_argument("--plot", metavar="FILE.png", help="draw queued jobs, runners, instances")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw queued jobs, runners and instances over time, the queue-wait distribution "
+        "per policy (CDF) and cost against p90 per policy",
+    )
+    parser.add_argument(
+        "--plot-timezone",
+        metavar="ZONE",
+        help="the plot's clock (default: the time zone of the pools' schedules and windows)",
+    )
     parser.add_argument(
         "--slo", type=float, default=SimulationParameters.slo_wait_s, help="SLO wait (s)"
     )
@@ -97,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
         print("error: the specs must load without errors and define a pool", file=sys.stderr)
         return EXIT_ERROR
     try:
+        timezone = pools_time_zone(spec_set, args.plot_timezone) if args.plot else "UTC"
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
         jobs = read_trace(args.trace)
         history = [job for path in args.history or () for job in read_trace(path)]
     except TraceError as error:
@@ -133,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         write_output(render_text(reports), args.out)
     if args.plot:
-        render_plot(reports, args.plot)
+        render_plot(reports, args.plot, timezone)
     return EXIT_OK
 
 

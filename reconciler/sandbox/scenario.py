@@ -86,15 +86,31 @@ PLATFORM_POOL_FILE = "org-platform-dind.yaml"
 WITHOUT_SIDECAR = ("  docker:\n    mode: dind\n", "  docker:\n    mode: none\n")
 
 
+def without_schedules(text: str) -> str:
+    """A spec file's text with its idle `schedules:` blocks removed (so that what it asks is
+    the same at any hour)."""
+    kept: list[str] = []
+    block_indent: int | None = None
+    for line in text.splitlines(keepends=True):
+        indent = len(line) - len(line.lstrip())
+        if block_indent is not None and (not line.strip() or indent > block_indent):
+            continue
+        block_indent = indent if line.strip() == "schedules:" else None
+        if block_indent is None:
+            kept.append(line)
+    return "".join(kept)
+
+
 def platform_pool_alone(directory: Path, edits: Sequence[tuple[str, str]]) -> Path:
     """`directory/specs` with the example capacity providers and the platform pool alone,
-    `edits` (old, new) applied to the pool; without a sidecar (`WITHOUT_SIDECAR`), its image
-    goes too. ValueError if the example pool no longer has an `old`."""
+    `edits` (old, new) applied to the pool, without its idle schedules (what it asks is the
+    same at any hour); without a sidecar (`WITHOUT_SIDECAR`), its image goes too. ValueError
+    if the example pool no longer has an `old`."""
     examples = TEMPLATE.parents[2] / "specs"
     target = directory / "specs"
     target.mkdir(parents=True)
     shutil.copy(examples / "capacity-providers.yaml", target)
-    text = (examples / PLATFORM_POOL_FILE).read_text()
+    text = without_schedules((examples / PLATFORM_POOL_FILE).read_text())
     for old, new in edits:
         if old not in text:
             raise ValueError(f"the example pool no longer has {old!r}")

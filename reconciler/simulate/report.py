@@ -2,7 +2,8 @@
 
 `simulate` runs each named policy on the same jobs; `PolicyReport.to_json` is the `--format
 json` object of one policy; `render_text` prints the comparison tables; `render_plot` draws
-queued jobs, runners and instances over time (needs matplotlib, the `plot` extra).
+queued jobs, runners and instances over time in the pools' time zone, the queue-wait
+distribution per policy and cost against p90 (needs matplotlib, the `plot` extra).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..spec.loader import SpecSet
 from .parameters import SimulationParameters
@@ -200,25 +202,109 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_plot(reports: Sequence[PolicyReport], out: str | Path) -> None:
-    """A PNG of queued jobs, runners and instances over time, one line per policy."""
+def pools_time_zone(spec_set: SpecSet, override: str | None = None) -> str:
+    """The time zone the plot's clock reads: `override`, else the one time zone the pools'
+    schedules and SLO windows name (UTC when they name none). Pools in several zones need
+    `override` (ValueError naming them)."""
+    if override is not None:
+        try:
+            ZoneInfo(override)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {override!r}") from error
+        return override
+    zones = {
+        window.timezone
+        for pool in spec_set.pools
+        for window in [
+            *pool.spec.scaling.schedules,
+            *(pool.spec.scaling.slo.windows if pool.spec.scaling.slo else []),
+        ]
+    }
+    if len(zones) > 1:
+        raise ValueError(
+            f"the pools' schedules use several time zones ({', '.join(sorted(zones))}): "
+            "pass --plot-timezone"
+        )
+    return zones.pop() if zones else "UTC"
+
+
+def pareto_front(points: Sequence[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """The (p90, cost, name) points no other point beats on both (lower p90 and lower cost,
+    at least one strictly), by p90."""
+    return sorted(
+        point
+        for point in points
+        if not any(
+            other[0] <= point[0] and other[1] <= point[1] and other[:2] != point[:2]
+            for other in points
+        )
+    )
+
+
+def render_plot(reports: Sequence[PolicyReport], out: str | Path, timezone: str = "UTC") -> None:
+    """A PNG: queued jobs, runners and instances over time (clock in `timezone`), one line per
+    policy; below, the queue-wait distribution per policy (CDF) and cost against p90 (the
+    trade-off frontier: the policies no other beats on both)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(3, 1, figsize=(14, 10), sharex=True)
+    zone = ZoneInfo(timezone)
+    figure = plt.figure(figsize=(14, 14))
+    grid = figure.add_gridspec(4, 2, height_ratios=(1, 1, 1, 1.3))
+    series = [figure.add_subplot(grid[0, :])]
+    series += [figure.add_subplot(grid[row, :], sharex=series[0]) for row in (1, 2)]
     titles = ("queued jobs", "runner tasks", "instances")
     for report in reports:
         samples = report.totals.samples
-        times = [datetime.datetime.fromtimestamp(s[0], datetime.UTC) for s in samples]
-        for axis, column in zip(axes, (1, 2, 4), strict=True):
+        times = matplotlib.dates.date2num(
+            [datetime.datetime.fromtimestamp(s[0], zone) for s in samples]
+        )
+        for axis, column in zip(series, (1, 2, 4), strict=True):
             axis.plot(times, [s[column] for s in samples], label=report.policy, linewidth=0.8)
-    for axis, title in zip(axes, titles, strict=True):
+    for axis, title in zip(series, titles, strict=True):
         axis.set_ylabel(title)
         axis.grid(alpha=0.3)
-    axes[0].legend(loc="upper right", ncol=len(reports))
-    axes[-1].set_xlabel("time (UTC)")
+    series[0].legend(loc="upper right", ncol=len(reports))
+    series[-1].xaxis.set_major_locator(matplotlib.dates.AutoDateLocator(tz=zone))
+    series[-1].xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%a %H:%M", tz=zone))
+    series[-1].set_xlabel(f"time ({timezone})")
+    cdf, frontier = figure.add_subplot(grid[3, 0]), figure.add_subplot(grid[3, 1])
+    for report in reports:
+        waits = sorted(max(wait, 0.1) for wait in report.waits)
+        shares = [(index + 1) / len(waits) for index in range(len(waits))]
+        cdf.step(waits, shares, where="post", label=report.policy, linewidth=1)
+    slo_s = reports[0].slo_s if reports else 0.0
+    cdf.axvline(slo_s, color="grey", linestyle="--", linewidth=0.8, label=f"SLO {slo_s:g} s")
+    cdf.axhline(0.9, color="grey", linestyle=":", linewidth=0.8)
+    _log_x_panel(cdf, "queue-wait distribution", "queue wait", "share of jobs started within")
+    points = [(percentile(sorted(r.waits), 90), r.totals.usd, r.policy) for r in reports if r.waits]
+    for p90, usd, name in points:
+        frontier.scatter([max(p90, 0.1)], [usd])
+        frontier.annotate(name, (max(p90, 0.1), usd), textcoords="offset points", xytext=(4, 4))
+    front = pareto_front(points)
+    frontier.plot(
+        [max(p90, 0.1) for p90, _, _ in front],
+        [usd for _, usd, _ in front],
+        color="grey",
+        linestyle="--",
+        linewidth=0.8,
+        label="frontier (no policy better on both)",
+    )
+    frontier.axvline(slo_s, color="grey", linestyle=":", linewidth=0.8)
+    _log_x_panel(frontier, "cost against p90", "queue wait p90", "cost (USD)")
     figure.tight_layout()
     figure.savefig(out, dpi=100)
     plt.close(figure)
+
+
+def _log_x_panel(axis: Any, title: str, seconds: str, ylabel: str) -> None:
+    """Title, labels, grid and legend of a panel whose x axis is seconds on a log scale."""
+    axis.set_xscale("log")
+    axis.set_xlabel(f"{seconds} (s, log)")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="best", fontsize="small")
