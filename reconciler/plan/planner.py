@@ -21,7 +21,23 @@ from typing import Any
 
 import jsonpatch
 
-from .actions import Action, Note, Phase, Plan, PoolSummary
+from .actions import (
+    Action,
+    AssociateCapacityProviders,
+    CreateCapacityProvider,
+    DeleteCapacityProvider,
+    DeregisterTaskDefinition,
+    Note,
+    Plan,
+    PoolSummary,
+    RegisterTaskDefinition,
+    ReplaceCapacityProvider,
+    ReplaceRunners,
+    RunRunners,
+    StopRunners,
+    UpdateCapacityProvider,
+    UpdateTaskDefinition,
+)
 from .capacity import plan_capacity
 from .expectations import InFlight
 from .rollout import failures_tag_value, rollout_of
@@ -212,11 +228,8 @@ def _plan_capacity_providers(
         after = _provider_document(provider, group_arn)
         if current is None:
             builder.actions.append(
-                Action(
-                    "create",
-                    "capacity_provider",
+                CreateCapacityProvider(
                     name,
-                    Phase.CAPACITY_PROVIDERS,
                     "defined in specs, missing in ECS",
                     cluster=provider.cluster,
                     after=after,
@@ -242,11 +255,8 @@ def _plan_capacity_providers(
         elif current.auto_scaling_group_arn != group_arn or before != after:
             replace = current.auto_scaling_group_arn != group_arn
             builder.actions.append(
-                Action(
-                    "replace" if replace else "update",
-                    "capacity_provider",
+                (ReplaceCapacityProvider if replace else UpdateCapacityProvider)(
                     name,
-                    Phase.CAPACITY_PROVIDERS,
                     "Auto Scaling group changed (ECS cannot update it in place)"
                     if replace
                     else "settings differ from the spec (drift or spec change)",
@@ -340,11 +350,8 @@ def _plan_cluster_associations(
                 if part
             )
             builder.actions.append(
-                Action(
-                    "update",
-                    "cluster_capacity_providers",
+                AssociateCapacityProviders(
                     cluster_name,
-                    Phase.CLUSTER_ASSOCIATION,
                     reason + " (other entries kept)",
                     cluster=cluster_name,
                     before=before,
@@ -355,11 +362,8 @@ def _plan_cluster_associations(
     for name in sorted(removable):
         provider = observed.capacity_providers[name]
         builder.actions.append(
-            Action(
-                "delete",
-                "capacity_provider",
+            DeleteCapacityProvider(
                 name,
-                Phase.CLEAN_UP,
                 "no longer in the specs",
                 before=_provider_document(provider, provider.auto_scaling_group_arn),
                 patch=[{"op": "remove", "path": ""}],
@@ -417,11 +421,8 @@ def _plan_task_definition(
         latest = max(owned, key=lambda r: r.revision, default=None)
         before = {**latest.content, "tags": latest.tags} if latest else None
         builder.actions.append(
-            Action(
-                "update" if latest else "create",
-                "task_definition",
+            (UpdateTaskDefinition if latest else RegisterTaskDefinition)(
                 pool.name,
-                Phase.TASK_DEFINITIONS,
                 "register a new revision: "
                 + ("the spec changed" if latest else "no revision of ours exists yet"),
                 cluster=pool.cluster,
@@ -438,11 +439,8 @@ def _plan_task_definition(
     if keep is not None and keep.tags != wanted:
         recording = keep.tags.get(ROLLOUT_FAILURES_TAG, "") != failures
         builder.actions.append(
-            Action(
-                "update",
-                "task_definition",
+            UpdateTaskDefinition(
                 f"{pool.name}[{keep.revision}]",
-                Phase.TASK_DEFINITIONS,
                 "rollout failures recorded on the revision: retagged in place"
                 if recording
                 else "tags differ from the spec (tags or deletionPolicy changed): "
@@ -461,11 +459,8 @@ def _plan_task_definition(
         if revision.arn in in_use or builder.deletions_held:
             continue  # runners still use it (or may): deregistered once they are gone
         builder.actions.append(
-            Action(
-                "delete",
-                "task_definition",
+            DeregisterTaskDefinition(
                 f"{pool.name}[{revision.revision}]",
-                Phase.CLEAN_UP,
                 "changed by hand after registration (drift)"
                 if drifted
                 else "outdated revision no task uses any more",
@@ -594,11 +589,8 @@ def _plan_runner_tasks(
         batch = idle_outdated[: rollout.budget(pool, current, starting, expected)]
         if batch and network is not None:
             builder.actions.append(
-                Action(
-                    "replace",
-                    "runner_tasks",
+                ReplaceRunners(
                     pool.name,
-                    Phase.RUNNER_TASKS,
                     f"rollout: {len(batch)} of {len(outdated)} outdated idle runner(s) "
                     + (
                         f"replaced by canary runner(s) (canary {pool.canary})"
@@ -656,11 +648,8 @@ def _leave_draining_instances(
 
 def _stop(builder: _Builder, pool: DesiredPool, tasks: list[ObservedTask], reason: str) -> None:
     builder.actions.append(
-        Action(
-            "stop",
-            "runner_tasks",
+        StopRunners(
             pool.name,
-            Phase.RUNNER_TASKS,
             reason,
             cluster=pool.cluster,
             pool=pool.name,
@@ -719,11 +708,8 @@ def _run(
     """Start `count` runners on the current revision, or on the revision of `spec_hash`."""
     spec_hash = spec_hash or pool.spec_hash
     builder.actions.append(
-        Action(
-            "run",
-            "runner_tasks",
+        RunRunners(
             pool.name,
-            Phase.RUNNER_TASKS,
             reason,
             cluster=pool.cluster,
             pool=pool.name,
@@ -810,11 +796,8 @@ def _drain_pool(
     for cluster in sorted({t.cluster for t in stoppable}):
         in_cluster = _oldest_first([t for t in stoppable if t.cluster == cluster])
         builder.actions.append(
-            Action(
-                "stop",
-                "runner_tasks",
+            StopRunners(
                 name,
-                Phase.RUNNER_TASKS,
                 "pool removed from the specs (deletionPolicy Drain): idle runners stop",
                 cluster=cluster,
                 pool=name,
@@ -833,11 +816,8 @@ def _drain_pool(
         if revision.arn in in_use:
             continue
         builder.actions.append(
-            Action(
-                "delete",
-                "task_definition",
+            DeregisterTaskDefinition(
                 f"{name}[{revision.revision}]",
-                Phase.CLEAN_UP,
                 "pool removed from the specs (deletionPolicy Drain)",
                 pool=name,
                 before={"taskDefinitionArn": revision.arn},
