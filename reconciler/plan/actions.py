@@ -247,7 +247,7 @@ _BY_KIND: dict[tuple[str, str], type[Action]] = {
 def action_from_json(data: dict[str, Any]) -> Action:
     """An action read back from the plan's JSON format (`Action.to_json`), as its class."""
     try:
-        phase = Phase[str(data["phase"]).upper()]
+        phase = Phase.__members__.get(str(data["phase"]).upper())
         kind = (str(data["resource_type"]), str(data["action"]))
         fields: dict[str, Any] = {
             "name": data["name"],
@@ -265,6 +265,8 @@ def action_from_json(data: dict[str, Any]) -> Action:
         }
     except KeyError as error:
         raise ValueError(f"a plan action needs the field {error}: {data!r:.200}") from None
+    if phase is None:
+        raise ValueError(f"unknown phase {data['phase']!r} of {data.get('address')}")
     if phase is Phase.SPECS:
         return SpecChange(action=kind[1], resource_type=kind[0], **fields)  # type: ignore[arg-type]
     cls = _BY_KIND.get(kind)
@@ -399,3 +401,19 @@ class Plan:
             "pools": [p.to_json() for p in self.pools],
             "spec_errors": list(self.spec_errors),
         }
+
+
+def plan_from_json(data: dict[str, Any]) -> Plan:
+    """A plan read back from its JSON format (`Plan.to_json`), each action as its class."""
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"plan format {data.get('format_version')!r} is not {FORMAT_VERSION!r}")
+    try:
+        return Plan(
+            actions=tuple(action_from_json(a) for a in data["actions"]),
+            notes=tuple(Note(n["severity"], n["message"], n["pool"]) for n in data["notes"]),
+            pools=tuple(PoolSummary(**p) for p in data["pools"]),
+            spec_errors=tuple(data["spec_errors"]),
+            generated_at=data["generated_at"],
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"not a plan: {error}") from None
