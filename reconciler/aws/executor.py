@@ -5,17 +5,23 @@ fails skips the rest of its pool (and the pools that depend on a failed capacity
 cluster association), while other pools proceed. Before stopping a runner it asks the runner
 state source once more, so a runner that took a job since the plan was made keeps running.
 
+Each action class (`plan.actions`) has one handler, registered with `@handles`; every
+action passes one wrapper, `Executor._execute` -> `_issuing`, which is where fencing and
+expectations are applied (the re-binding of unbound tasks passes `_issuing` too).
+
 Correct when things go wrong:
-- Fencing: with a lease `fence`, the whole apply runs inside `fencing.fenced`, so every
-  mutating AWS or GitHub request made on its behalf (here, in the provisioner, in the runner
-  state source) is checked against the lease first; `LeaseLost` ends the apply at once, the
-  rest is skipped. The lease epoch is tagged on every task started and on every Auto Scaling
-  group resized.
-- Expectations: every start and stop is recorded (`plan.expectations`), so the next cycles
-  count it until the listing shows it. RunTask's client token is deterministic per (pool,
-  revision, start slot, epoch). After a RunTask that failed without a clear answer, the task
-  is looked up by its runner name before anything is given back; if it is not found, its
-  registration is kept (the janitor removes it if no task ever carries it).
+- Fencing: with a lease `fence`, every handler runs inside `fencing.fenced` (and the work it
+  hands to other threads inside `Executor.fenced`), so every mutating AWS or GitHub request
+  made on its behalf (here, in the provisioner, in the runner state source) is checked
+  against the lease first; `LeaseLost` ends the apply at once, the rest is skipped. The
+  lease epoch is tagged on every task started and on every Auto Scaling group resized.
+- Expectations: a handler notes every start and stop it issues (`Issued`); the wrapper
+  records them (`plan.expectations`) as of when they were issued, however the handler ends,
+  so the next cycles count them until the listing shows them. RunTask's client token is
+  deterministic per (pool, revision, start slot, epoch). After a RunTask that failed
+  without a clear answer, the task is looked up by its runner name before anything is given
+  back; if it is not found, its registration is kept (the janitor removes it if no task
+  ever carries it).
 """
 
 from __future__ import annotations
@@ -515,7 +521,7 @@ class Executor:
                 token = start_token(
                     pool, arn, self.epoch, slot, self.expectations.incarnation, count
                 )
-                batch = self._fenced(
+                batch = self.fenced(
                     self._run_batch_unless, full, action, arn, environment, count, token
                 )
                 batches.append((count, token, requests.submit(batch)))
@@ -567,8 +573,10 @@ class Executor:
             raise ActionFailed(f"started {placed} of {action.count} runner(s){bound}")
         return f"started {action.count} runner(s){bound}"
 
-    def _fenced(self, work: Callable[..., T], *args: Any) -> Callable[[], T]:
-        """`work(*args)` for another thread, inside this apply's fence."""
+    def fenced(self, work: Callable[..., T], *args: Any) -> Callable[[], T]:
+        """`work(*args)` for another thread (a RunTask request, a runner's binding), inside
+        this executor's fence, as `_issuing` puts the applying thread: each of its mutating
+        calls passes the same choke point (`fencing.check`)."""
 
         def fenced_work() -> T:
             with fencing.fenced(self.fence):
@@ -800,7 +808,9 @@ class Binder:
             return
         assert self._workers is not None
         for task_arn in task_arns:
-            work = _fenced_binding(self.executor, self.pool, self.launch, self.cluster, task_arn)
+            work = self.executor.fenced(
+                self.executor._bind, self.pool, self.launch, self.cluster, task_arn
+            )
             self._futures[self._workers.submit(work)] = task_arn
 
     def wait(self) -> None:
@@ -841,19 +851,6 @@ class _Settled:
     failure: str = ""
     stopped: bool = False
     lost: LeaseLost | None = None
-
-
-def _fenced_binding(
-    executor: Executor, pool: str, launch: dict[str, Any], cluster: str, task_arn: str
-) -> Callable[[], str]:
-    """The work of one binding on a worker thread, inside the apply's fence: each of its
-    mutating calls passes the same choke point as the apply's own (`fencing.check`)."""
-
-    def bind() -> str:
-        with fencing.fenced(executor.fence):
-            return executor._bind(pool, launch, cluster, task_arn)
-
-    return bind
 
 
 def _settle(future: Future[str], task_arn: str) -> _Settled:
@@ -906,7 +903,7 @@ class Bindings:
     ) -> None:
         """Bind these placed tasks in the background."""
         for task_arn in task_arns:
-            work = _fenced_binding(executor, pool, launch, cluster, task_arn)
+            work = executor.fenced(executor._bind, pool, launch, cluster, task_arn)
             with self._lock:
                 self._futures[self._workers.submit(work)] = (pool, task_arn)
 
