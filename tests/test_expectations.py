@@ -14,16 +14,17 @@ from typing import Any
 import pytest
 
 from reconciler.aws.clients import AwsClients
-from reconciler.aws.executor import ApplyResult, Executor
+from reconciler.aws.executor import HANDLERS, ApplyResult, Executor, Issued, handles
 from reconciler.aws.observe import Observer
 from reconciler.clock import utc_now
 from reconciler.github import GitHubClient, TokenAuth
 from reconciler.github.jit import JitProvisioner
 from reconciler.github.registry import GitHubRunnerStates
+from reconciler.plan.actions import TYPED_ACTIONS, Plan, RunRunners, SpecChange, StopRunners
 from reconciler.plan.expectations import Expectations, InFlight, start_token
-from reconciler.plan.state import RUNNER_NAME_TAG, ObservedTask
+from reconciler.plan.state import RUNNER_NAME_TAG, ObservedState, ObservedTask
 from reconciler.reconcile import Cycle, plan_cycle
-from reconciler.runners import RunnerProvisioner, RunnerStateSource
+from reconciler.runners import RunnerProvisioner, RunnerStateSource, UnknownRunnerStates
 from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.sandbox.proxy import EcsListingLag
 from reconciler.sandbox.runners import TaskTagRunnerStates
@@ -48,6 +49,41 @@ def task(arn: str, runner: str = "", pool: str = "p") -> ObservedTask:
 
 
 # ------------------------------------------------------------------ bookkeeping (pure)
+
+
+def test_issued_starts_and_stops_are_recorded_as_of_when_they_were_issued() -> None:
+    clock = Clock()
+    expectations, issued = Expectations(ttl=120.0, clock=clock), Issued(clock)
+    issued.starts(3, "p", CLUSTER, "t1")  # a batch whose tasks are not known
+    issued.starts(1, "p", CLUSTER, "t2", "arn:2")
+    issued.stop("p", "arn:1")
+    assert expectations.in_flight() == InFlight()  # nothing recorded before the action ends
+    clock.now += 100.0  # the action took 100 s
+    issued.record(expectations)
+    issued.record(expectations)  # recorded once
+    assert expectations.observe([task("arn:1")]) == InFlight({"p": 4}, frozenset({"arn:1"}))
+    clock.now += 20.0  # 120 s after they were issued, 20 s after they were recorded
+    assert expectations.observe([task("arn:1")]) == InFlight()
+
+
+def test_every_action_class_has_exactly_one_handler() -> None:
+    assert set(HANDLERS) == set(TYPED_ACTIONS)
+    with pytest.raises(TypeError, match="RunRunners has two handlers"):
+        handles(RunRunners)(lambda *_: "")
+
+
+def test_an_action_without_a_handler_fails_clearly_and_blocks_its_pool() -> None:
+    executor = Executor(
+        AwsClients(region="us-east-1", credentials=("x", "x")),  # sends nothing here
+        ObservedState(),
+        UnknownRunnerStates(),
+        expectations=Expectations(),
+    )
+    shown = SpecChange("update", "runner_pool", "p", "spec changed", pool="p")
+    stop = StopRunners("p", "scale in", pool="p", task_arns=("arn:1",))
+    result = executor.apply(Plan(actions=(shown, stop)))
+    assert result.failed == [(shown, "no handler for SpecChange (runner_pool.p)")]
+    assert result.skipped == [(stop, "skipped: an earlier action of pool p failed")]
 
 
 def test_starts_count_until_listed_by_arn_or_runner_name_then_settle() -> None:

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.plan.actions import FORMAT_VERSION, Plan
+from reconciler.plan.actions import (
+    FORMAT_VERSION,
+    TYPED_ACTIONS,
+    Action,
+    Phase,
+    Plan,
+    RunRunners,
+    SpecChange,
+    action_from_json,
+    plan_from_json,
+)
 from reconciler.plan.planner import plan
 from reconciler.plan.render_markdown import GITHUB_COMMENT_LIMIT, render_markdown
 from reconciler.plan.render_text import render_text
@@ -192,6 +202,52 @@ def test_json_is_versioned_and_complete(tmp_path: Path, scenario: Callable[[Path
         else:
             assert isinstance(data["patch"], list) and data["patch"]
     assert [p["name"] for p in document["pools"]] == ["pool-a"]
+
+
+@pytest.mark.parametrize(
+    "scenario", [_create, _drift_and_removal, _rollout_and_replacement], ids=["c", "u", "r"]
+)
+def test_json_reads_back_as_the_same_typed_actions(
+    tmp_path: Path, scenario: Callable[[Path], Plan]
+) -> None:
+    result = scenario(tmp_path)
+    document = json.loads(json.dumps(result.to_json()))
+    again = plan_from_json(document)
+    assert again.to_json() == document
+    assert [type(a) for a in again.actions] == [type(a) for a in result.actions]
+    assert Action not in {type(a) for a in result.actions}  # the planner builds typed ones
+    assert render_text(again) == render_text(result)
+
+
+def test_every_action_kind_round_trips_with_its_kind_and_phase() -> None:
+    actions = [
+        cls("x", "why", cluster="ci", pool="x", after={"a": 1}, count=2, task_arns=("t",))
+        for cls in TYPED_ACTIONS
+    ] + [SpecChange("update", "runner_pool", "x", "spec changed", patch=[{"op": "add"}])]
+    kinds = {(a.resource_type, a.action) for a in actions[:-1]}
+    assert len(kinds) == len(TYPED_ACTIONS)  # one class per kind
+    for action in actions:
+        again = action_from_json(json.loads(json.dumps(action.to_json())))
+        assert type(again) is type(action)
+        assert again.to_json() == action.to_json()
+    assert actions[-1].phase is Phase.SPECS
+
+
+def test_a_malformed_plan_document_is_refused_clearly(tmp_path: Path) -> None:
+    data = RunRunners("x", "scale out", count=1).to_json()
+    with pytest.raises(ValueError, match="unknown plan action 'launch' of 'runner_tasks'"):
+        action_from_json({**data, "action": "launch"})
+    with pytest.raises(ValueError, match="phase clean_up is not its phase"):
+        action_from_json({**data, "phase": "clean_up"})
+    with pytest.raises(ValueError, match="unknown phase 'later'"):
+        action_from_json({**data, "phase": "later"})
+    with pytest.raises(ValueError, match="needs the field 'reason'"):
+        action_from_json({k: v for k, v in data.items() if k != "reason"})
+    document = _create(tmp_path).to_json()
+    with pytest.raises(ValueError, match=r"plan format '2\.0' is not '1\.0'"):
+        plan_from_json({**document, "format_version": "2.0"})
+    with pytest.raises(ValueError, match="not a plan: 'notes'"):
+        plan_from_json({k: v for k, v in document.items() if k != "notes"})
 
 
 def test_json_of_no_changes(tmp_path: Path) -> None:

@@ -5,24 +5,31 @@ fails skips the rest of its pool (and the pools that depend on a failed capacity
 cluster association), while other pools proceed. Before stopping a runner it asks the runner
 state source once more, so a runner that took a job since the plan was made keeps running.
 
+Each action class (`plan.actions`) has one handler, registered with `@handles`; every
+action passes one wrapper, `Executor._execute` -> `_issuing`, which is where fencing and
+expectations are applied (the re-binding of unbound tasks passes `_issuing` too).
+
 Correct when things go wrong:
-- Fencing: with a lease `fence`, the whole apply runs inside `fencing.fenced`, so every
-  mutating AWS or GitHub request made on its behalf (here, in the provisioner, in the runner
-  state source) is checked against the lease first; `LeaseLost` ends the apply at once, the
-  rest is skipped. The lease epoch is tagged on every task started and on every Auto Scaling
-  group resized.
-- Expectations: every start and stop is recorded (`plan.expectations`), so the next cycles
-  count it until the listing shows it. RunTask's client token is deterministic per (pool,
-  revision, start slot, epoch). After a RunTask that failed without a clear answer, the task
-  is looked up by its runner name before anything is given back; if it is not found, its
-  registration is kept (the janitor removes it if no task ever carries it).
+- Fencing: with a lease `fence`, every handler runs inside `fencing.fenced` (and the work it
+  hands to other threads inside `Executor.fenced`), so every mutating AWS or GitHub request
+  made on its behalf (here, in the provisioner, in the runner state source) is checked
+  against the lease first; `LeaseLost` ends the apply at once, the rest is skipped. The
+  lease epoch is tagged on every task started and on every Auto Scaling group resized.
+- Expectations: a handler notes every start and stop it issues (`Issued`); the wrapper
+  records them (`plan.expectations`) as of when they were issued, however the handler ends,
+  so the next cycles count them until the listing shows them. RunTask's client token is
+  deterministic per (pool, revision, start slot, epoch). After a RunTask that failed
+  without a clear answer, the task is looked up by its runner name before anything is given
+  back; if it is not found, its registration is kept (the janitor removes it if no task
+  ever carries it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,7 +38,23 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import fencing
 from ..fencing import Fence, LeaseLost
-from ..plan.actions import Action, Plan
+from ..plan.actions import (
+    Action,
+    AssociateCapacityProviders,
+    CreateCapacityProvider,
+    DeleteCapacityProvider,
+    DeregisterTaskDefinition,
+    Plan,
+    RegisterTaskDefinition,
+    ReplaceCapacityProvider,
+    ReplaceRunners,
+    RunRunners,
+    SetDesiredCapacity,
+    StopRunners,
+    TerminateInstances,
+    UpdateCapacityProvider,
+    UpdateTaskDefinition,
+)
 from ..plan.desired import RUNNER_CONTAINER
 from ..plan.expectations import Expectations, start_token
 from ..plan.state import (
@@ -123,6 +146,61 @@ def placement(launch: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _IssuedStart:
+    pool: str
+    cluster: str
+    token: str
+    task_arn: str
+    at: float
+
+
+class Issued:
+    """The starts and stops one action issued, noted when issued; `Executor._issuing`
+    records them as expectations (`plan.expectations`) in one place when the action ends.
+    Used only from the applying thread."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._starts: list[_IssuedStart] = []
+        self._stops: list[tuple[str, str, float]] = []  # (pool, task ARN, when)
+
+    def starts(self, count: int, pool: str, cluster: str, token: str, task_arn: str = "") -> None:
+        """`count` tasks of the RunTask batch `token` (one known `task_arn`, or unknown)."""
+        self._starts += [_IssuedStart(pool, cluster, token, task_arn, self.clock())] * count
+
+    def stop(self, pool: str, task_arn: str) -> None:
+        """A StopTask of `task_arn`."""
+        self._stops.append((pool, task_arn, self.clock()))
+
+    def record(self, expectations: Expectations) -> None:
+        """Record every start and stop noted, as of when it was issued."""
+        for start in self._starts:
+            expectations.expect_start(
+                start.pool, "", start.task_arn, start.cluster, start.token, at=start.at
+            )
+        for pool, task_arn, at in self._stops:
+            expectations.expect_stop(pool, task_arn, at=at)
+        self._starts, self._stops = [], []
+
+
+Handler = TypeVar("Handler", bound=Callable[..., str])
+# action class -> the Executor method that performs it (`handles`)
+HANDLERS: dict[type[Action], Callable[[Executor, Any, Issued], str]] = {}
+
+
+def handles(kind: type[Action]) -> Callable[[Handler], Handler]:
+    """Register the decorated Executor method as the handler of actions of class `kind`."""
+
+    def register(method: Handler) -> Handler:
+        if kind in HANDLERS:
+            raise TypeError(f"{kind.__name__} has two handlers")
+        HANDLERS[kind] = method
+        return method
+
+    return register
+
+
 class Executor:
     """Applies plans with a set of AWS clients and a runner-state source."""
 
@@ -171,8 +249,7 @@ class Executor:
         When the fence refuses a call (the lease is lost), the action in flight fails there
         and every later one is skipped.
         """
-        with fencing.fenced(self.fence):
-            return self._apply(plan, refused or {}, should_stop)
+        return self._apply(plan, refused or {}, should_stop)
 
     def _apply(
         self, plan: Plan, refused: dict[Action, str], should_stop: Callable[[], bool]
@@ -181,7 +258,7 @@ class Executor:
         failed_pools: set[str] = set()
         failed_providers: set[str] = set()
         failed_clusters: set[str] = set()
-        for index, action in enumerate(plan.actions):
+        for action in plan.actions:
             if result.lease_lost:
                 self._record(result.skipped, action, "skipped: the lease was lost")
                 continue
@@ -196,7 +273,7 @@ class Executor:
                 self._record(result.skipped, action, blocker)
                 continue
             try:
-                outcome = self._execute(action, index)
+                outcome = self._execute(action)
             except LeaseLost as error:
                 log.warning("apply stopped: %s", error)
                 result.lease_lost = str(error)
@@ -231,27 +308,33 @@ class Executor:
             return f"skipped: the capacity providers of cluster {action.cluster} failed"
         return ""
 
-    def _execute(self, action: Action, index: int) -> str:
-        handler: Callable[[Action, int], str] = {
-            ("capacity_provider", "create"): self._create_capacity_provider,
-            ("capacity_provider", "update"): self._update_capacity_provider,
-            ("capacity_provider", "replace"): self._replace_capacity_provider,
-            ("capacity_provider", "delete"): self._delete_capacity_provider,
-            ("cluster_capacity_providers", "update"): self._associate,
-            ("auto_scaling_group", "update"): self._set_desired_capacity,
-            ("instances", "stop"): self._drain_and_terminate,
-            ("task_definition", "create"): self._register,
-            ("task_definition", "update"): self._update_task_definition,
-            ("task_definition", "delete"): self._deregister,
-            ("runner_tasks", "run"): self._run,
-            ("runner_tasks", "stop"): self._stop,
-            ("runner_tasks", "replace"): self._replace_tasks,
-        }[(action.resource_type, action.action)]
-        return handler(action, index)
+    def _execute(self, action: Action) -> str:
+        """The one place every action passes: its handler (`HANDLERS`, by the action's class)
+        runs inside the lease fence, and the starts and stops it issued are recorded as
+        expectations however it ends (done, failed, or the lease lost)."""
+        handler = HANDLERS.get(type(action))
+        if handler is None:
+            raise ActionFailed(f"no handler for {type(action).__name__} ({action.address})")
+        with self._issuing() as issued:
+            return handler(self, action, issued)
+
+    @contextlib.contextmanager
+    def _issuing(self) -> Iterator[Issued]:
+        """Fence every mutating call of the block (`fencing.fenced`) and record the starts
+        and stops it issued as expectations when it ends, whatever way it ends."""
+        issued = Issued(self.expectations.clock)
+        try:
+            with fencing.fenced(self.fence):
+                yield issued
+        finally:
+            issued.record(self.expectations)
 
     # ----------------------------------------------------------- capacity providers
 
-    def _create_capacity_provider(self, action: Action, _: int) -> str:
+    @handles(CreateCapacityProvider)
+    def _create_capacity_provider(
+        self, action: CreateCapacityProvider | ReplaceCapacityProvider, _: Issued
+    ) -> str:
         after = action.after
         self.clients.ecs.create_capacity_provider(
             name=action.name,
@@ -268,7 +351,8 @@ class Executor:
     def _provider_tags(document: dict[str, Any]) -> dict[str, str]:
         return {**document.get("tags", {}), MANAGED_BY_TAG: MANAGED_BY_VALUE}
 
-    def _update_capacity_provider(self, action: Action, _: int) -> str:
+    @handles(UpdateCapacityProvider)
+    def _update_capacity_provider(self, action: UpdateCapacityProvider, _: Issued) -> str:
         before, after = action.before, action.after
         if (before["managedScaling"], before["managedTerminationProtection"]) != (
             after["managedScaling"],
@@ -293,22 +377,25 @@ class Executor:
         if changed:
             self.clients.ecs.tag_resource(resourceArn=arn, tags=_aws_tags(changed))
 
-    def _replace_capacity_provider(self, action: Action, index: int) -> str:
+    @handles(ReplaceCapacityProvider)
+    def _replace_capacity_provider(self, action: ReplaceCapacityProvider, issued: Issued) -> str:
         cluster = self.observed.clusters.get(action.cluster)
         associated = list(cluster.capacity_providers) if cluster else []
         if action.name in associated:
             self._put_association(action.cluster, [n for n in associated if n != action.name])
         self.clients.ecs.delete_capacity_provider(capacityProvider=action.name)
-        self._create_capacity_provider(action, index)
+        self._create_capacity_provider(action, issued)
         if action.name in associated:
             self._put_association(action.cluster, associated)
         return "replaced (detached, deleted, created, attached again)"
 
-    def _delete_capacity_provider(self, action: Action, _: int) -> str:
+    @handles(DeleteCapacityProvider)
+    def _delete_capacity_provider(self, action: DeleteCapacityProvider, _: Issued) -> str:
         self.clients.ecs.delete_capacity_provider(capacityProvider=action.name)
         return "deleted"
 
-    def _associate(self, action: Action, _: int) -> str:
+    @handles(AssociateCapacityProviders)
+    def _associate(self, action: AssociateCapacityProviders, _: Issued) -> str:
         self._put_association(action.name, action.after["capacityProviders"])
         return f"capacity providers now {', '.join(action.after['capacityProviders'])}"
 
@@ -327,7 +414,8 @@ class Executor:
 
     # ----------------------------------------------------------- instances (autoscaler)
 
-    def _set_desired_capacity(self, action: Action, _: int) -> str:
+    @handles(SetDesiredCapacity)
+    def _set_desired_capacity(self, action: SetDesiredCapacity, _: Issued) -> str:
         count = action.after["desiredCapacity"]
         autoscaling = self.clients.autoscaling
         autoscaling.set_desired_capacity(
@@ -347,7 +435,8 @@ class Executor:
         before = action.before["desiredCapacity"]
         return f"desired capacity {before} -> {count} (epoch {self.epoch})"
 
-    def _drain_and_terminate(self, action: Action, _: int) -> str:
+    @handles(TerminateInstances)
+    def _drain_and_terminate(self, action: TerminateInstances, _: Issued) -> str:
         """DRAINING first (no task can land any more), then terminate exactly the instances
         still running nothing; one that got a task in between goes back to ACTIVE."""
         ecs, cluster = self.clients.ecs, action.cluster
@@ -377,7 +466,8 @@ class Executor:
 
     # ----------------------------------------------------------- task definitions
 
-    def _register(self, action: Action, _: int) -> str:
+    @handles(RegisterTaskDefinition)
+    def _register(self, action: RegisterTaskDefinition | UpdateTaskDefinition, _: Issued) -> str:
         definition = {k: v for k, v in action.after.items() if k != "tags"}
         response = self.clients.ecs.register_task_definition(
             **definition, tags=_aws_tags(action.after["tags"])
@@ -386,22 +476,25 @@ class Executor:
         self._revisions[action.spec_hash] = arn
         return f"registered {arn.rsplit('/', 1)[-1]}"
 
-    def _update_task_definition(self, action: Action, index: int) -> str:
+    @handles(UpdateTaskDefinition)
+    def _update_task_definition(self, action: UpdateTaskDefinition, issued: Issued) -> str:
         """A new revision for a content change; tags of an existing one are changed in place."""
         if "containerDefinitions" in action.after:
-            return self._register(action, index)
+            return self._register(action, issued)
         arn = action.after["taskDefinitionArn"]
         self._retag(arn, action.before["tags"], action.after["tags"])
         return f"retagged {arn.rsplit('/', 1)[-1]}"
 
-    def _deregister(self, action: Action, _: int) -> str:
+    @handles(DeregisterTaskDefinition)
+    def _deregister(self, action: DeregisterTaskDefinition, _: Issued) -> str:
         arn = action.before["taskDefinitionArn"]
         self.clients.ecs.deregister_task_definition(taskDefinition=arn)
         return f"deregistered {arn.rsplit('/', 1)[-1]}"
 
     # ----------------------------------------------------------- runner tasks
 
-    def _run(self, action: Action, _: int) -> str:
+    @handles(RunRunners)
+    def _run(self, action: RunRunners | ReplaceRunners, issued: Issued) -> str:
         """Start `count` runners in batches of up to 10 identical tasks a RunTask, and bind
         each task ECS placed to its own runner (registration, parameter, tags) on the worker
         pool while the next batch is requested. A shortfall stops the batches; tasks not
@@ -417,7 +510,7 @@ class Executor:
             raise ActionFailed(f"started 0 of {action.count} runner(s): {error}") from error
         placed, shortfall, unclear, refused = 0, "", "", ""
         with (
-            Binder(self, pool, launch, action.cluster) as binder,
+            Binder(self, pool, launch, action.cluster, issued) as binder,
             ThreadPoolExecutor(RUN_TASK_CONCURRENCY, "run-task") as requests,
         ):
             batches: list[tuple[int, str, Future[tuple[list[str], str]]]] = []
@@ -428,7 +521,7 @@ class Executor:
                 token = start_token(
                     pool, arn, self.epoch, slot, self.expectations.incarnation, count
                 )
-                batch = self._fenced(
+                batch = self.fenced(
                     self._run_batch_unless, full, action, arn, environment, count, token
                 )
                 batches.append((count, token, requests.submit(batch)))
@@ -444,17 +537,16 @@ class Executor:
                     # leader sees them listed (unbound: it binds them, or they give up)
                     for batch_in_flight in batches:
                         batch_in_flight[2].cancel()
-                    for _ in range(count):
-                        self.expectations.expect_start(pool, token=token, cluster=action.cluster)
+                    issued.starts(count, pool, action.cluster, token)
                     raise
                 except AWS_ERRORS as error:  # refused (4xx): surely not started
                     refused = refused or str(error)
                     continue
                 if problem.startswith("unclear:") and not tasks:
-                    for _ in range(count):  # counted as starting until listed or expired
-                        self.expectations.expect_start(pool, token=token, cluster=action.cluster)
+                    # counted as starting until listed or expired
+                    issued.starts(count, pool, action.cluster, token)
                 for task_arn in tasks:
-                    self.expectations.expect_start(pool, "", task_arn, action.cluster, token)
+                    issued.starts(1, pool, action.cluster, token, task_arn)
                 binder.submit(tasks)
                 placed += len(tasks)
                 if problem.startswith("unclear:"):
@@ -481,8 +573,10 @@ class Executor:
             raise ActionFailed(f"started {placed} of {action.count} runner(s){bound}")
         return f"started {action.count} runner(s){bound}"
 
-    def _fenced(self, work: Callable[..., T], *args: Any) -> Callable[[], T]:
-        """`work(*args)` for another thread, inside this apply's fence."""
+    def fenced(self, work: Callable[..., T], *args: Any) -> Callable[[], T]:
+        """`work(*args)` for another thread (a RunTask request, a runner's binding), inside
+        this executor's fence, as `_issuing` puts the applying thread: each of its mutating
+        calls passes the same choke point (`fencing.check`)."""
 
         def fenced_work() -> T:
             with fencing.fenced(self.fence):
@@ -605,10 +699,12 @@ class Executor:
         others are bound now (`unbound.bind`, on the worker pool) or stopped (`unbound.stop`:
         too old, their runner is giving up). Fenced like `apply`: `LeaseLost` ends it at once.
         Returns one line per task."""
-        with fencing.fenced(self.fence):
-            return self._rebind(unbound, pools)
+        with self._issuing() as issued:
+            return self._rebind(unbound, pools, issued)
 
-    def _rebind(self, unbound: Unbound, pools: Mapping[str, DesiredPool]) -> list[str]:
+    def _rebind(
+        self, unbound: Unbound, pools: Mapping[str, DesiredPool], issued: Issued
+    ) -> list[str]:
         done: list[str] = []
         to_bind: dict[tuple[str, str, str], list[str]] = {}
         for task in (*unbound.bind, *unbound.stop):
@@ -624,7 +720,7 @@ class Executor:
                     to_bind.setdefault(group, []).append(task.arn)
                 else:
                     self._stop_unbound(task.cluster, task.arn, "too old to bind")
-                    self.expectations.expect_stop(task.pool, task.arn)
+                    issued.stop(task.pool, task.arn)
                     done.append(f"task {task.task_id}: never bound and too old to bind; stopped")
             except AWS_ERRORS as error:  # the next cycle sees it unbound again
                 done.append(f"task {task.task_id}: not re-bound: {error}")
@@ -634,7 +730,7 @@ class Executor:
                 "tags": {SCOPE_TAG: scope},
                 "runner": {"labels": list(desired.labels), "group": desired.runner_group},
             }
-            with Binder(self, pool, launch, cluster) as binder:
+            with Binder(self, pool, launch, cluster, issued) as binder:
                 binder.submit(arns)
                 binder.wait()
             done.append(f"pool {pool}: binding {len(arns)} unbound task(s){binder.summary()}")
@@ -642,7 +738,8 @@ class Executor:
             log.info("re-binding: %s", line)
         return done
 
-    def _stop(self, action: Action, _: int) -> str:
+    @handles(StopRunners)
+    def _stop(self, action: StopRunners | ReplaceRunners, issued: Issued) -> str:
         stopped, kept = 0, 0
         pool = action.pool or action.name
         for arn in action.task_arns:
@@ -655,14 +752,15 @@ class Executor:
                 task=arn,
                 reason=f"ecs-reconciler: {action.reason}"[:255],
             )
-            self.expectations.expect_stop(pool, arn)
+            issued.stop(pool, arn)
             stopped += 1
         suffix = f"; {kept} kept (no longer idle)" if kept else ""
         return f"stopped {stopped} runner(s){suffix}"
 
-    def _replace_tasks(self, action: Action, index: int) -> str:
-        started = self._run(action, index)
-        stopped = self._stop(action, index)
+    @handles(ReplaceRunners)
+    def _replace_tasks(self, action: ReplaceRunners, issued: Issued) -> str:
+        started = self._run(action, issued)
+        stopped = self._stop(action, issued)
         return f"{started}, {stopped}"
 
 
@@ -673,11 +771,19 @@ class Binder:
 
     Every worker runs inside the apply's fence, so each of its mutating calls passes the
     same choke point as the apply's own (`fencing.check`); a `LeaseLost` in any worker
-    cancels the bindings not begun and ends the apply from `wait`. Expectations are touched
-    only from the applying thread (`wait`)."""
+    cancels the bindings not begun and ends the apply from `wait`. The stops of failed
+    bindings are reported to the action's `Issued` only from the applying thread (`wait`)."""
 
-    def __init__(self, executor: Executor, pool: str, launch: dict[str, Any], cluster: str):
+    def __init__(
+        self,
+        executor: Executor,
+        pool: str,
+        launch: dict[str, Any],
+        cluster: str,
+        issued: Issued,
+    ):
         self.executor, self.pool, self.launch, self.cluster = executor, pool, launch, cluster
+        self.issued = issued  # the stops of failed bindings
         self.shared = executor.bindings  # the controller's: binds in the background
         self._workers = (
             ThreadPoolExecutor(max_workers=executor.bind_workers, thread_name_prefix="bind-runner")
@@ -702,7 +808,9 @@ class Binder:
             return
         assert self._workers is not None
         for task_arn in task_arns:
-            work = _fenced_binding(self.executor, self.pool, self.launch, self.cluster, task_arn)
+            work = self.executor.fenced(
+                self.executor._bind, self.pool, self.launch, self.cluster, task_arn
+            )
             self._futures[self._workers.submit(work)] = task_arn
 
     def wait(self) -> None:
@@ -720,7 +828,7 @@ class Binder:
             elif settled.failure:
                 self.failed.append(settled.failure)
                 if settled.stopped:
-                    self.executor.expectations.expect_stop(self.pool, self._futures[future])
+                    self.issued.stop(self.pool, self._futures[future])
             else:
                 self.bound += 1
         if lost is not None:
@@ -743,19 +851,6 @@ class _Settled:
     failure: str = ""
     stopped: bool = False
     lost: LeaseLost | None = None
-
-
-def _fenced_binding(
-    executor: Executor, pool: str, launch: dict[str, Any], cluster: str, task_arn: str
-) -> Callable[[], str]:
-    """The work of one binding on a worker thread, inside the apply's fence: each of its
-    mutating calls passes the same choke point as the apply's own (`fencing.check`)."""
-
-    def bind() -> str:
-        with fencing.fenced(executor.fence):
-            return executor._bind(pool, launch, cluster, task_arn)
-
-    return bind
 
 
 def _settle(future: Future[str], task_arn: str) -> _Settled:
@@ -808,7 +903,7 @@ class Bindings:
     ) -> None:
         """Bind these placed tasks in the background."""
         for task_arn in task_arns:
-            work = _fenced_binding(executor, pool, launch, cluster, task_arn)
+            work = executor.fenced(executor._bind, pool, launch, cluster, task_arn)
             with self._lock:
                 self._futures[self._workers.submit(work)] = (pool, task_arn)
 

@@ -93,6 +93,191 @@ class Action:
         return data
 
 
+# One class per kind of action (what the executor has a handler for). Each fixes its kind
+# (`action`, `resource_type`) and its apply phase; the constructor takes the rest:
+# `RunRunners(name, reason, cluster=..., pool=..., count=...)`.
+
+
+@dataclass(frozen=True, eq=False)
+class CreateCapacityProvider(Action):
+    """CreateCapacityProvider for an Auto Scaling group, tagged as ours."""
+
+    action: ActionKind = field(default="create", init=False)
+    resource_type: str = field(default="capacity_provider", init=False)
+    phase: Phase = field(default=Phase.CAPACITY_PROVIDERS, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class UpdateCapacityProvider(Action):
+    """UpdateCapacityProvider (managed scaling, termination protection) and its tags."""
+
+    action: ActionKind = field(default="update", init=False)
+    resource_type: str = field(default="capacity_provider", init=False)
+    phase: Phase = field(default=Phase.CAPACITY_PROVIDERS, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class ReplaceCapacityProvider(Action):
+    """A change ECS cannot make in place: detach, delete, create, attach again."""
+
+    action: ActionKind = field(default="replace", init=False)
+    resource_type: str = field(default="capacity_provider", init=False)
+    phase: Phase = field(default=Phase.CAPACITY_PROVIDERS, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class DeleteCapacityProvider(Action):
+    """DeleteCapacityProvider of a provider no spec names any more."""
+
+    action: ActionKind = field(default="delete", init=False)
+    resource_type: str = field(default="capacity_provider", init=False)
+    phase: Phase = field(default=Phase.CLEAN_UP, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class AssociateCapacityProviders(Action):
+    """PutClusterCapacityProviders: the providers a cluster may use."""
+
+    action: ActionKind = field(default="update", init=False)
+    resource_type: str = field(default="cluster_capacity_providers", init=False)
+    phase: Phase = field(default=Phase.CLUSTER_ASSOCIATION, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class SetDesiredCapacity(Action):
+    """SetDesiredCapacity of a reconciler-scaled Auto Scaling group (room for new runners)."""
+
+    action: ActionKind = field(default="update", init=False)
+    resource_type: str = field(default="auto_scaling_group", init=False)
+    phase: Phase = field(default=Phase.CAPACITY, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class TerminateInstances(Action):
+    """Drain empty container instances, then terminate them with a capacity decrement."""
+
+    action: ActionKind = field(default="stop", init=False)
+    resource_type: str = field(default="instances", init=False)
+    phase: Phase = field(default=Phase.CLEAN_UP, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class RegisterTaskDefinition(Action):
+    """RegisterTaskDefinition: the first revision of a pool."""
+
+    action: ActionKind = field(default="create", init=False)
+    resource_type: str = field(default="task_definition", init=False)
+    phase: Phase = field(default=Phase.TASK_DEFINITIONS, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class UpdateTaskDefinition(Action):
+    """A new revision for a content change, or new tags on an existing revision."""
+
+    action: ActionKind = field(default="update", init=False)
+    resource_type: str = field(default="task_definition", init=False)
+    phase: Phase = field(default=Phase.TASK_DEFINITIONS, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class DeregisterTaskDefinition(Action):
+    """DeregisterTaskDefinition of a revision no runner uses any more."""
+
+    action: ActionKind = field(default="delete", init=False)
+    resource_type: str = field(default="task_definition", init=False)
+    phase: Phase = field(default=Phase.CLEAN_UP, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class RunRunners(Action):
+    """Start `count` runner tasks of the revision `spec_hash`, placed as `after` says."""
+
+    action: ActionKind = field(default="run", init=False)
+    resource_type: str = field(default="runner_tasks", init=False)
+    phase: Phase = field(default=Phase.RUNNER_TASKS, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class StopRunners(Action):
+    """Stop the runner tasks `task_arns` (each only if GitHub lets it go)."""
+
+    action: ActionKind = field(default="stop", init=False)
+    resource_type: str = field(default="runner_tasks", init=False)
+    phase: Phase = field(default=Phase.RUNNER_TASKS, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class ReplaceRunners(Action):
+    """A rollout step: start `count` runners of the new revision, stop `task_arns`."""
+
+    action: ActionKind = field(default="replace", init=False)
+    resource_type: str = field(default="runner_tasks", init=False)
+    phase: Phase = field(default=Phase.RUNNER_TASKS, init=False)
+
+
+@dataclass(frozen=True, eq=False)
+class SpecChange(Action):
+    """A spec-level change shown by `plan --base` (any kind; never applied as such)."""
+
+    phase: Phase = field(default=Phase.SPECS, init=False)
+
+
+TYPED_ACTIONS: tuple[type[Action], ...] = (
+    CreateCapacityProvider,
+    UpdateCapacityProvider,
+    ReplaceCapacityProvider,
+    DeleteCapacityProvider,
+    AssociateCapacityProviders,
+    SetDesiredCapacity,
+    TerminateInstances,
+    RegisterTaskDefinition,
+    UpdateTaskDefinition,
+    DeregisterTaskDefinition,
+    RunRunners,
+    StopRunners,
+    ReplaceRunners,
+)
+# (resource type, action) -> its class: the kind a plan's JSON names
+_BY_KIND: dict[tuple[str, str], type[Action]] = {
+    (cls.resource_type, cls.action): cls  # type: ignore[misc]  # the fixed defaults
+    for cls in TYPED_ACTIONS
+}
+
+
+def action_from_json(data: dict[str, Any]) -> Action:
+    """An action read back from the plan's JSON format (`Action.to_json`), as its class."""
+    try:
+        phase = Phase.__members__.get(str(data["phase"]).upper())
+        kind = (str(data["resource_type"]), str(data["action"]))
+        fields: dict[str, Any] = {
+            "name": data["name"],
+            "reason": data["reason"],
+            "cluster": data["cluster"],
+            "pool": data["pool"],
+            "before": data["before"],
+            "after": data["after"],
+            "patch": data["patch"],
+            "count": data.get("count", 0),
+            "task_arns": tuple(data.get("stop_task_arns", ())),
+            "spec_hash": data.get("spec_hash", ""),
+            "deletes_pool": data.get("deletes_pool", False),
+            "locations": data.get("locations", {}),
+        }
+    except KeyError as error:
+        raise ValueError(f"a plan action needs the field {error}: {data!r:.200}") from None
+    if phase is None:
+        raise ValueError(f"unknown phase {data['phase']!r} of {data.get('address')}")
+    if phase is Phase.SPECS:
+        return SpecChange(action=kind[1], resource_type=kind[0], **fields)  # type: ignore[arg-type]
+    cls = _BY_KIND.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown plan action {kind[1]!r} of {kind[0]!r} ({data.get('address')})")
+    action = cls(**fields)
+    if action.phase is not phase:
+        raise ValueError(f"{action.address}: phase {phase.name.lower()} is not its phase")
+    return action
+
+
 @dataclass(frozen=True)
 class Note:
     """Something the operator should know that is not a change: held runners, warnings."""
@@ -216,3 +401,19 @@ class Plan:
             "pools": [p.to_json() for p in self.pools],
             "spec_errors": list(self.spec_errors),
         }
+
+
+def plan_from_json(data: dict[str, Any]) -> Plan:
+    """A plan read back from its JSON format (`Plan.to_json`), each action as its class."""
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"plan format {data.get('format_version')!r} is not {FORMAT_VERSION!r}")
+    try:
+        return Plan(
+            actions=tuple(action_from_json(a) for a in data["actions"]),
+            notes=tuple(Note(n["severity"], n["message"], n["pool"]) for n in data["notes"]),
+            pools=tuple(PoolSummary(**p) for p in data["pools"]),
+            spec_errors=tuple(data["spec_errors"]),
+            generated_at=data["generated_at"],
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"not a plan: {error}") from None

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .actions import Action, Note, Phase
+from .actions import Action, Note, SetDesiredCapacity, TerminateInstances
 from .state import (
     MANAGED_BY_TAG,
     MANAGED_BY_VALUE,
@@ -225,11 +225,8 @@ def _plan_group(
 def _set_desired(
     provider: DesiredCapacityProvider, group: ObservedAutoScalingGroup, count: int, reason: str
 ) -> Action:
-    return Action(
-        "update",
-        "auto_scaling_group",
+    return SetDesiredCapacity(
         group.name,
-        Phase.CAPACITY,
         f"{reason}; desired {group.desired} -> {count} (min {group.minimum}, max {group.maximum})",
         cluster=provider.cluster,
         before={"desiredCapacity": group.desired},
@@ -242,11 +239,8 @@ def _drain_and_terminate(
     group: ObservedAutoScalingGroup,
     instances: list[ObservedInstance],
 ) -> Action:
-    return Action(
-        "stop",
-        "instances",
+    return TerminateInstances(
         group.name,
-        Phase.CLEAN_UP,
         f"scale in: {len(instances)} empty instance(s) not needed; drained, then terminated "
         f"with a capacity decrement (min {group.minimum})",
         cluster=provider.cluster,

@@ -84,16 +84,19 @@ class Expectations:
         task_arn: str = "",
         cluster: str = "",
         token: str = "",
+        at: float | None = None,
     ) -> None:
-        """A RunTask was issued for one task: its runner's name and task ARN when known,
-        else the batch's client `token` (a start known by none of them is refused)."""
+        """A RunTask was issued for one task (at `at` on `clock`, default now): its runner's
+        name and task ARN when known, else the batch's client `token` (a start known by none
+        of them is refused)."""
         if not (runner_name or task_arn or token):
             raise ValueError("a start needs a runner name, a task ARN or a batch token")
-        self._starts.append(_Start(pool, runner_name, task_arn, self.clock(), cluster, token))
+        issued_at = self.clock() if at is None else at
+        self._starts.append(_Start(pool, runner_name, task_arn, issued_at, cluster, token))
 
-    def expect_stop(self, pool: str, task_arn: str) -> None:
-        """A StopTask was issued for `task_arn`."""
-        self._stops[task_arn] = _Stop(pool, task_arn, self.clock())
+    def expect_stop(self, pool: str, task_arn: str, at: float | None = None) -> None:
+        """A StopTask was issued for `task_arn` (at `at` on `clock`, default now)."""
+        self._stops[task_arn] = _Stop(pool, task_arn, self.clock() if at is None else at)
 
     def next_slot(self, pool: str, epoch: int, count: int = 1) -> int:
         """The first of the next `count` start slots of `pool` in lease epoch `epoch`

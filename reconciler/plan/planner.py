@@ -21,7 +21,23 @@ from typing import Any
 
 import jsonpatch
 
-from .actions import Action, Note, Phase, Plan, PoolSummary
+from .actions import (
+    Action,
+    AssociateCapacityProviders,
+    CreateCapacityProvider,
+    DeleteCapacityProvider,
+    DeregisterTaskDefinition,
+    Note,
+    Plan,
+    PoolSummary,
+    RegisterTaskDefinition,
+    ReplaceCapacityProvider,
+    ReplaceRunners,
+    RunRunners,
+    StopRunners,
+    UpdateCapacityProvider,
+    UpdateTaskDefinition,
+)
 from .capacity import plan_capacity
 from .expectations import InFlight
 from .rollout import failures_tag_value, rollout_of
@@ -44,18 +60,27 @@ from .state import (
 
 
 @dataclass
-class _Builder:
+class _Out:
+    """What one phase of the planner proposes, returned to `plan` (phases share no state:
+    what a later phase needs from an earlier one is passed to it as an argument)."""
+
     actions: list[Action] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     pools: list[PoolSummary] = field(default_factory=list)
-    blocked_pools: set[str] = field(default_factory=set)
-    # set when something could not be observed: nothing is deleted on a partial picture
-    deletions_held: str = ""
-    in_flight: InFlight = field(default_factory=InFlight)
-    placements: dict[str, str] = field(default_factory=dict)  # pool -> provider of new runners
+    blocked: set[str] = field(default_factory=set)  # pools that may start no runner
 
     def note(self, severity: str, message: str, pool: str | None = None) -> None:
         self.notes.append(Note(severity, message, pool))  # type: ignore[arg-type]
+
+    @staticmethod
+    def merged(outs: list[_Out]) -> _Out:
+        """The phases' proposals in the order they were made."""
+        return _Out(
+            actions=[a for o in outs for a in o.actions],
+            notes=[n for o in outs for n in o.notes],
+            pools=[p for o in outs for p in o.pools],
+            blocked={b for o in outs for b in o.blocked},
+        )
 
 
 def plan(
@@ -71,44 +96,73 @@ def plan(
 
     `in_flight`: starts issued and not listed yet (counted as starting runners), stops
     issued of tasks still listed (counted as gone)."""
-    builder = _Builder(in_flight=in_flight or InFlight())
+    in_flight = in_flight or InFlight()
+    out = _Out()
     for scope, problem in sorted(observed.problems.items()):
-        builder.note("error", problem, scope if scope in desired.pools else None)
+        out.note("error", problem, scope if scope in desired.pools else None)
     if not desired.complete:
-        builder.note(
+        out.note(
             "warning",
             "the spec set has errors: nothing is deleted or drained on account of specs that "
             "failed to load",
         )
-    blind = _hold_what_cannot_be_seen(desired, observed, builder)
+    blind, holding = _hold_what_cannot_be_seen(desired, observed)
+    outs = [out, holding]
     if not blind.capacity_providers:
-        _plan_capacity_providers(desired, observed, builder)
-        _plan_cluster_associations(desired, observed, builder)
+        outs.append(_plan_capacity_providers(desired, observed))
+        outs.append(_plan_cluster_associations(desired, observed, blind.deletions_held))
+    blocked = {name for o in outs for name in o.blocked}  # by the phases so far
+    placements: dict[str, str] = {}  # pool -> the provider of its new runners
     for pool in sorted(desired.pools.values(), key=lambda p: p.name):
         if pool.cluster in blind.clusters or blind.all_revisions or pool.family in blind.families:
             continue
-        _plan_task_definition(pool, observed, runner_states, builder)
-        _place_new_runners(pool, desired, observed, builder, now.timestamp())
-        _plan_runner_tasks(pool, observed, runner_states, builder)
-    _plan_removed_pools(desired, observed, runner_states, builder)
+        outs.append(_plan_task_definition(pool, observed, runner_states, blind.deletions_held))
+        placements[pool.name], placing = _place_new_runners(
+            pool, desired, observed, now.timestamp()
+        )
+        outs.append(placing)
+        outs.append(
+            _plan_runner_tasks(
+                pool,
+                observed,
+                runner_states,
+                in_flight,
+                blocked=pool.name in blocked,
+                placed=placements[pool.name],
+            )
+        )
+    outs.append(
+        _plan_removed_pools(desired, observed, runner_states, in_flight, blind.deletions_held)
+    )
+    out = _Out.merged(outs)
     if not blind.capacity_providers:
-        _plan_instances(desired, observed, builder, now.timestamp())
-    actions = sorted(builder.actions, key=lambda a: (a.phase, a.resource_type, a.name, a.action))
+        out.actions, capacity = _plan_instances(
+            desired, observed, out.actions, blind.deletions_held, placements, now.timestamp()
+        )
+        out = _Out.merged([out, capacity])
+    actions = sorted(out.actions, key=lambda a: (a.phase, a.resource_type, a.name, a.action))
     return Plan(
         actions=tuple(actions),
-        notes=tuple(builder.notes),
-        pools=tuple(sorted(builder.pools, key=lambda p: p.name)),
+        notes=tuple(out.notes),
+        pools=tuple(sorted(out.pools, key=lambda p: p.name)),
         spec_errors=spec_errors,
         generated_at=now.isoformat(timespec="seconds"),
     )
 
 
 def _plan_instances(
-    desired: DesiredState, observed: ObservedState, builder: _Builder, now: float
-) -> None:
-    """Reconciler-scaled Auto Scaling groups: room for the runner tasks this plan starts."""
+    desired: DesiredState,
+    observed: ObservedState,
+    proposed: list[Action],
+    deletions_held: str,
+    placements: Mapping[str, str],
+    now: float,
+) -> tuple[list[Action], _Out]:
+    """Reconciler-scaled Auto Scaling groups: room for the runner tasks this plan starts.
+    Returns the `proposed` actions (the starts that wait for instances being added marked
+    so) and this phase's own."""
     starts: Counter[str] = Counter()
-    for action in builder.actions:
+    for action in proposed:
         if action.resource_type == "runner_tasks" and action.action in ("run", "replace"):
             starts[action.pool or ""] += action.count
     capacity = plan_capacity(
@@ -116,20 +170,19 @@ def _plan_instances(
         observed,
         starts,
         now,
-        scale_in_allowed=desired.complete and not builder.deletions_held,
-        placements=builder.placements,
+        scale_in_allowed=desired.complete and not deletions_held,
+        placements=placements,
     )
-    builder.actions = [
+    proposed = [
         dataclasses.replace(action, after={**action.after, "capacityPending": True})
         if action.resource_type == "runner_tasks"
         and action.count
         and isinstance(action.after, dict)
         and action.after.get("capacityProvider") in capacity.waiting
         else action
-        for action in builder.actions
+        for action in proposed
     ]
-    builder.actions += capacity.actions
-    builder.notes += capacity.notes
+    return proposed, _Out(actions=list(capacity.actions), notes=list(capacity.notes))
 
 
 # ------------------------------------------------------------------ partial observation
@@ -143,11 +196,13 @@ class _Blind:
     families: frozenset[str]  # their revisions are unknown
     all_revisions: bool
     capacity_providers: bool
+    # why nothing is deleted this cycle ("" when everything was observed)
+    deletions_held: str = ""
 
 
 def _hold_what_cannot_be_seen(
-    desired: DesiredState, observed: ObservedState, builder: _Builder
-) -> _Blind:
+    desired: DesiredState, observed: ObservedState
+) -> tuple[_Blind, _Out]:
     """Plan nothing that rests on what was not observed.
 
     Tasks that could not be listed are unknown, not absent: starting runners for them would
@@ -163,9 +218,9 @@ def _hold_what_cannot_be_seen(
         ),
         all_revisions="task-definitions" in problems,
         capacity_providers=bool({"capacity-providers", "auto-scaling-groups"} & set(problems)),
+        deletions_held="AWS could not be fully observed this cycle" if problems else "",
     )
-    if problems:
-        builder.deletions_held = "AWS could not be fully observed this cycle"
+    out = _Out()
     for pool in desired.pools.values():
         if pool.cluster in blind.clusters:
             reason = f"the runner tasks of cluster {pool.cluster} could not be listed"
@@ -173,15 +228,15 @@ def _hold_what_cannot_be_seen(
             reason = f"the revisions of {pool.family} could not be read"
         else:
             continue
-        builder.blocked_pools.add(pool.name)
-        builder.note("error", f"pool left as it is this cycle: {reason}", pool.name)
+        out.blocked.add(pool.name)
+        out.note("error", f"pool left as it is this cycle: {reason}", pool.name)
     if blind.capacity_providers:
-        builder.note(
+        out.note(
             "error",
             "capacity providers and cluster associations left as they are this cycle: "
             "they could not be fully observed",
         )
-    return blind
+    return blind, out
 
 
 # ------------------------------------------------------------------ capacity providers
@@ -194,29 +249,25 @@ def _provider_document(
     return {"autoScalingGroupArn": group_arn, **provider.settings, "tags": user_tags}
 
 
-def _plan_capacity_providers(
-    desired: DesiredState, observed: ObservedState, builder: _Builder
-) -> None:
+def _plan_capacity_providers(desired: DesiredState, observed: ObservedState) -> _Out:
+    out = _Out()
     for name, provider in sorted(desired.capacity_providers.items()):
         group_arn = observed.auto_scaling_groups.get(provider.auto_scaling_group)
         current = observed.capacity_providers.get(name)
         if group_arn is None:
-            builder.note(
+            out.note(
                 "error",
                 f"capacity provider {name}: Auto Scaling group {provider.auto_scaling_group!r} "
                 "not found; create it first (it is infrastructure, not managed here)",
             )
-            _block_pools_using(name, desired, builder)
+            _block_pools_using(name, desired, out)
             continue
-        _check_mixed_instances(name, provider, observed, builder)
+        _check_mixed_instances(name, provider, observed, out)
         after = _provider_document(provider, group_arn)
         if current is None:
-            builder.actions.append(
-                Action(
-                    "create",
-                    "capacity_provider",
+            out.actions.append(
+                CreateCapacityProvider(
                     name,
-                    Phase.CAPACITY_PROVIDERS,
                     "defined in specs, missing in ECS",
                     cluster=provider.cluster,
                     after=after,
@@ -225,7 +276,7 @@ def _plan_capacity_providers(
             )
             continue
         if not current.owned:
-            builder.note(
+            out.note(
                 "warning",
                 f"capacity provider {name} exists but was not created by ecs-reconciler "
                 "(no managed-by tag); it is used as it is and never changed",
@@ -234,19 +285,16 @@ def _plan_capacity_providers(
         before = _provider_document(current, current.auto_scaling_group_arn)
         in_use = _tasks_on_provider(observed, name)
         if current.auto_scaling_group_arn != group_arn and in_use:
-            builder.note(
+            out.note(
                 "warning",
                 f"capacity provider {name}: its Auto Scaling group changed, which needs a "
                 f"replacement; held while {in_use} task(s) run on it",
             )
         elif current.auto_scaling_group_arn != group_arn or before != after:
             replace = current.auto_scaling_group_arn != group_arn
-            builder.actions.append(
-                Action(
-                    "replace" if replace else "update",
-                    "capacity_provider",
+            out.actions.append(
+                (ReplaceCapacityProvider if replace else UpdateCapacityProvider)(
                     name,
-                    Phase.CAPACITY_PROVIDERS,
                     "Auto Scaling group changed (ECS cannot update it in place)"
                     if replace
                     else "settings differ from the spec (drift or spec change)",
@@ -256,10 +304,11 @@ def _plan_capacity_providers(
                     patch=patch_of(before, after),
                 )
             )
+    return out
 
 
 def _check_mixed_instances(
-    name: str, provider: DesiredCapacityProvider, observed: ObservedState, builder: _Builder
+    name: str, provider: DesiredCapacityProvider, observed: ObservedState, out: _Out
 ) -> None:
     """The group (infrastructure) launches what `spec.mixedInstances` says: a warning if not
     (a pool would fall back on the wrong premise, or run on spot without knowing it)."""
@@ -278,7 +327,7 @@ def _check_mixed_instances(
         detail = "the spec says spot (mixedInstances) but the group has no mixed instances policy"
     else:
         detail = f"the group has a mixed instances policy ({_mix(actual)}) the spec does not state"
-    builder.note(
+    out.note(
         "warning",
         f"capacity provider {name}: Auto Scaling group {group}: {detail}; fix the group or "
         "spec.mixedInstances (the group is infrastructure, never changed here)",
@@ -293,10 +342,10 @@ def _mix(policy: Mapping[str, Any]) -> str:
     )
 
 
-def _block_pools_using(provider: str, desired: DesiredState, builder: _Builder) -> None:
+def _block_pools_using(provider: str, desired: DesiredState, out: _Out) -> None:
     for pool in desired.pools.values():
         if pool.capacity_provider == provider:
-            builder.blocked_pools.add(pool.name)
+            out.blocked.add(pool.name)
 
 
 def _tasks_on_provider(observed: ObservedState, provider: str) -> int:
@@ -304,18 +353,17 @@ def _tasks_on_provider(observed: ObservedState, provider: str) -> int:
 
 
 def _plan_cluster_associations(
-    desired: DesiredState, observed: ObservedState, builder: _Builder
-) -> None:
-    removable = _removable_providers(desired, observed, builder)
+    desired: DesiredState, observed: ObservedState, deletions_held: str
+) -> _Out:
+    out = _Out()
+    removable = _removable_providers(desired, observed, deletions_held, out)
     for cluster_name in desired.clusters:
         cluster = observed.clusters.get(cluster_name)
         if cluster is None or cluster.status != "ACTIVE":
-            builder.note(
-                "error", f"cluster {cluster_name} not found or not ACTIVE; create it first"
-            )
+            out.note("error", f"cluster {cluster_name} not found or not ACTIVE; create it first")
             for pool in desired.pools.values():
                 if pool.cluster == cluster_name:
-                    builder.blocked_pools.add(pool.name)
+                    out.blocked.add(pool.name)
             continue
         current = set(cluster.capacity_providers)
         wanted = {
@@ -339,12 +387,9 @@ def _plan_cluster_associations(
                 )
                 if part
             )
-            builder.actions.append(
-                Action(
-                    "update",
-                    "cluster_capacity_providers",
+            out.actions.append(
+                AssociateCapacityProviders(
                     cluster_name,
-                    Phase.CLUSTER_ASSOCIATION,
                     reason + " (other entries kept)",
                     cluster=cluster_name,
                     before=before,
@@ -354,35 +399,31 @@ def _plan_cluster_associations(
             )
     for name in sorted(removable):
         provider = observed.capacity_providers[name]
-        builder.actions.append(
-            Action(
-                "delete",
-                "capacity_provider",
+        out.actions.append(
+            DeleteCapacityProvider(
                 name,
-                Phase.CLEAN_UP,
                 "no longer in the specs",
                 before=_provider_document(provider, provider.auto_scaling_group_arn),
                 patch=[{"op": "remove", "path": ""}],
             )
         )
+    return out
 
 
 def _removable_providers(
-    desired: DesiredState, observed: ObservedState, builder: _Builder
+    desired: DesiredState, observed: ObservedState, deletions_held: str, out: _Out
 ) -> set[str]:
     removable = set()
     for name, provider in sorted(observed.capacity_providers.items()):
         if not provider.owned or name in desired.capacity_providers:
             continue
-        if not desired.complete or builder.deletions_held:
-            because = "spec errors" if not desired.complete else builder.deletions_held
-            builder.note(
-                "warning", f"capacity provider {name} is not in the specs; kept ({because})"
-            )
+        if not desired.complete or deletions_held:
+            because = "spec errors" if not desired.complete else deletions_held
+            out.note("warning", f"capacity provider {name} is not in the specs; kept ({because})")
             continue
         in_use = _tasks_on_provider(observed, name)
         if in_use:
-            builder.note(
+            out.note(
                 "info",
                 f"capacity provider {name} is no longer in the specs; kept while {in_use} "
                 "task(s) still run on it",
@@ -399,12 +440,13 @@ def _plan_task_definition(
     pool: DesiredPool,
     observed: ObservedState,
     runner_states: Mapping[str, RunnerState],
-    builder: _Builder,
-) -> None:
+    deletions_held: str,
+) -> _Out:
+    out = _Out()
     revisions = observed.task_definitions.get(pool.family, [])
     owned = [r for r in revisions if r.owned]
     for foreign in (r for r in revisions if not r.owned):
-        builder.note(
+        out.note(
             "warning",
             f"{foreign.family}:{foreign.revision} was registered outside ecs-reconciler "
             "(no managed-by tag); it is never used nor deregistered by us",
@@ -416,12 +458,9 @@ def _plan_task_definition(
         after = {**pool.task_definition, "tags": pool.task_definition_tags}
         latest = max(owned, key=lambda r: r.revision, default=None)
         before = {**latest.content, "tags": latest.tags} if latest else None
-        builder.actions.append(
-            Action(
-                "update" if latest else "create",
-                "task_definition",
+        out.actions.append(
+            (UpdateTaskDefinition if latest else RegisterTaskDefinition)(
                 pool.name,
-                Phase.TASK_DEFINITIONS,
                 "register a new revision: "
                 + ("the spec changed" if latest else "no revision of ours exists yet"),
                 cluster=pool.cluster,
@@ -437,12 +476,9 @@ def _plan_task_definition(
     wanted = {**pool.task_definition_tags, **({ROLLOUT_FAILURES_TAG: failures} if failures else {})}
     if keep is not None and keep.tags != wanted:
         recording = keep.tags.get(ROLLOUT_FAILURES_TAG, "") != failures
-        builder.actions.append(
-            Action(
-                "update",
-                "task_definition",
+        out.actions.append(
+            UpdateTaskDefinition(
                 f"{pool.name}[{keep.revision}]",
-                Phase.TASK_DEFINITIONS,
                 "rollout failures recorded on the revision: retagged in place"
                 if recording
                 else "tags differ from the spec (tags or deletionPolicy changed): "
@@ -458,14 +494,11 @@ def _plan_task_definition(
         if revision is keep:
             continue
         drifted = revision.content_hash != revision.tagged_hash
-        if revision.arn in in_use or builder.deletions_held:
+        if revision.arn in in_use or deletions_held:
             continue  # runners still use it (or may): deregistered once they are gone
-        builder.actions.append(
-            Action(
-                "delete",
-                "task_definition",
+        out.actions.append(
+            DeregisterTaskDefinition(
                 f"{pool.name}[{revision.revision}]",
-                Phase.CLEAN_UP,
                 "changed by hand after registration (drift)"
                 if drifted
                 else "outdated revision no task uses any more",
@@ -475,6 +508,7 @@ def _plan_task_definition(
                 patch=[{"op": "remove", "path": ""}],
             )
         )
+    return out
 
 
 # ------------------------------------------------------------------ runner tasks
@@ -484,14 +518,15 @@ def _place_new_runners(
     pool: DesiredPool,
     desired: DesiredState,
     observed: ObservedState,
-    builder: _Builder,
     now: float,
-) -> None:
-    """Spot pools: this cycle's new runners go to the fallback while spot cannot launch."""
+) -> tuple[str, _Out]:
+    """Spot pools: this cycle's new runners go to the fallback while spot cannot launch.
+    Returns the provider of the pool's new runners, and the note that says why."""
     placement = spot_placement(pool, desired, observed, now)
-    builder.placements[pool.name] = placement.provider
+    out = _Out()
     if placement.reason:
-        builder.note("warning" if placement.on_fallback else "info", placement.reason, pool.name)
+        out.note("warning" if placement.on_fallback else "info", placement.reason, pool.name)
+    return placement.provider, out
 
 
 #: runners that may be stopped (after the runner-state source confirms it right before)
@@ -512,9 +547,14 @@ def _plan_runner_tasks(
     pool: DesiredPool,
     observed: ObservedState,
     runner_states: Mapping[str, RunnerState],
-    builder: _Builder,
-) -> None:
-    stopping = builder.in_flight.stops
+    in_flight: InFlight,
+    blocked: bool,
+    placed: str,
+) -> _Out:
+    """The pool's runners: `in_flight` counted, none started when `blocked` (an earlier
+    phase found a resource it needs missing), new ones on the provider `placed`."""
+    out = _Out()
+    stopping = in_flight.stops
     tasks = [t for t in observed.tasks_by_pool.get(pool.name, []) if t.arn not in stopping]
     misplaced = [t for t in tasks if t.cluster != pool.cluster]
     tasks = [t for t in tasks if t.cluster == pool.cluster]
@@ -522,7 +562,7 @@ def _plan_runner_tasks(
     tasks = [t for t in tasks if t not in draining]
     states = {t.arn: _state(t, runner_states) for t in tasks + misplaced + draining}
     failed = _oldest_first([t for t in tasks if states[t.arn] is RunnerState.FAILED])
-    expected = builder.in_flight.starts.get(pool.name, 0)  # started, not listed yet
+    expected = in_flight.starts.get(pool.name, 0)  # started, not listed yet
     running = len(tasks) + expected
     tasks = [t for t in tasks if t not in failed]  # replaced, so they do not count
     current = [t for t in tasks if t.spec_hash == pool.spec_hash]
@@ -532,9 +572,8 @@ def _plan_runner_tasks(
     starting = [t for t in current if states[t.arn] is RunnerState.UNKNOWN]
     busy = sum(1 for t in tasks if states[t.arn] is RunnerState.BUSY)
     target, why = pool.target(busy)
-    placed = builder.placements.get(pool.name, pool.capacity_provider)
     rollout = rollout_of(pool, observed, current, outdated, runner_states)
-    builder.pools.append(
+    out.pools.append(
         PoolSummary(
             name=pool.name,
             cluster=pool.cluster,
@@ -553,26 +592,26 @@ def _plan_runner_tasks(
     )
     stop = [t for t in misplaced if states[t.arn] in STOPPABLE]
     if stop:
-        _stop(builder, pool, stop, f"runner moved to cluster {pool.cluster}")
+        _stop(out, pool, stop, f"runner moved to cluster {pool.cluster}")
     if failed:
-        _stop(builder, pool, failed, "runner never came online (boot timeout): replaced")
-    _leave_draining_instances(builder, pool, draining, states)
-    network = _resolve_network(pool, observed, builder)
-    blocked = pool.name in builder.blocked_pools or network is None
+        _stop(out, pool, failed, "runner never came online (boot timeout): replaced")
+    _leave_draining_instances(out, pool, draining, states)
+    network = _resolve_network(pool, observed, out)
+    blocked = blocked or network is None
     if blocked:
-        builder.note("error", "no runner is started: a resource it needs is missing", pool.name)
+        out.note("error", "no runner is started: a resource it needs is missing", pool.name)
 
     if rollout.message:
-        builder.note(rollout.severity, rollout.message, pool.name)
+        out.note(rollout.severity, rollout.message, pool.name)
     excess = len(tasks) + expected - target
     if excess > 0:
         candidates = idle_outdated + idle_current
         chosen = candidates[:excess]
         if chosen:
-            _stop(builder, pool, chosen, f"scale in: {len(tasks)} running, {why}")
+            _stop(out, pool, chosen, f"scale in: {len(tasks)} running, {why}")
         held = excess - len(chosen)
         if held:
-            builder.note(
+            out.note(
                 "info",
                 f"{held} runner(s) above target kept: busy or state unknown (never stopped)",
                 pool.name,
@@ -588,17 +627,14 @@ def _plan_runner_tasks(
             reason += "; on the previous revision (rollout halted)"
         elif rollout.old_hash:
             reason += "; on the previous revision until the canary is up"
-        _run(builder, pool, -excess, reason, network, rollout.old_hash)
+        _run(out, pool, -excess, reason, network, placed, rollout.old_hash)
 
     if idle_outdated and not blocked:
         batch = idle_outdated[: rollout.budget(pool, current, starting, expected)]
         if batch and network is not None:
-            builder.actions.append(
-                Action(
-                    "replace",
-                    "runner_tasks",
+            out.actions.append(
+                ReplaceRunners(
                     pool.name,
-                    Phase.RUNNER_TASKS,
                     f"rollout: {len(batch)} of {len(outdated)} outdated idle runner(s) "
                     + (
                         f"replaced by canary runner(s) (canary {pool.canary})"
@@ -610,21 +646,22 @@ def _plan_runner_tasks(
                     count=len(batch),
                     task_arns=tuple(t.arn for t in batch),
                     spec_hash=pool.spec_hash,
-                    after=_launch(pool, network, provider=builder.placements.get(pool.name, "")),
+                    after=_launch(pool, network, provider=placed),
                 )
             )
     busy_outdated = [t for t in outdated if states[t.arn] is not RunnerState.IDLE]
     if busy_outdated:
-        builder.note(
+        out.note(
             "info",
             f"{len(busy_outdated)} runner(s) on an outdated revision are busy or unknown; "
             "they finish their job before being replaced",
             pool.name,
         )
+    return out
 
 
 def _leave_draining_instances(
-    builder: _Builder,
+    out: _Out,
     pool: DesiredPool,
     draining: list[ObservedTask],
     states: Mapping[str, RunnerState],
@@ -636,7 +673,7 @@ def _leave_draining_instances(
     idle = _oldest_first([t for t in draining if states[t.arn] in STOPPABLE])
     if idle:
         _stop(
-            builder,
+            out,
             pool,
             idle,
             f"{len(idle)} idle runner(s) on draining instance(s) (spot interruption): "
@@ -645,7 +682,7 @@ def _leave_draining_instances(
     held = [t for t in draining if t not in idle]
     if held:
         busy = sum(1 for t in held if states[t.arn] is RunnerState.BUSY)
-        builder.note(
+        out.note(
             "warning",
             f"{len(held)} runner(s) on draining instance(s) (spot interruption) are "
             f"busy ({busy}) or starting ({len(held) - busy}): never stopped; their jobs may be "
@@ -654,13 +691,10 @@ def _leave_draining_instances(
         )
 
 
-def _stop(builder: _Builder, pool: DesiredPool, tasks: list[ObservedTask], reason: str) -> None:
-    builder.actions.append(
-        Action(
-            "stop",
-            "runner_tasks",
+def _stop(out: _Out, pool: DesiredPool, tasks: list[ObservedTask], reason: str) -> None:
+    out.actions.append(
+        StopRunners(
             pool.name,
-            Phase.RUNNER_TASKS,
             reason,
             cluster=pool.cluster,
             pool=pool.name,
@@ -670,7 +704,7 @@ def _stop(builder: _Builder, pool: DesiredPool, tasks: list[ObservedTask], reaso
 
 
 def _resolve_network(
-    pool: DesiredPool, observed: ObservedState, builder: _Builder
+    pool: DesiredPool, observed: ObservedState, out: _Out
 ) -> dict[str, list[str]] | None:
     subnets = [observed.subnets.get(ref) for ref in pool.subnets]
     groups = [observed.security_groups.get(ref) for ref in pool.security_groups]
@@ -678,7 +712,7 @@ def _resolve_network(
         ref for ref, found in zip(pool.security_groups, groups, strict=True) if not found
     ]
     if missing:
-        builder.note(
+        out.note(
             "error",
             f"network references not found (by ID or Name tag): {', '.join(missing)}",
             pool.name,
@@ -709,27 +743,26 @@ def _launch(
 
 
 def _run(
-    builder: _Builder,
+    out: _Out,
     pool: DesiredPool,
     count: int,
     reason: str,
     network: dict[str, list[str]] | None,
+    provider: str,
     spec_hash: str = "",
 ) -> None:
-    """Start `count` runners on the current revision, or on the revision of `spec_hash`."""
+    """Start `count` runners on `provider` ("": the pool's own), on the current revision
+    or on the revision of `spec_hash`."""
     spec_hash = spec_hash or pool.spec_hash
-    builder.actions.append(
-        Action(
-            "run",
-            "runner_tasks",
+    out.actions.append(
+        RunRunners(
             pool.name,
-            Phase.RUNNER_TASKS,
             reason,
             cluster=pool.cluster,
             pool=pool.name,
             count=count,
             spec_hash=spec_hash,
-            after=_launch(pool, network, spec_hash, builder.placements.get(pool.name, "")),
+            after=_launch(pool, network, spec_hash, provider),
         )
     )
 
@@ -741,8 +774,10 @@ def _plan_removed_pools(
     desired: DesiredState,
     observed: ObservedState,
     runner_states: Mapping[str, RunnerState],
-    builder: _Builder,
-) -> None:
+    in_flight: InFlight,
+    deletions_held: str,
+) -> _Out:
+    out = _Out()
     families = {
         pool_of_family(family): revisions
         for family, revisions in observed.task_definitions.items()
@@ -751,14 +786,10 @@ def _plan_removed_pools(
     removed = ({t.pool for t in observed.tasks} | set(families)) - set(desired.pools)
     for name in sorted(n for n in removed if n):
         revisions = [r for r in families.get(name, []) if r.owned]
-        tasks = [
-            t for t in observed.tasks_by_pool.get(name, []) if t.arn not in builder.in_flight.stops
-        ]
-        if not desired.complete or builder.deletions_held:
-            because = (
-                "some specs failed to load" if not desired.complete else builder.deletions_held
-            )
-            builder.note(
+        tasks = [t for t in observed.tasks_by_pool.get(name, []) if t.arn not in in_flight.stops]
+        if not desired.complete or deletions_held:
+            because = "some specs failed to load" if not desired.complete else deletions_held
+            out.note(
                 "warning",
                 f"pool {name} is not in the specs, but {because}: it is kept as it is until "
                 "a complete cycle",
@@ -768,14 +799,15 @@ def _plan_removed_pools(
         policy = _deletion_policy(revisions)
         if policy == "Orphan":
             if tasks or revisions:
-                builder.note(
+                out.note(
                     "info",
                     f"pool {name} was removed from the specs; deletionPolicy Orphan leaves its "
                     f"{len(tasks)} runner(s) and {len(revisions)} revision(s) as they are",
                     name,
                 )
             continue
-        _drain_pool(name, tasks, revisions, runner_states, builder)
+        _drain_pool(name, tasks, revisions, runner_states, out)
+    return out
 
 
 def _deletion_policy(revisions: list[ObservedTaskDefinition]) -> str:
@@ -788,12 +820,12 @@ def _drain_pool(
     tasks: list[ObservedTask],
     revisions: list[ObservedTaskDefinition],
     runner_states: Mapping[str, RunnerState],
-    builder: _Builder,
+    out: _Out,
 ) -> None:
     states = [_state(t, runner_states) for t in tasks]
     stoppable = [t for t, state in zip(tasks, states, strict=True) if state in STOPPABLE]
     held = len(tasks) - len(stoppable)
-    builder.pools.append(
+    out.pools.append(
         PoolSummary(
             name=name,
             cluster=", ".join(sorted({t.cluster for t in tasks})),
@@ -809,12 +841,9 @@ def _drain_pool(
     )
     for cluster in sorted({t.cluster for t in stoppable}):
         in_cluster = _oldest_first([t for t in stoppable if t.cluster == cluster])
-        builder.actions.append(
-            Action(
-                "stop",
-                "runner_tasks",
+        out.actions.append(
+            StopRunners(
                 name,
-                Phase.RUNNER_TASKS,
                 "pool removed from the specs (deletionPolicy Drain): idle runners stop",
                 cluster=cluster,
                 pool=name,
@@ -823,7 +852,7 @@ def _drain_pool(
             )
         )
     if held:
-        builder.note(
+        out.note(
             "info",
             f"pool {name} is draining: {held} busy or unknown runner(s) finish first",
             name,
@@ -832,12 +861,9 @@ def _drain_pool(
     for revision in sorted(revisions, key=lambda r: r.revision):
         if revision.arn in in_use:
             continue
-        builder.actions.append(
-            Action(
-                "delete",
-                "task_definition",
+        out.actions.append(
+            DeregisterTaskDefinition(
                 f"{name}[{revision.revision}]",
-                Phase.CLEAN_UP,
                 "pool removed from the specs (deletionPolicy Drain)",
                 pool=name,
                 before={"taskDefinitionArn": revision.arn},

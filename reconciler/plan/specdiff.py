@@ -14,7 +14,16 @@ from typing import Any
 
 from ..spec.loader import LoadedResource, SpecSet
 from ..spec.models import RunnerPool
-from .actions import Action, Note, Phase, Plan
+from .actions import (
+    Action,
+    Note,
+    Plan,
+    RegisterTaskDefinition,
+    ReplaceRunners,
+    RunRunners,
+    SpecChange,
+    UpdateTaskDefinition,
+)
 from .desired import render_pool
 from .planner import patch_of
 
@@ -80,12 +89,11 @@ def _changed(old: LoadedResource, new: LoadedResource, now: datetime.datetime) -
     patch = patch_of(before, after)
     kind = _resource_type(new)
     pool = new.name if kind == "runner_pool" else None
-    actions = [
-        Action(
+    actions: list[Action] = [
+        SpecChange(
             "update",
             kind,
             new.name,
-            Phase.SPECS,
             "spec changed",
             pool=pool,
             before=before,
@@ -109,11 +117,8 @@ def _revision_change(
     name = new.metadata.name
     location = {"": str(source.locate("metadata", "name"))}
     return [
-        Action(
-            "update",
-            "task_definition",
+        UpdateTaskDefinition(
             name,
-            Phase.TASK_DEFINITIONS,
             "register a new revision: the rendered task definition changed",
             cluster=new.spec.cluster,
             pool=name,
@@ -123,11 +128,8 @@ def _revision_change(
             spec_hash=new_pool.spec_hash,
             locations=location,
         ),
-        Action(
-            "replace",
-            "runner_tasks",
+        ReplaceRunners(
             name,
-            Phase.RUNNER_TASKS,
             f"rollout: idle runners move to the new revision, {new_pool.max_surge} at a time "
             "(maxSurge); busy runners finish their job first",
             cluster=new.spec.cluster,
@@ -144,12 +146,11 @@ def _added(new: LoadedResource, now: datetime.datetime) -> list[Action]:
     after = _document(new)
     pool = new.name if kind == "runner_pool" else None
     location = {"": str(new.locate("metadata", "name"))}
-    actions = [
-        Action(
+    actions: list[Action] = [
+        SpecChange(
             "create",
             kind,
             new.name,
-            Phase.SPECS,
             "new in the specs",
             pool=pool,
             after=after,
@@ -160,11 +161,8 @@ def _added(new: LoadedResource, now: datetime.datetime) -> list[Action]:
     if isinstance(new.resource, RunnerPool):
         rendered = render_pool(new.resource, now, OFFLINE_REGION)
         actions += [
-            Action(
-                "create",
-                "task_definition",
+            RegisterTaskDefinition(
                 new.name,
-                Phase.TASK_DEFINITIONS,
                 "first revision of a new pool",
                 cluster=rendered.cluster,
                 pool=new.name,
@@ -172,11 +170,8 @@ def _added(new: LoadedResource, now: datetime.datetime) -> list[Action]:
                 spec_hash=rendered.spec_hash,
                 locations=location,
             ),
-            Action(
-                "run",
-                "runner_tasks",
+            RunRunners(
                 new.name,
-                Phase.RUNNER_TASKS,
                 f"new pool: {rendered.count_reason}",
                 cluster=rendered.cluster,
                 pool=new.name,
@@ -201,11 +196,10 @@ def _removed(old: LoadedResource) -> list[Action]:
         )
         reason += f": deletionPolicy {policy} ({effect})"
     return [
-        Action(
+        SpecChange(
             "delete",
             kind,
             old.name,
-            Phase.SPECS,
             reason,
             pool=old.name if is_pool else None,
             before=_document(old),
