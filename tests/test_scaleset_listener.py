@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from reconciler import fencing
 from reconciler.demand.scaleset import ScaleSetDemand, ScaleSetListener, ScaleSetListeners
 from reconciler.github import GitHubClient, Scope, TokenAuth
 from reconciler.github.scaleset.messages import ScaleSetMessage
@@ -106,6 +107,49 @@ def test_an_unacknowledged_message_reaches_the_next_leader(github: FakeGitHub) -
     assert handled == [unacknowledged] and second.stats.acquired == 1
 
 
+class Lease:
+    """A fence: the lease is ours while `held` (as the elector says), for 10 s more."""
+
+    epoch = 1
+
+    def __init__(self) -> None:
+        self.held = True
+
+    def remaining(self) -> float:
+        return 10.0 if self.held else 0.0
+
+
+def test_a_listener_whose_lease_ran_out_acquires_and_acknowledges_nothing(
+    github: FakeGitHub,
+) -> None:
+    """A paused or cut-off leader: its lease ran out before it saw it. The message stays for
+    the next leader, the session is left to lapse, and nothing mutating reaches GitHub."""
+    lease = Lease()
+    first = listener_for(github, "replica-1")
+    with fencing.fenced(lease):
+        first.step()  # the session opens while the lease is held
+        assert first.session is not None
+        github.actions.queue_job(ORG, ["pool-a"], "acme/app", 1)
+        lease.held = False
+        before = dict(first.scale_sets.client(POOL.scope).calls)
+        assert first.step() == 1.0  # the message came; acquiring it is refused
+        first.close()  # its DELETE is refused too: the session lapses
+    calls = first.scale_sets.client(POOL.scope).calls
+    mutating = {e: n - before.get(e, 0) for e, n in calls.items() if not e.startswith("GET")}
+    assert not any(mutating.values()), mutating
+    assert first.stats.acquired == 0 and first.session is None
+    scale_set_id = github.actions.scale_sets(ORG)[0]["id"]
+    assert len(github.actions.unacknowledged(scale_set_id)) == 1
+    assert github.actions.active_sessions(scale_set_id) == 1  # not closed: it will lapse
+    github.actions.session_idle_timeout = 0.3  # ... as it does, then the next leader has it
+    wait_for(lambda: github.actions.active_sessions(scale_set_id) == 0, 5)
+    github.actions.session_idle_timeout = 120.0
+    second = listener_for(github, "replica-2")
+    with fencing.fenced(Lease()):
+        second.step()
+    assert second.stats.acquired == 1
+
+
 def test_an_expired_queue_token_is_refreshed_and_nothing_is_lost(github: FakeGitHub) -> None:
     listener = listener_for(github, "replica-1")
     listener.step()
@@ -146,15 +190,15 @@ def test_listeners_listen_only_while_leading_and_close_on_stop(github: FakeGitHu
     try:
         assert github.actions.scale_sets(ORG) == []  # a standby does not even create it
         leading.set()
-        wait_for(lambda: demand.latest("pool-a") is not None, timeout=10)
+        wait_for(lambda: demand.latest("pool-a") is not None, timeout=30)
         scale_set_id = demand.latest("pool-a").scale_set_id  # type: ignore[union-attr]
         assert github.actions.active_sessions(scale_set_id) == 1
         leading.clear()  # leadership lost: the session is closed for the next leader
-        wait_for(lambda: github.actions.active_sessions(scale_set_id) == 0, timeout=10)
+        wait_for(lambda: github.actions.active_sessions(scale_set_id) == 0, timeout=30)
         leading.set()
-        wait_for(lambda: github.actions.active_sessions(scale_set_id) == 1, timeout=10)
+        wait_for(lambda: github.actions.active_sessions(scale_set_id) == 1, timeout=30)
         listeners.sync({})  # the pool no longer takes scale-set demand
-        wait_for(lambda: github.actions.active_sessions(scale_set_id) == 0, timeout=10)
+        wait_for(lambda: github.actions.active_sessions(scale_set_id) == 0, timeout=30)
         assert demand.latest("pool-a") is None
     finally:
         listeners.stop()

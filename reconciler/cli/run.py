@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
             else None,
             # pools with demand.source scaleSet: a listener each, only while this replica leads
             scale_set_listeners=ScaleSetListeners(
-                scale_sets, ScaleSetDemand(), args.identity, is_leader
+                scale_sets, ScaleSetDemand(), args.identity, is_leader, fence=elector
             )
             if scale_sets is not None
             else None,

@@ -13,7 +13,9 @@
    set is created again; other errors back off exponentially (capped), the session is
    re-opened after an error that may have broken it;
 5. when leadership is lost or the loop is stopped, the session is closed (DELETE) so the
-   next leader can open one at once.
+   next leader can open one at once; every mutating call runs inside the lease's fence, so a
+   replica whose lease ran out (paused, cut off) acquires and acknowledges nothing more and
+   leaves its session to lapse.
 
 The planner sizes a scale-set pool on ``totalAssignedJobs`` (running jobs included) plus its
 idle target, clamped to min..max (ARC's listener): `pending` gives it assigned - running,
@@ -29,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .. import fencing
 from ..clock import WallClock, wall_time
 from ..github.client import GitHubError
 from ..github.scaleset.errors import ActionsServiceError, ScaleSetNotFound, SessionConflict
@@ -128,8 +131,18 @@ class ScaleSetListener:
         self._failures = 0
         self._waiting_logged = False
 
-    def run(self, should_listen: Callable[[], bool], stop: threading.Event) -> None:
-        """Listen while `should_listen()` (leadership) holds, until `stop` is set."""
+    def run(
+        self,
+        should_listen: Callable[[], bool],
+        stop: threading.Event,
+        fence: fencing.Fence | None = None,
+    ) -> None:
+        """Listen while `should_listen()` (leadership) holds, until `stop` is set; every
+        mutating call (session, acquire, acknowledge) inside the lease's `fence`."""
+        with fencing.fenced(fence):
+            self._listen(should_listen, stop)
+
+    def _listen(self, should_listen: Callable[[], bool], stop: threading.Event) -> None:
         try:
             while not stop.is_set():
                 if not should_listen():
@@ -164,6 +177,12 @@ class ScaleSetListener:
             self.scale_sets.forget(self.pool.name)
             self.session = None
             return self._failed()
+        except fencing.LeaseLost as error:
+            # the message stays unacknowledged for the next leader; so does the session,
+            # which lapses (its DELETE is a mutating call too)
+            log.warning("pool %s: scale set listener stops: %s", self.pool.name, error)
+            self._drop_session()
+            return 1.0
         except (ActionsServiceError, GitHubError, MessageFormatError, LookupError) as error:
             log.warning("pool %s: scale set listener: %s", self.pool.name, error)
             if isinstance(error, ActionsServiceError | GitHubError) and error.status in (0, 401):
@@ -176,7 +195,7 @@ class ScaleSetListener:
         if session is not None:
             try:
                 session.close()
-            except (ActionsServiceError, GitHubError) as error:
+            except (ActionsServiceError, GitHubError, fencing.LeaseLost) as error:
                 log.info("pool %s: session not closed (it will lapse): %s", self.pool.name, error)
 
     def _open(self) -> bool:
@@ -231,12 +250,16 @@ class ScaleSetListeners:
         owner: str,
         should_listen: Callable[[], bool],
         on_message: Callable[[str, ScaleSetMessage], None] | None = None,
+        fence: fencing.Fence | None = None,
         **listener_options: float,
     ) -> None:
+        """`fence`: the lease every listener's mutating calls are checked against (None:
+        unfenced, a single replica)."""
         self.scale_sets = scale_sets
         self.demand = demand
         self.owner = owner
         self.should_listen = should_listen
+        self.fence = fence
         self.on_message = on_message
         self.listener_options = listener_options
         self.listeners: dict[str, tuple[ScaleSetListener, threading.Event, threading.Thread]] = {}
@@ -265,7 +288,7 @@ class ScaleSetListeners:
             stop = threading.Event()
             thread = threading.Thread(
                 target=listener.run,
-                args=(self.should_listen, stop),
+                args=(self.should_listen, stop, self.fence),
                 name=f"scale-set-{name}",
                 daemon=True,
             )

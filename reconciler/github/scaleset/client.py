@@ -25,6 +25,9 @@ Message sessions are in `session`. The config URL is the scope's web URL
 ``https://github.com/acme/app``), derived from the REST API URL unless given.
 
 Requests are counted in ``calls`` by endpoint template. Tokens and JIT configs are never logged.
+Every attempt of a request that is not a GET passes `fencing.check` first with its worst case
+(`mutation_timeout`, 5 s, which is also its timeout), as the REST client's do: a listener of a
+replica that lost its lease acquires no job and opens no session.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from ... import fencing
 from ...clock import WallClock, wall_time
 from ..client import AdminConnection, GitHubClient, GitHubError, Scope
 from .errors import ActionsServiceError, RunnerExists, classify
@@ -194,6 +198,7 @@ class ScaleSetClient:
         max_backoff: float = 30.0,
         timeout: float = 30.0,
         poll_timeout: float = 70.0,
+        mutation_timeout: float = 5.0,
         user_agent: str = "ecs-runner-reconciler",
     ) -> None:
         self.github = github
@@ -202,6 +207,7 @@ class ScaleSetClient:
         self.calls: Counter[str] = Counter()
         self.max_retries = max_retries
         self.poll_timeout = poll_timeout
+        self.mutation_timeout = mutation_timeout
         self._clock = clock
         self._sleep = sleep
         self._backoff = backoff
@@ -415,9 +421,15 @@ class ScaleSetClient:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> httpx.Response:
-        """One logical request, retried on network errors and 5xx with backoff."""
+        """One logical request, retried on network errors and 5xx with backoff; each attempt
+        of a mutating one fenced (it raises `fencing.LeaseLost`, which is not retried)."""
+        mutating = method != "GET"
+        if mutating:
+            timeout = min(timeout or self.mutation_timeout, self.mutation_timeout)
         attempt = 0
         while True:
+            if mutating:  # after any backoff: the lease is checked again
+                fencing.check(endpoint, timeout or self.mutation_timeout)
             self.calls[endpoint] += 1
             try:
                 response = self._http.request(
