@@ -171,3 +171,15 @@ def test_triggers_gather_a_burst_until_it_is_quiet_at_most_coalesce_max() -> Non
     assert now[0] == pytest.approx(10.25)  # a lone ring waits coalesce only
     with pytest.raises(ValueError, match="must be at least coalesce"):
         Triggers(coalesce=1.0, coalesce_max=0.5)
+
+
+def test_run_takes_the_registration_grace_of_its_janitor(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert build_parser().parse_args(["run"]).registration_grace == 120.0
+    grace = build_parser().parse_args(["run", "--registration-grace", "30"]).registration_grace
+    assert grace == 30.0
+    for bad in ("0", "-5", "soon", "inf", "nan"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["run", "--registration-grace", bad])
+        assert f"--registration-grace takes seconds above 0, not '{bad}'" in capsys.readouterr().err

@@ -228,13 +228,16 @@ def runner_provisioner(
     return NamingProvisioner()
 
 
-def runner_janitor(source: RunnerStateSource, clients: AwsClients) -> RunnerJanitor | None:
-    """Garbage collection of runner registrations and JIT parameters (GitHub source only)."""
+def runner_janitor(
+    source: RunnerStateSource, clients: AwsClients, grace: float
+) -> RunnerJanitor | None:
+    """Garbage collection of runner registrations and JIT parameters (GitHub source only),
+    once one has belonged to no running task for `grace` seconds."""
     from ..github.janitor import RunnerJanitor
     from ..github.registry import GitHubRunnerStates
 
     if isinstance(source, GitHubRunnerStates):
-        return RunnerJanitor(source, clients.client("ssm"))
+        return RunnerJanitor(source, clients.client("ssm"), grace=grace)
     return None
 
 

@@ -36,7 +36,7 @@ from ..demand import (
 from ..demand.arrivals import DynamoArrivalStore
 from ..demand.scaleset import ScaleSetDemand, ScaleSetListeners
 from ..demand.store import CLIENT_CONFIG
-from ..github.registry import GitHubRunnerStates
+from ..github.registry import DEFAULT_GRACE_SECONDS, GitHubRunnerStates
 from ..github.scaleset.pools import ScaleSetPools
 from ..plan.guard import GuardPolicy
 from ..spec.gitrev import GitRevisionError
@@ -131,6 +131,15 @@ def register(verbs: Any) -> None:
         metavar="SECONDS",
         help="read the hook's delivery log this often (default 60: one request a minute)",
     )
+    parser.add_argument(
+        "--registration-grace",
+        type=_positive_seconds("--registration-grace"),
+        default=DEFAULT_GRACE_SECONDS,
+        metavar="SECONDS",
+        help="github runner states: a runner registration or JIT configuration that belongs "
+        f"to no running task is deleted once seen that way this long (default "
+        f"{DEFAULT_GRACE_SECONDS:g}; ECS listings lag, so keep it well above a few seconds)",
+    )
     for flag, low, high, default, what in (
         (
             "--bind-workers",
@@ -218,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
             git=git,
             demand=demand,
             github=source.client if isinstance(source, GitHubRunnerStates) else None,
-            janitor=runner_janitor(source, clients),
+            janitor=runner_janitor(source, clients, args.registration_grace),
             versions=runner_version_watch(args, source),
             redeliverer=redeliverer,
             fence=elector,
@@ -283,6 +292,21 @@ def run(args: argparse.Namespace) -> int:
             receiver.close()
     print("ecs-reconciler controller: stopped", flush=True)
     return EXIT_OK
+
+
+def _positive_seconds(flag: str) -> Callable[[str], float]:
+    """An argparse type: a number of seconds above 0."""
+
+    def parse(text: str) -> float:
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = 0.0
+        if not seconds > 0 or seconds == float("inf"):
+            raise argparse.ArgumentTypeError(f"{flag} takes seconds above 0, not {text!r}")
+        return seconds
+
+    return parse
 
 
 def _bounded_int(flag: str, low: int, high: int) -> Callable[[str], int]:

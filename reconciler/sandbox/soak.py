@@ -116,6 +116,7 @@ class SoakSettings:
     jobs_per_minute: float = 10.0
     tick: float = 0.5
     faults: bool = True  # False: the same soak with no fault at all (a baseline)
+    registration_grace: float = 120.0  # the replicas' janitor (run --registration-grace)
 
     def __post_init__(self) -> None:
         if not 0.25 <= self.minutes <= 24 * 60:
@@ -125,8 +126,10 @@ class SoakSettings:
             raise ValueError(f"lease timing must be retry < renew < duration: {self.lease}")
         if self.max_runners < self.idle + 1 or self.idle < 1:
             raise ValueError("the pool needs idle >= 1 and max > idle")
-        if self.settle_timeout <= 0 or self.tick <= 0 or self.jobs_per_minute <= 0:
-            raise ValueError("settle_timeout, tick and jobs_per_minute must be positive")
+        if min(self.settle_timeout, self.tick, self.jobs_per_minute, self.registration_grace) <= 0:
+            raise ValueError(
+                "settle_timeout, tick, jobs_per_minute and registration_grace must be positive"
+            )
 
     @property
     def chaos_seconds(self) -> float:
@@ -609,6 +612,8 @@ class Soak:
                 str(self.world.hook),
                 "--redelivery-interval",
                 "5",
+                "--registration-grace",
+                f"{self.settings.registration_grace:g}",
             ],
             env=environment,
             stdout=subprocess.PIPE,
