@@ -30,6 +30,7 @@ def start(sandbox: Sandbox, specs: Path, identity: str) -> tuple[subprocess.Pope
             sys.executable,
             "-m",
             "reconciler.cli.main",
+            "-v",
             "run",
             "--specs",
             str(specs),
@@ -45,12 +46,20 @@ def start(sandbox: Sandbox, specs: Path, identity: str) -> tuple[subprocess.Pope
         ],
         env={**os.environ, **sandbox.environment()},
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=(specs.parent / f"{identity}.log").open("w"),  # shown when a check fails
         text=True,
     )
     assert process.stdout is not None
     banner = process.stdout.readline()
     return process, banner.split("serving ", 1)[1].strip()
+
+
+def replica_logs(specs: Path) -> str:
+    """The last lines of each replica's log (INFO: cycles, starts, leadership)."""
+    return "\n".join(
+        f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-25:])
+        for log in sorted(specs.parent.glob("*.log"))
+    )
 
 
 def status(url: str) -> dict:
@@ -84,7 +93,7 @@ def test_one_leader_applies_and_a_standby_takes_over(sandbox: Sandbox, specs: Pa
         assert not leader(second_url), "the standby does not lead"
         wait_for(lambda: runner_tasks(sandbox) == DESIRED_TOTAL, 20)
         for _ in range(10):  # both keep reconciling; nothing is started twice
-            assert runner_tasks(sandbox) == DESIRED_TOTAL
+            assert runner_tasks(sandbox) == DESIRED_TOTAL, replica_logs(specs)
             time.sleep(0.3)
 
         first.kill()
@@ -96,7 +105,7 @@ def test_one_leader_applies_and_a_standby_takes_over(sandbox: Sandbox, specs: Pa
         pool_file.write_text(pool_file.read_text().replace("    idle: 2\n", "    idle: 3\n"))
         wait_for(lambda: runner_tasks(sandbox) == DESIRED_TOTAL + 1, 20)
         time.sleep(2)
-        assert runner_tasks(sandbox) == DESIRED_TOTAL + 1
+        assert runner_tasks(sandbox) == DESIRED_TOTAL + 1, replica_logs(specs)
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
