@@ -35,7 +35,7 @@ from pathlib import Path
 
 from reconciler.plan.state import LEASE_EPOCH_TAG, STARTED_BY
 from reconciler.sandbox.proxy import EcsListingLag
-from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.scenario import Sandbox, run_command
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = "ci-runners"
@@ -59,23 +59,7 @@ def start(
     sandbox: Sandbox, specs: Path, identity: str, lease: str, code: str | None, endpoint: str
 ) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler.cli.main",
-            "run",
-            "--specs",
-            str(specs),
-            "--listen",
-            "127.0.0.1:0",
-            "--resync",
-            "2",
-            "--leader-election",
-            "--identity",
-            identity,
-            "--lease-timing",
-            lease,
-        ],
+        run_command(specs, 2, identity=identity, lease_timing=lease),
         env={
             **os.environ,
             **sandbox.environment(),

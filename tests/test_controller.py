@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,7 @@ from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.plan.guard import GuardPolicy
 from reconciler.reconcile import plan_cycle
 from reconciler.sandbox.runners import TaskTagRunnerStates
-from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.scenario import Sandbox, run_command
 
 from .conftest import edit, wait_for
 
@@ -155,18 +154,7 @@ def test_stop_during_apply_leaves_a_state_the_next_run_converges(
 def test_run_serves_status_and_exits_cleanly_on_sigterm(sandbox: Sandbox, specs: Path) -> None:
     env = {**os.environ, **sandbox.environment()}
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler.cli.main",
-            "run",
-            "--specs",
-            str(specs),
-            "--listen",
-            "127.0.0.1:0",
-            "--resync",
-            "30",
-        ],
+        run_command(specs, 30),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.scenario import Sandbox, run_command
 
 from .conftest import wait_for
 
@@ -26,24 +25,9 @@ DESIRED_TOTAL = 4  # the example specs: 2 + 1 + 1 runners
 
 def start(sandbox: Sandbox, specs: Path, identity: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler.cli.main",
-            "-v",
-            "run",
-            "--specs",
-            str(specs),
-            "--listen",
-            "127.0.0.1:0",
-            "--resync",
-            "1",
-            "--leader-election",
-            "--identity",
-            identity,
-            "--lease-timing",
-            f"{LEASE},{RENEW},{RETRY}",
-        ],
+        run_command(
+            specs, 1, identity=identity, lease_timing=f"{LEASE},{RENEW},{RETRY}", verbose=True
+        ),
         env={**os.environ, **sandbox.environment()},
         stdout=subprocess.PIPE,
         stderr=(specs.parent / f"{identity}.log").open("w"),  # shown when a check fails

@@ -23,6 +23,7 @@ import logging
 import math
 import re
 import shutil
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -84,6 +85,25 @@ HAND_SEEDED = (
 PLATFORM_POOL_FILE = "org-platform-dind.yaml"
 #: the edit that takes its Docker sidecar away (`platform_pool_alone` drops the image too)
 WITHOUT_SIDECAR = ("  docker:\n    mode: dind\n", "  docker:\n    mode: none\n")
+
+
+def run_command(
+    specs: Path,
+    resync: float,
+    *options: str,
+    identity: str | None = None,
+    lease_timing: str | None = None,
+    verbose: bool = False,
+) -> list[str]:
+    """`ecs-reconciler run` on `specs` as a process on an ephemeral 127.0.0.1 port (its first
+    line of output says which), with leader election as `identity` when one is given."""
+    command = [sys.executable, "-m", "reconciler.cli.main", *(["-v"] if verbose else []), "run"]
+    command += ["--specs", str(specs), "--listen", "127.0.0.1:0", "--resync", f"{resync:g}"]
+    if identity is not None:
+        command += ["--leader-election", "--identity", identity]
+    if lease_timing is not None:
+        command += ["--lease-timing", lease_timing]
+    return [*command, *options]
 
 
 def without_schedules(text: str) -> str:

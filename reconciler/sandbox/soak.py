@@ -78,6 +78,7 @@ from .scenario import (
     WITHOUT_SIDECAR,
     Sandbox,
     platform_pool_alone,
+    run_command,
 )
 from .server import MotoServer
 from .world import GitHubWorld
@@ -591,30 +592,19 @@ class Soak:
             "ECS_RECONCILER_RUNNER_STATES": "github",
         }
         replica.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "reconciler.cli.main",
-                "-v",
-                "run",
-                "--specs",
-                str(self.specs),
-                "--listen",
-                "127.0.0.1:0",
-                "--resync",
-                str(self.settings.resync),
-                "--leader-election",
-                "--identity",
-                replica.identity,
-                "--lease-timing",
-                f"{duration:g},{renew:g},{retry:g}",
+            run_command(
+                self.specs,
+                self.settings.resync,
                 "--webhook-hook",
                 str(self.world.hook),
                 "--redelivery-interval",
                 "5",
                 "--registration-grace",
                 f"{self.settings.registration_grace:g}",
-            ],
+                identity=replica.identity,
+                lease_timing=f"{duration:g},{renew:g},{retry:g}",
+                verbose=True,
+            ),
             env=environment,
             stdout=subprocess.PIPE,
             stderr=replica.log,
