@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from reconciler.sandbox.scenario import Sandbox
@@ -61,3 +64,41 @@ def test_tasks_without_a_capacity_provider_still_use_any_instance(sandbox: Sandb
         cluster="ci-runners", taskDefinition=definition, count=6, launchType="EC2"
     )["tasks"]
     assert len(started) == 6
+
+
+def test_each_describe_tasks_is_answered_by_its_own_include(sandbox: Sandbox) -> None:
+    """moto keeps `include=["TAGS"]` in a table shared by all request threads; unpatched, a
+    DescribeTasks without it, answered at the same moment, strips another answer's tags."""
+    ecs = sandbox.clients().ecs
+    definition = ecs.register_task_definition(
+        family="fidelity",
+        containerDefinitions=[{"name": "c", "image": "busybox", "cpu": 16, "memory": 16}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    arns = [
+        task["taskArn"]
+        for task in ecs.run_task(
+            cluster="ci-runners",
+            taskDefinition=definition,
+            count=10,
+            tags=[{"key": "owner", "value": "us"}],
+        )["tasks"]
+    ]
+    stop = threading.Event()
+
+    def describe_without_tags() -> None:
+        plain = sandbox.clients(read_only=True).ecs
+        while not stop.is_set():
+            plain.describe_tasks(cluster="ci-runners", tasks=arns)
+
+    untagged = 0
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        others = [pool.submit(describe_without_tags) for _ in range(2)]
+        try:
+            for _ in range(150):
+                answer = ecs.describe_tasks(cluster="ci-runners", tasks=arns, include=["TAGS"])
+                untagged += sum(1 for task in answer["tasks"] if not task.get("tags"))
+        finally:
+            stop.set()
+        for other in others:
+            other.result()
+    assert untagged == 0

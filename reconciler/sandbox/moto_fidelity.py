@@ -25,6 +25,12 @@ capacity kept, one `Failed` activity whose message is EC2's InsufficientInstance
 spot: "There is no Spot capacity available that matches your request", EC2 API error codes).
 Auto Scaling keeps retrying a failed launch by itself; moto launches only when the desired
 capacity is set, so the sandbox sets it again (same value) after removing the tag.
+
+Concurrent requests: moto's DescribeTasks turns `include=["TAGS"]` into an entry of a response
+transformer table that lives on the response *class*, shared by every request thread of the
+server. A DescribeTasks without TAGS answered at the same moment (the simulated agent's) strips
+the tags from the other's answer: our tasks would seem untagged, not ours. ECS answers each
+request by its own parameters, so `apply()` gives each request its own copy of the table.
 """
 
 from __future__ import annotations
@@ -85,7 +91,30 @@ def apply() -> None:
     EC2ContainerServiceBackend.run_task = run_task_on_provider_instances  # type: ignore[method-assign]
     EC2ContainerServiceBackend._can_be_placed = staticmethod(can_be_placed_on_candidate)  # type: ignore[method-assign,assignment]
     _record_launch_activities()
+    _answer_each_request_by_its_own_parameters()
     _applied = True
+
+
+def _answer_each_request_by_its_own_parameters() -> None:
+    """moto's include/exclude switches write to a class-level table; write to a per-request
+    copy instead (moto makes one response object per request)."""
+    from moto.core.responses import BaseResponse, never_return
+
+    def own_table(response: Any) -> dict[str, Any]:
+        table = vars(response).get("RESPONSE_KEY_PATH_TO_TRANSFORMER")
+        if table is None:
+            table = dict(type(response).RESPONSE_KEY_PATH_TO_TRANSFORMER)
+            response.RESPONSE_KEY_PATH_TO_TRANSFORMER = table
+        return table
+
+    def include_in_response(self: Any, response_key_path: str) -> None:
+        own_table(self)[response_key_path] = lambda value: value
+
+    def exclude_from_response(self: Any, response_key_path: str) -> None:
+        own_table(self)[response_key_path] = never_return
+
+    BaseResponse._include_in_response = include_in_response  # type: ignore[method-assign]
+    BaseResponse._exclude_from_response = exclude_from_response  # type: ignore[method-assign]
 
 
 def _record_launch_activities() -> None:
