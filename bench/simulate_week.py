@@ -7,14 +7,20 @@ controller's arrival store would have them):
 - `surge-storm`: a Monday-morning surge, a 03:00 JST cron storm every day, and
   `platform/e2e` firing ~400-job matrices into the shared organization pool (max 40).
 
-Policies: the six of `simulate` on `specs/` as shipped (their pools carry `slo:` over hand-set
+Specs (`--specs`): `groups` (default), the team's design for the shared organization pool:
+`specs/` with `specs/org-platform-dind.yaml` replaced by `docs/examples/groups/` (the shared
+pool's runner group admits the organization's everyday repositories, `platform/e2e` has a
+group and pool of its own); `shipped`: `specs/` as they are (one group admits every
+repository). Group access is GitHub's dispatch rule, so every policy gets it alike.
+
+Policies: the six of `simulate` on those specs (their pools carry `slo:` over hand-set
 floors), plus variants of ours: `reconciler-no-slo` (the same specs without `slo:`: the floors
 alone, as before issue 18), `slo-floors-1` (the objective with every floor at most 1 idle
 runner), `slo-only` (no floor but `min`) and `slo-only-p97` (the same at percentile 97: the
 next point of the cost frontier).
 
     .venv/bin/python bench/simulate_week.py [--week generated|surge-storm|both]
-        [--seed 7] [--storm-seed 7] [--policy NAME ...] [--json FILE]
+        [--seed 7] [--storm-seed 7] [--specs groups|shipped] [--policy NAME ...] [--json FILE]
 
 About 12 minutes for both weeks on one core (the planner-driven policies dominate).
 """
@@ -48,6 +54,14 @@ from reconciler.spec.models import RunnerPool
 
 REPO = Path(__file__).resolve().parent.parent
 HISTORY_WEEKS = 3
+#: spec designs: the paths loaded (`groups` replaces the shared pool's file by the example)
+SPEC_DESIGNS = {
+    "shipped": [REPO / "specs"],
+    "groups": [
+        *sorted(p for p in (REPO / "specs").glob("*.yaml") if p.name != "org-platform-dind.yaml"),
+        REPO / "docs" / "examples" / "groups",
+    ],
+}
 #: the repository each week's "worst other repository" leaves out: the one whose bursts are
 #: the week's point (generated: 40-80-job matrices; surge-storm: 400 jobs beyond max 40)
 EXCLUDED = {"generated": NOISY_REPOSITORY, "surge-storm": MATRIX_REPOSITORY}
@@ -113,9 +127,17 @@ def worst_other(report: PolicyReport, excluded: str) -> tuple[float, str]:
     return max((f["p90"], name) for name, f in repositories.items() if name != excluded)
 
 
-def run_week(shape: str, seed: int, names: list[str]) -> list[PolicyReport]:
+def load_design(design: str) -> SpecSet:
+    """The spec set of a design (SPEC_DESIGNS); refuses one with errors."""
+    spec_set = load_specs(SPEC_DESIGNS[design])
+    if spec_set.errors:
+        raise SystemExit("\n".join(str(error) for error in spec_set.errors))
+    return spec_set
+
+
+def run_week(shape: str, seed: int, names: list[str], design: str) -> list[PolicyReport]:
     jobs, learned = week(shape, seed), history(shape, seed)
-    shipped = load_specs([REPO / "specs"])
+    shipped = load_design(design)
     parameters = SimulationParameters()
     specs = {name: objective(shipped, *variant) for name, variant in VARIANTS.items()}
     reports = []
@@ -125,7 +147,10 @@ def run_week(shape: str, seed: int, names: list[str]) -> list[PolicyReport]:
         report = run_policy(policy, jobs, specs.get(name, shipped), parameters, history=learned)
         report.policy = name
         reports.append(report)
-    print(f"## week {shape} (seed {seed}): {len(jobs)} jobs, learned from {len(learned)} jobs")
+    print(
+        f"## week {shape} (seed {seed}, specs {design}): {len(jobs)} jobs, learned from "
+        f"{len(learned)} jobs"
+    )
     print(f"of the {HISTORY_WEEKS} weeks before\n")
     print(summary(reports, EXCLUDED[shape]))
     print(render_text(reports))
@@ -207,6 +232,7 @@ def main() -> int:
     parser.add_argument("--week", choices=("generated", "surge-storm", "both"), default="both")
     parser.add_argument("--seed", type=int, default=7, help="generated week's seed")
     parser.add_argument("--storm-seed", type=int, default=7, help="surge-storm week's seed")
+    parser.add_argument("--specs", choices=sorted(SPEC_DESIGNS), default="groups")
     parser.add_argument("--policy", action="append", help="policies (default: all + variants)")
     parser.add_argument("--json", metavar="FILE", help="also write every report as JSON")
     args = parser.parse_args()
@@ -215,7 +241,7 @@ def main() -> int:
     document: dict[str, Any] = {}
     for shape in weeks:
         seed = args.seed if shape == "generated" else args.storm_seed
-        reports = run_week(shape, seed, names)
+        reports = run_week(shape, seed, names, args.specs)
         document[shape] = [r.to_json() for r in reports]
     if args.json:
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")

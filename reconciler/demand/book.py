@@ -13,6 +13,10 @@ Which pool a pending job counts for:
   organization scope -> the job's organization (repository owner) is it; repository scope ->
   the job's repository `owner/name` is it; enterprise scope -> any job (payloads do not always
   carry the enterprise slug, so the slug is not checked);
+- and the pool's runner group admits the job (`runnerGroupAccess`: selected repositories of an
+  organization's group, selected organizations of an enterprise's group): GitHub hands a
+  group's runners only to jobs of repositories the group admits ("Managing access to
+  self-hosted runners using groups"), so a job the group refuses is never this pool's demand;
 - a job several pools can serve counts once, for the most specific pool: the one with the
   fewest labels, ties broken by pool name;
 - a repository contributes at most `max_per_repository` pending jobs to a pool (oldest first).
@@ -45,29 +49,49 @@ class PoolDemandSpec:
     scope_name: str
     labels: frozenset[str]
     max_per_repository: int | None = None
+    #: the runner group's access: lower-case repositories (owner/name) or organizations it
+    #: admits; None: every repository of the scope (group visibility `all`)
+    admits_repositories: frozenset[str] | None = None
+    admits_organizations: frozenset[str] | None = None
 
     @classmethod
     def of(cls, pool: RunnerPool) -> PoolDemandSpec:
         """What the demand book needs of a pool spec."""
-        spec = pool.spec
+        spec, access = pool.spec, pool.spec.runner_group_access
         return cls(
             name=pool.metadata.name,
             scope_kind=spec.scope.kind,
             scope_name=spec.scope.target,
             labels=frozenset(spec.labels),
             max_per_repository=spec.scaling.max_per_repository,
+            admits_repositories=_lower(access.repositories if access else None),
+            admits_organizations=_lower(access.organizations if access else None),
         )
 
     def serves(self, job: JobRecord | JobEvent) -> bool:
-        """True when this pool may run the job (labels and scope)."""
+        """True when this pool may run the job (labels, scope and runner group access)."""
         labels = {label.lower() for label in self.labels}
         if not {label.lower() for label in job.labels} <= labels:
+            return False
+        if not self.admits(job):
             return False
         if self.scope_kind == "organization":
             return job.organization.lower() == self.scope_name.lower()
         if self.scope_kind == "repository":
             return job.repository.lower() == self.scope_name.lower()
         return self.scope_kind == "enterprise"
+
+    def admits(self, job: JobRecord | JobEvent) -> bool:
+        """True when the pool's runner group lets the job's repository use it."""
+        if self.admits_repositories is not None:
+            return job.repository.lower() in self.admits_repositories
+        if self.admits_organizations is not None:
+            return job.organization.lower() in self.admits_organizations
+        return True
+
+
+def _lower(names: list[str] | None) -> frozenset[str] | None:
+    return None if names is None else frozenset(name.lower() for name in names)
 
 
 class DemandBook:

@@ -51,6 +51,7 @@ def check_references(resources: Sequence[LoadedResource]) -> list[Diagnostic]:
             )
         diagnostics += _spot_placement(loaded, pool, providers)
     diagnostics += _shared_auto_scaling_groups(resources)
+    diagnostics += _one_access_per_runner_group(resources)
     return diagnostics
 
 
@@ -161,3 +162,43 @@ def _shared_auto_scaling_groups(resources: Sequence[LoadedResource]) -> list[Dia
                 )
             )
     return diagnostics
+
+
+def _one_access_per_runner_group(resources: Sequence[LoadedResource]) -> list[Diagnostic]:
+    """Pools in one runner group (same scope and group name) state the same access: GitHub
+    keeps one repository (or organization) access list per group."""
+    first_of: dict[tuple[str, str, str], LoadedResource] = {}
+    diagnostics = []
+    for loaded in resources:
+        pool = loaded.resource
+        if not isinstance(pool, RunnerPool) or pool.spec.scope.repository:
+            continue
+        spec = pool.spec
+        key = (spec.scope.kind, spec.scope.target.lower(), spec.runner_group.lower())
+        first = first_of.setdefault(key, loaded)
+        if first is loaded or not isinstance(first.resource, RunnerPool):
+            continue
+        if _access(first.resource) != _access(pool):
+            diagnostics.append(
+                Diagnostic(
+                    loaded.locate("spec", "runnerGroupAccess")
+                    if spec.runner_group_access
+                    else loaded.locate("spec", "runnerGroup"),
+                    f"runner group {spec.runner_group!r} of {spec.scope.target} is also used by "
+                    f"RunnerPool {first.name!r} ({first.locate('spec', 'runnerGroup')}) with "
+                    "another runnerGroupAccess; a group has one access list: state the same "
+                    "access in both, or use another group",
+                    "spec.runnerGroupAccess",
+                )
+            )
+    return diagnostics
+
+
+def _access(pool: RunnerPool) -> tuple[frozenset[str], frozenset[str]] | None:
+    access = pool.spec.runner_group_access
+    if access is None:
+        return None
+    return (
+        frozenset(name.lower() for name in access.repositories or ()),
+        frozenset(name.lower() for name in access.organizations or ()),
+    )

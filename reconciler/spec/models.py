@@ -33,6 +33,8 @@ SECRET_ARN = (
     r"^arn:aws[a-z-]*:(secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9_/+=.@:-]+"
     r"|ssm:[a-z0-9-]+:\d{12}:parameter/[A-Za-z0-9_/+=.@-]+)$"
 )
+ORGANIZATION_NAME = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$"
+REPOSITORY_NAME = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"  # owner/name
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
 RUNNER_VERSION = r"^\d+\.\d+\.\d+$"
 # repo[:tag][@sha256:digest], with an optional registry host[:port] in front.
@@ -112,13 +114,9 @@ class Scope(SpecModel):
         default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,99}$", description="Enterprise slug."
     )
     organization: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$", description="Organization."
+        default=None, pattern=ORGANIZATION_NAME, description="Organization."
     )
-    repository: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$",
-        description="owner/name.",
-    )
+    repository: str | None = Field(default=None, pattern=REPOSITORY_NAME, description="owner/name.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Scope:
@@ -432,6 +430,46 @@ class SpotPlacement(SpecModel):
         return duration_seconds(self.retry_after)
 
 
+class RunnerGroupAccess(SpecModel):
+    """Who may use the pool's runner group, as the group is set in GitHub (its visibility
+    `selected`; GitHub docs, "Managing access to self-hosted runners using groups"): an
+    organization's group admits selected repositories, an enterprise's group selected
+    organizations. GitHub hands a group's runners only to jobs it admits, so the pool's
+    demand counts only those jobs. Left out: the group admits every repository of the scope
+    (visibility `all`). GitHub has no exclusion list: to keep one repository out, list the
+    others (and give that one a group of its own)."""
+
+    repositories: list[Annotated[str, StringConstraints(pattern=REPOSITORY_NAME)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="owner/name of each repository the organization's runner group admits "
+        "(every owner is the pool's organization).",
+    )
+    organizations: list[Annotated[str, StringConstraints(pattern=ORGANIZATION_NAME)]] | None = (
+        Field(
+            default=None,
+            min_length=1,
+            max_length=1000,
+            description="Each organization the enterprise's runner group is shared with.",
+        )
+    )
+
+    @field_validator("repositories", "organizations")
+    @classmethod
+    def _unique_names(cls, values: list[str] | None) -> list[str] | None:
+        return None if values is None else _unique_items(values, case_insensitive=True)
+
+    @model_validator(mode="after")
+    def _one_list(self) -> RunnerGroupAccess:
+        if (self.repositories is None) == (self.organizations is None):
+            raise ValueError(
+                "give exactly one of repositories (an organization's group) or organizations "
+                "(an enterprise's group)"
+            )
+        return self
+
+
 class Demand(SpecModel):
     """Where the pool learns which jobs wait for it."""
 
@@ -451,6 +489,12 @@ class RunnerPoolSpec(SpecModel):
     cluster: Name
     scope: Scope
     runner_group: str = Field(default="Default", min_length=1, max_length=100)
+    runner_group_access: RunnerGroupAccess | None = Field(
+        default=None,
+        description="The repositories (organization scope) or organizations (enterprise "
+        "scope) the runner group admits, as set in GitHub; left out: all of the scope. Jobs "
+        "the group does not admit are not this pool's demand.",
+    )
     labels: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}$")]] = Field(
         min_length=1, max_length=50
     )
@@ -546,7 +590,41 @@ class RunnerPoolSpec(SpecModel):
                 ("scaling", "maxPerRepository"),
                 "maxPerRepository has no effect on a repository-scoped pool; remove it",
             )
+        self._check_group_access()
         return self
+
+    def _check_group_access(self) -> None:
+        """The access list fits the scope: repositories of the pool's organization, or
+        organizations for an enterprise's group; a repository's runners have no group."""
+        access, scope = self.runner_group_access, self.scope
+        if access is None:
+            return
+        if scope.repository:
+            raise FieldProblem(
+                ("runnerGroupAccess",),
+                "a repository's runners have no runner group to restrict (GitHub has runner "
+                "groups for organizations and enterprises); remove runnerGroupAccess",
+            )
+        if scope.organization and access.repositories is None:
+            raise FieldProblem(
+                ("runnerGroupAccess", "organizations"),
+                "an organization's runner group admits repositories, not organizations: "
+                "give runnerGroupAccess.repositories (owner/name)",
+            )
+        if scope.enterprise and access.organizations is None:
+            raise FieldProblem(
+                ("runnerGroupAccess", "repositories"),
+                "an enterprise's runner group is shared with organizations, not repositories: "
+                "give runnerGroupAccess.organizations",
+            )
+        for index, name in enumerate(access.repositories or ()):
+            owner = name.split("/")[0]
+            if scope.organization and owner.lower() != scope.organization.lower():
+                raise FieldProblem(
+                    ("runnerGroupAccess", "repositories", index),
+                    f"{name} is not a repository of the pool's organization "
+                    f"{scope.organization}: its group cannot admit it",
+                )
 
 
 class ManagedScaling(SpecModel):
