@@ -93,6 +93,7 @@ def plan_cycle(
             log.warning("demand store unreadable, using the last demand known: %s", error)
             notes.append(Note("warning", f"queued jobs not refreshed (demand store: {error})"))
         pending = demand.pending(demand_pools)
+        notes.extend(refused_job_notes(demand.refused_by_groups(demand_pools), spec_set))
     if scale_set_demand is not None:
         scale_set_names = [
             p.metadata.name for p in spec_set.pools if p.spec.demand.source == "scaleSet"
@@ -144,6 +145,22 @@ def plan_cycle(
     if notes:
         plan = dataclasses.replace(plan, notes=plan.notes + tuple(notes))
     return Cycle(spec_set, desired, observed, runner_states, plan, demand_pools, tuple(checks))
+
+
+def refused_job_notes(refused: Mapping[tuple[str, str], int], spec_set: SpecSet) -> list[Note]:
+    """A warning per repository whose queued jobs fit a pool but not its runner group."""
+    groups = {pool.metadata.name: pool.spec.runner_group for pool in spec_set.pools}
+    return [
+        Note(
+            "warning",
+            f"{count} queued job(s) of {repository} fit pool {pool}'s labels and scope, but its "
+            f"runner group {groups.get(pool, '?')!r} does not admit the repository "
+            "(runnerGroupAccess): GitHub will not hand them its runners; add the repository "
+            "to the group (and to runnerGroupAccess) or give it a pool",
+            pool,
+        )
+        for (pool, repository), count in sorted(refused.items())
+    ]
 
 
 def slo_pool_names(spec_set: SpecSet) -> list[str]:

@@ -8,6 +8,8 @@ import datetime
 import pytest
 
 from reconciler.demand import DemandBook, JobEvent, MemoryDemandStore, PoolDemandSpec
+from reconciler.plan.desired import render_desired
+from reconciler.reconcile import refused_job_notes
 from reconciler.simulate.parameters import SimulationParameters
 from reconciler.simulate.report import run_policy
 from reconciler.simulate.trace import (
@@ -187,3 +189,27 @@ def test_a_matrix_beyond_max_no_longer_holds_up_the_shared_groups_repositories(b
     assert {pool for repo, pool in ran_on.items() if repo != MATRIX_REPOSITORY} == {
         "platform-linux-dind"
     }
+
+
+def test_jobs_no_group_admits_are_reported_with_the_pool_that_would_fit(spec_dir) -> None:
+    spec_set = load_specs([spec_dir({"cp.yaml": CAPACITY_PROVIDER, "a.yaml": SHARED})])
+    pools = [PoolDemandSpec.of(pool) for pool in spec_set.pools]
+    book = DemandBook(MemoryDemandStore(), clock=lambda: NOW)
+    for job_id, repository in enumerate(["acme/docs", "acme/docs", "acme/api", "other/x"], 1):
+        book.record(event(job_id, repository))
+    refused = book.refused_by_groups(pools)
+    assert refused == {("pool-a", "acme/docs"): 2}  # other/x is outside the scope: not a group's
+    (note,) = refused_job_notes(refused, spec_set)
+    assert (note.severity, note.pool) == ("warning", "pool-a")
+    assert "2 queued job(s) of acme/docs" in note.message
+    assert "'shared' does not admit" in note.message
+
+
+def test_the_plan_says_whose_jobs_the_pending_count_is(spec_dir) -> None:
+    spec_set = load_specs([spec_dir({"cp.yaml": CAPACITY_PROVIDER, "a.yaml": SHARED})])
+    pool = render_desired(spec_set, NOW, "us-east-1", {"pool-a": 2}).pools["pool-a"]
+    count, why = pool.target(busy=1)
+    assert count == 4
+    assert "pending 2 (group 'shared' admits 2 repositories)" in why
+    plain = load_specs([spec_dir({"a.yaml": POOL})])
+    assert "admits" not in render_desired(plain, NOW, "us-east-1").pools["pool-a"].target(0)[1]

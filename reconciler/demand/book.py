@@ -28,6 +28,7 @@ leader's `load()`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import threading
 from collections import Counter
@@ -80,6 +81,12 @@ class PoolDemandSpec:
         if self.scope_kind == "repository":
             return job.repository.lower() == self.scope_name.lower()
         return self.scope_kind == "enterprise"
+
+    def matches(self, job: JobRecord | JobEvent) -> bool:
+        """True when labels and scope fit, whatever the runner group admits."""
+        return dataclasses.replace(
+            self, admits_repositories=None, admits_organizations=None
+        ).serves(job)
 
     def admits(self, job: JobRecord | JobEvent) -> bool:
         """True when the pool's runner group lets the job's repository use it."""
@@ -173,6 +180,20 @@ class DemandBook:
         self.store.forget(cutoff)
         with self._lock:
             self._jobs = {i: job for i, job in self._jobs.items() if job.seen_at >= cutoff}
+
+    def refused_by_groups(self, pools: Sequence[PoolDemandSpec]) -> dict[tuple[str, str], int]:
+        """Queued jobs no pool serves although a pool's labels and scope fit them: that pool's
+        runner group does not admit their repository, so GitHub never hands them its runners.
+        Counted per (first such pool, repository)."""
+        ordered = _by_specificity(pools)
+        refused: Counter[tuple[str, str]] = Counter()
+        for job in self._queued():
+            if _first_serving(job, ordered) is not None:
+                continue
+            matching = next((pool for pool in ordered if pool.matches(job)), None)
+            if matching is not None:
+                refused[(matching.name, job.repository)] += 1
+        return dict(refused)
 
     def queued_jobs(self) -> list[JobRecord]:
         """Every job queued in the book (any pool), oldest first."""

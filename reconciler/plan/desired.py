@@ -18,6 +18,7 @@ from ..spec.models import (
     CapacityProvider,
     MixedInstances,
     RunnerPool,
+    RunnerPoolSpec,
     Scaling,
 )
 from .normalize import content_hash, normalize_capacity_provider_settings, normalize_task_definition
@@ -113,6 +114,7 @@ def render_pool(
         pending=pending,
         labels=tuple(spec.labels),
         runner_group=spec.runner_group,
+        group_admits=_group_admits(spec),
         spot_fallback=spec.spot.fallback_capacity_provider if spec.spot else "",
         spot_retry_after=spec.spot.retry_after_seconds if spec.spot else 600,
         max_surge=spec.rollout.surge_for(max(count, 1)),
@@ -294,3 +296,15 @@ def render_capacity_provider(provider: CapacityProvider) -> DesiredCapacityProvi
         min_instance_lifetime=spec.min_instance_lifetime,
         mixed_instances=_mixed_instances(spec.mixed_instances),
     )
+
+
+def _group_admits(spec: RunnerPoolSpec) -> str:
+    """Who the pool's runner group admits, when restricted ("3 repositories"); else ""."""
+    access = spec.runner_group_access
+    if access is None:
+        return ""
+    if access.repositories is not None:
+        count = len(access.repositories)
+        return f"{count} {'repository' if count == 1 else 'repositories'}"
+    count = len(access.organizations or ())
+    return f"{count} {'organization' if count == 1 else 'organizations'}"

@@ -125,6 +125,8 @@ class DesiredPool:
     pending: int = 0  # queued jobs this pool serves, capped per repository
     labels: tuple[str, ...] = ()
     runner_group: str = "Default"
+    # who the runner group admits, when not all of the scope ("": all), e.g. "3 repositories"
+    group_admits: str = ""
     # spot: the on-demand provider new runners go to while spot cannot launch ("": no spot)
     spot_fallback: str = ""
     spot_retry_after: int = 600  # seconds after a failed spot launch before spot is tried again
@@ -139,8 +141,13 @@ class DesiredPool:
         wanted = busy + self.pending + self.idle_target
         count = min(self.maximum, max(self.minimum, wanted))
         why = f" ({self.idle_reason})" if "slo:" in self.idle_reason else ""
+        admits = (
+            f" (group {self.runner_group!r} admits {self.group_admits})"
+            if self.group_admits
+            else ""
+        )
         return count, (
-            f"busy {busy} + pending {self.pending} + idle {self.idle_target} = {wanted}, "
+            f"busy {busy} + pending {self.pending}{admits} + idle {self.idle_target} = {wanted}, "
             f"min {self.minimum}, max {self.maximum}{why}"
         )
 
