@@ -20,7 +20,8 @@ from .aws.observe import Observer
 from .demand import DemandBook, PoolDemandSpec
 from .demand.arrivals import ArrivalStore
 from .demand.scaleset import ScaleSetDemand
-from .github.client import GitHubError
+from .github.client import GitHubError, Scope
+from .github.groups import RunnerGroupAccessWatch, SpecGroup
 from .github.registry import GitHubRunnerStates
 from .github.releases import RunnerVersionWatch
 from .plan.actions import Note, Plan
@@ -64,6 +65,7 @@ def plan_cycle(
     scale_set_demand: ScaleSetDemand | None = None,
     expectations: Expectations | None = None,
     arrivals: ArrivalStore | None = None,
+    group_access: RunnerGroupAccessWatch | None = None,
 ) -> Cycle:
     """Run one read-only cycle at `now` (schedules, ages) and return its plan (nothing is
     changed).
@@ -75,7 +77,9 @@ def plan_cycle(
     if the store cannot be read, the last demand known is used and the plan says so. With a
     version watch, pools whose runner version is stale get a warning note. Pools whose
     ``demand.source`` is ``scaleSet`` take their pending jobs from `scale_set_demand` (their
-    scale set's statistics) instead of the book. With an arrival
+    scale set's statistics) instead of the book. With a group access watch, a runner group
+    whose access in GitHub differs from the specs' `runnerGroupAccess` is a warning (each group
+    read at most once per the watch's ttl). With an arrival
     store, pools with a queue-wait objective (`scaling.slo`) size their warm runners from it;
     if it cannot be read they keep their floors and the plan says so.
     """
@@ -142,9 +146,31 @@ def plan_cycle(
         )
         checks, version_notes = check_spec_versions(spec_set, versions, now, reported)
         notes.extend(version_notes)
+    if group_access is not None:
+        notes.extend(Note("warning", text) for text in group_access.drift(spec_groups(spec_set)))
     if notes:
         plan = dataclasses.replace(plan, notes=plan.notes + tuple(notes))
     return Cycle(spec_set, desired, observed, runner_states, plan, demand_pools, tuple(checks))
+
+
+def spec_groups(spec_set: SpecSet) -> list[SpecGroup]:
+    """The enterprise and organization runner groups the pools name, with the access stated."""
+    groups: dict[tuple[str, str, str], SpecGroup] = {}
+    for pool in spec_set.pools:
+        spec = pool.spec
+        if spec.scope.kind == "repository":
+            continue
+        access = spec.runner_group_access
+        names = (access.repositories or access.organizations or []) if access else None
+        key = (spec.scope.kind, spec.scope.target.lower(), spec.runner_group)
+        known = groups.get(key)
+        groups[key] = SpecGroup(
+            Scope(spec.scope.kind, spec.scope.target),  # type: ignore[arg-type]
+            spec.runner_group,
+            None if names is None else frozenset(name.lower() for name in names),
+            (*(known.pools if known else ()), pool.metadata.name),
+        )
+    return list(groups.values())
 
 
 def refused_job_notes(refused: Mapping[tuple[str, str], int], spec_set: SpecSet) -> list[Note]:

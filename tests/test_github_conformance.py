@@ -210,6 +210,11 @@ def exercise_client(github: FakeGitHub) -> None:
             group = client.runner_group_id(
                 scope, "linux" if scope.kind != "repository" else "Default"
             )
+            if scope.kind != "repository":  # a selected group's members (access drift)
+                members = ["acme"] if scope.kind == "enterprise" else ["acme/app", "acme/web"]
+                github.set_runner_group_access(scope.path, "linux", members)
+                assert client.runner_group(scope, "linux").visibility == "selected"
+                assert client.runner_group_members(scope, group) == members
             config = client.create_jit_config(
                 scope, f"jit-{scope.kind}", group, ["self-hosted", "linux"]
             )
@@ -295,9 +300,9 @@ def test_every_client_request_is_a_github_com_operation(dotcom_exchanges: list[E
         description = "ghec" if exchange.path.startswith("/enterprises/") else "api.github.com"
         problems += request_problems(description, exchange)
     assert problems == []
-    # the client's whole surface (20: one operation per scope and call, 6 of them the hook
+    # the client's whole surface (22: one operation per scope and call, 6 of them the hook
     # deliveries API) and the 3 other deliveries operations the simulated GitHub serves
-    assert len(operations(dotcom_exchanges, "ghec")) == 23
+    assert len(operations(dotcom_exchanges, "ghec")) == 25
 
 
 @pytest.mark.parametrize("description", GHES)
@@ -306,7 +311,7 @@ def test_every_client_request_is_a_ghes_operation(
 ) -> None:
     problems = [p for exchange in ghes_exchanges for p in request_problems(description, exchange)]
     assert problems == []
-    assert len(operations(ghes_exchanges, description)) == 23
+    assert len(operations(ghes_exchanges, description)) == 25
 
 
 @pytest.mark.parametrize("description", DOTCOM + GHES)

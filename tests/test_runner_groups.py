@@ -8,7 +8,10 @@ import datetime
 import pytest
 
 from reconciler.demand import DemandBook, JobEvent, MemoryDemandStore, PoolDemandSpec
+from reconciler.github import GitHubClient, Scope, TokenAuth
+from reconciler.github.groups import GroupAccess, RunnerGroupAccessWatch, SpecGroup, access_drift
 from reconciler.plan.desired import render_desired
+from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.reconcile import refused_job_notes
 from reconciler.simulate.parameters import SimulationParameters
 from reconciler.simulate.report import run_policy
@@ -34,6 +37,7 @@ NOISY = (
     .replace("runnerGroup: shared", "runnerGroup: noisy")
     .replace("[acme/api, acme/web]", "[acme/e2e]")
 )
+ENTERPRISE = Scope("enterprise", "acme")
 NOW = datetime.datetime(2026, 11, 30, 10, 0, tzinfo=datetime.UTC)
 EXAMPLE = [
     *sorted(p for p in (REPO / "specs").glob("*.yaml") if p.name != "org-platform-dind.yaml"),
@@ -213,3 +217,66 @@ def test_the_plan_says_whose_jobs_the_pending_count_is(spec_dir) -> None:
     assert "pending 2 (group 'shared' admits 2 repositories)" in why
     plain = load_specs([spec_dir({"a.yaml": POOL})])
     assert "admits" not in render_desired(plain, NOW, "us-east-1").pools["pool-a"].target(0)[1]
+
+
+# ------------------------------------------------------------------ drift against GitHub
+
+
+def spec_group(members: list[str] | None, scope: Scope = Scope("organization", "platform")):
+    names = None if members is None else frozenset(members)
+    return SpecGroup(scope, "shared", names, ("platform-linux-dind",))
+
+
+@pytest.mark.parametrize(
+    ("spec", "github", "expected"),
+    [
+        (None, GroupAccess("all"), None),
+        (["platform/api"], GroupAccess("selected", frozenset({"platform/api"})), None),
+        (
+            None,
+            GroupAccess("selected", frozenset({"platform/api"})),
+            "1 selected repositories only",
+        ),
+        (["platform/api"], GroupAccess("all"), "admits every one of the scope's repositories"),
+        (["platform/api"], GroupAccess("private"), "private repositories only"),
+        (
+            ["platform/api", "platform/web"],
+            GroupAccess("selected", frozenset({"platform/api", "platform/e2e"})),
+            "not admitted in GitHub: platform/web; admitted in GitHub, not in the specs: "
+            "platform/e2e",
+        ),
+    ],
+)
+def test_access_drift_says_what_differs(spec, github, expected) -> None:
+    found = access_drift(spec_group(spec), github)
+    assert (found is None) if expected is None else (found is not None and expected in found)
+
+
+def test_the_watch_reads_each_group_once_per_ttl_and_warns_on_drift() -> None:
+    now = [0.0]
+    with FakeGitHub(tokens={"t"}) as github:
+        github.set_runner_group_access("/orgs/platform", "shared", ["platform/api"])
+        with GitHubClient(github.url, TokenAuth("t"), sleep=lambda _: None) as client:
+            watch = RunnerGroupAccessWatch(client, ttl=600, clock=lambda: now[0])
+            wanted = [spec_group(["platform/api", "platform/web"]), spec_group(None, ENTERPRISE)]
+            (drift, missing) = watch.drift(wanted)
+            assert "not admitted in GitHub: platform/web" in drift
+            assert "not found in GitHub" in missing  # the enterprise has no group "shared"
+            reads = sum(client.calls.values())
+            assert reads == 3  # the two scopes' group lists, one selected group's members
+            github.set_runner_group_access(
+                "/orgs/platform", "shared", ["platform/api", "platform/web"]
+            )
+            now[0] = 599.0
+            assert len(watch.drift(wanted)) == 2 and sum(client.calls.values()) == reads
+            now[0] = 600.0
+            assert len(watch.drift(wanted)) == 1  # re-read: the organization's group is fixed
+
+
+def test_the_simulated_github_hands_a_selected_groups_runners_only_to_its_repositories() -> None:
+    github = FakeGitHub()
+    group = github.set_runner_group_access("/orgs/platform", "shared", ["platform/api"])
+    assert github.runner_group_admits("/orgs/platform", group, "platform/api", "platform")
+    assert not github.runner_group_admits("/orgs/platform", group, "platform/e2e", "platform")
+    github.set_runner_group_access("/orgs/platform", "shared", None)  # visibility all again
+    assert github.runner_group_admits("/orgs/platform", group, "platform/e2e", "platform")

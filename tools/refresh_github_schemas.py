@@ -44,6 +44,9 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     *(("delete", f"{scope}/actions/runners/{{runner_id}}") for scope in _SCOPES),
     ("get", "/enterprises/{enterprise}/actions/runner-groups"),
     ("get", "/orgs/{org}/actions/runner-groups"),
+    # a selected runner group's members (runner group access drift)
+    ("get", "/enterprises/{enterprise}/actions/runner-groups/{runner_group_id}/organizations"),
+    ("get", "/orgs/{org}/actions/runner-groups/{runner_group_id}/repositories"),
     ("get", "/repos/{owner}/{repo}/releases"),
     ("get", "/repos/{owner}/{repo}/actions/jobs/{job_id}"),
     ("post", "/app/installations/{installation_id}/access_tokens"),

@@ -38,6 +38,7 @@ from ..demand.arrivals import ArrivalStore
 from ..demand.scaleset import ScaleSetListeners
 from ..fencing import Fence, LeaseLost
 from ..github.client import GitHubClient, GitHubError
+from ..github.groups import RunnerGroupAccessWatch
 from ..github.janitor import RunnerJanitor
 from ..github.releases import RunnerVersionWatch
 from ..github.scaleset.messages import ScaleSetMessage
@@ -234,6 +235,8 @@ class Controller:
         self.metrics = metrics or ControllerMetrics()
         self.demand = demand
         self.github = github
+        # runner group access in GitHub against the specs: each group read once per 10 minutes
+        self.group_access = RunnerGroupAccessWatch(github, clock=clock) if github else None
         self.janitor = janitor
         self.versions = versions
         self.wall_clock = wall_clock  # the time each cycle plans at (schedules, ages)
@@ -318,6 +321,7 @@ class Controller:
                 self.scale_set_listeners.demand if self.scale_set_listeners is not None else None
             ),
             arrivals=self.arrivals,
+            group_access=self.group_access,
         )
         if self.scale_set_listeners is not None and cycle.spec_set.ok and not self.stopping:
             # every replica keeps its listeners in step with the specs; each listens only

@@ -117,6 +117,23 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class RunnerGroup:
+    """An enterprise's or organization's runner group as GitHub lists it."""
+
+    id: int
+    name: str
+    visibility: str  # all | selected | private (private repositories only)
+    default: bool
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> RunnerGroup:
+        """From a `runner_groups` item of the list endpoint."""
+        return cls(
+            int(data["id"]), str(data["name"]), str(data["visibility"]), bool(data["default"])
+        )
+
+
+@dataclass(frozen=True)
 class Runner:
     """A self-hosted runner as GitHub reports it."""
 
@@ -341,6 +358,10 @@ class GitHubClient:
             if name == "Default":
                 return 1
             raise RunnerGroupNotFound(f"repositories have no runner group {name!r}, only Default")
+        return self.runner_group(scope, name).id
+
+    def runner_group(self, scope: Scope, name: str) -> RunnerGroup:
+        """The enterprise's or organization's runner group called `name`."""
         groups = self._paginate(
             f"GET {scope.template}/actions/runner-groups",
             f"{scope.path}/actions/runner-groups",
@@ -348,8 +369,24 @@ class GitHubClient:
         )
         for group in groups:
             if group["name"] == name:
-                return int(group["id"])
+                return RunnerGroup.from_api(group)
         raise RunnerGroupNotFound(f"no runner group {name!r} in {scope.kind} {scope.name}")
+
+    def runner_group_members(self, scope: Scope, group_id: int) -> list[str]:
+        """Who a group of visibility `selected` admits: an organization's group, its
+        repositories (`full_name`); an enterprise's group, its organizations (`login`)."""
+        if scope.kind == "organization":
+            key, field_name = "repositories", "full_name"
+        elif scope.kind == "enterprise":
+            key, field_name = "organizations", "login"
+        else:
+            raise ValueError("repositories have no runner groups to list members of")
+        items = self._paginate(
+            f"GET {scope.template}/actions/runner-groups/{{runner_group_id}}/{key}",
+            f"{scope.path}/actions/runner-groups/{group_id}/{key}",
+            key,
+        )
+        return [str(item[field_name]) for item in items]
 
     def create_jit_config(
         self,

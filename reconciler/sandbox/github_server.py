@@ -58,6 +58,10 @@ _RUNNERS = re.compile(_SCOPE + r"/actions/runners")
 _JIT = re.compile(_SCOPE + r"/actions/runners/generate-jitconfig")
 _RUNNER = re.compile(_SCOPE + r"/actions/runners/(?P<id>\d+)")
 _GROUPS = re.compile(r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+)/actions/runner-groups")
+_GROUP_MEMBERS = re.compile(
+    r"(?P<scope>/enterprises/[^/]+|/orgs/[^/]+)/actions/runner-groups/(?P<id>\d+)"
+    r"/(?P<kind>repositories|organizations)"
+)
 _RELEASES = re.compile(r"/repos/(?P<repository>[^/]+/[^/]+)/releases")
 _JOB = re.compile(r"/repos/(?P<repository>[^/]+/[^/]+)/actions/jobs/(?P<id>\d+)")
 _REGISTRATION_TOKEN = re.compile(_SCOPE + r"/actions/runners/registration-token")
@@ -125,6 +129,7 @@ class FakeGitHub:
         self._app: _App | None = None
         self._runners: dict[str, dict[int, dict[str, Any]]] = {}
         self._groups: dict[str, list[dict[str, Any]]] = {}
+        self._group_members: dict[tuple[str, int], list[str]] = {}  # a selected group's
         self._releases: dict[str, list[dict[str, Any]]] = {}
         self._jobs: dict[tuple[str, int], dict[str, Any]] = {}
         self._ids = itertools.count(1)
@@ -205,6 +210,35 @@ class FakeGitHub:
                 {"id": group_id, "name": name, "visibility": "all", "default": False}
             )
             return group_id
+
+    def set_runner_group_access(
+        self, scope_path: str, name: str, members: Iterable[str] | None
+    ) -> int:
+        """Restrict a group (created if missing) to selected repositories (`owner/name`, an
+        organization's group) or organizations (an enterprise's group), or open it to all
+        of the scope again (None): visibility `selected` or `all`, as the REST API sets it
+        (`PATCH .../runner-groups/{id}` + `PUT .../repositories`). Returns the group id."""
+        group_id = self.ensure_runner_group(scope_path, name)
+        with self._lock:
+            group = next(g for g in self._groups_of(scope_path) if g["id"] == group_id)
+            group["visibility"] = "all" if members is None else "selected"
+            self._group_members[(scope_path, group_id)] = sorted(members or ())
+        return group_id
+
+    def runner_group_admits(
+        self, scope_path: str, group_id: int, repository: str, organization: str
+    ) -> bool:
+        """Whether GitHub hands a runner of the group a job of `repository`: a `selected`
+        group only to its repositories (organizations, for an enterprise's group)."""
+        if scope_path.startswith("/repos/"):
+            return True
+        with self._lock:
+            group = next((g for g in self._groups_of(scope_path) if g["id"] == group_id), None)
+            if group is None or group["visibility"] != "selected":
+                return True
+            members = {m.lower() for m in self._group_members.get((scope_path, group_id), ())}
+        wanted = organization if scope_path.startswith("/enterprises/") else repository
+        return wanted.lower() in members
 
     def ensure_runner_group(self, scope_path: str, name: str) -> int:
         """The id of the runner group `name`, created if missing."""
@@ -407,6 +441,8 @@ class FakeGitHub:
                 scope_url = base + match["scope"]
                 groups = [_group(scope_url, group) for group in self._groups_of(match["scope"])]
                 return self._page(base + path, query, "runner_groups", groups, headers)
+            if method == "GET" and (match := _GROUP_MEMBERS.fullmatch(path)):
+                return self._group_members_page(match, base + path, query, headers)
             if method == "GET" and (match := _RELEASES.fullmatch(path)):
                 web = f"http://{host}"
                 releases = [
@@ -635,6 +671,25 @@ class FakeGitHub:
             "version": None,  # reported by the runner when it connects
         }
         return runner_id
+
+    def _group_members_page(
+        self, match: re.Match[str], url: str, query: dict[str, str], headers: Any
+    ) -> _Response:
+        """`GET /orgs/{org}/actions/runner-groups/{id}/repositories` (`minimal-repository`
+        items) or `GET /enterprises/{enterprise}/.../organizations` (`organization-simple`)."""
+        scope, group_id, kind = match["scope"], int(match["id"]), match["kind"]
+        enterprise = scope.startswith("/enterprises/")
+        if enterprise != (kind == "organizations") or not any(
+            g["id"] == group_id for g in self._groups_of(scope)
+        ):
+            return _error(404, "Not Found")
+        api = url.split("/orgs/")[0].split("/enterprises/")[0]
+        members = self._group_members.get((scope, group_id), [])
+        items = [
+            payloads.organization(m, api) if enterprise else payloads.repository(m, api)
+            for m in members
+        ]
+        return self._page(url, query, kind, items, headers)
 
     def _groups_of(self, scope_path: str) -> list[dict[str, Any]]:
         default = {"id": 1, "name": "Default", "default": True, "visibility": "all"}

@@ -605,10 +605,17 @@ def _shortage_tag(group: str) -> dict[str, Any]:
 
 
 def _add_runner_groups(github: FakeGitHub, spec_set: SpecSet) -> None:
-    """The runner groups the pools name, in their enterprise or organization (idempotent)."""
+    """The runner groups the pools name, in their enterprise or organization, with the access
+    the specs state (idempotent): the platform team's GitHub configuration."""
     for pool in spec_set.pools:
-        spec = pool.spec
-        if spec.scope.kind == "repository" or spec.runner_group == "Default":
+        spec, access = pool.spec, pool.spec.runner_group_access
+        if spec.scope.kind == "repository" or (spec.runner_group == "Default" and not access):
             continue
-        path = "/enterprises/" if spec.scope.kind == "enterprise" else "/orgs/"
-        github.ensure_runner_group(path + spec.scope.target, spec.runner_group)
+        path = (
+            "/enterprises/" if spec.scope.kind == "enterprise" else "/orgs/"
+        ) + spec.scope.target
+        if access is None:
+            github.ensure_runner_group(path, spec.runner_group)
+        else:
+            members = access.repositories or access.organizations
+            github.set_runner_group_access(path, spec.runner_group, members)

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import itertools
 import json
 import logging
 import random
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,12 +89,16 @@ class _Runner:
     group: tuple[int, str]
     job: SimulatedJob | None = None
     scale_set_id: int | None = None  # a scale set's runner: the Actions service assigns its job
+    # (repository, organization) -> whether the runner's group admits the job (GitHub's rule)
+    admits: Callable[[str, str], bool] = lambda repository, organization: True
 
     def serves(self, job: SimulatedJob) -> bool:
         if self.scale_set_id is not None or job.request_id is not None:
             return False  # scale sets and their runners: GitHub's Actions service assigns
         if not {label.lower() for label in job.labels} <= self.labels:
             return False
+        if not self.admits(job.repository, job.organization):
+            return False  # its runner group does not admit the repository
         if self.scope_kind == "organization":
             return job.organization.lower() == self.scope_name.lower()
         if self.scope_kind == "repository":
@@ -313,6 +318,7 @@ class GitHubWorld:
             int(runner["id"]),
             (group_id, self.github.runner_group_name(scope.path, group_id)),
             scale_set_id=config.get("scale_set_id"),
+            admits=functools.partial(self.github.runner_group_admits, scope.path, group_id),
         )
         if config.get("scale_set_id") is not None:
             self.github.actions.runner_connected(name)  # may take an acquired job at once
