@@ -11,8 +11,8 @@ from reconciler.demand import DemandBook, JobEvent, MemoryDemandStore, PoolDeman
 from reconciler.github import GitHubClient, Scope, TokenAuth
 from reconciler.github.groups import GroupAccess, RunnerGroupAccessWatch, SpecGroup, access_drift
 from reconciler.plan.desired import render_desired
-from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.reconcile import refused_job_notes
+from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.simulate.parameters import SimulationParameters
 from reconciler.simulate.report import run_policy
 from reconciler.simulate.trace import (
@@ -38,6 +38,7 @@ NOISY = (
     .replace("[acme/api, acme/web]", "[acme/e2e]")
 )
 ENTERPRISE = Scope("enterprise", "acme")
+ORGANIZATION = Scope("organization", "platform")
 NOW = datetime.datetime(2026, 11, 30, 10, 0, tzinfo=datetime.UTC)
 EXAMPLE = [
     *sorted(p for p in (REPO / "specs").glob("*.yaml") if p.name != "org-platform-dind.yaml"),
@@ -222,7 +223,7 @@ def test_the_plan_says_whose_jobs_the_pending_count_is(spec_dir) -> None:
 # ------------------------------------------------------------------ drift against GitHub
 
 
-def spec_group(members: list[str] | None, scope: Scope = Scope("organization", "platform")):
+def spec_group(members: list[str] | None, scope: Scope = ORGANIZATION) -> SpecGroup:
     names = None if members is None else frozenset(members)
     return SpecGroup(scope, "shared", names, ("platform-linux-dind",))
 
