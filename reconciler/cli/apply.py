@@ -28,6 +28,7 @@ from .common import (
     SandboxOnly,
     add_aws_options,
     planning_time,
+    runner_group_access_watch,
     runner_provisioner,
     runner_state_source,
     runner_version_watch,
@@ -86,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     versions = runner_version_watch(args, source)
     cycle = plan_cycle(
-        spec_paths(args), Observer(clients), source, planning_time(args), versions=versions
+        spec_paths(args),
+        Observer(clients),
+        source,
+        planning_time(args),
+        versions=versions,
+        group_access=runner_group_access_watch(source),
     )
     image_notes = verify_new_images(cycle.plan, clients)
     plan = dataclasses.replace(cycle.plan, notes=(*cycle.plan.notes, *image_notes))

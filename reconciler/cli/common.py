@@ -31,6 +31,7 @@ from ..runners import (
 )
 
 if TYPE_CHECKING:
+    from ..github.groups import RunnerGroupAccessWatch
     from ..github.janitor import RunnerJanitor
     from ..github.releases import RunnerVersionWatch
 
@@ -208,6 +209,14 @@ def runner_version_watch(
     if client is None and not args.runner_latest:
         return None
     return RunnerVersionWatch(args.runner_latest, client, args.runner_version_max_age)
+
+
+def runner_group_access_watch(source: RunnerStateSource) -> RunnerGroupAccessWatch | None:
+    """Runner group access in GitHub against the specs, when GitHub is read."""
+    from ..github.groups import RunnerGroupAccessWatch
+    from ..github.registry import GitHubRunnerStates
+
+    return RunnerGroupAccessWatch(source.client) if isinstance(source, GitHubRunnerStates) else None
 
 
 def runner_provisioner(

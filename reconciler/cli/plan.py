@@ -34,6 +34,7 @@ from .common import (
     exit_code,
     planning_time,
     render,
+    runner_group_access_watch,
     runner_state_source,
     runner_version_watch,
     spec_paths,
@@ -89,7 +90,12 @@ def _live_plan(args: argparse.Namespace) -> Plan:
     source = runner_state_source(args, clients)
     versions = runner_version_watch(args, source)
     plan = plan_cycle(
-        spec_paths(args), Observer(clients), source, planning_time(args), versions=versions
+        spec_paths(args),
+        Observer(clients),
+        source,
+        planning_time(args),
+        versions=versions,
+        group_access=runner_group_access_watch(source),
     ).plan
     return dataclasses.replace(plan, notes=(*plan.notes, *verify_new_images(plan, clients)))
 
