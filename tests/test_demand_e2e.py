@@ -7,10 +7,12 @@ GitHub and the runner image: 30 jobs queued across 3 repositories with maxPerRep
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,9 +40,63 @@ IDLE = 2
 
 
 @pytest.fixture
-def specs(tmp_path: Path) -> Path:
-    """The platform pool alone, small tasks, cap 5."""
-    return platform_pool_alone(tmp_path, ("maxPerRepository: 10", f"maxPerRepository: {CAP}"))
+def specs(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """The platform pool alone, small tasks, cap 5 (and the edits a test gives as its param)."""
+    edits = getattr(request, "param", ())
+    return platform_pool_alone(
+        tmp_path, ("maxPerRepository: 10", f"maxPerRepository: {CAP}"), *edits
+    )
+
+
+@dataclass
+class WebhookLoop:
+    """The real controller fed by signed webhooks over HTTP, and the simulated GitHub world."""
+
+    controller: Controller
+    book: DemandBook
+    receiver: WebhookReceiver
+    world: GitHubWorld
+    github: GitHubClient
+
+
+@contextlib.contextmanager
+def webhook_loop(
+    sandbox: Sandbox, specs: Path, content_type: str = "json"
+) -> Iterator[WebhookLoop]:
+    """A controller with JIT runners, GitHub runner states and the demand book in DynamoDB,
+    its webhook endpoint served, and a `GitHubWorld` delivering to it."""
+    assert sandbox.github is not None
+    clients = sandbox.clients()
+    store = DynamoDemandStore(clients.client("dynamodb"))
+    store.ensure_table()
+    book = DemandBook(store)
+    with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
+        controller = Controller(
+            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
+            clients,
+            GitHubRunnerStates(github, grace=1.0, boot_timeout=120),
+            provisioner=JitProvisioner(github, clients.client("ssm")),
+            demand=book,
+            github=github,
+        )
+        receiver = WebhookReceiver.queued(
+            SECRET, book, controller.demand_pools, controller.on_job_event
+        )
+        server = ControllerServer("127.0.0.1", 0, controller.status, lambda: True, None, receiver)
+        server.start()
+        try:
+            world = GitHubWorld(
+                sandbox.github,
+                clients,
+                ["ci-runners"],
+                f"http://{server.address}/webhook",
+                SECRET,
+                content_type=content_type,
+            )
+            yield WebhookLoop(controller, book, receiver, world, github)
+        finally:
+            server.close()
+            receiver.close()
 
 
 @pytest.fixture
@@ -165,57 +221,77 @@ def test_sixteen_jobs_three_repositories_capped_served_and_back_to_idle(
 
 def test_a_form_delivery_starts_a_runner(sandbox: Sandbox, specs: Path) -> None:
     """A hook with content type `form` (GitHub's default through the API) starts runners too."""
-    assert sandbox.github is not None
     clients = sandbox.clients()
-    store = DynamoDemandStore(clients.client("dynamodb"))
-    store.ensure_table()
-    book = DemandBook(store)
-    with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
-        controller = Controller(
-            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
-            clients,
-            GitHubRunnerStates(github, grace=1.0, boot_timeout=120),
-            provisioner=JitProvisioner(github, clients.client("ssm")),
-            demand=book,
-            github=github,
-        )
-        receiver = WebhookReceiver.queued(
-            SECRET, book, controller.demand_pools, controller.on_job_event
-        )
-        server = ControllerServer("127.0.0.1", 0, controller.status, lambda: True, None, receiver)
-        server.start()
-        try:
-            world = GitHubWorld(
-                sandbox.github,
-                clients,
-                ["ci-runners"],
-                f"http://{server.address}/webhook",
-                SECRET,
-                content_type="form",
-            )
-            controller.reconcile("start")  # the pools are known, the idle runners start
-            jobs = world.queue_jobs("platform/api", LABELS, IDLE + 2, duration=1.0)
+    with webhook_loop(sandbox, specs, content_type="form") as loop:
+        controller, book, receiver, world = loop.controller, loop.book, loop.receiver, loop.world
+        controller.reconcile("start")  # the pools are known, the idle runners start
+        jobs = world.queue_jobs("platform/api", LABELS, IDLE + 2, duration=1.0)
+        world.tick()
+        # 4 queued deliveries, and in_progress ones for jobs the idle runners took
+        assert receiver.counts["accepted"] >= len(jobs)
+        assert receiver.writer is not None and receiver.writer.drain(timeout=30)
+        assert receiver.writer.counts["recorded"] == receiver.counts["accepted"]
+        assert all(book.job(job.job_id) is not None for job in jobs)
+        cycle, _ = controller.reconcile("jobs queued")
+        pending = len(book.pending_jobs(POOL, cycle.demand_pools))
+        assert pending == len(world.queued) > 0  # the form deliveries are the demand
+        started = clients.ecs.list_tasks(cluster="ci-runners", desiredStatus="RUNNING")
+        assert len(started["taskArns"]) >= IDLE + pending  # a runner per pending job
+        deadline = time.monotonic() + 90
+        while not all(job.completed_at for job in jobs):
+            assert time.monotonic() < deadline, f"{len(world.queued)} job(s) still queued"
+            controller.reconcile("test")
             world.tick()
-            # 4 queued deliveries, and in_progress ones for jobs the idle runners took
-            assert receiver.counts["accepted"] >= len(jobs)
-            assert receiver.writer is not None and receiver.writer.drain(timeout=30)
-            assert receiver.writer.counts["recorded"] == receiver.counts["accepted"]
-            assert all(book.job(job.job_id) is not None for job in jobs)
-            cycle, _ = controller.reconcile("jobs queued")
-            pending = len(book.pending_jobs(POOL, cycle.demand_pools))
-            assert pending == len(world.queued) > 0  # the form deliveries are the demand
-            started = clients.ecs.list_tasks(cluster="ci-runners", desiredStatus="RUNNING")
-            assert len(started["taskArns"]) >= IDLE + pending  # a runner per pending job
-            deadline = time.monotonic() + 90
-            while not all(job.completed_at for job in jobs):
-                assert time.monotonic() < deadline, f"{len(world.queued)} job(s) still queued"
-                controller.reconcile("test")
-                world.tick()
-                time.sleep(0.3)
-        finally:
-            server.close()
-            receiver.close()
+            time.sleep(0.3)
     assert len({job.runner for job in jobs}) == IDLE + 2
+
+
+#: the pool's runner group admits platform/api only (GitHub: visibility selected)
+API_ONLY = (
+    "runnerGroup: Default",
+    "runnerGroup: shared\n  runnerGroupAccess:\n    repositories: [platform/api]",
+)
+
+
+@pytest.mark.parametrize("specs", [(API_ONLY,)], indirect=True)
+def test_a_runner_group_serves_and_counts_only_the_repositories_it_admits(
+    sandbox: Sandbox, specs: Path
+) -> None:
+    """The sandbox's GitHub has the group as the specs state it: platform/api's jobs run,
+    platform/e2e's (same labels, same organization) are never handed the group's runners nor
+    counted as its demand, and the plan says so; a change of the group in GitHub is drift."""
+    assert sandbox.github is not None
+    with webhook_loop(sandbox, specs) as loop:
+        controller, book, world = loop.controller, loop.book, loop.world
+        controller.reconcile("start")
+        api = world.queue_jobs("platform/api", LABELS, 3, duration=1.0)
+        e2e = world.queue_jobs("platform/e2e", LABELS, 3, duration=1.0)
+        world.tick()
+        assert loop.receiver.writer is not None and loop.receiver.writer.drain(timeout=30)
+        deadline = time.monotonic() + 90
+        while not all(job.completed_at for job in api):
+            assert time.monotonic() < deadline, f"{len(world.queued)} job(s) still queued"
+            cycle, _ = controller.reconcile("test")
+            pending = book.pending_jobs(POOL, cycle.demand_pools)
+            assert {job.repository for job in pending} <= {"platform/api"}
+            world.tick()
+            time.sleep(0.3)
+        cycle, _ = controller.reconcile("test")
+        warnings = [n.message for n in cycle.plan.notes if n.severity == "warning"]
+        assert any("3 queued job(s) of platform/e2e" in w for w in warnings), warnings
+        assert not any("GitHub admits" in w or "in GitHub" in w for w in warnings), warnings
+        sandbox.github.set_runner_group_access(
+            "/orgs/platform", "shared", ["platform/api", "platform/web"]
+        )
+        assert controller.group_access is not None
+        controller.group_access.ttl = 0  # read the group again in the next cycle
+        cycle, _ = controller.reconcile("test")
+        drift = [
+            n.message for n in cycle.plan.notes if "not in the specs: platform/web" in n.message
+        ]
+        assert len(drift) == 1
+    assert all(job.started_at is None for job in e2e)
+    assert all(job.completed_at for job in api)
 
 
 def test_a_controller_down_during_a_burst_loses_no_job(sandbox: Sandbox, specs: Path) -> None:

@@ -7,7 +7,8 @@ import datetime
 
 import pytest
 
-from reconciler.demand import DemandBook, JobEvent, MemoryDemandStore, PoolDemandSpec
+from reconciler.demand import DemandBook, JobEvent, MemoryDemandStore, PoolDemandSpec, pool_for
+from reconciler.demand.book import filing_pool
 from reconciler.github import GitHubClient, Scope, TokenAuth
 from reconciler.github.groups import GroupAccess, RunnerGroupAccessWatch, SpecGroup, access_drift
 from reconciler.plan.desired import render_desired
@@ -202,6 +203,14 @@ def test_jobs_no_group_admits_are_reported_with_the_pool_that_would_fit(spec_dir
     book = DemandBook(MemoryDemandStore(), clock=lambda: NOW)
     for job_id, repository in enumerate(["acme/docs", "acme/docs", "acme/api", "other/x"], 1):
         book.record(event(job_id, repository))
+    # stored under the pool that fits but refuses, so that a cycle still sees them
+    filed = {r: filing_pool(event(9, r), pools) for r in ("acme/docs", "acme/api", "other/x")}
+    assert {r: p.name if p else None for r, p in filed.items()} == {
+        "acme/docs": "pool-a",
+        "acme/api": "pool-a",
+        "other/x": None,
+    }
+    assert pool_for(event(9, "acme/docs"), pools) is None  # but it counts for no pool
     refused = book.refused_by_groups(pools)
     assert refused == {("pool-a", "acme/docs"): 2}  # other/x is outside the scope: not a group's
     (note,) = refused_job_notes(refused, spec_set)

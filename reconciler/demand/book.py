@@ -230,6 +230,19 @@ def pool_for(job: JobRecord | JobEvent, pools: Sequence[PoolDemandSpec]) -> Pool
     return _first_serving(job, _by_specificity(pools))
 
 
+def filing_pool(
+    job: JobRecord | JobEvent, pools: Sequence[PoolDemandSpec]
+) -> PoolDemandSpec | None:
+    """The pool a job is stored under: the one it counts for (`pool_for`), else the most
+    specific pool whose labels and scope fit it but whose runner group refuses it (kept so
+    the cycle can say that no group admits it, `DemandBook.refused_by_groups`); else None."""
+    ordered = _by_specificity(pools)
+    serving = _first_serving(job, ordered)
+    if serving is not None:
+        return serving
+    return next((pool for pool in ordered if pool.matches(job)), None)
+
+
 def _first_serving(
     job: JobRecord | JobEvent, ordered: Sequence[PoolDemandSpec]
 ) -> PoolDemandSpec | None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from .book import DemandBook, PoolDemandSpec, pool_for
+from .book import DemandBook, PoolDemandSpec, filing_pool
 from .events import JobEvent
 from .writer import DemandWriter
 
@@ -125,7 +125,7 @@ class WebhookReceiver:
         except (ValueError, TypeError) as error:
             return self._answer("malformed", 400, f"not a workflow_job payload: {error}")
         pools = self.pools() if self.pools is not None else None
-        pool = pool_for(job, pools) if pools is not None else None
+        pool = filing_pool(job, pools) if pools is not None else None
         if self.writer is None and self.pools is not None and pools is None:
             return self._answer("not_ready", 503, "pools not known yet, redeliver")
         if pools is not None and pool is None:

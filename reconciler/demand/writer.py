@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from .book import DemandBook, PoolDemandSpec, pool_for
+from .book import DemandBook, PoolDemandSpec, filing_pool
 from .events import JobEvent
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class DemandWriter:
             if pools is None:  # the controller has not read its specs yet
                 self._stop.wait(0.1)
                 continue
-            pool = pool_for(event, pools)
+            pool = filing_pool(event, pools)
             if pool is None:
                 self._count("no_pool")
                 return
