@@ -14,9 +14,11 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from reconciler.aws.clients import AwsClients
 from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.controller.server import ControllerServer
 from reconciler.demand import DemandBook, DynamoDemandStore, Redeliverer, WebhookReceiver
@@ -59,6 +61,46 @@ class WebhookLoop:
     github: GitHubClient
 
 
+def dynamo_book(clients: AwsClients) -> DemandBook:
+    """A demand book on the sandbox's DynamoDB table (created if missing)."""
+    store = DynamoDemandStore(clients.client("dynamodb"))
+    store.ensure_table()
+    return DemandBook(store)
+
+
+def demand_controller(
+    clients: AwsClients, specs: Path, github: GitHubClient, book: DemandBook
+) -> Controller:
+    """The real controller: JIT runners through SSM, GitHub runner states, `book` as demand."""
+    return Controller(
+        ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
+        clients,
+        GitHubRunnerStates(github, grace=1.0, boot_timeout=120),
+        provisioner=JitProvisioner(github, clients.client("ssm")),
+        demand=book,
+        github=github,
+    )
+
+
+def listen(
+    controller: Controller, book: DemandBook, port: int = 0
+) -> tuple[ControllerServer, WebhookReceiver]:
+    """The controller's webhook endpoint, served on `port` (0: any)."""
+    receiver = WebhookReceiver.queued(
+        SECRET, book, controller.demand_pools, controller.on_job_event
+    )
+    server = ControllerServer("127.0.0.1", port, controller.status, lambda: True, None, receiver)
+    server.start()
+    return server, receiver
+
+
+def delivering_world(sandbox: Sandbox, server: ControllerServer, **options: Any) -> GitHubWorld:
+    """The simulated GitHub world, delivering webhooks to the controller's endpoint."""
+    assert sandbox.github is not None
+    url = f"http://{server.address}/webhook"
+    return GitHubWorld(sandbox.github, sandbox.clients(), ["ci-runners"], url, SECRET, **options)
+
+
 @contextlib.contextmanager
 def webhook_loop(
     sandbox: Sandbox, specs: Path, content_type: str = "json"
@@ -67,32 +109,12 @@ def webhook_loop(
     its webhook endpoint served, and a `GitHubWorld` delivering to it."""
     assert sandbox.github is not None
     clients = sandbox.clients()
-    store = DynamoDemandStore(clients.client("dynamodb"))
-    store.ensure_table()
-    book = DemandBook(store)
+    book = dynamo_book(clients)
     with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
-        controller = Controller(
-            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
-            clients,
-            GitHubRunnerStates(github, grace=1.0, boot_timeout=120),
-            provisioner=JitProvisioner(github, clients.client("ssm")),
-            demand=book,
-            github=github,
-        )
-        receiver = WebhookReceiver.queued(
-            SECRET, book, controller.demand_pools, controller.on_job_event
-        )
-        server = ControllerServer("127.0.0.1", 0, controller.status, lambda: True, None, receiver)
-        server.start()
+        controller = demand_controller(clients, specs, github, book)
+        server, receiver = listen(controller, book)
         try:
-            world = GitHubWorld(
-                sandbox.github,
-                clients,
-                ["ci-runners"],
-                f"http://{server.address}/webhook",
-                SECRET,
-                content_type=content_type,
-            )
+            world = delivering_world(sandbox, server, content_type=content_type)
             yield WebhookLoop(controller, book, receiver, world, github)
         finally:
             server.close()
@@ -300,42 +322,16 @@ def test_a_controller_down_during_a_burst_loses_no_job(sandbox: Sandbox, specs: 
     (once per event) and every job is served."""
     assert sandbox.github is not None
     clients = sandbox.clients()
-    store = DynamoDemandStore(clients.client("dynamodb"))
-    store.ensure_table()
-    book = DemandBook(store)
+    book = dynamo_book(clients)
     asks = "POST /orgs/{org}/hooks/{hook_id}/deliveries/{delivery_id}/attempts"
     with GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN)) as github:
-        controller = Controller(
-            ControllerSettings(spec_paths=[specs], guard=GuardPolicy(max_stop_share=1.0)),
-            clients,
-            GitHubRunnerStates(github, grace=1.0, boot_timeout=120),
-            provisioner=JitProvisioner(github, clients.client("ssm")),
-            demand=book,
-            github=github,
-        )
+        controller = demand_controller(clients, specs, github, book)
 
-        def listen(port: int = 0) -> tuple[ControllerServer, WebhookReceiver]:
-            receiver = WebhookReceiver.queued(
-                SECRET, book, controller.demand_pools, controller.on_job_event
-            )
-            server = ControllerServer(
-                "127.0.0.1", port, controller.status, lambda: True, None, receiver
-            )
-            server.start()
-            return server, receiver
-
-        server, receiver = listen()
+        server, receiver = listen(controller, book)
         port = int(server.address.rsplit(":", 1)[1])
-        world = GitHubWorld(
-            sandbox.github,
-            clients,
-            ["ci-runners"],
-            f"http://{server.address}/webhook",
-            SECRET,
-            hook_owner="/orgs/platform",
-        )
+        world = delivering_world(sandbox, server, hook_owner="/orgs/platform")
         assert world.hook is not None
-        controller.redeliverer = Redeliverer(github, world.hook, store, interval=1.0)
+        controller.redeliverer = Redeliverer(github, world.hook, book.store, interval=1.0)
         controller.reconcile("start")
 
         server.close()  # the controller is down
@@ -349,7 +345,7 @@ def test_a_controller_down_during_a_burst_loses_no_job(sandbox: Sandbox, specs: 
         log = sandbox.github.hooks.hook(world.hook).deliveries  # type: ignore[union-attr]
         assert len(log) >= 12 and all(d["status_code"] == 0 for d in log)
 
-        server, receiver = listen(port)  # back, at the same address
+        server, receiver = listen(controller, book, port)  # back, at the same address
         try:
             deadline = time.monotonic() + 150
             while not all(job.completed_at for job in jobs):

@@ -17,22 +17,18 @@ from typing import Any
 
 from ..aws.clients import AwsClients, AwsConfigurationError
 from ..aws.executor import ApplyResult, Executor
-from ..aws.observe import Observer
 from ..plan.guard import DEFAULT_MAX_STOP_SHARE, GuardPolicy, refused_actions
 from ..plan.render_text import render_text
-from ..reconcile import Cycle, plan_cycle
+from ..reconcile import Cycle
 from ..verify import verify_new_images
 from .common import (
     EXIT_ERROR,
     EXIT_OK,
     SandboxOnly,
     add_aws_options,
-    planning_time,
-    runner_group_access_watch,
+    live_cycle,
     runner_provisioner,
     runner_state_source,
-    runner_version_watch,
-    spec_paths,
 )
 
 
@@ -85,15 +81,7 @@ def run(args: argparse.Namespace) -> int:
     except (AwsConfigurationError, SandboxOnly) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    versions = runner_version_watch(args, source)
-    cycle = plan_cycle(
-        spec_paths(args),
-        Observer(clients),
-        source,
-        planning_time(args),
-        versions=versions,
-        group_access=runner_group_access_watch(source),
-    )
+    cycle = live_cycle(args, clients, source)
     image_notes = verify_new_images(cycle.plan, clients)
     plan = dataclasses.replace(cycle.plan, notes=(*cycle.plan.notes, *image_notes))
     cycle = dataclasses.replace(cycle, plan=plan)

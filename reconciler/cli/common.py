@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..github.scaleset.pools import ScaleSetPools
+    from ..reconcile import Cycle
 
 import argparse
 import datetime
@@ -31,9 +32,9 @@ from ..runners import (
 )
 
 if TYPE_CHECKING:
-    from ..github.groups import RunnerGroupAccessWatch
     from ..github.janitor import RunnerJanitor
     from ..github.releases import RunnerVersionWatch
+    from ..reconcile import Cycle
 
 RUNNER_STATE_ENV = "ECS_RECONCILER_RUNNER_STATES"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -211,12 +212,24 @@ def runner_version_watch(
     return RunnerVersionWatch(args.runner_latest, client, args.runner_version_max_age)
 
 
-def runner_group_access_watch(source: RunnerStateSource) -> RunnerGroupAccessWatch | None:
-    """Runner group access in GitHub against the specs, when GitHub is read."""
+def live_cycle(args: argparse.Namespace, clients: AwsClients, source: RunnerStateSource) -> Cycle:
+    """One read-only cycle on the specs for `plan` and `apply`: runner versions checked, and
+    runner group access compared with GitHub's when GitHub is read."""
+    from ..aws.observe import Observer
     from ..github.groups import RunnerGroupAccessWatch
     from ..github.registry import GitHubRunnerStates
+    from ..reconcile import plan_cycle
 
-    return RunnerGroupAccessWatch(source.client) if isinstance(source, GitHubRunnerStates) else None
+    return plan_cycle(
+        spec_paths(args),
+        Observer(clients),
+        source,
+        planning_time(args),
+        versions=runner_version_watch(args, source),
+        group_access=RunnerGroupAccessWatch(source.client)
+        if isinstance(source, GitHubRunnerStates)
+        else None,
+    )
 
 
 def runner_provisioner(

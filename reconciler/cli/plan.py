@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ..aws.clients import AwsClients, AwsConfigurationError
-from ..aws.observe import Observer
 from ..github.releases import RunnerVersionWatch
 from ..plan.actions import Plan
 from ..plan.policy import PlanPolicy, PolicyError, Violation, evaluate, load_policy
 from ..plan.specdiff import diff_spec_sets
-from ..reconcile import check_spec_versions, plan_cycle
+from ..reconcile import check_spec_versions
 from ..spec.gitrev import GitRevisionError, load_specs_at
 from ..spec.loader import load_specs
 from ..verify import verify_new_images
@@ -32,11 +31,10 @@ from .common import (
     SandboxOnly,
     add_aws_options,
     exit_code,
+    live_cycle,
     planning_time,
     render,
-    runner_group_access_watch,
     runner_state_source,
-    runner_version_watch,
     spec_paths,
     write_output,
 )
@@ -88,15 +86,7 @@ def run(args: argparse.Namespace) -> int:
 def _live_plan(args: argparse.Namespace) -> Plan:
     clients = AwsClients(region=args.region, profile=args.profile, read_only=True)
     source = runner_state_source(args, clients)
-    versions = runner_version_watch(args, source)
-    plan = plan_cycle(
-        spec_paths(args),
-        Observer(clients),
-        source,
-        planning_time(args),
-        versions=versions,
-        group_access=runner_group_access_watch(source),
-    ).plan
+    plan = live_cycle(args, clients, source).plan
     return dataclasses.replace(plan, notes=(*plan.notes, *verify_new_images(plan, clients)))
 
 
