@@ -290,3 +290,19 @@ def test_the_simulated_github_hands_a_selected_groups_runners_only_to_its_reposi
     assert not github.runner_group_admits("/orgs/platform", group, "platform/e2e", "platform")
     github.set_runner_group_access("/orgs/platform", "shared", None)  # visibility all again
     assert github.runner_group_admits("/orgs/platform", group, "platform/e2e", "platform")
+
+
+def test_github_cancels_jobs_queued_a_day_and_the_report_counts_them_as_day_long_waits(
+    burst_hour,
+) -> None:
+    # tagr's model never retries a job whose scale-up found the pool at max, and the matrix
+    # pool keeps no idle runner: without GitHub's 24 h limit these jobs would wait forever
+    matrix = [job for job in burst_hour if job.event.repository == MATRIX_REPOSITORY]
+    parameters = SimulationParameters()
+    report = run_policy("tagr", matrix, load_specs(EXAMPLE), parameters)
+    assert report.world is not None and report.world.done
+    cancelled = [job for job in report.world.jobs if job.cancelled]
+    assert cancelled and all(job.started is None and job.runner is None for job in cancelled)
+    assert report.cancelled == len(cancelled) and report.unserved == 0
+    assert report.waits.count(parameters.queued_job_timeout_s) == len(cancelled)
+    assert report.to_json()["cancelled_jobs"] == len(cancelled)

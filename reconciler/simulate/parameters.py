@@ -83,6 +83,11 @@ class SimulationParameters:
     runner_registration_s: float = 10.0
     #: an online idle runner receives a matching queued job (assumption: broker long poll)
     job_dispatch_s: float = 2.0
+    #: a job no runner took for this long is cancelled: "Each job for self-hosted runners that
+    #: has been queued for at least 24 hours will be canceled. The actual time in queue can
+    #: reach up to 48 hours" (GitHub docs, "Usage limits for self-hosted runners"); the model
+    #: takes the 24 h
+    queued_job_timeout_s: float = 24 * 3600.0
     #: queue-wait objective (DESIGN: a queue-wait SLO; the issue's 30 s)
     slo_wait_s: float = 30.0
 

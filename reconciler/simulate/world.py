@@ -15,7 +15,9 @@ A discrete-event model (heapq, simulated epoch seconds, nothing sleeps). What it
 - GitHub: a job is queued at its trace arrival; an idle registered runner whose pool serves it
   (labels and scope, `PoolDemandSpec.serves`) takes the oldest waiting job it can serve (FIFO,
   an assumption: GitHub does not document the order); the job runs for its trace run time; the
-  ephemeral runner exits and its task stops.
+  ephemeral runner exits and its task stops. A job no runner took within
+  `queued_job_timeout_s` (24 h, GitHub's limit for self-hosted runners) is cancelled: it
+  completes without running (`Job.cancelled`) and is reported as never started.
 
 Policies (`policies`) decide when to start or stop runners and instances through the
 methods marked "policy API"; the world enforces the invariants (a busy runner is never
@@ -119,6 +121,7 @@ class Job:
     completed: float | None = None
     runner: Runner | None = None
     interrupted: bool = False  # its runner's spot instance was reclaimed: the job failed
+    cancelled: bool = False  # queued for 24 h without a runner: GitHub cancelled it
 
     @property
     def record(self) -> JobRecord:
@@ -301,12 +304,23 @@ class World:
                     self._serves[pool.name].add(job.key)
         line.append(job)
         self.waiting_count += 1
+        self.at(self.now + self.parameters.queued_job_timeout_s, self._cancel_if_queued, job)
         self.policy.job_queued(job)
         for pool in self.ordered_pools:
             if job.key in self._serves[pool.name] and self._idle[pool.name]:
                 runner = next(iter(self._idle[pool.name]))  # the longest idle
                 self._dispatch(runner, job)
                 return
+
+    def _cancel_if_queued(self, job: Job) -> None:
+        """GitHub cancels a job still queued at its timeout (`completed`, never started)."""
+        if job.runner is not None or job.completed is not None:
+            return
+        self.waiting[job.key].remove(job)
+        self.waiting_count -= 1
+        job.cancelled, job.completed = True, self.now
+        self.completed += 1
+        self.policy.job_completed(job)
 
     def _oldest_waiting(self, pool: SimPool) -> Job | None:
         heads = (self.waiting[key] for key in self._serves[pool.name])
