@@ -261,7 +261,13 @@ def _instances_of_provider(ecs_backend: Any, provider_name: str) -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m reconciler.sandbox.moto_fidelity ARGS`: moto's server, with `apply()` done."""
+    """`python -m reconciler.sandbox.moto_fidelity ARGS`: moto's server, with `apply()` done.
+
+    Without a line per request on its output (werkzeug's access log took a seventh of the
+    server's CPU, and a soak's log grew without bound); startup errors are still printed."""
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     apply()
     from moto.server import main as moto_main
 
