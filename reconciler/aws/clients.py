@@ -13,7 +13,9 @@ Standard AWS configuration is honoured as boto3 reads it (region, profile, crede
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from typing import Any
 
 import boto3
@@ -34,6 +36,7 @@ DEFAULT_READ_TIMEOUT = 4.0  # seconds; botocore's default is 60
 #: so credentials and profiles, stay separate; a race between two threads loading the same
 #: model only parses it twice.
 _SERVICE_MODELS = botocore.loaders.create_loader()
+_SESSION_LOCK = threading.Lock()
 
 
 def is_mutating(operation: str) -> bool:
@@ -97,13 +100,25 @@ class AwsClients:
         options: dict[str, Any] = {"config": config}
         if endpoint_url:
             options["endpoint_url"] = endpoint_url
-        # boto3 clients are dynamic; typed as Any rather than through generated stubs.
-        self.ecs: Any = session.client("ecs", **options)
-        self.ec2: Any = session.client("ec2", **options)
-        self.autoscaling: Any = session.client("autoscaling", **options)
-        for client in (self.ecs, self.ec2, self.autoscaling):
-            self._instrument(client)
         self._session, self._options = session, options
+
+    # boto3 clients are dynamic; typed as Any rather than through generated stubs. Each is made
+    # when first used (making one costs ~15 ms of CPU; many users need only ECS).
+
+    @functools.cached_property
+    def ecs(self) -> Any:
+        """ECS, counted (and fenced, refused when read-only) like every client of these."""
+        return self.client("ecs")
+
+    @functools.cached_property
+    def ec2(self) -> Any:
+        """EC2, counted like `ecs`."""
+        return self.client("ec2")
+
+    @functools.cached_property
+    def autoscaling(self) -> Any:
+        """EC2 Auto Scaling, counted like `ecs`."""
+        return self.client("autoscaling")
 
     def client(self, service: str, region: str | None = None, config: Config | None = None) -> Any:
         """Another client from the same session and configuration, counted the same way.
@@ -114,7 +129,8 @@ class AwsClients:
         options = dict(self._options)
         if config is not None:
             options["config"] = options["config"].merge(config)
-        client = self._session.client(service, region_name=region, **options)
+        with _SESSION_LOCK:  # sessions are not thread-safe
+            client = self._session.client(service, region_name=region, **options)
         self._instrument(client)
         return client
 
