@@ -38,7 +38,10 @@ for EBS's and DynamoDB's default encryption) generated an RSA private key that o
 Sign/Verify/GetPublicKey use, templates were parsed by PyYAML's pure-Python parser, and SSM
 decoded its JSON of AWS's public parameters again after every reset. `apply()` generates a key's
 private key when first used, parses templates with libyaml (the same constructors and resolver,
-so the same document) and keeps SSM's decoded public parameters (read, never changed).
+so the same document) and keeps SSM's decoded public parameters (read, never changed). And
+every request: moto's server found the service of each request by trying the URL patterns of
+all its services in turn (1 ms, under a lock every request thread takes); the service of a
+host name never changes, so `apply()` remembers it.
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ def _same_answers_for_less_cpu() -> None:
     from moto.ssm import models as ssm
 
     ssm.load_resource = functools.cache(ssm.load_resource)
+    _remember_the_service_of_each_host()
 
     make_private_key = kms.generate_private_key
 
@@ -170,6 +174,22 @@ def _same_answers_for_less_cpu() -> None:
         return parsed
 
     cloudformation.Stack.parse_template = staticmethod(parse_template)  # type: ignore[method-assign]
+
+
+def _remember_the_service_of_each_host() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    find = DomainDispatcherApplication.get_backend_for_host
+    known: dict[str, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host is None:
+            return None
+        if host not in known:
+            known[host] = find(self, host)
+        return known[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
 def _record_launch_activities() -> None:
