@@ -169,7 +169,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """`ecs-reconciler ARGS` with output captured and stdin closed: the console script's own
     `main(ARGS)` called in this process, in `cwd`, with `env` as the whole environment (a
-    process costs ~0.6 s of CPU in imports alone, and the suite ran ~100). `run` and `sandbox`,
+    process costs ~0.6 s of CPU in imports alone, and the suite ran ~70). `run` and `sandbox`,
     and `timeout`, need a process: `run_cli_process`."""
     if PROCESS_VERBS & set(args[:2]):
         return run_cli_process(*args, cwd=cwd, timeout=timeout, env=env)
