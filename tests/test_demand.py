@@ -18,6 +18,8 @@ from reconciler.demand import (
 )
 from reconciler.sandbox.server import MotoServer
 
+from .test_demand_writer import operations
+
 REGION = "us-east-1"
 T0 = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
 _deliveries = itertools.count()
@@ -213,8 +215,40 @@ def test_two_replicas_share_events_and_dedupe(table: DynamoDemandStore) -> None:
     leader.load([pool("p")])
     assert leader.pending([pool("p")]) == {"p": 1}
     assert not leader.record(event("queued", job_id=1, delivery="d1")), "duplicate"
-    item = table.dynamodb.get_item(TableName=table.table, Key={"pk": {"S": "delivery#d1"}})
-    assert int(item["Item"]["ttl"]["N"]) == int(T0.timestamp()) + 48 * 3600
+    item = table.dynamodb.get_item(TableName=table.table, Key={"pk": {"S": "job#1"}})["Item"]
+    assert item["deliveries"]["SS"] == ["d1"]  # the delivery id lives with its job ...
+    assert int(item["ttl"]["N"]) == int(T0.timestamp()) + 48 * 3600  # ... and expires with it
+
+
+def test_a_delivery_is_one_write_and_its_duplicate_changes_nothing(
+    table: DynamoDemandStore,
+) -> None:
+    store = DynamoDemandStore(table.dynamodb, table.table)
+    book, sent = DemandBook(store, Clock()), operations(store.dynamodb)
+    assert book.record(event("queued", job_id=7, delivery="q7"), "p")
+    assert book.record(event("in_progress", job_id=7, delivery="s7"), "p")
+    assert sent == ["UpdateItem", "UpdateItem"], "one conditional write per delivery, no read"
+    sent.clear()
+    assert not book.record(event("queued", job_id=7, delivery="q7"), "p"), "a duplicate ..."
+    assert sent == ["UpdateItem"]
+    assert book.job(7).state == "in_progress"  # type: ignore[union-attr]
+    book.load([pool("p")])
+    assert book.pending([pool("p")]) == {"p": 0}, "... that resurrects nothing"
+
+
+def test_an_event_out_of_order_is_recorded_once_without_moving_the_job(
+    table: DynamoDemandStore,
+) -> None:
+    store = DynamoDemandStore(table.dynamodb, table.table)
+    book, sent = DemandBook(store, Clock()), operations(store.dynamodb)
+    assert book.record(event("completed", job_id=8, delivery="c8"), "p")
+    assert book.record(event("queued", job_id=8, delivery="late"), "p"), "a new delivery"
+    assert book.job(8).state == "completed"  # type: ignore[union-attr]
+    assert sent == ["UpdateItem"] * 3, "the late one: refused by rank, then its id alone"
+    assert not book.record(event("queued", job_id=8, delivery="late"), "p"), "its redelivery"
+    item = table.dynamodb.get_item(TableName=table.table, Key={"pk": {"S": "job#8"}})["Item"]
+    assert (item["state"]["S"], sorted(item["deliveries"]["SS"])) == ("completed", ["c8", "late"])
+    assert "queuedPool" not in item
 
 
 def test_a_job_cannot_move_backwards_across_replicas(table: DynamoDemandStore) -> None:

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -59,15 +59,20 @@ class JobRecord:
         return self.pool if self.state == "queued" else None
 
 
+class Recorded(NamedTuple):
+    """What `DemandStore.record` did: the job as stored now, and whether its delivery was
+    new (False: a duplicate, nothing changed)."""
+
+    job: JobRecord | None  # None: a duplicate whose job is no longer stored
+    new: bool
+
+
 class DemandStore(Protocol):
     """Where delivery ids and job states live."""
 
-    def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
-        """Record a delivery id; False when it was recorded before."""
-        ...
-
-    def advance(self, job: JobRecord) -> JobRecord:
-        """Store the job unless its stored state is ahead; return the stored record."""
+    def record(self, job: JobRecord, delivery: str) -> Recorded:
+        """Store the job unless its stored state is ahead, and the delivery id that brought
+        it, in one step: a delivery recorded before changes nothing (`new` False)."""
         ...
 
     def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
@@ -96,19 +101,15 @@ class MemoryDemandStore:
         self.redeliveries: dict[str, datetime.datetime] = {}
         self._lock = threading.Lock()
 
-    def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
-        with self._lock:
-            if delivery in self.deliveries:
-                return False
-            self.deliveries[delivery] = now
-            return True
-
-    def advance(self, job: JobRecord) -> JobRecord:
+    def record(self, job: JobRecord, delivery: str) -> Recorded:
         with self._lock:
             stored = self.jobs.get(job.job_id)
+            if delivery in self.deliveries:
+                return Recorded(stored, False)
+            self.deliveries[delivery] = job.seen_at
             if stored is None or stored.rank <= job.rank:
                 self.jobs[job.job_id] = stored = job
-            return stored
+            return Recorded(stored, True)
 
     def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
         wanted = set(pools)
@@ -133,10 +134,12 @@ class MemoryDemandStore:
 
 
 class DynamoDemandStore:
-    """A DynamoDB table shared by replicas: `delivery#<id>` and `job#<id>` items, 48 h TTL.
+    """A DynamoDB table shared by replicas: `job#<id>` and `redelivery#<guid>` items, 48 h TTL.
 
-    A delivery is one conditional PutItem (`attribute_not_exists`), so two replicas receiving
-    the same redelivery accept it once. Job items are updated only forward (by `rank`). A
+    A delivery is one conditional UpdateItem of its job's item (`record`): the state moves
+    only forward (by `rank`) and the item keeps the ids of the deliveries that reached it, so
+    two replicas receiving the same redelivery accept it once. (Before issue 19 a delivery
+    was two writes, the job and a `delivery#<id>` item: a 400-job burst cost 800 writes.) A
     queued job carries `queuedPool`, the key of the sparse index `QUEUE_INDEX`; any other
     state removes it, so the index holds exactly the queued jobs, and `load` is one Query per
     pool however many jobs of other pools or organizations the table holds. (The index is
@@ -192,68 +195,94 @@ class DynamoDemandStore:
             if code not in ("ResourceInUseException", "ValidationException"):
                 raise
 
-    def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
-        return self._put_once(f"delivery#{delivery}", now)
+    def record(self, job: JobRecord, delivery: str) -> Recorded:
+        """One conditional UpdateItem of `job#<id>`: the state moves forward (by `rank`) and
+        the delivery id joins the item's `deliveries` set, unless the set holds it already.
 
-    def _put_once(self, key: str, now: datetime.datetime) -> bool:
-        """One conditional PutItem of `key` (expiring with the table's TTL): True if this call
-        wrote it, False if it was there already."""
-        self.calls["PutItem"] += 1
-        try:
-            self.dynamodb.put_item(
-                TableName=self.table,
-                Item={"pk": {"S": key}, "ttl": {"N": _expiry(now)}},
-                ConditionExpression="attribute_not_exists(pk)",
+        When the condition fails, DynamoDB returns the item as it was (asked with
+        `ReturnValuesOnConditionCheckFailure: ALL_OLD`; UpdateItem in the DynamoDB API
+        reference), so no read follows: a known delivery is a duplicate; otherwise the stored
+        state is ahead (an event out of order), and a second write, rare, records the delivery
+        id alone so that its redelivery is a duplicate too."""
+        for _ in range(3):  # again only if the item vanished between the two writes (TTL)
+            old = self._update_or_old(self._advance_request(job, delivery))
+            if old is None:
+                return Recorded(job, True)
+            if _holds(old, delivery):
+                return Recorded(_job_of(old), False)
+            ahead = _job_of(old)
+            old = self._update_or_old(
+                {
+                    "Key": _job_key(job.job_id),
+                    "UpdateExpression": "ADD deliveries :delivery",
+                    "ConditionExpression": "attribute_exists(#rank) "
+                    "AND NOT contains(deliveries, :id)",
+                    "ExpressionAttributeNames": {"#rank": "rank"},
+                    "ExpressionAttributeValues": {
+                        ":delivery": {"SS": [delivery]},
+                        ":id": {"S": delivery},
+                    },
+                }
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            if old is None:
+                return Recorded(ahead, True)
+            if _holds(old, delivery):  # the same delivery, recorded by another replica
+                return Recorded(_job_of(old), False)
+        raise RuntimeError(f"job {job.job_id}: its item vanished under every attempt to record it")
 
-    def advance(self, job: JobRecord) -> JobRecord:
-        key = {"pk": {"S": f"job#{job.job_id}"}}
-        queue: dict[str, Any] = {}
-        if job.queued_pool is not None:
-            queue_update = ", queuedPool = :pool"
-            queue[":pool"] = {"S": job.queued_pool}
-        else:
-            queue_update = " REMOVE queuedPool"
-        if job.pool is not None:
-            queue[":assigned"] = {"S": job.pool}
+    def _update_or_old(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """One conditional UpdateItem: None when applied, else the item as it was when the
+        condition failed (empty: there was none)."""
         self.calls["UpdateItem"] += 1
         try:
             self.dynamodb.update_item(
-                TableName=self.table,
-                Key=key,
-                UpdateExpression=(
-                    "SET #state = :state, #rank = :rank, repository = :repository, "
-                    "organization = :organization, labels = :labels, createdAt = :created, "
-                    "seenAt = :seen, #ttl = :ttl"
-                    + (", assignedPool = :assigned" if job.pool is not None else "")
-                    + queue_update
-                ),
-                ConditionExpression="attribute_not_exists(pk) OR #rank <= :rank",
-                ExpressionAttributeNames={"#state": "state", "#rank": "rank", "#ttl": "ttl"},
-                ExpressionAttributeValues={
-                    **queue,
-                    ":state": {"S": job.state},
-                    ":rank": {"N": str(job.rank)},
-                    ":repository": {"S": job.repository},
-                    ":organization": {"S": job.organization},
-                    ":labels": {"L": [{"S": label} for label in job.labels]},
-                    ":created": {"S": job.created_at.isoformat()},
-                    ":seen": {"S": job.seen_at.isoformat()},
-                    ":ttl": {"N": _expiry(job.seen_at)},
-                },
+                TableName=self.table, ReturnValuesOnConditionCheckFailure="ALL_OLD", **request
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            self.calls["GetItem"] += 1
-            item = self.dynamodb.get_item(TableName=self.table, Key=key, ConsistentRead=True)
-            return _job_of(item["Item"])
-        return job
+            item: dict[str, Any] = error.response.get("Item", {})
+            return item
+        return None
+
+    def _advance_request(self, job: JobRecord, delivery: str) -> dict[str, Any]:
+        """The UpdateItem storing `job` and its delivery id unless either is stale. A queued
+        job carries `queuedPool` (the sparse index); any other state removes it."""
+        values: dict[str, Any] = {}
+        if job.queued_pool is not None:
+            queue_update = ", queuedPool = :pool"
+            values[":pool"] = {"S": job.queued_pool}
+        else:
+            queue_update = " REMOVE queuedPool"
+        if job.pool is not None:
+            values[":assigned"] = {"S": job.pool}
+        return {
+            "Key": _job_key(job.job_id),
+            "UpdateExpression": (
+                "SET #state = :state, #rank = :rank, repository = :repository, "
+                "organization = :organization, labels = :labels, createdAt = :created, "
+                "seenAt = :seen, #ttl = :ttl"
+                + (", assignedPool = :assigned" if job.pool is not None else "")
+                + queue_update
+                + " ADD deliveries :delivery"
+            ),
+            "ConditionExpression": "(attribute_not_exists(pk) OR #rank <= :rank) "
+            "AND NOT contains(deliveries, :id)",
+            "ExpressionAttributeNames": {"#state": "state", "#rank": "rank", "#ttl": "ttl"},
+            "ExpressionAttributeValues": {
+                **values,
+                ":state": {"S": job.state},
+                ":rank": {"N": str(job.rank)},
+                ":repository": {"S": job.repository},
+                ":organization": {"S": job.organization},
+                ":labels": {"L": [{"S": label} for label in job.labels]},
+                ":created": {"S": job.created_at.isoformat()},
+                ":seen": {"S": job.seen_at.isoformat()},
+                ":ttl": {"N": _expiry(job.seen_at)},
+                ":delivery": {"SS": [delivery]},
+                ":id": {"S": delivery},
+            },
+        }
 
     def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
         jobs: list[JobRecord] = []
@@ -278,12 +307,37 @@ class DynamoDemandStore:
         """One conditional PutItem `redelivery#<guid>`: one replica, one request, ever."""
         return self._put_once(f"redelivery#{guid}", now)
 
+    def _put_once(self, key: str, now: datetime.datetime) -> bool:
+        """One conditional PutItem of `key` (expiring with the table's TTL): True if this call
+        wrote it, False if it was there already."""
+        self.calls["PutItem"] += 1
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item={"pk": {"S": key}, "ttl": {"N": _expiry(now)}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def release_redelivery(self, guid: str) -> None:
         self.calls["DeleteItem"] += 1
         self.dynamodb.delete_item(TableName=self.table, Key={"pk": {"S": f"redelivery#{guid}"}})
 
     def forget(self, cutoff: datetime.datetime) -> None:
         """Nothing to do: items expire through the table's TTL (and `load` skips expired)."""
+
+
+def _job_key(job_id: int) -> dict[str, Any]:
+    return {"pk": {"S": f"job#{job_id}"}}
+
+
+def _holds(item: dict[str, Any], delivery: str) -> bool:
+    """True when the stored job item lists `delivery` among the deliveries recorded for it."""
+    return delivery in item.get("deliveries", {}).get("SS", [])
 
 
 def _expiry(at: datetime.datetime) -> str:
