@@ -156,6 +156,12 @@ def main() -> int:
         "secondary limits; run's default is GitHub's documented 80/500)",
     )
     parser.add_argument(
+        "--shared-dynamodb",
+        action="store_true",
+        help="DynamoDB in the same moto process as ECS (before issue 19's split: the "
+        "demand writes queue behind the controller's and the runners' ECS calls)",
+    )
+    parser.add_argument(
         "--bind-in-cycle",
         action="store_true",
         help="each apply waits for its bindings (before this change; run binds in the "
@@ -184,8 +190,11 @@ def main() -> int:
         print(f"burst: shortfall: room for {instances * TASKS_PER_INSTANCE - IDLE} runners")
     with tempfile.TemporaryDirectory() as tmp:
         specs = specs_in(Path(tmp), args.jobs)
-        # moto in its own process, as AWS is: its work does not take this process's GIL
-        with Sandbox([specs], github=True, mode="process") as sandbox:
+        # moto in its own process, as AWS is: its work does not take this process's GIL;
+        # DynamoDB in another, as in AWS (unless --shared-dynamodb)
+        with Sandbox(
+            [specs], github=True, mode="process", own_dynamodb=not args.shared_dynamodb
+        ) as sandbox:
             room_for(sandbox, instances)
             settings = BurstSettings(
                 args.demand_writers, args.bind_workers, budget, not args.bind_in_cycle

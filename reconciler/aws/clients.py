@@ -8,7 +8,9 @@ inside the lease's 10 s renew deadline); adaptive retries (8 attempts) still rid
 throttling, each attempt fenced again after its backoff.
 
 Standard AWS configuration is honoured as boto3 reads it (region, profile, credentials,
-`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_ECS`, ...); the sandbox works by setting the endpoint.
+`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_ECS`, ...); the sandbox works by setting the endpoint,
+and may give one service an endpoint of its own (`service_endpoints`, as
+`AWS_ENDPOINT_URL_<SERVICE>` does for the SDKs: DynamoDB in its own moto process).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -65,8 +68,11 @@ class AwsClients:
         credentials: tuple[str, str] | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        service_endpoints: Mapping[str, str] | None = None,
     ) -> None:
-        """`credentials` (key ID, secret) are for the sandbox only; AWS uses its own chain."""
+        """`credentials` (key ID, secret) are for the sandbox only; AWS uses its own chain.
+        `service_endpoints`: an endpoint URL per service name (boto3's, e.g. "dynamodb") that
+        overrides `endpoint_url` for that service."""
         key_id, secret = credentials or (None, None)
         core = botocore.session.Session()
         core.register_component("data_loader", _SERVICE_MODELS)
@@ -101,6 +107,7 @@ class AwsClients:
         if endpoint_url:
             options["endpoint_url"] = endpoint_url
         self._session, self._options = session, options
+        self._service_endpoints = dict(service_endpoints or {})
 
     # boto3 clients are dynamic; typed as Any rather than through generated stubs. Each is made
     # when first used (making one costs ~15 ms of CPU; many users need only ECS).
@@ -129,6 +136,8 @@ class AwsClients:
         options = dict(self._options)
         if config is not None:
             options["config"] = options["config"].merge(config)
+        if service in self._service_endpoints:
+            options["endpoint_url"] = self._service_endpoints[service]
         with _SESSION_LOCK:  # sessions are not thread-safe
             client = self._session.client(service, region_name=region, **options)
         self._instrument(client)
