@@ -247,8 +247,42 @@ def test_an_event_out_of_order_is_recorded_once_without_moving_the_job(
     assert sent == ["UpdateItem"] * 3, "the late one: refused by rank, then its id alone"
     assert not book.record(event("queued", job_id=8, delivery="late"), "p"), "its redelivery"
     item = table.dynamodb.get_item(TableName=table.table, Key={"pk": {"S": "job#8"}})["Item"]
-    assert (item["state"]["S"], sorted(item["deliveries"]["SS"])) == ("completed", ["c8", "late"])
+    assert (item["job"]["M"]["state"]["S"], sorted(item["deliveries"]["SS"])) == (
+        "completed",
+        ["c8", "late"],
+    )
     assert "queuedPool" not in item
+
+
+def test_a_job_item_written_before_the_job_map_is_read_and_advanced(
+    table: DynamoDemandStore,
+) -> None:
+    """Items live 48 h: an upgraded replica meets jobs stored with their fields at the top."""
+    table.dynamodb.put_item(
+        TableName=table.table,
+        Item={
+            "pk": {"S": "job#9"},
+            "state": {"S": "queued"},
+            "rank": {"N": "0"},
+            "repository": {"S": "acme/app"},
+            "organization": {"S": "acme"},
+            "labels": {"L": [{"S": "self-hosted"}, {"S": "linux"}]},
+            "createdAt": {"S": T0.isoformat()},
+            "seenAt": {"S": T0.isoformat()},
+            "ttl": {"N": str(int(T0.timestamp()) + 48 * 3600)},
+            "assignedPool": {"S": "p"},
+            "queuedPool": {"S": "p"},
+        },
+    )
+    book = replica(table, Clock())
+    book.load([pool("p")])
+    assert book.pending([pool("p")]) == {"p": 1}
+    assert book.record(event("queued", job_id=9), "p")  # the item gains the job map ...
+    book.load([pool("p")])
+    assert book.pending([pool("p")]) == {"p": 1}
+    assert book.record(event("in_progress", job_id=9), "p")  # ... and leaves the queue
+    book.load([pool("p")])
+    assert book.pending([pool("p")]) == {"p": 0} and book.job(9) is None
 
 
 def test_a_job_cannot_move_backwards_across_replicas(table: DynamoDemandStore) -> None:
