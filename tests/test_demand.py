@@ -6,21 +6,30 @@ from __future__ import annotations
 import datetime
 import itertools
 import uuid
+from collections.abc import Collection
+from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
+from reconciler.aws.clients import AwsClients
+from reconciler.aws.observe import Observer
 from reconciler.demand import (
     DemandBook,
     DynamoDemandStore,
     JobEvent,
+    JobRecord,
     MemoryDemandStore,
     PoolDemandSpec,
 )
+from reconciler.reconcile import plan_cycle
+from reconciler.runners import UnknownRunnerStates
 from reconciler.sandbox.server import MotoServer
 
 from .test_demand_writer import operations
 
 REGION = "us-east-1"
+POOL = "platform-linux-dind"
 T0 = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
 _deliveries = itertools.count()
 
@@ -312,3 +321,27 @@ def test_a_restarted_book_rebuilds_pending(table: DynamoDemandStore) -> None:
     clock.now += datetime.timedelta(hours=49)  # past the items' TTL: load skips them
     restarted.load(pools)
     assert restarted.pending(pools) == {"p": 0, "gpu": 0}
+
+
+class UnreadableStore(MemoryDemandStore):
+    """A store whose reads fail, as DynamoDB does when throttled or unreachable."""
+
+    def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "Query")
+
+
+def test_an_unreadable_store_keeps_the_last_demand_while_ecs_is_observed(
+    moto: MotoServer, specs: Path
+) -> None:
+    """The demand is read beside the ECS observation (issue 19); a failed read still plans
+    with the demand known and says so."""
+    book = DemandBook(UnreadableStore(), Clock())
+    labels = ("self-hosted", "linux", "x64", "dind")
+    for job_id in (1, 2):
+        book.record(event(job_id=job_id, labels=labels, repository="platform/api"), POOL)
+    clients = AwsClients(
+        region=REGION, endpoint_url=moto.endpoint_url, credentials=("x", "x"), read_only=True
+    )
+    cycle = plan_cycle([specs], Observer(clients), UnknownRunnerStates(), T0, demand=book)
+    assert any("queued jobs not refreshed" in note.message for note in cycle.plan.notes)
+    assert "pending 2" in next(p.count_reason for p in cycle.plan.pools if p.name == POOL)
