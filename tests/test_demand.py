@@ -229,11 +229,16 @@ def test_two_replicas_share_events_and_dedupe(table: DynamoDemandStore) -> None:
     assert int(item["ttl"]["N"]) == int(T0.timestamp()) + 48 * 3600  # ... and expires with it
 
 
+@pytest.fixture
+def counted(table: DynamoDemandStore) -> tuple[DemandBook, list[str]]:
+    """A replica's book on the table, and the DynamoDB operations it sends from now on."""
+    return replica(table, Clock()), operations(table.dynamodb)
+
+
 def test_a_delivery_is_one_write_and_its_duplicate_changes_nothing(
-    table: DynamoDemandStore,
+    counted: tuple[DemandBook, list[str]],
 ) -> None:
-    store = DynamoDemandStore(table.dynamodb, table.table)
-    book, sent = DemandBook(store, Clock()), operations(store.dynamodb)
+    book, sent = counted
     assert book.record(event("queued", job_id=7, delivery="q7"), "p")
     assert book.record(event("in_progress", job_id=7, delivery="s7"), "p")
     assert sent == ["UpdateItem", "UpdateItem"], "one conditional write per delivery, no read"
@@ -246,10 +251,9 @@ def test_a_delivery_is_one_write_and_its_duplicate_changes_nothing(
 
 
 def test_an_event_out_of_order_is_recorded_once_without_moving_the_job(
-    table: DynamoDemandStore,
+    counted: tuple[DemandBook, list[str]], table: DynamoDemandStore
 ) -> None:
-    store = DynamoDemandStore(table.dynamodb, table.table)
-    book, sent = DemandBook(store, Clock()), operations(store.dynamodb)
+    book, sent = counted
     assert book.record(event("completed", job_id=8, delivery="c8"), "p")
     assert book.record(event("queued", job_id=8, delivery="late"), "p"), "a new delivery"
     assert book.job(8).state == "completed"  # type: ignore[union-attr]
