@@ -326,7 +326,8 @@ def run_burst(
     )
     demand = {k: v - demand_before.get(k, 0) for k, v in demand_after.items()}
     print(
-        f"moto requests during the burst: controller {sum(calls.values())}, demand store "
+        f"moto requests during the burst: controller {sum(calls.values())} "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(calls.items()) if v)}), demand store "
         f"{others[0]} ({', '.join(f'{k[9:]} {v}' for k, v in sorted(demand.items()) if v)}), "
         f"simulated runners {others[1]}, this bench's sampler {others[2]} "
         "(the simulated ECS agent's not counted)"
