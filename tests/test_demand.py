@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import threading
 import uuid
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,10 +24,12 @@ from reconciler.demand import (
     MemoryDemandStore,
     PoolDemandSpec,
 )
+from reconciler.demand.store import Recorded
 from reconciler.reconcile import plan_cycle
 from reconciler.runners import UnknownRunnerStates
 from reconciler.sandbox.server import MotoServer
 
+from .conftest import wait_for
 from .test_demand_writer import operations
 
 REGION = "us-east-1"
@@ -165,6 +169,34 @@ def test_a_late_queued_does_not_resurrect_a_job(book: DemandBook, first: str) ->
     assert job is not None and job.state == first
     book.record(event("in_progress", job_id=9))
     assert book.job(9).state == first  # type: ignore[union-attr]
+
+
+class AnswersLate(MemoryDemandStore):
+    """A store whose answer to the queued event reaches its writer only after another writer
+    recorded (and was answered) the job's in_progress: two writer threads racing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_progress_answered = threading.Event()
+
+    def record(self, job: JobRecord, delivery: str) -> Recorded:
+        answer = super().record(job, delivery)
+        if job.state == "queued":
+            assert self.in_progress_answered.wait(10)
+        return answer
+
+
+def test_an_older_answer_never_replaces_a_newer_one_in_the_book() -> None:
+    store = AnswersLate()
+    book = DemandBook(store, Clock())
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        queued = writer.submit(book.record, event("queued", job_id=4))
+        wait_for(lambda: store.jobs.get(4) is not None, timeout=10, every=0.01)
+        assert book.record(event("in_progress", job_id=4))
+        store.in_progress_answered.set()
+        assert queued.result()
+    assert book.job(4).state == "in_progress"  # type: ignore[union-attr]
+    assert book.pending([pool("p")]) == {"p": 0}
 
 
 def test_a_duplicate_delivery_is_reported_and_changes_nothing(book: DemandBook) -> None:

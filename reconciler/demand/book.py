@@ -105,8 +105,10 @@ class DemandBook:
         # redelivery is not mistaken for a duplicate
         stored, new = self.store.record(job, event.delivery)
         if stored is not None:
-            with self._lock:
-                self._jobs[stored.job_id] = stored
+            with self._lock:  # writers race: an older answer never replaces a newer one
+                known = self._jobs.get(stored.job_id)
+                if known is None or known.rank <= stored.rank:
+                    self._jobs[stored.job_id] = stored
         return new
 
     def load(self, pools: Sequence[PoolDemandSpec]) -> None:
