@@ -92,24 +92,27 @@ class Sampler(threading.Thread):
         sampling = sandbox.clients(read_only=True)
         self.ecs, self.ecs_calls = sampling.ecs, sampling.calls
         self.period = period
-        self.samples: list[tuple[float, int, int]] = []  # (monotonic, listed, running)
+        # (when listed, tasks listed, when described, tasks RUNNING): each time is when the
+        # answer came back, so the listing's time does not wait for the describing
+        self.samples: list[tuple[float, int, float, int]] = []
         self.running: set[str] = set()
         self.stop_event = threading.Event()
 
-    def count(self) -> tuple[int, int]:
-        """Tasks listed, and RUNNING: a task seen RUNNING is not described again (the
-        burst's jobs outlast the bench), so sampling loads moto little."""
+    def count(self) -> tuple[float, int, float, int]:
+        """Tasks listed, and RUNNING, each with the time its answer came: a task seen RUNNING
+        is not described again (the burst's jobs outlast the bench), so sampling loads moto
+        little."""
         arns = runner_task_arns(self.ecs, CLUSTER)
+        listed_at = time.monotonic()
         fresh = [arn for arn in arns if arn not in self.running]
         described = describe_runner_tasks(self.ecs, CLUSTER, fresh)
         self.running |= {t["taskArn"] for t in described if t.get("lastStatus") == "RUNNING"}
         self.running &= set(arns)
-        return len(arns), len(self.running)
+        return listed_at, len(arns), time.monotonic(), len(self.running)
 
     def run(self) -> None:
         while not self.stop_event.wait(self.period):
-            listed, running = self.count()
-            self.samples.append((time.monotonic(), listed, running))
+            self.samples.append(self.count())
 
 
 def first_reaching(samples: Sequence[tuple[float, int]], target: float) -> float | None:
@@ -156,6 +159,12 @@ def main() -> int:
         "secondary limits; run's default is GitHub's documented 80/500)",
     )
     parser.add_argument(
+        "--shared-dynamodb",
+        action="store_true",
+        help="DynamoDB in the same moto process as ECS (before issue 19's split: the "
+        "demand writes queue behind the controller's and the runners' ECS calls)",
+    )
+    parser.add_argument(
         "--bind-in-cycle",
         action="store_true",
         help="each apply waits for its bindings (before this change; run binds in the "
@@ -184,8 +193,11 @@ def main() -> int:
         print(f"burst: shortfall: room for {instances * TASKS_PER_INSTANCE - IDLE} runners")
     with tempfile.TemporaryDirectory() as tmp:
         specs = specs_in(Path(tmp), args.jobs)
-        # moto in its own process, as AWS is: its work does not take this process's GIL
-        with Sandbox([specs], github=True, mode="process") as sandbox:
+        # moto in its own process, as AWS is: its work does not take this process's GIL;
+        # DynamoDB in another, as in AWS (unless --shared-dynamodb)
+        with Sandbox(
+            [specs], github=True, mode="process", own_dynamodb=not args.shared_dynamodb
+        ) as sandbox:
             room_for(sandbox, instances)
             settings = BurstSettings(
                 args.demand_writers, args.bind_workers, budget, not args.bind_in_cycle
@@ -257,9 +269,10 @@ def run_burst(
                     raise SystemExit("burst: the idle runners never came online")
                 world.tick()
                 time.sleep(0.2)
-            baseline = sampler.count()[0]
+            baseline = sampler.count()[1]
             aws_before, github_before = clients.calls.snapshot(), github.calls.total()
             others_before = [c.calls.total() for c in (demand_clients, world_clients)]
+            demand_before = demand_clients.calls.snapshot()
             sampler_before = sampler.ecs_calls.total()
             sampler.start()
             began, began_wall = time.monotonic(), world.clock()
@@ -278,6 +291,7 @@ def run_burst(
                 c.calls.total() - before
                 for c, before in zip((demand_clients, world_clients), others_before, strict=True)
             ]
+            demand_after = demand_clients.calls.snapshot()
             others.append(sampler.ecs_calls.total() - sampler_before)
         finally:
             controller.stop()
@@ -285,8 +299,8 @@ def run_burst(
             server.close()
             receiver.close()
 
-    listed = [(at - began, n - baseline) for at, n, _ in sampler.samples]
-    running = [(at - began, n - baseline) for at, _, n in sampler.samples]
+    listed = [(at - began, n - baseline) for at, n, _, _ in sampler.samples]
+    running = [(at - began, n - baseline) for _, _, at, n in sampler.samples]
     started = sorted(job.started_at - began_wall for job in queued if job.started_at)
 
     def job_time(count: float) -> float | None:
@@ -310,9 +324,12 @@ def run_burst(
         f"SSM {sum(ssm.values())} ({', '.join(f'{k[4:]} {v}' for k, v in sorted(ssm.items()))})"
         f", controller cycles {controller.cycles}"
     )
+    demand = {k: v - demand_before.get(k, 0) for k, v in demand_after.items()}
     print(
-        f"moto requests during the burst: controller {sum(calls.values())}, demand writers "
-        f"{others[0]}, simulated runners {others[1]}, this bench's sampler {others[2]} "
+        f"moto requests during the burst: controller {sum(calls.values())} "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(calls.items()) if v)}), demand store "
+        f"{others[0]} ({', '.join(f'{k[9:]} {v}' for k, v in sorted(demand.items()) if v)}), "
+        f"simulated runners {others[1]}, this bench's sampler {others[2]} "
         "(the simulated ECS agent's not counted)"
     )
     print(

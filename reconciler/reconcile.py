@@ -11,6 +11,7 @@ import datetime
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,16 +89,26 @@ def plan_cycle(
     demand_pools = tuple(
         PoolDemandSpec.of(pool) for pool in spec_set.pools if pool.spec.demand.source == "webhook"
     )
-    pending: dict[str, int] | None = None
-    notes = []
-    if demand is not None:
-        try:
-            demand.load(demand_pools)
-        except (ClientError, BotoCoreError) as error:
-            log.warning("demand store unreadable, using the last demand known: %s", error)
-            notes.append(Note("warning", f"queued jobs not refreshed (demand store: {error})"))
-        pending = demand.pending(demand_pools)
-        notes.extend(refused_job_notes(demand.refused_by_groups(demand_pools), spec_set))
+    # the demand store (DynamoDB) is read while ECS is observed: what is observed depends on
+    # the pools, clusters and providers, never on how many jobs wait (a 400-job burst: each
+    # took 1-3 s on the sandbox, one after the other). Demand is still read before the runner
+    # states (GitHub's busy): a job that starts in between counts twice for a cycle, never
+    # not at all.
+    structure = render_desired(spec_set, now, observer.clients.region)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demand-load") as reading:
+        loaded = reading.submit(demand.load, demand_pools) if demand is not None else None
+        observed = observer.observe(structure)
+        seen = time.monotonic()
+        pending: dict[str, int] | None = None
+        notes = []
+        if loaded is not None and demand is not None:
+            try:
+                loaded.result()
+            except (ClientError, BotoCoreError) as error:
+                log.warning("demand store unreadable, using the last demand known: %s", error)
+                notes.append(Note("warning", f"queued jobs not refreshed (demand store: {error})"))
+            pending = demand.pending(demand_pools)
+            notes.extend(refused_job_notes(demand.refused_by_groups(demand_pools), spec_set))
     if scale_set_demand is not None:
         scale_set_names = [
             p.metadata.name for p in spec_set.pools if p.spec.demand.source == "scaleSet"
@@ -113,8 +124,6 @@ def plan_cycle(
             notes.append(Note("warning", f"learned arrivals not read (arrival store: {error})"))
     desired = render_desired(spec_set, now, observer.clients.region, pending, histories)
     read = time.monotonic()
-    observed = observer.observe(desired)
-    seen = time.monotonic()
     runner_states = runner_source.states([*observed.tasks, *observed.stopped_tasks])
     asked = time.monotonic()
     in_flight = None
@@ -122,11 +131,11 @@ def plan_cycle(
         stopped = observer.stopped_among(expectations.unlisted(observed.tasks))
         in_flight = expectations.observe(observed.tasks, stopped)
     log.debug(
-        "cycle inputs: specs and demand %.2fs, AWS observed %.2fs, runner states %.2fs, "
-        "starts and stops in flight %.2fs",
-        read - began,
-        seen - read,
-        asked - seen,
+        "cycle inputs: specs and AWS observed %.2fs, then demand and arrivals %.2fs more, "
+        "runner states %.2fs, starts and stops in flight %.2fs",
+        seen - began,
+        read - seen,
+        asked - read,
         time.monotonic() - asked,
     )
     plan = make_plan(

@@ -5,20 +5,35 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import threading
 import uuid
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
+from reconciler.aws.clients import AwsClients
+from reconciler.aws.observe import Observer
 from reconciler.demand import (
     DemandBook,
     DynamoDemandStore,
     JobEvent,
+    JobRecord,
     MemoryDemandStore,
     PoolDemandSpec,
 )
+from reconciler.demand.store import Recorded
+from reconciler.reconcile import plan_cycle
+from reconciler.runners import UnknownRunnerStates
 from reconciler.sandbox.server import MotoServer
 
+from .conftest import wait_for
+from .test_demand_writer import operations
+
 REGION = "us-east-1"
+POOL = "platform-linux-dind"
 T0 = datetime.datetime(2026, 11, 29, 10, 0, tzinfo=datetime.UTC)
 _deliveries = itertools.count()
 
@@ -156,6 +171,34 @@ def test_a_late_queued_does_not_resurrect_a_job(book: DemandBook, first: str) ->
     assert book.job(9).state == first  # type: ignore[union-attr]
 
 
+class AnswersLate(MemoryDemandStore):
+    """A store whose answer to the queued event reaches its writer only after another writer
+    recorded (and was answered) the job's in_progress: two writer threads racing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_progress_answered = threading.Event()
+
+    def record(self, job: JobRecord, delivery: str) -> Recorded:
+        answer = super().record(job, delivery)
+        if job.state == "queued":
+            assert self.in_progress_answered.wait(10)
+        return answer
+
+
+def test_an_older_answer_never_replaces_a_newer_one_in_the_book() -> None:
+    store = AnswersLate()
+    book = DemandBook(store, Clock())
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        queued = writer.submit(book.record, event("queued", job_id=4))
+        wait_for(lambda: store.jobs.get(4) is not None, timeout=10, every=0.01)
+        assert book.record(event("in_progress", job_id=4))
+        store.in_progress_answered.set()
+        assert queued.result()
+    assert book.job(4).state == "in_progress"  # type: ignore[union-attr]
+    assert book.pending([pool("p")]) == {"p": 0}
+
+
 def test_a_duplicate_delivery_is_reported_and_changes_nothing(book: DemandBook) -> None:
     queued = event("queued", job_id=1, delivery="same")
     assert book.record(queued)
@@ -213,8 +256,78 @@ def test_two_replicas_share_events_and_dedupe(table: DynamoDemandStore) -> None:
     leader.load([pool("p")])
     assert leader.pending([pool("p")]) == {"p": 1}
     assert not leader.record(event("queued", job_id=1, delivery="d1")), "duplicate"
-    item = table.dynamodb.get_item(TableName=table.table, Key={"pk": {"S": "delivery#d1"}})
-    assert int(item["Item"]["ttl"]["N"]) == int(T0.timestamp()) + 48 * 3600
+    item = table.dynamodb.get_item(TableName=table.table, Key={"pk": {"S": "job#1"}})["Item"]
+    assert item["deliveries"]["SS"] == ["d1"]  # the delivery id lives with its job ...
+    assert int(item["ttl"]["N"]) == int(T0.timestamp()) + 48 * 3600  # ... and expires with it
+
+
+@pytest.fixture
+def counted(table: DynamoDemandStore) -> tuple[DemandBook, list[str]]:
+    """A replica's book on the table, and the DynamoDB operations it sends from now on."""
+    return replica(table, Clock()), operations(table.dynamodb)
+
+
+def test_a_delivery_is_one_write_and_its_duplicate_changes_nothing(
+    counted: tuple[DemandBook, list[str]],
+) -> None:
+    book, sent = counted
+    assert book.record(event("queued", job_id=7, delivery="q7"), "p")
+    assert book.record(event("in_progress", job_id=7, delivery="s7"), "p")
+    assert sent == ["UpdateItem", "UpdateItem"], "one conditional write per delivery, no read"
+    sent.clear()
+    assert not book.record(event("queued", job_id=7, delivery="q7"), "p"), "a duplicate ..."
+    assert sent == ["UpdateItem"]
+    assert book.job(7).state == "in_progress"  # type: ignore[union-attr]
+    book.load([pool("p")])
+    assert book.pending([pool("p")]) == {"p": 0}, "... that resurrects nothing"
+
+
+def test_an_event_out_of_order_is_recorded_once_without_moving_the_job(
+    counted: tuple[DemandBook, list[str]], table: DynamoDemandStore
+) -> None:
+    book, sent = counted
+    assert book.record(event("completed", job_id=8, delivery="c8"), "p")
+    assert book.record(event("queued", job_id=8, delivery="late"), "p"), "a new delivery"
+    assert book.job(8).state == "completed"  # type: ignore[union-attr]
+    assert sent == ["UpdateItem"] * 3, "the late one: refused by rank, then its id alone"
+    assert not book.record(event("queued", job_id=8, delivery="late"), "p"), "its redelivery"
+    item = table.dynamodb.get_item(TableName=table.table, Key={"pk": {"S": "job#8"}})["Item"]
+    assert (item["job"]["M"]["state"]["S"], sorted(item["deliveries"]["SS"])) == (
+        "completed",
+        ["c8", "late"],
+    )
+    assert "queuedPool" not in item
+
+
+def test_a_job_item_written_before_the_job_map_is_read_and_advanced(
+    table: DynamoDemandStore,
+) -> None:
+    """Items live 48 h: an upgraded replica meets jobs stored with their fields at the top."""
+    table.dynamodb.put_item(
+        TableName=table.table,
+        Item={
+            "pk": {"S": "job#9"},
+            "state": {"S": "queued"},
+            "rank": {"N": "0"},
+            "repository": {"S": "acme/app"},
+            "organization": {"S": "acme"},
+            "labels": {"L": [{"S": "self-hosted"}, {"S": "linux"}]},
+            "createdAt": {"S": T0.isoformat()},
+            "seenAt": {"S": T0.isoformat()},
+            "ttl": {"N": str(int(T0.timestamp()) + 48 * 3600)},
+            "assignedPool": {"S": "p"},
+            "queuedPool": {"S": "p"},
+        },
+    )
+    book = replica(table, Clock())
+    book.load([pool("p")])
+    assert book.pending([pool("p")]) == {"p": 1}
+    assert book.record(event("queued", job_id=9), "p")  # the item gains the job map ...
+    book.load([pool("p")])
+    assert book.pending([pool("p")]) == {"p": 1}
+    assert book.record(event("in_progress", job_id=9), "p")  # ... and leaves the queue
+    book.load([pool("p")])
+    assert book.pending([pool("p")]) == {"p": 0} and book.job(9) is None
 
 
 def test_a_job_cannot_move_backwards_across_replicas(table: DynamoDemandStore) -> None:
@@ -244,3 +357,27 @@ def test_a_restarted_book_rebuilds_pending(table: DynamoDemandStore) -> None:
     clock.now += datetime.timedelta(hours=49)  # past the items' TTL: load skips them
     restarted.load(pools)
     assert restarted.pending(pools) == {"p": 0, "gpu": 0}
+
+
+class UnreadableStore(MemoryDemandStore):
+    """A store whose reads fail, as DynamoDB does when throttled or unreachable."""
+
+    def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "Query")
+
+
+def test_an_unreadable_store_keeps_the_last_demand_while_ecs_is_observed(
+    moto: MotoServer, specs: Path
+) -> None:
+    """The demand is read beside the ECS observation (issue 19); a failed read still plans
+    with the demand known and says so."""
+    book = DemandBook(UnreadableStore(), Clock())
+    labels = ("self-hosted", "linux", "x64", "dind")
+    for job_id in (1, 2):
+        book.record(event(job_id=job_id, labels=labels, repository="platform/api"), POOL)
+    clients = AwsClients(
+        region=REGION, endpoint_url=moto.endpoint_url, credentials=("x", "x"), read_only=True
+    )
+    cycle = plan_cycle([specs], Observer(clients), UnknownRunnerStates(), T0, demand=book)
+    assert any("queued jobs not refreshed" in note.message for note in cycle.plan.notes)
+    assert "pending 2" in next(p.count_reason for p in cycle.plan.pools if p.name == POOL)

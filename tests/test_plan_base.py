@@ -7,14 +7,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from reconciler.sandbox.scenario import without_schedules
 
-from .conftest import commit, git
+from .conftest import commit, git, run_cli
 
 pytestmark = pytest.mark.e2e  # starts servers or processes
 
@@ -38,14 +37,8 @@ def repo(tmp_path: Path) -> Path:
 
 def plan(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.main", "plan", "--base", "main", *args],
-        cwd=repo,
-        env=env,  # no AWS configuration at all: --base needs none
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    # no AWS configuration at all: --base needs none
+    return run_cli("plan", "--base", "main", *args, cwd=repo, env=env)
 
 
 def edit(repo: Path, file: str, old: str, new: str) -> None:
@@ -151,13 +144,7 @@ def test_invalid_head_spec_is_an_error_not_a_deletion(repo: Path) -> None:
 
 
 def test_unknown_revision_is_a_clear_error(repo: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.main", "plan", "--base", "nope"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("plan", "--base", "nope", cwd=repo)
     assert result.returncode == 1
     assert result.stderr.startswith("error: git rev-parse")
     assert "Traceback" not in result.stderr

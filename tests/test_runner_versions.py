@@ -8,7 +8,6 @@ import datetime
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from reconciler.sandbox.github_server import FakeGitHub
 from reconciler.sandbox.scenario import SANDBOX_GITHUB_TOKEN, Sandbox
 from reconciler.sandbox.server import MotoServer
 
-from .conftest import REPO, commit, git
+from .conftest import REPO, commit, git, run_cli
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -182,13 +181,8 @@ def sandbox(specs: Path, moto_server: MotoServer) -> Iterator[Sandbox]:
 
 
 def plan(sandbox: Sandbox, specs: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.main", "plan", "--specs", str(specs), *args],
-        env={**os.environ, **sandbox.environment()},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
+    return run_cli(
+        "plan", "--specs", str(specs), *args, env={**os.environ, **sandbox.environment()}
     )
 
 
@@ -255,16 +249,10 @@ def test_plan_base_checks_configured_versions_without_credentials(tmp_path: Path
     commit(tmp_path, "base")
     date = days_ago(15, datetime.datetime.now(UTC)).date().isoformat()
     command = ["plan", "--base", "main", "--runner-latest", f"2.329.0@{date}"]
-    shown = subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.main", *command],
+    shown = run_cli(
+        *command,
         cwd=tmp_path,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GITHUB_"))},
-            "PYTHONPATH": str(REPO),  # this checkout, whichever one the venv was installed from
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GITHUB_"))},
     )
     assert shown.returncode == 0, shown.stdout + shown.stderr  # no changes; warnings only
     assert f"! pool {POOL}: runner 2.328.0 is behind 2.329.0" in shown.stdout

@@ -7,6 +7,7 @@ import datetime
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from reconciler.controller.loop import Controller, ControllerSettings
 from reconciler.demand import DemandBook, DynamoDemandStore, WebhookReceiver
 from reconciler.runners import UnknownRunnerStates
 from reconciler.sandbox.scenario import Sandbox
+from reconciler.sandbox.server import MotoServer
 
 pytestmark = pytest.mark.e2e  # starts servers or processes
 
@@ -51,12 +53,27 @@ def pending_in_plan(controller: Controller) -> str:
     return next(p.count_reason for p in cycle.plan.pools if p.name == POOL)
 
 
+@pytest.fixture
+def sandbox(specs: Path, moto_server: MotoServer) -> Iterator[Sandbox]:
+    """DynamoDB in a moto process of its own, as `sandbox live` and bench/burst.py have it."""
+    with Sandbox([specs], server=moto_server, own_dynamodb=True) as running:
+        yield running
+
+
 def test_a_standby_s_webhooks_reach_the_leader_and_survive_a_restart(
-    sandbox: Sandbox, specs: Path
+    sandbox: Sandbox, specs: Path, moto_server: MotoServer
 ) -> None:
     clients = sandbox.clients()
     store = DynamoDemandStore(clients.client("dynamodb"))
     store.ensure_table()
+    assert sandbox.dynamodb_server is not None
+    # the stack's tables were moved to the DynamoDB server; the CLI is pointed there too
+    assert moto_server.client("dynamodb").list_tables()["TableNames"] == []
+    tables = sorted(sandbox.dynamodb_server.client("dynamodb").list_tables()["TableNames"])
+    assert tables == ["ecs-reconciler-demand", "ecs-reconciler-leases"]
+    assert (
+        sandbox.environment()["AWS_ENDPOINT_URL_DYNAMODB"] == sandbox.dynamodb_server.endpoint_url
+    )
 
     def replica(leader: bool) -> Controller:
         return Controller(

@@ -8,12 +8,17 @@ inside the lease's 10 s renew deadline); adaptive retries (8 attempts) still rid
 throttling, each attempt fenced again after its backoff.
 
 Standard AWS configuration is honoured as boto3 reads it (region, profile, credentials,
-`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_ECS`, ...); the sandbox works by setting the endpoint.
+`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_ECS`, ...); the sandbox works by setting the endpoint,
+and may give one service an endpoint of its own (`service_endpoints`, as
+`AWS_ENDPOINT_URL_<SERVICE>` does for the SDKs: DynamoDB in its own moto process).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -34,6 +39,7 @@ DEFAULT_READ_TIMEOUT = 4.0  # seconds; botocore's default is 60
 #: so credentials and profiles, stay separate; a race between two threads loading the same
 #: model only parses it twice.
 _SERVICE_MODELS = botocore.loaders.create_loader()
+_SESSION_LOCK = threading.Lock()
 
 
 def is_mutating(operation: str) -> bool:
@@ -62,8 +68,11 @@ class AwsClients:
         credentials: tuple[str, str] | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        service_endpoints: Mapping[str, str] | None = None,
     ) -> None:
-        """`credentials` (key ID, secret) are for the sandbox only; AWS uses its own chain."""
+        """`credentials` (key ID, secret) are for the sandbox only; AWS uses its own chain.
+        `service_endpoints`: an endpoint URL per service name (boto3's, e.g. "dynamodb") that
+        overrides `endpoint_url` for that service."""
         key_id, secret = credentials or (None, None)
         core = botocore.session.Session()
         core.register_component("data_loader", _SERVICE_MODELS)
@@ -97,13 +106,26 @@ class AwsClients:
         options: dict[str, Any] = {"config": config}
         if endpoint_url:
             options["endpoint_url"] = endpoint_url
-        # boto3 clients are dynamic; typed as Any rather than through generated stubs.
-        self.ecs: Any = session.client("ecs", **options)
-        self.ec2: Any = session.client("ec2", **options)
-        self.autoscaling: Any = session.client("autoscaling", **options)
-        for client in (self.ecs, self.ec2, self.autoscaling):
-            self._instrument(client)
         self._session, self._options = session, options
+        self._service_endpoints = dict(service_endpoints or {})
+
+    # boto3 clients are dynamic; typed as Any rather than through generated stubs. Each is made
+    # when first used (making one costs ~15 ms of CPU; many users need only ECS).
+
+    @functools.cached_property
+    def ecs(self) -> Any:
+        """ECS, counted (and fenced, refused when read-only) like every client of these."""
+        return self.client("ecs")
+
+    @functools.cached_property
+    def ec2(self) -> Any:
+        """EC2, counted like `ecs`."""
+        return self.client("ec2")
+
+    @functools.cached_property
+    def autoscaling(self) -> Any:
+        """EC2 Auto Scaling, counted like `ecs`."""
+        return self.client("autoscaling")
 
     def client(self, service: str, region: str | None = None, config: Config | None = None) -> Any:
         """Another client from the same session and configuration, counted the same way.
@@ -114,7 +136,10 @@ class AwsClients:
         options = dict(self._options)
         if config is not None:
             options["config"] = options["config"].merge(config)
-        client = self._session.client(service, region_name=region, **options)
+        if service in self._service_endpoints:
+            options["endpoint_url"] = self._service_endpoints[service]
+        with _SESSION_LOCK:  # sessions are not thread-safe
+            client = self._session.client(service, region_name=region, **options)
         self._instrument(client)
         return client
 

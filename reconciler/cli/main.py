@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,  # the command owns its process's logging (and a caller's `main()` too)
     )
     # botocore's DEBUG log prints request parameters and response bodies, JIT runner
     # configurations included (ssm:PutParameter): never below INFO

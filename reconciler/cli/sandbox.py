@@ -157,7 +157,7 @@ SANDBOX_HOOK_OWNER = "/orgs/platform"
 def serve(paths: list[str], webhook_url: str, burst_period: float) -> int:
     """Keep a seeded sandbox and its simulated GitHub running until Ctrl-C."""
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: moto's process is ended
-    with Sandbox(paths, mode="process", github=True) as sandbox:
+    with Sandbox(paths, mode="process", github=True, own_dynamodb=True) as sandbox:
         assert sandbox.github is not None
         secret = secrets.token_hex(16)
         world = GitHubWorld(
@@ -205,7 +205,7 @@ def live(paths: list[str], listen: str, burst_period: float, duration: float | N
     returns to its idle target.
     """
     signal.signal(signal.SIGTERM, _interrupt)
-    with Sandbox(paths, mode="process", github=True) as sandbox:
+    with Sandbox(paths, mode="process", github=True, own_dynamodb=True) as sandbox:
         assert sandbox.github is not None
         clients = sandbox.clients()
         github = GitHubClient(sandbox.github.url, TokenAuth(SANDBOX_GITHUB_TOKEN))

@@ -132,12 +132,15 @@ class DemandBook:
             seen_at=now,
             pool=pool,
         )
-        # state first, delivery id second: if the store fails in between, GitHub's redelivery
-        # is not mistaken for a duplicate (re-applying an event is harmless: states only advance)
-        stored = self.store.advance(job)
-        with self._lock:
-            self._jobs[stored.job_id] = stored
-        return self.store.add_delivery(event.delivery, now)
+        # the state and the delivery id in one step: a failure stores neither, so GitHub's
+        # redelivery is not mistaken for a duplicate
+        stored, new = self.store.record(job, event.delivery)
+        if stored is not None:
+            with self._lock:  # writers race: an older answer never replaces a newer one
+                known = self._jobs.get(stored.job_id)
+                if known is None or known.rank <= stored.rank:
+                    self._jobs[stored.job_id] = stored
+        return new
 
     def load(self, pools: Sequence[PoolDemandSpec]) -> None:
         """Rebuild from the store's queued jobs of `pools`: each cycle on the leader."""

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -59,15 +59,20 @@ class JobRecord:
         return self.pool if self.state == "queued" else None
 
 
+class Recorded(NamedTuple):
+    """What `DemandStore.record` did: the job as stored now, and whether its delivery was
+    new (False: a duplicate, nothing changed)."""
+
+    job: JobRecord | None  # None: a duplicate whose job is no longer stored
+    new: bool
+
+
 class DemandStore(Protocol):
     """Where delivery ids and job states live."""
 
-    def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
-        """Record a delivery id; False when it was recorded before."""
-        ...
-
-    def advance(self, job: JobRecord) -> JobRecord:
-        """Store the job unless its stored state is ahead; return the stored record."""
+    def record(self, job: JobRecord, delivery: str) -> Recorded:
+        """Store the job unless its stored state is ahead, and the delivery id that brought
+        it, in one step: a delivery recorded before changes nothing (`new` False)."""
         ...
 
     def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
@@ -96,19 +101,15 @@ class MemoryDemandStore:
         self.redeliveries: dict[str, datetime.datetime] = {}
         self._lock = threading.Lock()
 
-    def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
-        with self._lock:
-            if delivery in self.deliveries:
-                return False
-            self.deliveries[delivery] = now
-            return True
-
-    def advance(self, job: JobRecord) -> JobRecord:
+    def record(self, job: JobRecord, delivery: str) -> Recorded:
         with self._lock:
             stored = self.jobs.get(job.job_id)
+            if delivery in self.deliveries:
+                return Recorded(stored, False)
+            self.deliveries[delivery] = job.seen_at
             if stored is None or stored.rank <= job.rank:
                 self.jobs[job.job_id] = stored = job
-            return stored
+            return Recorded(stored, True)
 
     def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
         wanted = set(pools)
@@ -133,10 +134,14 @@ class MemoryDemandStore:
 
 
 class DynamoDemandStore:
-    """A DynamoDB table shared by replicas: `delivery#<id>` and `job#<id>` items, 48 h TTL.
+    """A DynamoDB table shared by replicas: `job#<id>` and `redelivery#<guid>` items, 48 h TTL.
 
-    A delivery is one conditional PutItem (`attribute_not_exists`), so two replicas receiving
-    the same redelivery accept it once. Job items are updated only forward (by `rank`). A
+    A delivery is one conditional UpdateItem of its job's item (`record`): the state moves
+    only forward (by `rank`) and the item keeps the ids of the deliveries that reached it, so
+    two replicas receiving the same redelivery accept it once. (Before issue 19 a delivery
+    was two writes, the job and a `delivery#<id>` item: a 400-job burst cost 800 writes; a
+    redelivery of an event first received before the upgrade counts as new once, harmless:
+    states only advance.) A
     queued job carries `queuedPool`, the key of the sparse index `QUEUE_INDEX`; any other
     state removes it, so the index holds exactly the queued jobs, and `load` is one Query per
     pool however many jobs of other pools or organizations the table holds. (The index is
@@ -192,68 +197,97 @@ class DynamoDemandStore:
             if code not in ("ResourceInUseException", "ValidationException"):
                 raise
 
-    def add_delivery(self, delivery: str, now: datetime.datetime) -> bool:
-        return self._put_once(f"delivery#{delivery}", now)
+    def record(self, job: JobRecord, delivery: str) -> Recorded:
+        """One conditional UpdateItem of `job#<id>`: the state moves forward (by `rank`) and
+        the delivery id joins the item's `deliveries` set, unless the set holds it already.
 
-    def _put_once(self, key: str, now: datetime.datetime) -> bool:
-        """One conditional PutItem of `key` (expiring with the table's TTL): True if this call
-        wrote it, False if it was there already."""
-        self.calls["PutItem"] += 1
-        try:
-            self.dynamodb.put_item(
-                TableName=self.table,
-                Item={"pk": {"S": key}, "ttl": {"N": _expiry(now)}},
-                ConditionExpression="attribute_not_exists(pk)",
+        When the condition fails, DynamoDB returns the item as it was (asked with
+        `ReturnValuesOnConditionCheckFailure: ALL_OLD`; UpdateItem in the DynamoDB API
+        reference), so no read follows: a known delivery is a duplicate; otherwise the stored
+        state is ahead (an event out of order), and a second write, rare, records the delivery
+        id alone so that its redelivery is a duplicate too."""
+        for _ in range(3):  # again only if the item vanished between the two writes (TTL)
+            old = self._update_or_old(self._advance_request(job, delivery))
+            if old is None:
+                return Recorded(job, True)
+            if _holds(old, delivery):
+                return Recorded(_job_of(old), False)
+            ahead = _job_of(old)
+            old = self._update_or_old(
+                {
+                    "Key": _job_key(job.job_id),
+                    "UpdateExpression": "ADD deliveries :delivery",
+                    "ConditionExpression": "attribute_exists(#rank) "
+                    "AND NOT contains(deliveries, :id)",
+                    "ExpressionAttributeNames": {"#rank": "rank"},
+                    "ExpressionAttributeValues": {
+                        ":delivery": {"SS": [delivery]},
+                        ":id": {"S": delivery},
+                    },
+                }
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            if old is None:
+                return Recorded(ahead, True)
+            if _holds(old, delivery):  # the same delivery, recorded by another replica
+                return Recorded(_job_of(old), False)
+        raise RuntimeError(f"job {job.job_id}: its item vanished under every attempt to record it")
 
-    def advance(self, job: JobRecord) -> JobRecord:
-        key = {"pk": {"S": f"job#{job.job_id}"}}
-        queue: dict[str, Any] = {}
-        if job.queued_pool is not None:
-            queue_update = ", queuedPool = :pool"
-            queue[":pool"] = {"S": job.queued_pool}
-        else:
-            queue_update = " REMOVE queuedPool"
-        if job.pool is not None:
-            queue[":assigned"] = {"S": job.pool}
+    def _update_or_old(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """One conditional UpdateItem: None when applied, else the item as it was when the
+        condition failed (empty: there was none)."""
         self.calls["UpdateItem"] += 1
         try:
             self.dynamodb.update_item(
-                TableName=self.table,
-                Key=key,
-                UpdateExpression=(
-                    "SET #state = :state, #rank = :rank, repository = :repository, "
-                    "organization = :organization, labels = :labels, createdAt = :created, "
-                    "seenAt = :seen, #ttl = :ttl"
-                    + (", assignedPool = :assigned" if job.pool is not None else "")
-                    + queue_update
-                ),
-                ConditionExpression="attribute_not_exists(pk) OR #rank <= :rank",
-                ExpressionAttributeNames={"#state": "state", "#rank": "rank", "#ttl": "ttl"},
-                ExpressionAttributeValues={
-                    **queue,
-                    ":state": {"S": job.state},
-                    ":rank": {"N": str(job.rank)},
-                    ":repository": {"S": job.repository},
-                    ":organization": {"S": job.organization},
-                    ":labels": {"L": [{"S": label} for label in job.labels]},
-                    ":created": {"S": job.created_at.isoformat()},
-                    ":seen": {"S": job.seen_at.isoformat()},
-                    ":ttl": {"N": _expiry(job.seen_at)},
-                },
+                TableName=self.table, ReturnValuesOnConditionCheckFailure="ALL_OLD", **request
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            self.calls["GetItem"] += 1
-            item = self.dynamodb.get_item(TableName=self.table, Key=key, ConsistentRead=True)
-            return _job_of(item["Item"])
-        return job
+            item: dict[str, Any] = error.response.get("Item", {})
+            return item
+        return None
+
+    def _advance_request(self, job: JobRecord, delivery: str) -> dict[str, Any]:
+        """The UpdateItem storing `job` and its delivery id unless either is stale.
+
+        What the job is sits in one map, `job`: the update sets four attributes, not eleven
+        (moto validates an update expression in time that grows fast with its clauses: 15 ms
+        of its CPU a delivery with eleven, 6 with four, bench/burst.py). Beside it what
+        conditions, the index and TTL need at the top: `rank`, `ttl` and, while queued,
+        `queuedPool` (any other state removes it)."""
+        fields: dict[str, Any] = {
+            "state": {"S": job.state},
+            "repository": {"S": job.repository},
+            "organization": {"S": job.organization},
+            "labels": {"L": [{"S": label} for label in job.labels]},
+            "createdAt": {"S": job.created_at.isoformat()},
+            "seenAt": {"S": job.seen_at.isoformat()},
+        }
+        if job.pool is not None:
+            fields["assignedPool"] = {"S": job.pool}
+        values: dict[str, Any] = {}
+        if job.queued_pool is not None:
+            queue_update = ", queuedPool = :pool"
+            values[":pool"] = {"S": job.queued_pool}
+        else:
+            queue_update = " REMOVE queuedPool"
+        return {
+            "Key": _job_key(job.job_id),
+            "UpdateExpression": "SET #job = :job, #rank = :rank, #ttl = :ttl"
+            + queue_update
+            + " ADD deliveries :delivery",
+            "ConditionExpression": "(attribute_not_exists(pk) OR #rank <= :rank) "
+            "AND NOT contains(deliveries, :id)",
+            "ExpressionAttributeNames": {"#job": "job", "#rank": "rank", "#ttl": "ttl"},
+            "ExpressionAttributeValues": {
+                **values,
+                ":job": {"M": fields},
+                ":rank": {"N": str(job.rank)},
+                ":ttl": {"N": _expiry(job.seen_at)},
+                ":delivery": {"SS": [delivery]},
+                ":id": {"S": delivery},
+            },
+        }
 
     def load(self, now: datetime.datetime, pools: Collection[str]) -> list[JobRecord]:
         jobs: list[JobRecord] = []
@@ -278,6 +312,22 @@ class DynamoDemandStore:
         """One conditional PutItem `redelivery#<guid>`: one replica, one request, ever."""
         return self._put_once(f"redelivery#{guid}", now)
 
+    def _put_once(self, key: str, now: datetime.datetime) -> bool:
+        """One conditional PutItem of `key` (expiring with the table's TTL): True if this call
+        wrote it, False if it was there already."""
+        self.calls["PutItem"] += 1
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item={"pk": {"S": key}, "ttl": {"N": _expiry(now)}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def release_redelivery(self, guid: str) -> None:
         self.calls["DeleteItem"] += 1
         self.dynamodb.delete_item(TableName=self.table, Key={"pk": {"S": f"redelivery#{guid}"}})
@@ -286,18 +336,30 @@ class DynamoDemandStore:
         """Nothing to do: items expire through the table's TTL (and `load` skips expired)."""
 
 
+def _job_key(job_id: int) -> dict[str, Any]:
+    return {"pk": {"S": f"job#{job_id}"}}
+
+
+def _holds(item: dict[str, Any], delivery: str) -> bool:
+    """True when the stored job item lists `delivery` among the deliveries recorded for it."""
+    return delivery in item.get("deliveries", {}).get("SS", [])
+
+
 def _expiry(at: datetime.datetime) -> str:
     return str(int((at + ITEM_TTL).timestamp()))
 
 
 def _job_of(item: dict[str, Any]) -> JobRecord:
+    """The job of a `job#<id>` item: its fields in the `job` map, or at the top in an item
+    written before issue 19 (items live 48 h, so an upgraded replica still meets them)."""
+    fields = item["job"]["M"] if "job" in item else item
     return JobRecord(
         job_id=int(item["pk"]["S"].removeprefix("job#")),
-        state=item["state"]["S"],
-        repository=item["repository"]["S"],
-        organization=item["organization"]["S"],
-        labels=tuple(label["S"] for label in item["labels"]["L"]),
-        created_at=datetime.datetime.fromisoformat(item["createdAt"]["S"]),
-        seen_at=datetime.datetime.fromisoformat(item["seenAt"]["S"]),
-        pool=item["assignedPool"]["S"] if "assignedPool" in item else None,
+        state=fields["state"]["S"],
+        repository=fields["repository"]["S"],
+        organization=fields["organization"]["S"],
+        labels=tuple(label["S"] for label in fields["labels"]["L"]),
+        created_at=datetime.datetime.fromisoformat(fields["createdAt"]["S"]),
+        seen_at=datetime.datetime.fromisoformat(fields["seenAt"]["S"]),
+        pool=fields["assignedPool"]["S"] if "assignedPool" in fields else None,
     )

@@ -31,11 +31,23 @@ transformer table that lives on the response *class*, shared by every request th
 server. A DescribeTasks without TAGS answered at the same moment (the simulated agent's) strips
 the tags from the other's answer: our tasks would seem untagged, not ours. ECS answers each
 request by its own parameters, so `apply()` gives each request its own copy of the table.
+
+Cost: every test's sandbox deploys the stack into a reset account, and two of moto's ways spent
+a third of that deployment's CPU without changing any answer: each KMS key (moto creates one
+for EBS's and DynamoDB's default encryption) generated an RSA private key that only
+Sign/Verify/GetPublicKey use, templates were parsed by PyYAML's pure-Python parser, and SSM
+decoded its JSON of AWS's public parameters again after every reset. `apply()` generates a key's
+private key when first used, parses templates with libyaml (the same constructors and resolver,
+so the same document) and keeps SSM's decoded public parameters (read, never changed). And
+every request: moto's server found the service of each request by trying the URL patterns of
+all its services in turn (1 ms, under a lock every request thread takes); the service of a
+host name never changes, so `apply()` remembers it.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 import threading
 import uuid
@@ -92,6 +104,7 @@ def apply() -> None:
     EC2ContainerServiceBackend._can_be_placed = staticmethod(can_be_placed_on_candidate)  # type: ignore[method-assign,assignment]
     _record_launch_activities()
     _answer_each_request_by_its_own_parameters()
+    _same_answers_for_less_cpu()
     _applied = True
 
 
@@ -115,6 +128,68 @@ def _answer_each_request_by_its_own_parameters() -> None:
 
     BaseResponse._include_in_response = include_in_response  # type: ignore[method-assign]
     BaseResponse._exclude_from_response = exclude_from_response  # type: ignore[method-assign]
+
+
+def _same_answers_for_less_cpu() -> None:
+    """KMS private keys made when first used; CloudFormation templates parsed by libyaml; SSM's
+    public parameters decoded once."""
+    import functools
+
+    import yaml  # type: ignore[import-untyped]
+    from moto.cloudformation import models as cloudformation
+    from moto.cloudformation.utils import yaml_tag_constructor
+    from moto.kms import models as kms
+    from moto.ssm import models as ssm
+
+    ssm.load_resource = functools.cache(ssm.load_resource)
+    _remember_the_service_of_each_host()
+
+    make_private_key = kms.generate_private_key
+
+    class PrivateKeyWhenUsed:
+        def __init__(self, key_spec: str) -> None:
+            self._key_spec = key_spec
+            self._key: Any = None
+
+        def __getattr__(self, name: str) -> Any:
+            if self._key is None:
+                self._key = make_private_key(self._key_spec)
+            return getattr(self._key, name)
+
+    kms.generate_private_key = PrivateKeyWhenUsed  # type: ignore[assignment]
+
+    if not getattr(yaml, "__with_libyaml__", False):
+        return
+
+    class TemplateLoader(yaml.CLoader):
+        """moto's loader (yaml.Loader: Constructor, Resolver, its tag constructor), C parser."""
+
+    TemplateLoader.add_multi_constructor("", yaml_tag_constructor)
+
+    def parse_template(template: str) -> dict[str, Any]:
+        try:
+            parsed: dict[str, Any] = yaml.load(template, Loader=TemplateLoader)
+        except (yaml.parser.ParserError, yaml.scanner.ScannerError):
+            parsed = json.loads(template)
+        return parsed
+
+    cloudformation.Stack.parse_template = staticmethod(parse_template)  # type: ignore[method-assign]
+
+
+def _remember_the_service_of_each_host() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    find = DomainDispatcherApplication.get_backend_for_host
+    known: dict[str, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host is None:
+            return None
+        if host not in known:
+            known[host] = find(self, host)
+        return known[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
 def _record_launch_activities() -> None:
@@ -206,7 +281,13 @@ def _instances_of_provider(ecs_backend: Any, provider_name: str) -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m reconciler.sandbox.moto_fidelity ARGS`: moto's server, with `apply()` done."""
+    """`python -m reconciler.sandbox.moto_fidelity ARGS`: moto's server, with `apply()` done.
+
+    Without a line per request on its output (werkzeug's access log took a seventh of the
+    server's CPU, and a soak's log grew without bound); startup errors are still printed."""
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     apply()
     from moto.server import main as moto_main
 

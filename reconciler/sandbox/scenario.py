@@ -392,17 +392,23 @@ class Sandbox:
         server: MotoServer | None = None,
         instances_per_group: int = INSTANCES_PER_GROUP,
         agent_interval: float | None = AGENT_INTERVAL,
+        own_dynamodb: bool = False,
     ) -> None:
         """`server`: a running moto server to use (reset first, left running on exit), for
         callers that share one between sandboxes; by default the sandbox starts its own.
         `instances_per_group`: instances each Auto Scaling group starts with (at least).
         `agent_interval`: how often the simulated ECS agent syncs by itself; None: only on
-        `tick()`, for callers that step the agent themselves."""
+        `tick()`, for callers that step the agent themselves.
+        `own_dynamodb`: DynamoDB in a moto process of its own (the stack's tables are moved
+        there), as in AWS, where it is another service: one moto process serves ~100-150
+        requests a second, and a burst's demand writes queued behind ECS's calls
+        (issue 19). Clients and `environment()` point DynamoDB at it."""
         self.instances_per_group = instances_per_group
         self.agent_interval = agent_interval
         self.spec_paths = list(spec_paths)
         self.server = server or MotoServer(mode=mode)
         self._owns_server = server is None
+        self.dynamodb_server = MotoServer(mode="process") if own_dynamodb else None
         self.github = FakeGitHub(tokens=[SANDBOX_GITHUB_TOKEN]) if github else None
         self.region = DEFAULT_REGION
         self.clusters: list[str] = []
@@ -414,7 +420,11 @@ class Sandbox:
         self._runners: SimulatedRunners | None = None
 
     def __enter__(self) -> Self:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # stop what did start (moto processes) before passing it on
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(
@@ -428,6 +438,8 @@ class Sandbox:
             self._agent_thread.join(timeout=30)
         if self._owns_server:
             self.server.stop()
+        if self.dynamodb_server is not None:
+            self.dynamodb_server.stop()
         if self.github is not None:
             self.github.close()
 
@@ -438,6 +450,8 @@ class Sandbox:
 
     def start(self) -> None:
         """Start moto, seed the account for the specs, register container instances."""
+        if self.dynamodb_server is not None:
+            self.dynamodb_server.start()
         if self._owns_server:
             self.server.start()
         else:
@@ -480,6 +494,8 @@ class Sandbox:
             ),
         )
         _size_groups(self.endpoint_url, self.region, plan, stack, self.instances_per_group)
+        if self.dynamodb_server is not None:
+            move_tables(self.endpoint_url, self.dynamodb_server.endpoint_url, self.region)
         seed_account(self.endpoint_url, self.region, rest)
         self.clusters = sorted(set(self.clusters) | set(plan.clusters) | {stack.cluster})
         with self._agent_lock:
@@ -496,7 +512,15 @@ class Sandbox:
             endpoint_url=self.endpoint_url,
             read_only=read_only,
             credentials=(SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY),
+            service_endpoints=self.service_endpoints,
         )
+
+    @property
+    def service_endpoints(self) -> dict[str, str]:
+        """The services that answer elsewhere than `endpoint_url` (DynamoDB with its own)."""
+        if self.dynamodb_server is None:
+            return {}
+        return {"dynamodb": self.dynamodb_server.endpoint_url}
 
     @property
     def agent(self) -> SimulatedEcsAgent:
@@ -576,22 +600,57 @@ class Sandbox:
 
     def environment(self) -> dict[str, str]:
         """The environment that points the CLI (or the AWS CLI) at this sandbox."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_ACCESS_KEY,
-            "ECS_RECONCILER_RUNNER_STATES": "task-tags",
-        } | (
+        return (
             {
-                "ECS_RECONCILER_RUNNER_STATES": "github",
-                "GITHUB_API_URL": self.github.url,
-                "GITHUB_TOKEN": SANDBOX_GITHUB_TOKEN,
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY_ID,
+                "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_ACCESS_KEY,
+                "ECS_RECONCILER_RUNNER_STATES": "task-tags",
             }
-            if self.github is not None
-            else {}
+            | {  # the SDKs' service-specific endpoint variables (AWS SDKs and Tools guide)
+                f"AWS_ENDPOINT_URL_{service.upper()}": url
+                for service, url in self.service_endpoints.items()
+            }
+            | (
+                {
+                    "ECS_RECONCILER_RUNNER_STATES": "github",
+                    "GITHUB_API_URL": self.github.url,
+                    "GITHUB_TOKEN": SANDBOX_GITHUB_TOKEN,
+                }
+                if self.github is not None
+                else {}
+            )
         )
+
+
+def move_tables(source_url: str, target_url: str, region: str) -> None:
+    """Create every DynamoDB table of `source_url` (as the stack made them: keys, indexes,
+    TTL) at `target_url`, empty, and delete it at the source: a client left pointing at the
+    source fails (ResourceNotFoundException) instead of writing where nobody reads."""
+    source = sandbox_client("dynamodb", source_url, region)
+    target = sandbox_client("dynamodb", target_url, region)
+    for name in source.list_tables()["TableNames"]:
+        table = source.describe_table(TableName=name)["Table"]
+        indexes = [
+            {key: index[key] for key in ("IndexName", "KeySchema", "Projection")}
+            for index in table.get("GlobalSecondaryIndexes", [])
+        ]
+        target.create_table(
+            TableName=name,
+            KeySchema=table["KeySchema"],
+            AttributeDefinitions=table["AttributeDefinitions"],
+            BillingMode="PAY_PER_REQUEST",
+            **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
+        )
+        ttl = source.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+            target.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+            )
+        source.delete_table(TableName=name)
 
 
 def _shortage_tag(group: str) -> dict[str, Any]:

@@ -54,6 +54,7 @@ FIDELITY_MODULE = moto_fidelity.__name__
 
 _shared_session: boto3.session.Session | None = None
 _session_lock = threading.Lock()
+_clients: dict[tuple[str, str, str], Any] = {}
 
 
 class MotoServerError(RuntimeError):
@@ -64,21 +65,30 @@ def sandbox_client(service: str, endpoint_url: str, region: str = DEFAULT_REGION
     """Return a boto3 client for ``service`` that talks to the sandbox at ``endpoint_url``.
 
     Credentials are explicit dummies so that no real credentials are ever looked up or sent.
-    One boto3 session is shared (its loaders cache the service models, which makes creating a
-    client ~10x cheaper); client creation is serialized because sessions are not thread-safe.
+    One client per service, endpoint and region is made and then shared (boto3's low-level
+    clients are thread-safe; making one costs ~10 ms of CPU, and a sandbox asks for dozens),
+    from one boto3 session, under a lock because sessions are not thread-safe.
     """
     global _shared_session
+    key = (service, endpoint_url, region)
     with _session_lock:
+        if key in _clients:
+            return _clients[key]
         if _shared_session is None:
             _shared_session = boto3.session.Session()
-        return _shared_session.client(
+        client = _clients[key] = _shared_session.client(
             service,
             endpoint_url=endpoint_url,
             region_name=region,
             aws_access_key_id=SANDBOX_ACCESS_KEY_ID,
             aws_secret_access_key=SANDBOX_SECRET_ACCESS_KEY,
-            config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5),
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 3},
+                connect_timeout=5,
+                max_pool_connections=32,  # shared by the agent, the world and the tests
+            ),
         )
+        return client
 
 
 def _free_port(host: str) -> int:
