@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ..github.scaleset.pools import ScaleSetPools
-    from ..reconcile import Cycle
-
 import argparse
 import datetime
 import json
@@ -34,6 +28,7 @@ from ..runners import (
 if TYPE_CHECKING:
     from ..github.janitor import RunnerJanitor
     from ..github.releases import RunnerVersionWatch
+    from ..github.scaleset.pools import ScaleSetPools
     from ..reconcile import Cycle
 
 RUNNER_STATE_ENV = "ECS_RECONCILER_RUNNER_STATES"

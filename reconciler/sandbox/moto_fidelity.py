@@ -105,6 +105,7 @@ def apply() -> None:
     _record_launch_activities()
     _answer_each_request_by_its_own_parameters()
     _same_answers_for_less_cpu()
+    _remember_the_service_of_each_host()
     _applied = True
 
 
@@ -142,7 +143,6 @@ def _same_answers_for_less_cpu() -> None:
     from moto.ssm import models as ssm
 
     ssm.load_resource = functools.cache(ssm.load_resource)
-    _remember_the_service_of_each_host()
 
     make_private_key = kms.generate_private_key
 
@@ -177,6 +177,7 @@ def _same_answers_for_less_cpu() -> None:
 
 
 def _remember_the_service_of_each_host() -> None:
+    """moto's server tries every service's URL patterns per request; a host's service is fixed."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     find = DomainDispatcherApplication.get_backend_for_host
