@@ -7,17 +7,18 @@ controller's arrival store would have them):
 - `surge-storm`: a Monday-morning surge, a 03:00 JST cron storm every day, and
   `platform/e2e` firing ~400-job matrices into the shared organization pool (max 40).
 
-Specs (`--specs`): `groups` (default), the team's design for the shared organization pool:
-`specs/` with `specs/org-platform-dind.yaml` replaced by `docs/examples/groups/` (the shared
-pool's runner group admits the organization's everyday repositories, `platform/e2e` has a
-group and pool of its own); `shipped`: `specs/` as they are (one group admits every
-repository). Group access is GitHub's dispatch rule, so every policy gets it alike.
+Specs (`--specs`): `groups` (default), the team's design: `specs/capacity-providers.yaml`
+with the pools of `docs/examples/groups/` (the shared organization pool's runner group admits
+the organization's everyday repositories, `platform/e2e` has a group and pool of its own;
+every pool is sized by its queue-wait objective alone, no hand-set idle floor; the enterprise
+pool lets one repository take 80 runners); `shipped`: `specs/` as they are (one group admits
+every repository; the objective over hand-set idle floors). Group access is GitHub's
+dispatch rule, so every policy gets it alike.
 
-Policies: the six of `simulate` on those specs (their pools carry `slo:` over hand-set
-floors), plus variants of ours: `reconciler-no-slo` (the same specs without `slo:`: the floors
-alone, as before issue 18), `slo-floors-1` (the objective with every floor at most 1 idle
-runner), `slo-only` (no floor but `min`) and `slo-only-p97` (the same at percentile 97: the
-next point of the cost frontier).
+Policies: the six of `simulate` on those specs, plus variants of ours: `reconciler-floors`
+(the objective over the hand-set idle floors and schedules of the same pools in `specs/`: what
+the floors add) and `reconciler-p97` (the objective at percentile 97: the next point of the
+cost frontier).
 
     .venv/bin/python bench/simulate_week.py [--week generated|surge-storm|both]
         [--seed 7] [--storm-seed 7] [--specs groups|shipped] [--policy NAME ...] [--json FILE]
@@ -57,21 +58,16 @@ HISTORY_WEEKS = 3
 #: spec designs: the paths loaded (`groups` replaces the shared pool's file by the example)
 SPEC_DESIGNS = {
     "shipped": [REPO / "specs"],
-    "groups": [
-        *sorted(p for p in (REPO / "specs").glob("*.yaml") if p.name != "org-platform-dind.yaml"),
-        REPO / "docs" / "examples" / "groups",
-    ],
+    "groups": [REPO / "specs" / "capacity-providers.yaml", REPO / "docs" / "examples" / "groups"],
 }
 #: the repository each week's "worst other repository" leaves out: the one whose bursts are
 #: the week's point (generated: 40-80-job matrices; surge-storm: 400 jobs beyond max 40)
 EXCLUDED = {"generated": NOISY_REPOSITORY, "surge-storm": MATRIX_REPOSITORY}
-#: variant -> (objective percentile, or None: no objective; the most idle runners a floor
-#: (`idle`, schedules) may keep, or None: the floors as shipped)
-VARIANTS: dict[str, tuple[float | None, int | None]] = {
-    "reconciler-no-slo": (None, None),
-    "slo-floors-1": (90, 1),
-    "slo-only": (90, 0),
-    "slo-only-p97": (97, 0),
+#: variant -> (objective percentile, or None: as the pools say; whether the hand-set idle
+#: floors and schedules of the same pools in specs/ are added)
+VARIANTS: dict[str, tuple[float | None, bool]] = {
+    "reconciler-floors": (None, True),
+    "reconciler-p97": (97, False),
 }
 
 
@@ -94,28 +90,22 @@ def history(shape: str, seed: int) -> list[TraceJob]:
     ]
 
 
-def objective(spec_set: SpecSet, percentile_: float | None, floors: int | None) -> SpecSet:
-    """The spec set with every pool's objective removed (None) or at another percentile, and
-    its hand-set idle floors capped at `floors` (None: as shipped; 0: none)."""
+def variant(spec_set: SpecSet, percentile_: float | None, floors: bool) -> SpecSet:
+    """The spec set with every objective at another percentile (None: unchanged) and, with
+    `floors`, each pool's `min`, `idle` and `schedules` taken from its namesake in specs/."""
+    shipped = {pool.metadata.name: pool.spec.scaling for pool in load_design("shipped").pools}
     resources = []
     for loaded in spec_set.resources:
         resource = loaded.resource
         if isinstance(resource, RunnerPool) and resource.spec.scaling.slo is not None:
-            slo = (
-                None
-                if percentile_ is None
-                else resource.spec.scaling.slo.model_copy(update={"percentile": percentile_})
-            )
-            update: dict[str, Any] = {"slo": slo}
-            if floors is not None:
-                old = resource.spec.scaling
-                schedules = [
-                    schedule.model_copy(update={"idle": min(schedule.idle, floors)})
-                    for schedule in old.schedules
-                ]
-                update.update({"idle": min(old.idle, floors), "schedules": schedules})
-            scaling = resource.spec.scaling.model_copy(update=update)
-            spec = resource.spec.model_copy(update={"scaling": scaling})
+            scaling = resource.spec.scaling
+            update: dict[str, Any] = {}
+            if percentile_ is not None:
+                update["slo"] = scaling.slo.model_copy(update={"percentile": percentile_})
+            hand_set = shipped.get(resource.metadata.name)
+            if floors and hand_set is not None:
+                update.update(min=hand_set.min, idle=hand_set.idle, schedules=hand_set.schedules)
+            spec = resource.spec.model_copy(update={"scaling": scaling.model_copy(update=update)})
             resource = resource.model_copy(update={"spec": spec})
         resources.append(dataclasses.replace(loaded, resource=resource))
     return dataclasses.replace(spec_set, resources=resources)
@@ -139,7 +129,7 @@ def run_week(shape: str, seed: int, names: list[str], design: str) -> list[Polic
     jobs, learned = week(shape, seed), history(shape, seed)
     shipped = load_design(design)
     parameters = SimulationParameters()
-    specs = {name: objective(shipped, *variant) for name, variant in VARIANTS.items()}
+    specs = {name: variant(shipped, *settings) for name, settings in VARIANTS.items()}
     reports = []
     for name in names:
         print(f"{shape}: running {name} ...", file=sys.stderr, flush=True)

@@ -16,6 +16,7 @@ from reconciler.plan.slo import (
     SLOT_SECONDS,
     ArrivalHistory,
     Arrivals,
+    LargeRuns,
     _covering_runs,
     slo_sizing,
     slot_label,
@@ -188,6 +189,63 @@ def test_slo_sizing_stays_within_max_and_its_windows() -> None:
     assert "outside its windows" in sizing.reason
     inside = slo_sizing(office, busy, MONDAY_0900 - datetime.timedelta(hours=1), maximum=100)
     assert inside.spare_room > 0
+
+
+SUNDAY_0300_SLOT = 6 * 288 + 36
+#: last week: ten matrices around Monday 09:00 UTC (850 jobs) and one of 20 on Sunday 03:00
+MATRICES = {SLOT + i: jobs for i, jobs in enumerate(range(40, 140, 10))}
+MATRICES[SUNDAY_0300_SLOT] = 20
+MATRIX_WEEK = ArrivalHistory(
+    {WEEK - 1: dict(MATRICES)},
+    {WEEK - 1: 0, WEEK: 0},
+    {WEEK - 1: {slot: jobs * jobs for slot, jobs in MATRICES.items()}},
+)
+
+
+def test_large_runs_get_room_at_the_times_they_come() -> None:
+    large = MATRIX_WEEK.large_runs(WEEK, 0.5, 0.9)
+    # a quarter of the 10% budget for the tails: sum (L - 115)+ = 15 + 5 = 20 <= 2.5% of 870,
+    # sum (L - 114)+ = 22 is not
+    assert large.room() == 115
+    # a quarter for quiet times: Sunday's 20 jobs are 2.3% of 870, so no room then
+    assert large.held_at(SLOT) and not large.held_at(SUNDAY_0300_SLOT)
+    assert large.held_share == pytest.approx(850 / 870)
+    sizing = slo_sizing(SLO, MATRIX_WEEK, MONDAY_0900, maximum=200)
+    assert sizing.spare_room == 115
+    assert (
+        "room for 115 more = 97.5% of the jobs of the 11 large runs learned (20-130 jobs), "
+        "held at times bringing 98% of them" in sizing.reason
+    )
+    # an hour before the matrices the pooled 4 h see them all: the room is ready in time;
+    # three hours before, and on Sunday, the job-weighted count alone
+    before = slo_sizing(SLO, MATRIX_WEEK, MONDAY_0900 - datetime.timedelta(minutes=60), 200)
+    assert before.spare_room == 115
+    for quiet in (
+        MONDAY_0900 - datetime.timedelta(hours=3),
+        MONDAY_0900 + datetime.timedelta(days=6, hours=-6),
+    ):
+        sizing = slo_sizing(SLO, MATRIX_WEEK, quiet, maximum=200)
+        assert "large runs" not in sizing.reason and sizing.spare_room < 30, quiet
+
+
+def test_room_for_large_runs_stays_within_a_repository_s_cap_and_max() -> None:
+    # 30 single jobs in every slot of the 4 h around Monday 09:00 UTC, and one 90-job matrix
+    counts = {slot: 30 for slot in range(SLOT - 24, SLOT + 24)}
+    squares = dict(counts)
+    counts[SLOT] += 90
+    squares[SLOT] += 90 * 90
+    one_matrix = ArrivalHistory({WEEK - 1: counts}, {WEEK - 1: 0, WEEK: 0}, {WEEK - 1: squares})
+    assert one_matrix.large_runs(WEEK, 0.5, 0.9).room() == 88  # (90 - 88) = 2 <= 2.25
+    now = MONDAY_0900 + datetime.timedelta(hours=1)
+    sizing = slo_sizing(SLO, one_matrix, now, maximum=100)
+    assert sizing.spare_room == 88
+    assert "the jobs of the large run learned (90 jobs)" in sizing.reason
+    # a repository's run gets at most maxPerRepository runners: room beyond it serves nobody
+    assert slo_sizing(SLO, one_matrix, now, maximum=100, per_run=60).spare_room == 60
+    assert slo_sizing(SLO, one_matrix, now, maximum=50, per_run=60).spare_room == 50
+    # runs under LARGE_RUN_JOBS are the job-weighted count's alone
+    small = ArrivalHistory({WEEK - 1: {SLOT: 19}}, {WEEK - 1: 0, WEEK: 0}, {WEEK - 1: {SLOT: 361}})
+    assert small.large_runs(WEEK, 0.5, 0.9) == LargeRuns()
 
 
 # ---------------------------------------------------------------- spec errors

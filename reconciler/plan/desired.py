@@ -147,7 +147,9 @@ def warm_target(
     floor, why = idle_target_now(scaling, now)
     if scaling.slo is None:
         return floor, why, 0
-    sizing = slo_sizing(scaling.slo, arrivals or ArrivalHistory(), now, scaling.max)
+    sizing = slo_sizing(
+        scaling.slo, arrivals or ArrivalHistory(), now, scaling.max, scaling.max_per_repository
+    )
     if sizing.warm > floor:
         return sizing.warm, f"{sizing.reason}; floor {floor}: {why}", sizing.spare_room
     return floor, f"{why}, >= {sizing.reason}", sizing.spare_room

@@ -22,6 +22,16 @@ inventory theory, `covering`):
 - spare room: k over the arrivals during newInstance (while a new instance boots, every job
   needs room), minus the warm runners; none when newInstance <= queueWait.
 
+Large runs (matrices) get room of their own. A pool's job-weighted count can meet the
+objective on the pool's average while the repository whose jobs come in 60-job matrices
+waits for new instances with most of each matrix, so the objective is also kept for the jobs
+of large runs by themselves (`LargeRuns`): a quarter of the error budget `(100 -
+percentile)%` goes to the large-run jobs that arrive at the quietest times of the learned
+week (no room is held for them then), a quarter to the part of each large run beyond the
+room, and half is left as the margin for a week unlike the ones learned. So room is held for
+the size that covers all but that quarter of the learned large runs' jobs, at the times of
+the week that bring all but the other quarter (the hours around each slot pooled).
+
 The arrivals read at `now` are those asking the most room among: each slot overlapping
 [now, now + newInstance] (so a recurring spike is pre-warmed one instance boot before it
 starts), the hour and the four hours around now (their slots pooled: random bursts, say a
@@ -47,6 +57,19 @@ SLOTS_PER_WEEK = 7 * 24 * 3600 // SLOT_SECONDS
 POOLED_HOURS = (1, 4)
 #: weeks of history the model reads (older weeks weigh decay**4 or less)
 HISTORY_WEEKS = 4
+#: a slot whose squares show a run of at least this many jobs had a large run (a matrix):
+#: the largest run of a slot is at most sqrt(squares), and about that when one run dominates
+LARGE_RUN_JOBS = 20
+#: hours around a slot, on its day and the days either side, whose large runs are pooled
+#: into how likely one is at that time: a matrix build comes at any time of a working
+#: morning, so the same hours of the neighbouring days are as good a guess as this day's
+LARGE_RUN_POOLED_HOURS = 4
+LARGE_RUN_POOLED_DAYS = (-1, 0, 1)
+#: share of the error budget given to each of: large-run jobs at the quiet times no room is
+#: held, and each large run's jobs beyond the room; the rest is the margin for a week that
+#: brings more large runs at quiet times than the weeks learned (a few matrices a week make
+#: that share vary a lot)
+LARGE_RUN_BUDGET_SHARE = 0.25
 # 1970-01-05 was a Monday: weeks are counted from there, in UTC
 _EPOCH_MONDAY = datetime.datetime(1970, 1, 5, tzinfo=datetime.UTC)
 
@@ -119,6 +142,97 @@ def _covering_runs(mean: float, target: float) -> float:
 
 
 @dataclass(frozen=True)
+class LargeRuns:
+    """A pool's large runs over the weeks learned: their sizes (decay-weighted), and per slot
+    of the week how many large-run jobs the hours around it brought (`busy`); room for them is
+    held where `busy` is at least `threshold` (times bringing `held_share` of those jobs)."""
+
+    sizes: tuple[tuple[float, int], ...] = ()  # (weight, jobs) per slot-week with a large run
+    busy: tuple[float, ...] = ()
+    threshold: float = math.inf
+    held_share: float = 0.0
+    covered_share: float = 1.0  # share of each learned run's jobs the room is sized for
+
+    def room(self) -> int:
+        """The room that covers `covered_share` of the learned large runs' jobs: the least k
+        with sum w (L - k)+ <= (1 - covered_share) sum w L."""
+        if not self.sizes:
+            return 0
+        allowed = (1 - self.covered_share) * sum(w * jobs for w, jobs in self.sizes)
+        k = max(jobs for _, jobs in self.sizes)
+        while k > 0 and sum(w * max(0, jobs - (k - 1)) for w, jobs in self.sizes) <= allowed:
+            k -= 1
+        return k
+
+    def held_at(self, slot: int) -> bool:
+        """True when room for a large run is held in `slot` of the week."""
+        return bool(self.busy) and self.busy[slot] > 0 and self.busy[slot] >= self.threshold
+
+    def describe(self) -> str:
+        """`95% of the jobs of the 5 large runs learned (40-80 jobs), held at times bringing
+        96% of them`."""
+        smallest = min(jobs for _, jobs in self.sizes)
+        largest = max(jobs for _, jobs in self.sizes)
+        runs = (
+            f"the large run learned ({largest} jobs)"
+            if len(self.sizes) == 1
+            else f"the {len(self.sizes)} large runs learned ({smallest}-{largest} jobs)"
+        )
+        return (
+            f"{100 * self.covered_share:g}% of the jobs of {runs}, "
+            f"held at times bringing {100 * self.held_share:.0f}% of them"
+        )
+
+
+def learn_large_runs(
+    squares: Mapping[int, Mapping[int, int]],
+    observed_from: Mapping[int, int],
+    week: int,
+    decay: float,
+    probability: float,
+) -> LargeRuns:
+    """The large runs of the observed weeks before `week` (see the module's docstring): a
+    quarter of the error budget `1 - probability` for the times no room is held, a quarter for
+    each run's tail."""
+    budget = (1 - probability) * LARGE_RUN_BUDGET_SHARE
+    sizes: list[tuple[float, int]] = []
+    per_slot = [0.0] * SLOTS_PER_WEEK
+    for past in range(week - HISTORY_WEEKS, week):
+        first = observed_from.get(past)
+        if first is None:
+            continue
+        weight = decay ** (week - 1 - past)
+        for slot, square_sum in squares.get(past, {}).items():
+            largest = math.isqrt(square_sum)
+            if slot >= first and largest >= LARGE_RUN_JOBS:
+                sizes.append((weight, largest))
+                per_slot[slot] += weight * largest
+    total = sum(per_slot)
+    if not total:
+        return LargeRuns()
+    half = LARGE_RUN_POOLED_HOURS * 3600 // SLOT_SECONDS // 2
+    running = [0.0]  # prefix sums over three weeks, so every window is one difference
+    for value in per_slot * 3:
+        running.append(running[-1] + value)
+    day = SLOTS_PER_WEEK // 7
+    busy = tuple(
+        sum(
+            running[SLOTS_PER_WEEK + slot + shift * day + half]
+            - running[SLOTS_PER_WEEK + slot + shift * day - half]
+            for shift in LARGE_RUN_POOLED_DAYS
+        )
+        for slot in range(SLOTS_PER_WEEK)
+    )
+    held, threshold = 0.0, 0.0
+    for slot in sorted(range(SLOTS_PER_WEEK), key=lambda s: busy[s], reverse=True):
+        held += per_slot[slot]
+        threshold = busy[slot]
+        if held >= (1 - budget) * total:
+            break
+    return LargeRuns(tuple(sizes), busy, threshold, held / total, 1 - budget)
+
+
+@dataclass(frozen=True)
 class ArrivalHistory:
     """Jobs that arrived per (week, slot) for one pool, with the sum over them of (2c - 1)
     where c is the job's place in its run (so a run of n jobs adds n^2: `squares`), and per
@@ -134,6 +248,19 @@ class ArrivalHistory:
     _memo: dict[tuple[object, ...], Arrivals] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _large_memo: dict[tuple[object, ...], LargeRuns] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def large_runs(self, week: int, decay: float, probability: float) -> LargeRuns:
+        """The large runs of the observed weeks before `week` (`learn_large_runs`)."""
+        key = (week, decay, probability)
+        known = self._large_memo.get(key)
+        if known is None:
+            known = learn_large_runs(self.squares, self.observed_from, week, decay, probability)
+            if week <= max(self.observed_from, default=week):  # the weeks read are over
+                self._large_memo[key] = known
+        return known
 
     def _kept(self, key: tuple[object, ...], week: int, learn: Callable[[], Arrivals]) -> Arrivals:
         """`learn()`, which reads the weeks before `week`: kept if those are all over."""
@@ -223,9 +350,14 @@ def slo_active(slo: QueueWaitSlo, now: datetime.datetime) -> bool:
 
 
 def slo_sizing(
-    slo: QueueWaitSlo, history: ArrivalHistory, now: datetime.datetime, maximum: int
+    slo: QueueWaitSlo,
+    history: ArrivalHistory,
+    now: datetime.datetime,
+    maximum: int,
+    per_run: int | None = None,
 ) -> SloSizing:
-    """Warm runners and spare room for the objective at `now`, within the pool's `maximum`."""
+    """Warm runners and spare room for the objective at `now`, within the pool's `maximum`
+    (and the room for a large run within `per_run`, the runners one repository may have)."""
     percentile = f"p{slo.percentile:g}"
     if not slo_active(slo, now):
         return SloSizing(0, 0, 0.0, f"slo: outside its windows, {percentile} not targeted")
@@ -266,6 +398,12 @@ def slo_sizing(
     else:
         room = max(0, arrivals.covering(probability, new_s, maximum) - warm)
         room_why = f"room for {room} more = {percentile} of jobs arriving in {new_s} s"
+        large = history.large_runs(week, slo.decay, probability)
+        if large.held_at(slot):
+            reserve = min(large.room(), maximum, per_run or maximum) - warm
+            if reserve > room:
+                room = reserve
+                room_why = f"room for {room} more = {large.describe()}"
     return SloSizing(warm, room, arrivals.rate, f"{warm_why}; {room_why} {seen}")
 
 

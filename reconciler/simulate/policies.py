@@ -181,6 +181,8 @@ InstanceScaler = BinPackScaler | ManagedScaling
 class PlannerPolicy(Policy):
     """Runner tasks decided by the real planner each controller cycle (ours and variants)."""
 
+    prepulls_images = True  # its instances are the stack's, whose user data pre-pulls
+
     def __init__(
         self,
         name: str,

@@ -142,6 +142,9 @@ class Policy:
     """A scaling policy: reacts to world events through the world's policy API."""
 
     name = "policy"
+    #: instances it launches pull the runner images while they boot (the stack's user data
+    #: does, deploy/cloudformation), so room on a new instance is warm: no cold pull
+    prepulls_images = False
 
     def attach(self, world: World) -> None:
         """Called once before the first event: schedule timers, create the initial fleet."""
@@ -434,6 +437,10 @@ class World:
                 next(self._ids), provider, instance_type, self.now, runner_startup_s
             )
             instance.free_cpu, instance.free_memory = instance_type.cpu, instance_type.memory
+            if self.policy.prepulls_images:
+                instance.images.update(
+                    pool.name for pool in self.pools.values() if pool.capacity_provider == provider
+                )
             self.instances[instance.id] = instance
             self.totals.instances_launched += 1
             self.at(self.now + boot_s, self._instance_ready, instance)
