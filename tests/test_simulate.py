@@ -101,6 +101,20 @@ def test_policies_differ_as_their_designs_say(worlds):
     assert worlds["tagr"].totals.instances_launched == worlds["tagr"].totals.runners_started
 
 
+def test_our_instances_boot_with_the_runner_images_others_pull_at_first_use(worlds):
+    """The stack's user data pre-pulls the runner images (deploy/cloudformation), so room on
+    a new instance is warm; ARC's and the others' new instances pull at the first runner."""
+    provider = "linux-x64-large"
+    kind = PARAMETERS.instance_type(provider)
+    for name, cached in (
+        ("reconciler", {"enterprise-linux-large"}),
+        ("reactive", {"enterprise-linux-large"}),
+        ("arc", set()),
+    ):
+        instance = worlds[name].launch_instances(provider, 1, kind, 60.0)[0]
+        assert instance.images == cached, name
+
+
 def test_ours_calls_the_real_planner_with_pending_demand(jobs, spec_set, monkeypatch):
     seen: list[int] = []
 
