@@ -1,6 +1,7 @@
 """Reading the CloudFormation template in tests: YAML with the short intrinsic tags, and a small
-evaluator (parameters, conditions, Ref / Fn::If / Fn::Sub / Fn::Join / Fn::GetAtt / Fn::Base64)
-so a test can ask what a deployment with given parameters would contain.
+evaluator (parameters, pseudo parameters, conditions, Ref / Fn::If / Fn::Sub / Fn::Join /
+Fn::GetAtt / Fn::Base64 / Fn::FindInMap) so a test can ask what a deployment with given
+parameters would contain.
 
 It resolves what our template uses and fails loudly on anything else; it is no CloudFormation
 (cfn-lint and moto's CloudFormation check the template itself)."""
@@ -58,6 +59,8 @@ class Deployment:
 
     template: dict[str, Any]
     parameters: dict[str, Any] = field(default_factory=dict)
+    # values of pseudo parameters ("AWS::Region": "eu-west-1"); the others stay "<AWS::...>"
+    pseudo: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         declared = self.template["Parameters"]
@@ -138,6 +141,9 @@ class Deployment:
                 return separator.join(str(i) for i in self.resolve(items))
             if function == "Fn::Base64":
                 return self.resolve(argument)
+            if function == "Fn::FindInMap":
+                name, top, second = (self.resolve(a) for a in argument)
+                return self.template["Mappings"][name][top][second]
             if function == "Fn::Select":
                 index, items = argument
                 return self.resolve(items)[int(self.resolve(index))]
@@ -152,7 +158,7 @@ class Deployment:
         if name in self.values:
             return self.values[name]
         if name.startswith("AWS::"):
-            return f"<{name}>"
+            return self.pseudo.get(name, f"<{name}>")
         if name not in self.template["Resources"]:
             raise ValueError(f"Ref to unknown {name}")
         return f"<{name}>"

@@ -382,6 +382,9 @@ def test_stack_reaches_create_complete_in_a_fresh_moto_account(webhooks: bool) -
         user_data = base64.b64decode(data["UserData"]).decode()
         assert "ECS_CLUSTER=ci-runners\n" in user_data
         assert "ECS_AWSVPC_BLOCK_IMDS=true\n" in user_data
+        # the image pre-pull (tests/test_prepull.py), from the template's UserData mapping
+        assert "export AWS_DEFAULT_REGION=us-east-1\n" in user_data
+        assert "aws ecs list-task-definition-families" in user_data
         service = server.client("ecs").describe_services(
             cluster="ci-runners", services=["ecs-reconciler"]
         )["services"][0]
