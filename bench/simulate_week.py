@@ -15,10 +15,12 @@ pool lets one repository take 80 runners); `shipped`: `specs/` as they are (one 
 every repository; the objective over hand-set idle floors). Group access is GitHub's
 dispatch rule, so every policy gets it alike.
 
-Policies: the six of `simulate` on those specs, plus variants of ours: `reconciler-floors`
-(the objective over the hand-set idle floors and schedules of the same pools in `specs/`: what
-the floors add) and `reconciler-p97` (the objective at percentile 97: the next point of the
-cost frontier).
+Policies: the six of `simulate`, plus variants of ours: `reconciler-floors` (the objective
+over the hand-set `min`, idle floors and schedules of the same pools in `specs/`: what the
+floors add) and `reconciler-p97` (the objective at percentile 97: the next point of the cost
+frontier). `reconciler` runs the design as it is; the peers, which have no objective, run it
+with the hand-set warm pools of `specs/` (the `reconciler-floors` specs: ARC's minRunners,
+TAGR's idle pool and ecs-managed's floors are those counts), as their users would set them.
 
     .venv/bin/python bench/simulate_week.py [--week generated|surge-storm|both]
         [--seed 7] [--storm-seed 7] [--specs groups|shipped] [--policy NAME ...] [--json FILE]
@@ -134,7 +136,9 @@ def run_week(shape: str, seed: int, names: list[str], design: str) -> list[Polic
     for name in names:
         print(f"{shape}: running {name} ...", file=sys.stderr, flush=True)
         policy = "reconciler" if name in VARIANTS else name
-        report = run_policy(policy, jobs, specs.get(name, shipped), parameters, history=learned)
+        # the peers have no objective: they get the hand-set warm pools of specs/
+        spec_set = shipped if name == "reconciler" else specs.get(name, specs["reconciler-floors"])
+        report = run_policy(policy, jobs, spec_set, parameters, history=learned)
         report.policy = name
         reports.append(report)
     print(

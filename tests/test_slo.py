@@ -216,6 +216,9 @@ def test_large_runs_get_room_at_the_times_they_come() -> None:
         "room for 115 more = 97.5% of the jobs of the 11 large runs learned (20-130 jobs), "
         "held at times bringing 98% of them" in sizing.reason
     )
+    # largeRuns: false keeps the objective on the pool's jobs as a whole
+    pooled = SLO.model_copy(update={"large_runs": False})
+    assert "large runs" not in slo_sizing(pooled, MATRIX_WEEK, MONDAY_0900, 200).reason
     # an hour before the matrices the pooled 4 h see them all: the room is ready in time;
     # three hours before, and on Sunday, the job-weighted count alone
     before = slo_sizing(SLO, MATRIX_WEEK, MONDAY_0900 - datetime.timedelta(minutes=60), 200)

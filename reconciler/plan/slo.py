@@ -399,7 +399,7 @@ def slo_sizing(
         room = max(0, arrivals.covering(probability, new_s, maximum) - warm)
         room_why = f"room for {room} more = {percentile} of jobs arriving in {new_s} s"
         large = history.large_runs(week, slo.decay, probability)
-        if large.held_at(slot):
+        if slo.large_runs and large.held_at(slot):
             reserve = min(large.room(), maximum, per_run or maximum) - warm
             if reserve > room:
                 room = reserve

@@ -305,6 +305,12 @@ class QueueWaitSlo(SpecModel):
         le=1,
         description="Weight of each older week's arrivals relative to the next (1: equal).",
     )
+    large_runs: bool = Field(
+        default=True,
+        description="Keep instance room for the learned large runs (matrices of 20+ jobs), so "
+        "the objective holds for their jobs too; false: on the pool's jobs as a whole, which "
+        "costs less where matrices come at random times but lets them wait for new instances.",
+    )
 
     @field_validator("percentile", mode="before")
     @classmethod
