@@ -17,10 +17,12 @@ dispatch rule, so every policy gets it alike.
 
 Policies: the six of `simulate`, plus variants of ours: `reconciler-floors` (the objective
 over the hand-set `min`, idle floors and schedules of the same pools in `specs/`: what the
-floors add) and `reconciler-p97` (the objective at percentile 97: the next point of the cost
-frontier). `reconciler` runs the design as it is; the peers, which have no objective, run it
-with the hand-set warm pools of `specs/` (the `reconciler-floors` specs: ARC's minRunners,
-TAGR's idle pool and ecs-managed's floors are those counts), as their users would set them.
+floors add), `reconciler-p97` (the objective at percentile 97: the next point of the cost
+frontier) and `reconciler-pooled` (`slo.largeRuns: false`: the objective on each pool's jobs
+as a whole, no room held for matrices). `reconciler` runs the design as it is; the peers,
+which have no objective, run it with the hand-set warm pools of `specs/` (the
+`reconciler-floors` specs: ARC's minRunners, TAGR's idle pool and ecs-managed's floors are
+those counts), as their users would set them.
 
     .venv/bin/python bench/simulate_week.py [--week generated|surge-storm|both]
         [--seed 7] [--storm-seed 7] [--specs groups|shipped] [--policy NAME ...] [--json FILE]
@@ -66,10 +68,11 @@ SPEC_DESIGNS = {
 #: the week's point (generated: 40-80-job matrices; surge-storm: 400 jobs beyond max 40)
 EXCLUDED = {"generated": NOISY_REPOSITORY, "surge-storm": MATRIX_REPOSITORY}
 #: variant -> (objective percentile, or None: as the pools say; whether the hand-set idle
-#: floors and schedules of the same pools in specs/ are added)
-VARIANTS: dict[str, tuple[float | None, bool]] = {
-    "reconciler-floors": (None, True),
-    "reconciler-p97": (97, False),
+#: floors and schedules of the same pools in specs/ are added; slo.largeRuns)
+VARIANTS: dict[str, tuple[float | None, bool, bool]] = {
+    "reconciler-floors": (None, True, True),
+    "reconciler-p97": (97, False, True),
+    "reconciler-pooled": (None, False, False),
 }
 
 
@@ -92,18 +95,22 @@ def history(shape: str, seed: int) -> list[TraceJob]:
     ]
 
 
-def variant(spec_set: SpecSet, percentile_: float | None, floors: bool) -> SpecSet:
-    """The spec set with every objective at another percentile (None: unchanged) and, with
-    `floors`, each pool's `min`, `idle` and `schedules` taken from its namesake in specs/."""
+def variant(
+    spec_set: SpecSet, percentile_: float | None, floors: bool, large_runs: bool
+) -> SpecSet:
+    """The spec set with every objective at another percentile (None: unchanged) and
+    `largeRuns` as given and, with `floors`, each pool's `min`, `idle` and `schedules` taken
+    from its namesake in specs/."""
     shipped = {pool.metadata.name: pool.spec.scaling for pool in load_design("shipped").pools}
     resources = []
     for loaded in spec_set.resources:
         resource = loaded.resource
         if isinstance(resource, RunnerPool) and resource.spec.scaling.slo is not None:
             scaling = resource.spec.scaling
-            update: dict[str, Any] = {}
+            objective: dict[str, Any] = {"large_runs": large_runs}
             if percentile_ is not None:
-                update["slo"] = scaling.slo.model_copy(update={"percentile": percentile_})
+                objective["percentile"] = percentile_
+            update: dict[str, Any] = {"slo": scaling.slo.model_copy(update=objective)}
             hand_set = shipped.get(resource.metadata.name)
             if floors and hand_set is not None:
                 update.update(min=hand_set.min, idle=hand_set.idle, schedules=hand_set.schedules)
