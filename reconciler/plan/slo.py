@@ -47,6 +47,7 @@ import datetime
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ..spec.models import WEEKDAYS, QueueWaitSlo, duration_seconds
 
@@ -70,6 +71,8 @@ LARGE_RUN_POOLED_DAYS = (-1, 0, 1)
 #: brings more large runs at quiet times than the weeks learned (a few matrices a week make
 #: that share vary a lot)
 LARGE_RUN_BUDGET_SHARE = 0.25
+#: what ArrivalHistory keeps of the weeks that are over
+Learned = TypeVar("Learned", "Arrivals", "LargeRuns")
 # 1970-01-05 was a Monday: weeks are counted from there, in UTC
 _EPOCH_MONDAY = datetime.datetime(1970, 1, 5, tzinfo=datetime.UTC)
 
@@ -245,31 +248,26 @@ class ArrivalHistory:
     # learned(week, ...) reads only the weeks before `week`; up to the newest week watched
     # those are over and never change again, so what was learned of them is kept (the sizing
     # windows overlap, and the simulator asks the same slots cycle after cycle)
-    _memo: dict[tuple[object, ...], Arrivals] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-    _large_memo: dict[tuple[object, ...], LargeRuns] = field(
+    _memo: dict[tuple[object, ...], Arrivals | LargeRuns] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
     def large_runs(self, week: int, decay: float, probability: float) -> LargeRuns:
         """The large runs of the observed weeks before `week` (`learn_large_runs`)."""
-        key = (week, decay, probability)
-        known = self._large_memo.get(key)
-        if known is None:
-            known = learn_large_runs(self.squares, self.observed_from, week, decay, probability)
-            if week <= max(self.observed_from, default=week):  # the weeks read are over
-                self._large_memo[key] = known
-        return known
+        return self._kept(
+            ("large", week, decay, probability),
+            week,
+            lambda: learn_large_runs(self.squares, self.observed_from, week, decay, probability),
+        )
 
-    def _kept(self, key: tuple[object, ...], week: int, learn: Callable[[], Arrivals]) -> Arrivals:
+    def _kept(self, key: tuple[object, ...], week: int, learn: Callable[[], Learned]) -> Learned:
         """`learn()`, which reads the weeks before `week`: kept if those are all over."""
         if week > max(self.observed_from, default=week):
             return learn()  # it reads the week in progress
         known = self._memo.get(key)
         if known is None:
             known = self._memo[key] = learn()
-        return known
+        return known  # type: ignore[return-value]  # a key keeps the kind it was learned as
 
     def learned(self, week: int, slot: int, decay: float) -> Arrivals:
         """`slot`'s arrivals: decayed means over the observed weeks before `week`."""
@@ -398,8 +396,8 @@ def slo_sizing(
     else:
         room = max(0, arrivals.covering(probability, new_s, maximum) - warm)
         room_why = f"room for {room} more = {percentile} of jobs arriving in {new_s} s"
-        large = history.large_runs(week, slo.decay, probability)
-        if slo.large_runs and large.held_at(slot):
+        large = history.large_runs(week, slo.decay, probability) if slo.large_runs else None
+        if large is not None and large.held_at(slot):
             reserve = min(large.room(), maximum, per_run or maximum) - warm
             if reserve > room:
                 room = reserve
